@@ -1,0 +1,112 @@
+//! `kiln bench`: training throughput of kiln's own step on each CPU backend, printed in the
+//! same form as `../shared/bench/torch_ref.py` so the two can be read side by side.
+//!
+//! Each backend runs the model for `warmup` untimed steps and `steps` timed ones on one fixed
+//! batch, through the same [`crate::train::fit::step`] the service uses. A breakdown times the
+//! phases of a step separately (tensor upload, forward and loss, backward, optimizer update,
+//! reading the loss back) to show where the time goes.
+
+use std::time::{Duration, Instant};
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+
+use crate::backend;
+use crate::data::DatasetSpec;
+use crate::jobs::spec::{BackendKind, OptimizerSpec};
+use crate::models::ModelSpec;
+use crate::train::fit;
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Timed optimizer steps per backend.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Untimed steps first (allocation, caches).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Backends to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,ndarray")]
+    pub backends: Vec<String>,
+}
+
+/// Runs the benchmark and prints one line per backend.
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let spec = ModelSpec::LenetBn { batch_norm: true };
+    let data = DatasetSpec::SyntheticImages {
+        train_size: args.batch,
+        test_size: 1,
+        seed: 0,
+    }
+    .load(std::path::Path::new("."), None, None)
+    .map_err(|e| e.to_string())?;
+    let indices: Vec<usize> = (0..args.batch).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for name in &args.backends {
+        let kind = BackendKind::AVAILABLE
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| format!("unknown backend {name}"))?;
+        let resolved = backend::resolve(kind);
+        let device = resolved.device.autodiff();
+        device.seed(0);
+        let mut model = spec.init(data.train.shape, 10, &device);
+        let lr = 0.9;
+        let mut optim = fit::optimizer(&OptimizerSpec::Sgd {
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        });
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut phases = [Duration::ZERO; 5];
+        let mut last_loss = 0.0;
+        let mut timed = Duration::ZERO;
+        for i in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            let (images, labels) = fit::batch(&data.train, &indices, &device);
+            let t_upload = Instant::now();
+            let logits = model.forward(images);
+            let loss = loss_fn.forward(logits, labels);
+            let t_forward = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let t_backward = Instant::now();
+            model = optim.step(lr, model, grads);
+            let t_update = Instant::now();
+            last_loss = loss.into_scalar::<f32>();
+            let end = Instant::now();
+            if i >= args.warmup {
+                timed += end - start;
+                for (phase, d) in phases.iter_mut().zip([
+                    t_upload - start,
+                    t_forward - t_upload,
+                    t_backward - t_forward,
+                    t_update - t_backward,
+                    end - t_update,
+                ]) {
+                    *phase += d;
+                }
+            }
+        }
+        let per_sec = (args.steps * args.batch) as f64 / timed.as_secs_f64();
+        println!(
+            "model=lenet_bn engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
+            resolved.name, args.batch, args.steps
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0 / args.steps as f64;
+        println!(
+            "  per step: {:.2} ms = upload {:.2} + forward {:.2} + backward {:.2} + update {:.2} + readback {:.2}",
+            ms(timed),
+            ms(phases[0]),
+            ms(phases[1]),
+            ms(phases[2]),
+            ms(phases[3]),
+            ms(phases[4])
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! The one configuration of a kiln server.
+//!
+//! Parsed once in `main.rs` from command-line flags, each with a `KILN_*` environment fallback,
+//! and passed down by value. Everything the server keeps lives under [`Config::data_dir`]; the
+//! `max_*` fields are the server-side caps that job validation enforces.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Settings of `kiln serve`. Every field is a flag with an environment fallback.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port the HTTP API listens on.
+    #[arg(long, env = "KILN_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory holding everything the server keeps: the SQLite database, checkpoints and
+    /// data sets (`<data-dir>/datasets/fashion-mnist/` is searched before the system copy).
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+    pub data_dir: PathBuf,
+
+    /// Number of jobs that train at the same time on CPU backends.
+    #[arg(long, env = "KILN_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+
+    /// Most jobs that may wait in the queue; a submit beyond it gets 429 with `Retry-After`.
+    #[arg(long, env = "KILN_QUEUE_CAPACITY", default_value_t = 64)]
+    pub queue_capacity: usize,
+
+    /// Largest `training.epochs` a job may ask for.
+    #[arg(long, env = "KILN_MAX_EPOCHS", default_value_t = 1000)]
+    pub max_epochs: u32,
+
+    /// Largest `training.batch_size` a job may ask for.
+    #[arg(long, env = "KILN_MAX_BATCH_SIZE", default_value_t = 4096)]
+    pub max_batch_size: usize,
+
+    /// Largest model, in trainable parameters, a job may build.
+    #[arg(long, env = "KILN_MAX_PARAMETERS", default_value_t = 50_000_000)]
+    pub max_parameters: usize,
+
+    /// Largest number of examples a generated (`synthetic_*`) data set may have, train and test
+    /// together.
+    #[arg(long, env = "KILN_MAX_SYNTHETIC_EXAMPLES", default_value_t = 200_000)]
+    pub max_synthetic_examples: usize,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
+    #[arg(long, env = "KILN_RETRY_AFTER_SECS", default_value_t = 30)]
+    pub retry_after_secs: u64,
+}
+
+impl Config {
+    /// The defaults of every flag, serving from `data_dir` on an ephemeral loopback port; what
+    /// tests and benchmarks start from. `KILN_*` variables in the environment still apply.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = <Defaults as clap::Parser>::parse_from(["kiln"]).config;
+        config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = data_dir.into();
+        config
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kiln.sqlite3")
+    }
+
+    /// Directory holding one folder per job (its checkpoints).
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
+    /// Directory holding data sets a user placed or uploaded.
+    pub fn datasets_dir(&self) -> PathBuf {
+        self.data_dir.join("datasets")
+    }
+}

@@ -1,0 +1,172 @@
+//! The one error type of the API, answered as RFC 9457 problem details.
+//!
+//! Every failure a handler can return becomes an [`ApiError`] with a stable machine-readable
+//! `type`, the right status and a `detail` that names the field or limit at fault. Internal
+//! errors are logged with their cause and answered with a generic message: nothing about the
+//! server's insides leaks to clients.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::jobs::JobError;
+use crate::jobs::spec::{FieldError, SpecParseError};
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{detail}")]
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    QueueFull {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The body of every error response (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem, e.g. `validation_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request, naming the field or limit.
+    pub detail: String,
+    /// For `validation_error`: every problem found, each with its field path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// The status, stable type and title of this error.
+    pub fn status_code(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "The request is malformed",
+            ),
+            Self::Validation { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_error",
+                "The request is not a valid job definition",
+            ),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "No such resource"),
+            Self::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "The resource is not in a state that allows this",
+            ),
+            Self::QueueFull { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                "The job queue is full",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// A 422 for one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::from_fields(vec![FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        }])
+    }
+
+    fn from_fields(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::Validation { detail, errors }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::Parse(SpecParseError::Syntax(message)) => {
+                Self::BadRequest(format!("the body is not valid JSON: {message}"))
+            }
+            JobError::Parse(SpecParseError::Field(field)) => Self::from_fields(vec![field]),
+            JobError::Invalid(errors) => Self::from_fields(errors),
+            JobError::NotFound(what) => Self::NotFound(what),
+            JobError::Conflict(message) => Self::Conflict(message),
+            JobError::QueueFull {
+                waiting,
+                retry_after_secs,
+            } => Self::QueueFull {
+                detail: format!(
+                    "the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"
+                ),
+                retry_after_secs,
+            },
+            internal @ (JobError::Store(_) | JobError::Io(_)) => {
+                Self::Internal(internal.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.status_code();
+        let detail = match &self {
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "the server failed to handle this request; it has been logged".to_string()
+            }
+            other => other.to_string(),
+        };
+        let retry_after = match &self {
+            Self::QueueFull {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let errors = match self {
+            Self::Validation { errors, .. } => errors,
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

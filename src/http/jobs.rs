@@ -1,0 +1,294 @@
+//! `/jobs`: submit, list, inspect, cancel and delete jobs; read their metrics; download their
+//! checkpoints.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::ReaderStream;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use crate::jobs::{Job, JobId, JobStatus};
+use crate::train::checkpoint::CheckpointInfo;
+use crate::train::metrics::{EpochMetrics, StepPoint};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(submit).get(list))
+        .route("/jobs/{id}", get(show).delete(remove))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/metrics", get(metrics))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/checkpoints/{checkpoint_id}", get(download))
+}
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse_str(raw).map_err(|_| ApiError::NotFound(format!("job {raw}")))
+}
+
+/// Parses an optional cursor (`after`) and page size (`limit`).
+fn page(after: Option<&str>, limit: Option<&str>) -> Result<(i64, usize), ApiError> {
+    let after =
+        match after {
+            None | Some("") => 0,
+            Some(raw) => raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
+                ApiError::invalid("after", "must be a cursor returned as next_after")
+            })?,
+        };
+    let limit = match limit {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))
+            })?,
+    };
+    Ok((after, limit))
+}
+
+fn located(status: StatusCode, job: Job) -> Response {
+    let location =
+        HeaderValue::from_str(&format!("/jobs/{}", job.id)).expect("a UUID path is a valid header");
+    (status, [(header::LOCATION, location)], Json(job)).into_response()
+}
+
+/// Submit a job definition. It is validated, stored and queued.
+#[utoipa::path(post, path = "/jobs", tag = "jobs",
+    request_body(content = crate::jobs::spec::JobSpec, description = "The job definition"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a submit safely: the same key returns the same job")),
+    responses(
+        (status = 201, description = "Queued", body = Job, headers(("Location" = String, description = "/jobs/{id}"))),
+        (status = 200, description = "Already submitted with this Idempotency-Key", body = Job),
+        (status = 400, description = "Not JSON", body = Problem),
+        (status = 409, description = "Idempotency-Key reused with another definition", body = Problem),
+        (status = 413, description = "Body over the size limit"),
+        (status = 422, description = "Invalid definition; each problem names its field", body = Problem),
+        (status = 429, description = "Queue full; see Retry-After", body = Problem),
+    ))]
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Idempotency-Key",
+                        format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                    )
+                })?,
+        ),
+    };
+    let submitted = state.jobs.submit(&body, key)?;
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(located(status, submitted.job))
+}
+
+/// Query of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+struct ListQuery {
+    /// Only jobs with this status.
+    status: Option<String>,
+    /// Cursor from the previous page's `next_after`.
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<String>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+struct JobPage {
+    jobs: Vec<Job>,
+    /// Pass as `after` to get the next page; absent on an empty page.
+    next_after: Option<String>,
+}
+
+/// List jobs, oldest first, optionally of one status.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobPage), (status = 422, body = Problem)))]
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::invalid("status", format!("must be one of {}", names.join(", ")))
+            })
+        })
+        .transpose()?;
+    let (after, limit) = page(q.after.as_deref(), q.limit.as_deref())?;
+    let (jobs, last) = state.jobs.list(status, after, limit)?;
+    Ok(Json(JobPage {
+        jobs,
+        next_after: last.map(|c| c.to_string()),
+    }))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    responses((status = 200, body = Job), (status = 404, body = Problem)))]
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.jobs.get(job_id(&id)?)?))
+}
+
+/// Cancel a job: a queued one at once, a running one at its next step.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+    responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, description = "Already finished", body = Problem)))]
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.jobs.cancel(job_id(&id)?)?))
+}
+
+/// Delete a finished job with its metrics and checkpoints.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 409, description = "Queued or running", body = Problem)))]
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.jobs.delete(job_id(&id)?)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /jobs/{id}/metrics`.
+#[derive(Debug, Deserialize, IntoParams)]
+struct MetricsQuery {
+    /// Cursor from the previous answer's `next_after`: only newer step points are returned.
+    after: Option<String>,
+    /// Most step points to return, 1 to 1000 (default 100).
+    limit: Option<String>,
+}
+
+/// The newest value of each metric.
+#[derive(Debug, Default, Serialize, ToSchema)]
+struct Latest {
+    epoch: Option<u32>,
+    step: Option<u64>,
+    loss: Option<f64>,
+    train_loss: Option<f64>,
+    train_accuracy: Option<f64>,
+    test_loss: Option<f64>,
+    test_accuracy: Option<f64>,
+    examples_per_sec: Option<f64>,
+}
+
+/// A job's metrics.
+#[derive(Debug, Serialize, ToSchema)]
+struct Metrics {
+    status: JobStatus,
+    latest: Latest,
+    /// One row per completed epoch.
+    epochs: Vec<EpochMetrics>,
+    /// Step points after the cursor, oldest first.
+    steps: Vec<StepPoint>,
+    /// Pass as `after` to get only newer step points; the same cursor when nothing is new.
+    next_after: Option<String>,
+}
+
+/// A job's per-epoch metrics and its step-level loss, paged by cursor.
+#[utoipa::path(get, path = "/jobs/{id}/metrics", tag = "jobs", params(MetricsQuery),
+    responses((status = 200, body = Metrics), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn metrics(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> Result<Json<Metrics>, ApiError> {
+    let (after, limit) = page(q.after.as_deref(), q.limit.as_deref())?;
+    let page = state.jobs.metrics(job_id(&id)?, after, limit)?;
+    let last_epoch = page.epochs.last();
+    let latest = Latest {
+        epoch: last_epoch.map(|e| e.epoch),
+        step: page.last_step.as_ref().map(|s| s.step),
+        loss: page.last_step.as_ref().map(|s| s.loss),
+        train_loss: last_epoch.map(|e| e.train_loss),
+        train_accuracy: last_epoch.map(|e| e.train_accuracy),
+        test_loss: last_epoch.map(|e| e.test_loss),
+        test_accuracy: last_epoch.map(|e| e.test_accuracy),
+        examples_per_sec: last_epoch.map(|e| e.examples_per_sec),
+    };
+    let next_after = page.next_after.unwrap_or(after);
+    Ok(Json(Metrics {
+        status: page.status,
+        latest,
+        epochs: page.epochs,
+        steps: page.steps,
+        next_after: Some(next_after.to_string()),
+    }))
+}
+
+/// A job's checkpoints, oldest first.
+#[utoipa::path(get, path = "/jobs/{id}/checkpoints", tag = "jobs",
+    responses((status = 200, body = Vec<CheckpointInfo>), (status = 404, body = Problem)))]
+async fn checkpoints(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CheckpointInfo>>, ApiError> {
+    Ok(Json(state.jobs.checkpoints(job_id(&id)?)?))
+}
+
+/// Download a checkpoint's model weights (a Burn burnpack file, `.bpk`).
+#[utoipa::path(get, path = "/jobs/{id}/checkpoints/{checkpoint_id}", tag = "jobs",
+    responses(
+        (status = 200, description = "The burnpack file", content_type = "application/octet-stream",
+         headers(("X-Checksum-Sha256" = String, description = "SHA-256 of the body"))),
+        (status = 404, body = Problem)))]
+async fn download(
+    State(state): State<AppState>,
+    Path((id, checkpoint_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let checkpoint_id: i64 = checkpoint_id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))?;
+    let (info, path) = state.jobs.checkpoint_file(id, checkpoint_id)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+    let disposition = format!("attachment; filename=\"{id}-{checkpoint_id}.bpk\"");
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_LENGTH, info.bytes.to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (
+            header::HeaderName::from_static("x-checksum-sha256"),
+            info.sha256.clone(),
+        ),
+    ];
+    Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
+}
+
+/// Path list for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(submit, list, show, cancel, remove, metrics, checkpoints, download))]
+pub struct Paths;

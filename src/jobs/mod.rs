@@ -1,0 +1,109 @@
+//! Jobs: their definition, their durable record, the queue that admits them and the workers
+//! that train them.
+//!
+//! - [`spec`]: `JobSpec` (what a client sends) → `ValidJobSpec` (what kiln runs).
+//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index. All SQL lives there.
+//! - [`queue`]: bounded admission and the order in which queued jobs start.
+//! - [`worker`]: the pool of threads that train, and the restart recovery.
+//! - [`service`]: the operations the HTTP layer calls (submit, cancel, delete ...).
+
+pub mod queue;
+pub mod service;
+pub mod spec;
+pub mod store;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use service::{JobError, Jobs};
+pub use spec::ValidJobSpec;
+
+/// Identifies a job.
+pub type JobId = Uuid;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Every status, by name.
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a name from [`JobStatus::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the job will not change any more.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// How far training has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: u32,
+    /// Epochs the job will run.
+    pub epochs: u32,
+    /// Optimizer steps taken since the start.
+    pub step: u64,
+    /// Optimizer steps the whole job will take.
+    pub steps: u64,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: JobId,
+    pub name: Option<String>,
+    pub status: JobStatus,
+    /// The definition as resolved, defaults filled in.
+    pub spec: ValidJobSpec,
+    pub progress: Progress,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Why the job failed, in words a user can act on.
+    pub error: Option<String>,
+    /// The device the job trains on, once it started (e.g. `cpu (flex)`).
+    pub backend: Option<String>,
+    /// Trainable parameters of the model.
+    pub parameters: u64,
+}
+
+/// The current time as RFC 3339.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 formats every UTC time")
+}

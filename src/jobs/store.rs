@@ -1,0 +1,486 @@
+//! The durable record of the service: jobs, their metrics and their checkpoint index, in one
+//! SQLite database in the data dir. All SQL of kiln is in this file.
+//!
+//! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
+//! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
+//! (an indexed lookup or a single-row write) and the database runs in WAL mode, so holding the
+//! lock never waits on training. The checkpoint *files* are not here: see
+//! [`crate::train::checkpoint`].
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::spec::ValidJobSpec;
+use super::{Job, JobId, JobStatus, Progress};
+use crate::train::checkpoint::CheckpointInfo;
+use crate::train::metrics::{EpochMetrics, StepPoint};
+
+/// A database failure; never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored value is not valid: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    name            TEXT,
+    status          TEXT NOT NULL,
+    spec            TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    parameters      INTEGER NOT NULL,
+    backend         TEXT,
+    error           TEXT,
+    epoch           INTEGER NOT NULL DEFAULT 0,
+    epochs          INTEGER NOT NULL,
+    step            INTEGER NOT NULL DEFAULT 0,
+    steps           INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    epoch   INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (job_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS step_metrics (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    step   INTEGER NOT NULL,
+    epoch  INTEGER NOT NULL,
+    loss   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS step_metrics_job ON step_metrics (job_id, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    epoch      INTEGER NOT NULL,
+    step       INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    dir        TEXT NOT NULL,
+    metrics    TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, id);
+";
+
+/// A job about to be inserted.
+pub struct NewJob<'a> {
+    pub id: JobId,
+    pub spec: &'a ValidJobSpec,
+    pub idempotency_key: Option<&'a str>,
+    pub parameters: u64,
+    pub steps: u64,
+}
+
+/// A page of a job's metrics.
+pub struct MetricsPage {
+    pub status: JobStatus,
+    pub epochs: Vec<EpochMetrics>,
+    pub steps: Vec<StepPoint>,
+    /// Cursor of the last step point returned, to pass as `after` next time.
+    pub next_after: Option<i64>,
+    /// The newest step point, whatever the page.
+    pub last_step: Option<StepPoint>,
+}
+
+/// The database.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
+                           created_at, started_at, finished_at";
+
+/// A `jobs` row before its JSON and status columns are decoded (a row closure cannot return
+/// decoding errors).
+struct JobRow {
+    id: String,
+    name: Option<String>,
+    status: String,
+    spec: String,
+    parameters: i64,
+    backend: Option<String>,
+    error: Option<String>,
+    progress: Progress,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+impl JobRow {
+    /// Reads the [`JOB_COLUMNS`] of `row`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            status: row.get(2)?,
+            spec: row.get(3)?,
+            parameters: row.get(4)?,
+            backend: row.get(5)?,
+            error: row.get(6)?,
+            progress: Progress {
+                epoch: row.get(7)?,
+                epochs: row.get(8)?,
+                step: row.get::<_, i64>(9)? as u64,
+                steps: row.get::<_, i64>(10)? as u64,
+            },
+            created_at: row.get(11)?,
+            started_at: row.get(12)?,
+            finished_at: row.get(13)?,
+        })
+    }
+
+    fn into_job(self) -> Result<Job> {
+        Ok(Job {
+            id: JobId::parse_str(&self.id)
+                .map_err(|_| StoreError::Corrupt(format!("job id {:?}", self.id)))?,
+            name: self.name,
+            status: JobStatus::parse(&self.status)
+                .ok_or(StoreError::Corrupt(format!("status {:?}", self.status)))?,
+            spec: serde_json::from_str(&self.spec)?,
+            progress: self.progress,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            error: self.error,
+            backend: self.backend,
+            parameters: self.parameters as u64,
+        })
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written: keep serving.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Inserts a queued job and returns it.
+    pub fn insert_job(&self, new: NewJob<'_>) -> Result<Job> {
+        self.db().execute(
+            "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                new.id.to_string(),
+                new.spec.name,
+                serde_json::to_string(new.spec)?,
+                new.idempotency_key,
+                new.parameters as i64,
+                new.spec.training.epochs,
+                new.steps as i64,
+                super::now(),
+            ],
+        )?;
+        Ok(self.job(new.id)?.expect("the row just inserted"))
+    }
+
+    /// The job with `id`.
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        let row = self
+            .db()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id.to_string()],
+                JobRow::read,
+            )
+            .optional()?;
+        row.map(JobRow::into_job).transpose()
+    }
+
+    /// The job submitted with `key`.
+    pub fn job_by_idempotency_key(&self, key: &str) -> Result<Option<Job>> {
+        let row = self
+            .db()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
+                [key],
+                JobRow::read,
+            )
+            .optional()?;
+        row.map(JobRow::into_job).transpose()
+    }
+
+    /// Jobs in submission order, after cursor `after`, optionally of one status. Returns the
+    /// jobs and the cursor of the last one.
+    pub fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Job>, Option<i64>)> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!(
+            "SELECT {JOB_COLUMNS}, seq FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![after, status.map(JobStatus::as_str), limit as i64],
+            |row| Ok((JobRow::read(row)?, row.get::<_, i64>(14)?)),
+        )?;
+        let mut jobs = Vec::new();
+        let mut last = None;
+        for row in rows {
+            let (job, seq) = row?;
+            jobs.push(job.into_job()?);
+            last = Some(seq);
+        }
+        Ok((jobs, last))
+    }
+
+    /// Ids of the jobs with `status`, oldest first.
+    pub fn job_ids_with_status(&self, status: JobStatus) -> Result<Vec<JobId>> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id FROM jobs WHERE status = ?1 ORDER BY seq")?;
+        let ids = stmt.query_map([status.as_str()], |row| row.get::<_, String>(0))?;
+        Ok(ids
+            .filter_map(|id| id.ok().and_then(|id| JobId::parse_str(&id).ok()))
+            .collect())
+    }
+
+    /// Marks a job running on `backend`; keeps the first start time of a resumed job.
+    pub fn mark_running(&self, id: JobId, backend: &str) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET status = 'running', backend = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
+            params![id.to_string(), backend, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Puts a job back in the queue (server shutdown or restart), keeping its metrics.
+    pub fn mark_queued(&self, id: JobId) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET status = 'queued' WHERE id = ?1",
+            [id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a job with `status` and, for failures, the reason.
+    pub fn finish_job(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+            params![id.to_string(), status.as_str(), error, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records how far a job has come.
+    pub fn set_progress(&self, id: JobId, progress: Progress) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET epoch = ?2, epochs = ?3, step = ?4, steps = ?5 WHERE id = ?1",
+            params![
+                id.to_string(),
+                progress.epoch,
+                progress.epochs,
+                progress.step as i64,
+                progress.steps as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records step points and the progress they bring, in one transaction.
+    pub fn record_steps(&self, id: JobId, points: &[StepPoint], progress: Progress) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO step_metrics (job_id, step, epoch, loss) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for p in points {
+                stmt.execute(params![id.to_string(), p.step as i64, p.epoch, p.loss])?;
+            }
+        }
+        tx.execute(
+            "UPDATE jobs SET epoch = ?2, step = ?3 WHERE id = ?1",
+            params![id.to_string(), progress.epoch, progress.step as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an epoch's summary.
+    pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics) -> Result<()> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
+            params![
+                id.to_string(),
+                metrics.epoch,
+                serde_json::to_string(metrics)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the metrics a resumed job will produce again: step points after `step` and epoch
+    /// rows after `epoch`.
+    pub fn truncate_metrics(&self, id: JobId, epoch: u32, step: u64) -> Result<()> {
+        let db = self.db();
+        db.execute(
+            "DELETE FROM step_metrics WHERE job_id = ?1 AND step > ?2",
+            params![id.to_string(), step as i64],
+        )?;
+        db.execute(
+            "DELETE FROM epoch_metrics WHERE job_id = ?1 AND epoch > ?2",
+            params![id.to_string(), epoch],
+        )?;
+        Ok(())
+    }
+
+    /// A job's epoch rows and up to `limit` step points after cursor `after`.
+    pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<Option<MetricsPage>> {
+        let db = self.db();
+        let status: Option<String> = db
+            .query_row(
+                "SELECT status FROM jobs WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let status =
+            JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
+        let mut stmt = db
+            .prepare_cached("SELECT metrics FROM epoch_metrics WHERE job_id = ?1 ORDER BY epoch")?;
+        let epochs = stmt
+            .query_map([id.to_string()], |r| r.get::<_, String>(0))?
+            .map(|json| Ok(serde_json::from_str(&json?)?))
+            .collect::<Result<Vec<EpochMetrics>>>()?;
+        let point = |r: &Row<'_>| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                StepPoint {
+                    step: r.get::<_, i64>(1)? as u64,
+                    epoch: r.get(2)?,
+                    loss: r.get(3)?,
+                },
+            ))
+        };
+        let mut stmt = db.prepare_cached(
+            "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![id.to_string(), after, limit as i64], point)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let last_step = db
+            .query_row(
+                "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
+                [id.to_string()],
+                point,
+            )
+            .optional()?
+            .map(|(_, p)| p);
+        let next_after = rows.last().map(|(seq, _)| *seq);
+        Ok(Some(MetricsPage {
+            status,
+            epochs,
+            steps: rows.into_iter().map(|(_, p)| p).collect(),
+            next_after,
+            last_step,
+        }))
+    }
+
+    /// Indexes a checkpoint written to `dir`; returns its id.
+    pub fn insert_checkpoint(&self, id: JobId, info: &CheckpointInfo, dir: &str) -> Result<i64> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                id.to_string(),
+                info.epoch,
+                info.step as i64,
+                info.bytes as i64,
+                info.sha256,
+                dir,
+                info.metrics
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+                info.created_at,
+            ],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    /// A job's checkpoints, oldest first, each with the directory holding its files.
+    pub fn checkpoints(&self, id: JobId) -> Result<Vec<(CheckpointInfo, String)>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT id, epoch, step, bytes, sha256, dir, metrics, created_at FROM checkpoints WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id.to_string()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (cid, epoch, step, bytes, sha256, dir, metrics, created_at) = row?;
+            let metrics = metrics.map(|m| serde_json::from_str(&m)).transpose()?;
+            let info = CheckpointInfo {
+                id: cid,
+                epoch,
+                step: step as u64,
+                bytes: bytes as u64,
+                sha256,
+                metrics,
+                created_at,
+            };
+            out.push((info, dir));
+        }
+        Ok(out)
+    }
+
+    /// Removes a checkpoint from the index.
+    pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
+        Ok(())
+    }
+
+    /// Removes a job with its metrics and checkpoint index.
+    pub fn delete_job(&self, id: JobId) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! # kiln
+//!
+//! A model-training microservice. Clients submit job definitions over HTTP — a model, a data
+//! set, hyperparameters and a backend — and a pool of workers trains them with Burn, recording
+//! metrics and checkpoints in a data directory that survives restarts.
+//!
+//! ## Layout
+//!
+//! - [`config`]: the one configuration, from flags and `KILN_*` variables.
+//! - [`http`]: the axum API — router, one module per resource, the error type, OpenAPI.
+//! - [`jobs`]: job definitions and their validation, the SQLite store, the queue, the workers.
+//! - [`train`]: the training loop, its metrics and checkpoints.
+//! - [`models`]: the networks, each built from a Burn `Config`.
+//! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
+//! - [`backend`]: which Burn devices a job can train on.
+//! - [`bench`]: the throughput benchmark behind `kiln bench`.
+//!
+//! [`serve`] runs the whole service on an already-bound listener, which is how the tests start
+//! a real server on `127.0.0.1:0`.
+
+pub mod backend;
+pub mod bench;
+pub mod config;
+pub mod data;
+pub mod http;
+pub mod jobs;
+pub mod models;
+pub mod train;
+
+pub use config::Config;
+pub use http::serve;

@@ -1,0 +1,454 @@
+//! The training loop of an image classifier.
+//!
+//! One call of [`run`] trains a job from its start or from its newest checkpoint to its end:
+//! each epoch visits the training set in an order fixed by the seed and the epoch number, takes
+//! one optimizer step per batch (BatchNorm on batch statistics, updating its running ones), then
+//! evaluates on the test split in evaluation mode (running statistics), records the epoch's
+//! metrics and writes a checkpoint when the policy says so. Between steps it looks at the
+//! cancel and shutdown flags; either stops it at that step boundary after a checkpoint.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::checkpoint::{self, CheckpointInfo, Position};
+use super::metrics::{EpochMetrics, StepPoint};
+use super::{Outcome, TrainError, TrainJob, batches_per_epoch};
+use crate::backend;
+use crate::data::{ImageSet, epoch_order};
+use crate::jobs::Progress;
+use crate::jobs::spec::OptimizerSpec;
+use crate::models::Classifier;
+
+/// Burn's parameter initialisation draws from a process-wide generator: seeding and building
+/// under one lock makes a job's initial weights depend on its seed alone.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Examples per evaluation batch.
+const EVAL_BATCH: usize = 1000;
+
+/// Builds the optimizer a spec asks for.
+pub fn optimizer(spec: &OptimizerSpec) -> ModuleOptimizer {
+    match *spec {
+        OptimizerSpec::Sgd {
+            momentum,
+            weight_decay,
+            ..
+        } => SgdConfig::new()
+            .with_momentum((momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0)
+            }))
+            .with_weight_decay(
+                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+            )
+            .init(),
+        OptimizerSpec::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+            ..
+        } => AdamConfig::new()
+            .with_beta_1(beta1 as f32)
+            .with_beta_2(beta2 as f32)
+            .with_epsilon(epsilon as f32)
+            .with_weight_decay(
+                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+            )
+            .init(),
+    }
+}
+
+/// A batch of images and labels as tensors on `device`.
+pub fn batch(set: &ImageSet, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let (pixels, labels) = set.gather(indices);
+    let s = set.shape;
+    let images = Tensor::from_data(
+        TensorData::new(pixels, [indices.len(), s.channels, s.height, s.width]),
+        device,
+    );
+    let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
+    (images, labels)
+}
+
+/// Number of rows whose largest logit is the label.
+fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> u64 {
+    let predicted: Tensor<1, Int> = logits.argmax(1).flatten(0, 1);
+    predicted.equal(labels).int().sum().into_scalar::<i64>() as u64
+}
+
+/// One optimizer step on one batch: returns the updated model, the batch's loss and how many
+/// of its examples the model (before the update) classified right.
+pub fn step(
+    model: Classifier,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    lr: f64,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+) -> (Classifier, f64, u64) {
+    let logits = model.forward(images);
+    let loss = loss_fn.forward(logits.clone(), labels.clone());
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    let loss_value = f64::from(loss.into_scalar::<f32>());
+    (model, loss_value, correct(logits, labels))
+}
+
+/// Mean loss and accuracy of `model` (in evaluation mode) on `set`.
+pub fn evaluate(model: &Classifier, set: &ImageSet, device: &Device) -> (f64, f64) {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss_sum, mut right) = (0.0, 0u64);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        let (images, labels) = batch(set, chunk, device);
+        let logits = model.forward(images);
+        let loss = loss_fn
+            .forward(logits.clone(), labels.clone())
+            .into_scalar::<f32>();
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        right += correct(logits, labels);
+    }
+    let n = set.len().max(1) as f64;
+    (loss_sum / n, right as f64 / n)
+}
+
+/// Trains `job` to its end, or until it is cancelled or the server stops.
+pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
+    let spec = job.spec;
+    let training = &spec.training;
+    let resolved = backend::resolve(spec.backend);
+    let device = resolved.device.clone().autodiff();
+    job.store.mark_running(job.id, &resolved.name)?;
+    let data = spec.data.source.load(
+        &job.config.datasets_dir(),
+        spec.data.limit_train,
+        spec.data.limit_test,
+    )?;
+
+    let optim = optimizer(&training.optimizer);
+    let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
+        Some((info, dir)) => {
+            tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
+            let fresh = spec
+                .model
+                .init(data.train.shape, data.classes, &resolved.device);
+            let restored = checkpoint::read(dir.as_ref(), fresh, optim)?;
+            (restored.model, restored.optim, restored.position)
+        }
+        None => {
+            let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+            device.seed(training.seed);
+            let model = spec.model.init(data.train.shape, data.classes, &device);
+            crate::models::materialize(&model);
+            (model, optim, Position::default())
+        }
+    };
+    job.store
+        .truncate_metrics(job.id, position.epoch, position.step)?;
+
+    let n = data.train.len();
+    let per_epoch = batches_per_epoch(n, training.batch_size);
+    let mut progress = Progress {
+        epoch: position.epoch,
+        epochs: training.epochs,
+        step: position.step,
+        steps: per_epoch as u64 * u64::from(training.epochs),
+    };
+    job.store.set_progress(job.id, progress)?;
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let lr = training.optimizer.lr();
+    let mut pending: Vec<StepPoint> = Vec::new();
+
+    while position.epoch < training.epochs {
+        let epoch = position.epoch + 1;
+        let started =
+            Instant::now() - std::time::Duration::from_secs_f64(position.totals.train_seconds);
+        let order = epoch_order(n, training.seed, epoch);
+        for b in position.step_in_epoch as usize..per_epoch {
+            let stop = if job.cancel.load(Ordering::SeqCst) {
+                Some(Outcome::Cancelled)
+            } else if job.shutdown.load(Ordering::SeqCst) {
+                Some(Outcome::Interrupted)
+            } else {
+                None
+            };
+            if let Some(outcome) = stop {
+                job.store.record_steps(job.id, &pending, progress)?;
+                save(job, &model, &optim, &position, None)?;
+                return Ok(outcome);
+            }
+
+            let step_started = Instant::now();
+            let indices = &order[b * training.batch_size..((b + 1) * training.batch_size).min(n)];
+            let (images, labels) = batch(&data.train, indices, &device);
+            let (next, loss_value, right) = step(model, &mut optim, &loss_fn, lr, images, labels);
+            model = next;
+
+            position.step += 1;
+            position.step_in_epoch += 1;
+            position.totals.add(
+                loss_value,
+                right,
+                indices.len() as u64,
+                step_started.elapsed().as_secs_f64(),
+            );
+            progress.step = position.step;
+            if !loss_value.is_finite() {
+                job.store.record_steps(job.id, &pending, progress)?;
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: position.step,
+                    loss: loss_value,
+                });
+            }
+            if position.step % u64::from(training.log_every) == 0 || b + 1 == per_epoch {
+                pending.push(StepPoint {
+                    step: position.step,
+                    epoch,
+                    loss: loss_value,
+                });
+                job.store.record_steps(job.id, &pending, progress)?;
+                pending.clear();
+            }
+        }
+
+        let (test_loss, test_accuracy) = evaluate(&model.valid(), &data.test, &resolved.device);
+        let totals = std::mem::take(&mut position.totals);
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: totals.mean_loss(),
+            train_accuracy: totals.accuracy(),
+            test_loss,
+            test_accuracy,
+            examples_per_sec: totals.throughput(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(job = %job.id, epoch, train_loss = metrics.train_loss, test_accuracy, "epoch done");
+        position.epoch = epoch;
+        position.step_in_epoch = 0;
+        progress.epoch = epoch;
+        job.store.record_epoch(job.id, &metrics)?;
+        job.store.set_progress(job.id, progress)?;
+        if epoch % spec.checkpoint.every == 0 || epoch == training.epochs {
+            save(job, &model, &optim, &position, Some(metrics))?;
+        }
+    }
+    Ok(Outcome::Completed)
+}
+
+/// Writes, indexes and prunes a checkpoint.
+fn save(
+    job: &TrainJob<'_>,
+    model: &Classifier,
+    optim: &ModuleOptimizer,
+    position: &Position,
+    metrics: Option<EpochMetrics>,
+) -> Result<(), TrainError> {
+    let written = checkpoint::write(job.config, job.id, job.spec, model, optim, position)?;
+    let info = CheckpointInfo {
+        id: 0,
+        epoch: position.epoch,
+        step: position.step,
+        bytes: written.bytes,
+        sha256: written.sha256,
+        metrics,
+        created_at: crate::jobs::now(),
+    };
+    let dir = written.dir.display().to_string();
+    // A resumed job may write the same step again: the directory was replaced, so drop the old
+    // index rows for it.
+    let existing = job.store.checkpoints(job.id)?;
+    for (old, old_dir) in &existing {
+        if *old_dir == dir {
+            job.store.delete_checkpoint(old.id)?;
+        }
+    }
+    job.store.insert_checkpoint(job.id, &info, &dir)?;
+    let all = job.store.checkpoints(job.id)?;
+    let infos: Vec<CheckpointInfo> = all.iter().map(|(i, _)| i.clone()).collect();
+    for i in checkpoint::to_prune(&infos, job.spec.checkpoint.keep_last as usize) {
+        let (info, dir) = &all[i];
+        job.store.delete_checkpoint(info.id)?;
+        checkpoint::remove(dir.as_ref())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::data::DatasetSpec;
+    use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, TrainingSpec, ValidJobSpec};
+    use crate::models::ModelSpec;
+    use crate::train::metrics::EpochTotals;
+
+    fn images(n: usize, device: &Device) -> Tensor<4> {
+        let set = DatasetSpec::SyntheticImages {
+            train_size: n,
+            test_size: 1,
+            seed: 5,
+        }
+        .load(std::path::Path::new("."), None, None)
+        .unwrap()
+        .train;
+        batch(&set, &(0..n).collect::<Vec<_>>(), device).0
+    }
+
+    fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
+        let plain = Device::flex();
+        let device = plain.clone().autodiff();
+        let model = ModelSpec::LenetBn { batch_norm: true }.init(
+            crate::data::DatasetSpec::FashionMnist.shape(),
+            10,
+            &device,
+        );
+        let x = images(16, &plain);
+        let eval_before = model.valid().forward(x.clone());
+
+        // Training mode: an example's output depends on the rest of its batch.
+        let whole = model.forward(x.clone().autodiff());
+        let half = model.forward(x.clone().slice([0..8]).autodiff());
+        let train_diff = max_abs_diff(whole.inner().slice([0..8]), half.inner());
+        assert!(
+            train_diff > 1e-4,
+            "batch statistics should couple examples ({train_diff})"
+        );
+
+        // Evaluation mode: it does not, and the running statistics have moved.
+        let eval = model.valid();
+        let eval_whole = eval.forward(x.clone());
+        let eval_half = eval.forward(x.clone().slice([0..8]));
+        assert!(max_abs_diff(eval_whole.clone().slice([0..8]), eval_half) < 1e-5);
+        assert!(
+            max_abs_diff(eval_whole.clone(), eval_before) > 1e-4,
+            "training forward passes update running stats"
+        );
+        // And evaluating does not move them.
+        let again = model.valid().forward(x);
+        assert!(max_abs_diff(eval_whole, again) < 1e-6);
+    }
+
+    #[test]
+    fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::with_data_dir(dir.path());
+        let spec = ValidJobSpec {
+            name: None,
+            model: ModelSpec::LenetBn { batch_norm: true },
+            data: DataSpec {
+                source: DatasetSpec::SyntheticImages {
+                    train_size: 32,
+                    test_size: 8,
+                    seed: 1,
+                },
+                limit_train: None,
+                limit_test: None,
+            },
+            training: TrainingSpec {
+                epochs: 1,
+                batch_size: 16,
+                seed: 1,
+                optimizer: OptimizerSpec::Sgd {
+                    lr: 0.1,
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                },
+                log_every: 1,
+            },
+            backend: BackendKind::Cpu,
+            checkpoint: CheckpointPolicy {
+                every: 1,
+                keep_last: 1,
+            },
+        };
+        let plain = Device::flex();
+        let device = plain.clone().autodiff();
+        let shape = spec.data.source.shape();
+        let data = spec.data.source.load(dir.path(), None, None).unwrap();
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut model = spec.model.init(shape, 10, &device);
+        let mut optim = optimizer(&spec.training.optimizer);
+        let idx: Vec<usize> = (0..16).collect();
+        for _ in 0..3 {
+            let (x, y) = batch(&data.train, &idx, &device);
+            model = step(model, &mut optim, &loss_fn, 0.1, x, y).0;
+        }
+        let position = Position {
+            epoch: 0,
+            step_in_epoch: 3,
+            step: 3,
+            totals: EpochTotals::default(),
+        };
+        let written = checkpoint::write(
+            &config,
+            crate::jobs::JobId::new_v4(),
+            &spec,
+            &model,
+            &optim,
+            &position,
+        )
+        .unwrap();
+        let restore = || {
+            let fresh = spec.model.init(shape, 10, &plain);
+            checkpoint::read(&written.dir, fresh, optimizer(&spec.training.optimizer)).unwrap()
+        };
+        let restored = restore();
+        assert_eq!(restored.position, position);
+        assert_eq!(
+            crate::models::materialize(&restored.model),
+            44_878,
+            "a restored model trains"
+        );
+
+        let probe = images(8, &plain);
+        let expected = model.valid().forward(probe.clone());
+        assert!(
+            max_abs_diff(expected, restored.model.valid().forward(probe.clone())) < 1e-6,
+            "weights and running statistics"
+        );
+
+        // The next step matches the uninterrupted run only with the momentum restored.
+        let (x, y) = batch(&data.train, &idx, &device);
+        let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, x.clone(), y.clone());
+        let mut optim2 = restored.optim;
+        let (resumed, l2, _) = step(
+            restored.model,
+            &mut optim2,
+            &loss_fn,
+            0.1,
+            x.clone(),
+            y.clone(),
+        );
+        let (forgetful, _, _) = step(
+            restore().model,
+            &mut optimizer(&spec.training.optimizer),
+            &loss_fn,
+            0.1,
+            x,
+            y,
+        );
+        assert!((l1 - l2).abs() < 1e-6);
+        let expected = uninterrupted.valid().forward(probe.clone());
+        assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);
+        assert!(
+            max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4,
+            "momentum matters here"
+        );
+    }
+}

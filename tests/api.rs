@@ -1,0 +1,397 @@
+//! The job API over real HTTP: validation, the job life cycle, metrics paging, checkpoints,
+//! cancel and delete, idempotency, admission control and the OpenAPI document.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, get_json, submit, synthetic_job, wait_finished, wait_for};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+async fn problem(server: &Server, body: &str) -> (u16, String, Value) {
+    let r = server
+        .client
+        .post(server.url("/jobs"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    (status, ctype, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_job_definitions_get_problem_details_naming_the_field() {
+    let server = Server::start().await;
+    let (status, ctype, body) = problem(
+        &server,
+        r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"},"training":{"batch_size":0}}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["type"], "validation_error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("training.batch_size must be between 1 and 4096"),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["field"], "training.batch_size");
+
+    let (status, _, body) = problem(&server, r#"{"model":{"kind":"lenet_bn","depth":3}}"#).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("model.depth: unknown field"),
+        "{body}"
+    );
+
+    let (status, _, body) = problem(
+        &server,
+        r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"},"backend":"tpu"}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("backend must be one of cpu, ndarray"),
+        "{body}"
+    );
+
+    let (status, _, body) = problem(&server, r#"{"model": "#).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "bad_request");
+
+    let (status, _, body) = problem(
+        &server,
+        r#"{"model":{"kind":"vgg"},"data":{"dataset":"mnist"}}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("model.kind must be one of lenet_bn, mlp_bn"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("data.dataset must be one of fashion_mnist, synthetic_images"),
+        "{detail}"
+    );
+
+    let r = server
+        .client
+        .get(server.url("/jobs/not-a-job"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = server
+        .client
+        .get(server.url("/jobs?status=done"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("status must be one of queued"),
+        "{body}"
+    );
+    let too_big = "x".repeat(2 << 20);
+    let r = server
+        .client
+        .post(server.url("/jobs"))
+        .body(too_big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
+    let server = Server::start().await;
+    let (c, base) = (&server.client, server.base.as_str());
+    let r = c
+        .post(server.url("/jobs"))
+        .json(&synthetic_job(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/jobs/{id}"));
+    assert_eq!(job["parameters"], 44_878);
+    assert_eq!(
+        job["spec"]["training"]["optimizer"]["momentum"], 0.0,
+        "defaults are filled in"
+    );
+    assert_eq!(job["progress"]["steps"], 3 * 19);
+
+    // The API answers while the job trains.
+    let running = wait_for(c, base, &id, Duration::from_secs(120), |j| {
+        j["progress"]["step"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(running["backend"], "cpu (burn-flex)");
+    let health = c.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let job = wait_finished(c, base, &id, Duration::from_secs(300)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["epoch"], 3);
+    assert!(job["finished_at"].is_string() && job["started_at"].is_string());
+
+    let m = get_json(c, &server.url(&format!("/jobs/{id}/metrics?limit=1000"))).await;
+    let epochs = m["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 3);
+    let last = &epochs[2];
+    assert!(
+        last["test_accuracy"].as_f64().unwrap() > 0.9,
+        "synthetic data is learnable: {last}"
+    );
+    assert!(last["examples_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(m["latest"]["test_accuracy"], last["test_accuracy"]);
+    let steps = m["steps"].as_array().unwrap();
+    let numbers: Vec<u64> = steps.iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert_eq!(*numbers.last().unwrap(), 57);
+
+    // Paging: only what is new after the cursor.
+    let first = get_json(c, &server.url(&format!("/jobs/{id}/metrics?limit=5"))).await;
+    assert_eq!(first["steps"].as_array().unwrap().len(), 5);
+    let cursor = first["next_after"].as_str().unwrap();
+    let rest = get_json(
+        c,
+        &server.url(&format!("/jobs/{id}/metrics?after={cursor}&limit=1000")),
+    )
+    .await;
+    assert_eq!(rest["steps"].as_array().unwrap().len(), steps.len() - 5);
+    assert_eq!(rest["steps"][0], steps[5]);
+    let end = rest["next_after"].as_str().unwrap();
+    let nothing = get_json(c, &server.url(&format!("/jobs/{id}/metrics?after={end}"))).await;
+    assert!(nothing["steps"].as_array().unwrap().is_empty());
+    assert_eq!(nothing["next_after"], end);
+
+    // keep_last 2, plus the best by test accuracy.
+    let cps = get_json(c, &server.url(&format!("/jobs/{id}/checkpoints"))).await;
+    let cps = cps.as_array().unwrap();
+    assert!((2..=3).contains(&cps.len()), "{cps:?}");
+    assert_eq!(cps.last().unwrap()["epoch"], 3);
+    let on_disk = std::fs::read_dir(common::checkpoints_dir(server.dir.path(), &id))
+        .unwrap()
+        .count();
+    assert_eq!(
+        on_disk,
+        cps.len(),
+        "pruned checkpoints leave no files behind"
+    );
+    let newest = cps.last().unwrap();
+    let r = c
+        .get(server.url(&format!("/jobs/{id}/checkpoints/{}", newest["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, newest["bytes"].as_u64().unwrap());
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(digest, newest["sha256"].as_str().unwrap());
+
+    // Finished jobs can be deleted, with their files.
+    let r = c
+        .delete(server.url(&format!("/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        c.get(server.url(&format!("/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(!server.dir.path().join("jobs").join(&id).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits() {
+    let server = Server::start_with(|c| c.queue_capacity = 1).await;
+    let (c, base) = (&server.client, server.base.as_str());
+    let mut long = synthetic_job(200);
+    long["data"]["train_size"] = json!(5000);
+    let running = submit(c, base, &long).await;
+    let id = running["id"].as_str().unwrap().to_string();
+    wait_for(c, base, &id, Duration::from_secs(120), |j| {
+        j["status"] == "running"
+    })
+    .await;
+
+    let queued = submit(c, base, &synthetic_job(1)).await;
+    let queued_id = queued["id"].as_str().unwrap().to_string();
+    let r = c
+        .post(server.url("/jobs"))
+        .json(&synthetic_job(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "30");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "queue_full");
+
+    let r = c
+        .delete(server.url(&format!("/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "a running job cannot be deleted");
+
+    // Cancelling the queued job takes it out of the queue at once.
+    let r = c
+        .post(server.url(&format!("/jobs/{queued_id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
+
+    let r = c
+        .post(server.url(&format!("/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job = wait_finished(c, base, &id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["progress"]["step"].as_u64().unwrap() < job["progress"]["steps"].as_u64().unwrap());
+    let cps = get_json(c, &server.url(&format!("/jobs/{id}/checkpoints"))).await;
+    assert_eq!(
+        cps.as_array().unwrap().last().unwrap()["step"],
+        job["progress"]["step"],
+        "cancel checkpoints first"
+    );
+
+    let r = c
+        .post(server.url(&format!("/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    let list = get_json(c, &server.url("/jobs?status=cancelled")).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+    let page = get_json(c, &server.url("/jobs?limit=1")).await;
+    assert_eq!(page["jobs"][0]["id"], id.as_str());
+    let next = page["next_after"].as_str().unwrap();
+    let page2 = get_json(c, &server.url(&format!("/jobs?limit=1&after={next}"))).await;
+    assert_eq!(page2["jobs"][0]["id"], queued_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_makes_a_repeated_submit_return_the_same_job() {
+    let server = Server::start().await;
+    let c = &server.client;
+    let send = |job: Value, key: &'static str| {
+        c.post(server.url("/jobs"))
+            .header("Idempotency-Key", key)
+            .json(&job)
+            .send()
+    };
+    let first = send(synthetic_job(1), "abc").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send(synthetic_job(1), "abc").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    let other = send(synthetic_job(2), "abc").await.unwrap();
+    assert_eq!(other.status(), 409);
+    let list = get_json(c, &server.url("/jobs")).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_reports_why_and_the_server_keeps_going() {
+    let server = Server::start().await;
+    let (c, base) = (&server.client, server.base.as_str());
+    // Fashion-MNIST files that exist but are corrupt: accepted at submit, fails when loaded.
+    let dir = server.dir.path().join("datasets").join("fashion-mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(dir.join(name), b"not an idx file").unwrap();
+    }
+    let job = json!({"model": {"kind": "lenet_bn"}, "data": {"dataset": "fashion_mnist"}, "training": {"epochs": 1}});
+    let failed = submit(c, base, &job).await;
+    let id = failed["id"].as_str().unwrap();
+    let failed = wait_finished(c, base, id, Duration::from_secs(60)).await;
+    assert_eq!(failed["status"], "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("train-images-idx3-ubyte: magic number"),
+        "{error}"
+    );
+
+    // A diverging job fails with a reason, not a crash.
+    let diverging = json!({
+        "model": {"kind": "mlp_bn", "hidden": [256], "batch_norm": false},
+        "data": {"dataset": "synthetic_images", "train_size": 512, "test_size": 64},
+        "training": {"epochs": 5, "batch_size": 64, "optimizer": {"kind": "sgd", "lr": 99.0}}
+    });
+    let d = submit(c, base, &diverging).await;
+    let d = wait_finished(c, base, d["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"].as_str().unwrap().contains("training diverged"),
+        "{d}"
+    );
+
+    let ok = submit(c, base, &synthetic_job(1)).await;
+    let ok = wait_finished(
+        c,
+        base,
+        ok["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(ok["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let server = Server::start().await;
+    let served: Value = get_json(&server.client, &server.url("/openapi.json")).await;
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        served == committed,
+        "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi > openapi/openapi.json`"
+    );
+    assert!(served["paths"]["/jobs/{id}/metrics"]["get"].is_object());
+}

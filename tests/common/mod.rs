@@ -1,0 +1,236 @@
+//! Test support: a real kiln server on 127.0.0.1:0 with a temporary data dir, in this process
+//! or as a separate `kiln` process (for kill -9 and SIGTERM tests).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A server running inside the test process.
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server with default config over a fresh data dir, as changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut kiln::Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, tweak).await
+    }
+
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server over an existing data dir.
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut kiln::Config)) -> Self {
+        let mut config = kiln::Config::with_data_dir(dir.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            kiln::serve(listener, config, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let server = Self {
+            base,
+            client: reqwest::Client::new(),
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server at {} never became ready", self.base);
+    }
+
+    /// Shuts the server down gracefully and returns its data dir.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.expect("server task");
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// A `kiln` process.
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Process {
+    /// Runs the `kiln` binary on `data_dir`, binding port 0, and reads the bound address from
+    /// its log.
+    pub fn spawn(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("KILN_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kiln");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(addr) = line.split("addr=").nth(1) {
+                        let addr: String =
+                            addr.chars().take_while(|c| !c.is_whitespace()).collect();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("kiln printed its address");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Sends SIGTERM and waits for the exit, returning how long it took.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM")
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+        let status = self.child.wait().expect("wait");
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small LeNet-BN job on generated images.
+pub fn synthetic_job(epochs: u32) -> Value {
+    json!({
+        "name": "synthetic lenet",
+        "model": {"kind": "lenet_bn"},
+        "data": {"dataset": "synthetic_images", "train_size": 1200, "test_size": 300, "seed": 3},
+        "training": {"epochs": epochs, "batch_size": 64, "seed": 7,
+                     "optimizer": {"kind": "sgd", "lr": 0.5}, "log_every": 2},
+        "checkpoint": {"every": 1, "keep_last": 2}
+    })
+}
+
+/// POSTs a job, asserting 201, returning its body.
+pub async fn submit(client: &reqwest::Client, base: &str, job: &Value) -> Value {
+    let r = client
+        .post(format!("{base}/jobs"))
+        .json(job)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "submit failed: {body}");
+    body
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let r = client.get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Polls a job until `done(job)` holds or `timeout` passes.
+pub async fn wait_for(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let job = get_json(client, &format!("{base}/jobs/{id}")).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on job {id}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until a job is finished (succeeded, failed or cancelled).
+pub async fn wait_finished(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    timeout: Duration,
+) -> Value {
+    wait_for(client, base, id, timeout, |j| {
+        matches!(
+            j["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+    })
+    .await
+}
+
+/// The data dir path of a job's checkpoints.
+pub fn checkpoints_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("jobs").join(id).join("checkpoints")
+}

@@ -1,0 +1,111 @@
+//! Restarts: a `kiln` process killed with SIGKILL mid-epoch, or stopped with SIGTERM, loses
+//! nothing it accepted. Queued jobs stay queued; running jobs resume from their newest
+//! checkpoint with their metrics up to it intact.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Process, get_json, submit, synthetic_job, wait_finished, wait_for};
+use serde_json::{Value, json};
+
+fn long_job() -> Value {
+    let mut job = synthetic_job(6);
+    job["data"]["train_size"] = json!(3000);
+    job["training"]["optimizer"] = json!({"kind": "sgd", "lr": 0.3, "momentum": 0.9});
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_mid_epoch_resumes_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::spawn(dir.path());
+    let (c, base) = (first.client.clone(), first.base.clone());
+    let running = submit(&c, &base, &long_job()).await;
+    let id = running["id"].as_str().unwrap().to_string();
+    let queued = submit(&c, &base, &synthetic_job(1)).await;
+    let queued_id = queued["id"].as_str().unwrap().to_string();
+
+    // Wait until the first epoch is checkpointed and the second is under way, then kill.
+    let steps_per_epoch = 47;
+    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+        j["progress"]["step"].as_u64() > Some(steps_per_epoch + 5)
+    })
+    .await;
+    let checkpoints = get_json(&c, &format!("{base}/jobs/{id}/checkpoints")).await;
+    let before = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
+    let last_checkpoint = checkpoints.as_array().unwrap().last().unwrap().clone();
+    first.kill9();
+
+    let second = Process::spawn(dir.path());
+    let (c, base) = (second.client.clone(), second.base.clone());
+    let queued = get_json(&c, &format!("{base}/jobs/{queued_id}")).await;
+    assert!(
+        matches!(
+            queued["status"].as_str(),
+            Some("queued" | "running" | "succeeded")
+        ),
+        "{queued}"
+    );
+    let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["epoch"], 6);
+
+    let after = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
+    let resumed_epoch = last_checkpoint["epoch"].as_u64().unwrap() as usize;
+    assert!(resumed_epoch >= 1);
+    // Epochs up to the checkpoint are the very rows recorded before the kill.
+    assert_eq!(
+        after["epochs"].as_array().unwrap()[..resumed_epoch],
+        before["epochs"].as_array().unwrap()[..resumed_epoch]
+    );
+    assert_eq!(after["epochs"].as_array().unwrap().len(), 6);
+    // Step points run without gaps or repeats across the restart.
+    let steps: Vec<u64> = after["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    assert_eq!(*steps.last().unwrap(), 6 * steps_per_epoch);
+    let q = wait_finished(&c, &base, &queued_id, Duration::from_secs(300)).await;
+    assert_eq!(q["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::spawn(dir.path());
+    let (c, base) = (first.client.clone(), first.base.clone());
+    let job = submit(&c, &base, &long_job()).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+        j["progress"]["step"].as_u64() > Some(10)
+    })
+    .await;
+    let (status, took) = first.terminate();
+    assert!(status.success(), "clean exit: {status}");
+    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+
+    let second = Process::spawn(dir.path());
+    let (c, base) = (second.client.clone(), second.base.clone());
+    let cps = get_json(&c, &format!("{base}/jobs/{id}/checkpoints")).await;
+    let interrupted = cps.as_array().unwrap().last().unwrap().clone();
+    assert!(interrupted["step"].as_u64().unwrap() > 10, "{interrupted}");
+    assert!(
+        interrupted["metrics"].is_null(),
+        "a mid-epoch checkpoint has no epoch metrics"
+    );
+    let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
+    let last = metrics["epochs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
+    second.terminate();
+}

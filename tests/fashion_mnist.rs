@@ -1,0 +1,36 @@
+//! LeNet-BN on the real Fashion-MNIST with the book's settings (SGD lr 1.0, batch 256): past
+//! 0.80 test accuracy after 2 epochs. Needs Debian's `dataset-fashion-mnist`, which the test
+//! command installs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, get_json, submit, wait_finished};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenet_bn_passes_080_test_accuracy_after_two_epochs() {
+    assert!(
+        std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+            .exists(),
+        "install Debian's dataset-fashion-mnist (the test command does)"
+    );
+    let server = Server::start().await;
+    let job = json!({
+        "model": {"kind": "lenet_bn", "batch_norm": true},
+        "data": {"dataset": "fashion_mnist"},
+        "training": {"epochs": 2, "batch_size": 256, "seed": 42, "optimizer": {"kind": "sgd", "lr": 1.0}},
+        "backend": "cpu"
+    });
+    let job = submit(&server.client, &server.base, &job).await;
+    let id = job["id"].as_str().unwrap();
+    let done = wait_finished(&server.client, &server.base, id, Duration::from_secs(1200)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let metrics = get_json(&server.client, &server.url(&format!("/jobs/{id}/metrics"))).await;
+    let epochs = metrics["epochs"].as_array().unwrap();
+    println!("fashion-mnist lenet-bn: {epochs:?}");
+    assert_eq!(epochs.len(), 2);
+    let accuracy = epochs[1]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.80, "test accuracy {accuracy}");
+}
