@@ -49,7 +49,7 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
         body["detail"]
             .as_str()
             .unwrap()
-            .starts_with("model.depth: unknown field"),
+            .starts_with("model.depth unknown field `depth`"),
         "{body}"
     );
 
@@ -357,9 +357,9 @@ async fn a_failing_job_reports_why_and_the_server_keeps_going() {
 
     // A diverging job fails with a reason, not a crash.
     let diverging = json!({
-        "model": {"kind": "mlp_bn", "hidden": [256], "batch_norm": false},
+        "model": {"kind": "mlp_bn", "hidden": [512, 512, 512, 512], "batch_norm": false},
         "data": {"dataset": "synthetic_images", "train_size": 512, "test_size": 64},
-        "training": {"epochs": 5, "batch_size": 64, "optimizer": {"kind": "sgd", "lr": 99.0}}
+        "training": {"epochs": 5, "batch_size": 64, "optimizer": {"kind": "sgd", "lr": 99.0, "momentum": 0.99}}
     });
     let d = submit(c, base, &diverging).await;
     let d = wait_finished(c, base, d["id"].as_str().unwrap(), Duration::from_secs(120)).await;
