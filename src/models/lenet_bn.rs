@@ -9,7 +9,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
@@ -45,9 +45,6 @@ pub struct LenetBn {
     fc3: Linear,
 }
 
-/// Xavier-uniform, as the book initialises its CNNs.
-const INIT: Initializer = Initializer::XavierUniform { gain: 1.0 };
-
 impl LenetBnConfig {
     /// Side of the feature maps after the second pooling.
     fn final_side(&self) -> usize {
@@ -76,16 +73,8 @@ impl LenetBnConfig {
             self.batch_norm
                 .then(|| BatchNormConfig::new(n).init(device))
         };
-        let conv = |cin, cout| {
-            Conv2dConfig::new([cin, cout], [5, 5])
-                .with_initializer(INIT)
-                .init(device)
-        };
-        let linear = |din, dout| {
-            LinearConfig::new(din, dout)
-                .with_initializer(INIT)
-                .init(device)
-        };
+        let conv = |cin, cout| super::book_conv(Conv2dConfig::new([cin, cout], [5, 5]), device);
+        let linear = |din, dout| super::book_linear(din, dout, device);
         LenetBn {
             conv1: conv(self.channels, 6),
             bn1: bn(6),

@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
@@ -56,23 +56,18 @@ impl MlpBnConfig {
 
     /// Builds the net on `device` with fresh weights.
     pub fn init(&self, device: &Device) -> MlpBn {
-        let init = Initializer::XavierUniform { gain: 1.0 };
         let mut width = self.inputs;
         let mut hidden = Vec::new();
         for &h in &self.hidden {
             hidden.push(Hidden {
-                linear: LinearConfig::new(width, h)
-                    .with_initializer(init.clone())
-                    .init(device),
+                linear: super::book_linear(width, h, device),
                 bn: self
                     .batch_norm
                     .then(|| BatchNormConfig::new(h).init(device)),
             });
             width = h;
         }
-        let output = LinearConfig::new(width, self.classes)
-            .with_initializer(init)
-            .init(device);
+        let output = super::book_linear(width, self.classes, device);
         MlpBn {
             hidden,
             output,

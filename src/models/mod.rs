@@ -8,6 +8,8 @@ pub mod lenet_bn;
 pub mod mlp_bn;
 
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,6 +59,40 @@ impl Classifier {
             Self::MlpBn(m) => m.forward(images),
         }
     }
+}
+
+/// Initialisation as the book's PyTorch code does it: `xavier_uniform_` on the weights, and
+/// PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the biases (Burn would otherwise draw
+/// the biases from the weights' Xavier distribution).
+fn book_bias(fan_in: usize, len: usize, device: &Device) -> Param<Tensor<1>> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Initializer::Uniform {
+        min: -bound,
+        max: bound,
+    }
+    .init([len], device)
+}
+
+/// A linear layer initialised as the book does.
+pub(crate) fn book_linear(inputs: usize, outputs: usize, device: &Device) -> Linear {
+    let mut linear = LinearConfig::new(inputs, outputs)
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device);
+    linear.bias = Some(book_bias(inputs, outputs, device));
+    linear
+}
+
+/// A convolution initialised as the book does; `config` sets everything but the initialiser.
+pub(crate) fn book_conv(config: Conv2dConfig, device: &Device) -> Conv2d {
+    let fan_in = config.channels[0] / config.groups * config.kernel_size[0] * config.kernel_size[1];
+    let out = config.channels[1];
+    let mut conv = config
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device);
+    if conv.bias.is_some() {
+        conv.bias = Some(book_bias(fan_in, out, device));
+    }
+    conv
 }
 
 /// Draws every parameter's initial value now (Burn initialises lazily, on first use) and

@@ -1,0 +1,405 @@
+//! The rules of a job definition: defaults, caps, and which fields go with which choices.
+//!
+//! Every rule records a [`FieldError`] naming its field path and limit instead of stopping, so
+//! one answer lists everything wrong with a definition.
+
+use super::*;
+use crate::config::Config;
+use crate::models::Activation;
+
+/// What validation checks a spec against: the server's caps and what it can find on disk.
+pub struct Limits<'a> {
+    pub config: &'a Config,
+}
+
+/// Collects every problem of one spec, so a client can fix them all at once.
+#[derive(Default)]
+pub(super) struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// `value` if it lies in `lo..=hi`, else records the problem and returns `lo`.
+    fn range<T: PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        field: &str,
+        value: T,
+        lo: T,
+        hi: T,
+    ) -> T {
+        if value < lo || value > hi {
+            self.add(
+                field,
+                format!("must be between {lo} and {hi} (got {value})"),
+            );
+            lo
+        } else {
+            value
+        }
+    }
+
+    /// A float in `lo..hi_excl`, finite; `lo` inclusive or not.
+    fn float(&mut self, field: &str, value: f64, lo: f64, lo_inclusive: bool, hi: f64) -> f64 {
+        let above = if lo_inclusive {
+            value >= lo
+        } else {
+            value > lo
+        };
+        if !value.is_finite() || !above || value >= hi {
+            let open = if lo_inclusive { "[" } else { "(" };
+            self.add(
+                field,
+                format!("must be a number in {open}{lo}, {hi}) (got {value})"),
+            );
+        }
+        value
+    }
+
+    /// Records that `field` does not belong with `owner`'s choice.
+    fn not_for<T>(&mut self, value: &Option<T>, field: &str, owner: &str) {
+        if value.is_some() {
+            self.add(field, format!("is not allowed with {owner}"));
+        }
+    }
+}
+
+/// Picks `value` among `choices`, recording a problem that lists them otherwise.
+fn choose<T: Copy>(
+    problems: &mut Problems,
+    field: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Option<T> {
+    let found = choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v);
+    if found.is_none() {
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        problems.add(
+            field,
+            format!("must be one of {} (got \"{value}\")", names.join(", ")),
+        );
+    }
+    found
+}
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_HIDDEN_LAYERS: usize = 16;
+const MAX_WIDTH: usize = 16_384;
+const MAX_KEEP_LAST: u32 = 100;
+
+impl JobSpec {
+    /// Parses a request body strictly; the error names the field path of the first problem.
+    pub fn from_json(body: &[u8]) -> Result<Self, SpecParseError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                SpecParseError::Syntax(inner.to_string())
+            } else {
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                SpecParseError::Field(FieldError {
+                    field,
+                    message: inner.to_string(),
+                })
+            }
+        })?;
+        de.end()
+            .map_err(|e| SpecParseError::Syntax(e.to_string()))?;
+        Ok(spec)
+    }
+
+    /// Fills defaults and checks every field against `limits`.
+    pub fn validate(self, limits: &Limits<'_>) -> Result<ValidJobSpec, Vec<FieldError>> {
+        let config = limits.config;
+        let mut p = Problems::default();
+
+        let name = self
+            .name
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        if let Some(n) = &name {
+            if n.chars().count() > MAX_NAME_CHARS {
+                p.add(
+                    "name",
+                    format!("must be at most {MAX_NAME_CHARS} characters"),
+                );
+            }
+        }
+
+        let data = validate_data(self.data, config, &mut p);
+        let model = validate_model(self.model, &mut p);
+        let training = validate_training(self.training.unwrap_or_default(), config, &mut p);
+
+        let backend_name = self.backend.unwrap_or_else(|| "cpu".to_string());
+        let backend = choose(&mut p, "backend", &backend_name, BackendKind::AVAILABLE);
+
+        let ck = self.checkpoint.unwrap_or_default();
+        let checkpoint = CheckpointPolicy {
+            every: p.range(
+                "checkpoint.every",
+                ck.every.unwrap_or(1),
+                1,
+                config.max_epochs,
+            ),
+            keep_last: p.range(
+                "checkpoint.keep_last",
+                ck.keep_last.unwrap_or(3),
+                1,
+                MAX_KEEP_LAST,
+            ),
+        };
+
+        if let (Some(model), Some(data)) = (&model, &data) {
+            let params = model.parameter_count(data.source.shape());
+            if params > config.max_parameters {
+                p.add(
+                    "model",
+                    format!(
+                        "has {params} parameters, more than this server's limit of {}",
+                        config.max_parameters
+                    ),
+                );
+            }
+            if let Err(message) = data.source.check_available(&config.datasets_dir()) {
+                p.add("data.dataset", message);
+            }
+        }
+
+        match (model, data, backend, p.0.is_empty()) {
+            (Some(model), Some(data), Some(backend), true) => Ok(ValidJobSpec {
+                name,
+                model,
+                data,
+                training,
+                backend,
+                checkpoint,
+            }),
+            _ => Err(p.0),
+        }
+    }
+}
+
+fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> {
+    let Some(raw) = raw else {
+        p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
+        return None;
+    };
+    let Some(kind) = raw.kind.as_deref() else {
+        p.add("model.kind", "is required: one of lenet_bn, mlp_bn");
+        return None;
+    };
+    let batch_norm = raw.batch_norm.unwrap_or(true);
+    match choose(p, "model.kind", kind, &[("lenet_bn", 0), ("mlp_bn", 1)])? {
+        0 => {
+            p.not_for(&raw.hidden, "model.hidden", "model.kind = lenet_bn");
+            p.not_for(&raw.activation, "model.activation", "model.kind = lenet_bn");
+            Some(ModelSpec::LenetBn { batch_norm })
+        }
+        _ => {
+            let hidden = raw.hidden.unwrap_or_else(|| vec![256, 128]);
+            if hidden.is_empty() || hidden.len() > MAX_HIDDEN_LAYERS {
+                p.add(
+                    "model.hidden",
+                    format!("must list between 1 and {MAX_HIDDEN_LAYERS} layer widths"),
+                );
+            }
+            for (i, width) in hidden.iter().enumerate() {
+                p.range(&format!("model.hidden[{i}]"), *width, 1, MAX_WIDTH);
+            }
+            let activation = raw.activation.as_deref().unwrap_or("relu");
+            let activation = choose(
+                p,
+                "model.activation",
+                activation,
+                &[("relu", Activation::Relu), ("sigmoid", Activation::Sigmoid)],
+            )?;
+            Some(ModelSpec::MlpBn {
+                hidden,
+                activation,
+                batch_norm,
+            })
+        }
+    }
+}
+
+fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Option<DataSpec> {
+    let Some(raw) = raw else {
+        p.add("data", "is required, e.g. {\"dataset\": \"fashion_mnist\"}");
+        return None;
+    };
+    let Some(dataset) = raw.dataset.as_deref() else {
+        p.add(
+            "data.dataset",
+            "is required: one of fashion_mnist, synthetic_images",
+        );
+        return None;
+    };
+    for (field, limit) in [
+        ("data.limit_train", raw.limit_train),
+        ("data.limit_test", raw.limit_test),
+    ] {
+        if limit == Some(0) {
+            p.add(
+                field,
+                "must be at least 1 (leave it out to use every example)",
+            );
+        }
+    }
+    let source = match choose(
+        p,
+        "data.dataset",
+        dataset,
+        &[("fashion_mnist", 0), ("synthetic_images", 1)],
+    )? {
+        0 => {
+            let owner = "data.dataset = fashion_mnist";
+            p.not_for(&raw.train_size, "data.train_size", owner);
+            p.not_for(&raw.test_size, "data.test_size", owner);
+            p.not_for(&raw.seed, "data.seed", owner);
+            DatasetSpec::FashionMnist
+        }
+        _ => {
+            let cap = config.max_synthetic_examples;
+            let train_size = p.range("data.train_size", raw.train_size.unwrap_or(2000), 1, cap);
+            let test_size = p.range("data.test_size", raw.test_size.unwrap_or(500), 1, cap);
+            if train_size + test_size > cap {
+                p.add(
+                    "data",
+                    format!("train_size + test_size must be at most {cap}"),
+                );
+            }
+            DatasetSpec::SyntheticImages {
+                train_size,
+                test_size,
+                seed: raw.seed.unwrap_or(0),
+            }
+        }
+    };
+    Some(DataSpec {
+        source,
+        limit_train: raw.limit_train,
+        limit_test: raw.limit_test,
+    })
+}
+
+fn validate_training(raw: RawTraining, config: &Config, p: &mut Problems) -> TrainingSpec {
+    let epochs = p.range(
+        "training.epochs",
+        raw.epochs.unwrap_or(10),
+        1,
+        config.max_epochs,
+    );
+    let batch_size = p.range(
+        "training.batch_size",
+        raw.batch_size.unwrap_or(256),
+        1,
+        config.max_batch_size,
+    );
+    let log_every = p.range(
+        "training.log_every",
+        raw.log_every.unwrap_or(10),
+        1,
+        1_000_000,
+    );
+    let o = raw.optimizer.unwrap_or_default();
+    let kind = o.kind.as_deref().unwrap_or("sgd");
+    let owner = "training.optimizer.kind = sgd";
+    let optimizer = match choose(
+        p,
+        "training.optimizer.kind",
+        kind,
+        &[("sgd", 0), ("adam", 1)],
+    ) {
+        Some(1) => {
+            p.not_for(
+                &o.momentum,
+                "training.optimizer.momentum",
+                "training.optimizer.kind = adam",
+            );
+            OptimizerSpec::Adam {
+                lr: p.float(
+                    "training.optimizer.lr",
+                    o.lr.unwrap_or(0.001),
+                    0.0,
+                    false,
+                    100.0,
+                ),
+                beta1: p.float(
+                    "training.optimizer.beta1",
+                    o.beta1.unwrap_or(0.9),
+                    0.0,
+                    true,
+                    1.0,
+                ),
+                beta2: p.float(
+                    "training.optimizer.beta2",
+                    o.beta2.unwrap_or(0.999),
+                    0.0,
+                    true,
+                    1.0,
+                ),
+                epsilon: p.float(
+                    "training.optimizer.epsilon",
+                    o.epsilon.unwrap_or(1e-8),
+                    0.0,
+                    false,
+                    1.0,
+                ),
+                weight_decay: p.float(
+                    "training.optimizer.weight_decay",
+                    o.weight_decay.unwrap_or(0.0),
+                    0.0,
+                    true,
+                    1.0,
+                ),
+            }
+        }
+        _ => {
+            p.not_for(&o.beta1, "training.optimizer.beta1", owner);
+            p.not_for(&o.beta2, "training.optimizer.beta2", owner);
+            p.not_for(&o.epsilon, "training.optimizer.epsilon", owner);
+            OptimizerSpec::Sgd {
+                lr: p.float(
+                    "training.optimizer.lr",
+                    o.lr.unwrap_or(0.1),
+                    0.0,
+                    false,
+                    100.0,
+                ),
+                momentum: p.float(
+                    "training.optimizer.momentum",
+                    o.momentum.unwrap_or(0.0),
+                    0.0,
+                    true,
+                    1.0,
+                ),
+                weight_decay: p.float(
+                    "training.optimizer.weight_decay",
+                    o.weight_decay.unwrap_or(0.0),
+                    0.0,
+                    true,
+                    1.0,
+                ),
+            }
+        }
+    };
+    TrainingSpec {
+        epochs,
+        batch_size,
+        seed: raw.seed.unwrap_or(42),
+        optimizer,
+        log_every,
+    }
+}

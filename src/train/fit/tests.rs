@@ -1,0 +1,166 @@
+//! Tests of the training step, BatchNorm modes and checkpoint round trips.
+use super::*;
+use crate::config::Config;
+use crate::data::DatasetSpec;
+use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, TrainingSpec, ValidJobSpec};
+use crate::models::ModelSpec;
+use crate::train::metrics::EpochTotals;
+
+fn images(n: usize, device: &Device) -> Tensor<4> {
+    let set = DatasetSpec::SyntheticImages {
+        train_size: n,
+        test_size: 1,
+        seed: 5,
+    }
+    .load(std::path::Path::new("."), None, None)
+    .unwrap()
+    .train;
+    batch(&set, &(0..n).collect::<Vec<_>>(), device).0
+}
+
+fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+    let model = ModelSpec::LenetBn { batch_norm: true }.init(
+        crate::data::DatasetSpec::FashionMnist.shape(),
+        10,
+        &device,
+    );
+    let x = images(16, &plain);
+    let eval_before = model.valid().forward(x.clone());
+
+    // Training mode: an example's output depends on the rest of its batch.
+    let whole = model.forward(x.clone().autodiff());
+    let half = model.forward(x.clone().slice([0..8]).autodiff());
+    let train_diff = max_abs_diff(whole.inner().slice([0..8]), half.inner());
+    assert!(
+        train_diff > 1e-4,
+        "batch statistics should couple examples ({train_diff})"
+    );
+
+    // Evaluation mode: it does not, and the running statistics have moved.
+    let eval = model.valid();
+    let eval_whole = eval.forward(x.clone());
+    let eval_half = eval.forward(x.clone().slice([0..8]));
+    assert!(max_abs_diff(eval_whole.clone().slice([0..8]), eval_half) < 1e-5);
+    assert!(
+        max_abs_diff(eval_whole.clone(), eval_before) > 1e-4,
+        "training forward passes update running stats"
+    );
+    // And evaluating does not move them.
+    let again = model.valid().forward(x);
+    assert!(max_abs_diff(eval_whole, again) < 1e-6);
+}
+
+#[test]
+fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::with_data_dir(dir.path());
+    let spec = ValidJobSpec {
+        name: None,
+        model: ModelSpec::LenetBn { batch_norm: true },
+        data: DataSpec {
+            source: DatasetSpec::SyntheticImages {
+                train_size: 32,
+                test_size: 8,
+                seed: 1,
+            },
+            limit_train: None,
+            limit_test: None,
+        },
+        training: TrainingSpec {
+            epochs: 1,
+            batch_size: 16,
+            seed: 1,
+            optimizer: OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.0,
+            },
+            log_every: 1,
+        },
+        backend: BackendKind::Cpu,
+        checkpoint: CheckpointPolicy {
+            every: 1,
+            keep_last: 1,
+        },
+    };
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+    let shape = spec.data.source.shape();
+    let data = spec.data.source.load(dir.path(), None, None).unwrap();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut model = spec.model.init(shape, 10, &device);
+    let mut optim = optimizer(&spec.training.optimizer);
+    let idx: Vec<usize> = (0..16).collect();
+    for _ in 0..3 {
+        let (x, y) = batch(&data.train, &idx, &device);
+        model = step(model, &mut optim, &loss_fn, 0.1, x, y).0;
+    }
+    let position = Position {
+        epoch: 0,
+        step_in_epoch: 3,
+        step: 3,
+        totals: EpochTotals::default(),
+    };
+    let written = checkpoint::write(
+        &config,
+        crate::jobs::JobId::new_v4(),
+        &spec,
+        &model,
+        &optim,
+        &position,
+    )
+    .unwrap();
+    let restore = || {
+        let fresh = spec.model.init(shape, 10, &plain);
+        checkpoint::read(&written.dir, fresh, optimizer(&spec.training.optimizer)).unwrap()
+    };
+    let restored = restore();
+    assert_eq!(restored.position, position);
+    assert_eq!(
+        crate::models::materialize(&restored.model),
+        44_878,
+        "a restored model trains"
+    );
+
+    let probe = images(8, &plain);
+    let expected = model.valid().forward(probe.clone());
+    assert!(
+        max_abs_diff(expected, restored.model.valid().forward(probe.clone())) < 1e-6,
+        "weights and running statistics"
+    );
+
+    // The next step matches the uninterrupted run only with the momentum restored.
+    let (x, y) = batch(&data.train, &idx, &device);
+    let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, x.clone(), y.clone());
+    let mut optim2 = restored.optim;
+    let (resumed, l2, _) = step(
+        restored.model,
+        &mut optim2,
+        &loss_fn,
+        0.1,
+        x.clone(),
+        y.clone(),
+    );
+    let (forgetful, _, _) = step(
+        restore().model,
+        &mut optimizer(&spec.training.optimizer),
+        &loss_fn,
+        0.1,
+        x,
+        y,
+    );
+    assert!((l1 - l2).abs() < 1e-6);
+    let expected = uninterrupted.valid().forward(probe.clone());
+    assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);
+    assert!(
+        max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4,
+        "momentum matters here"
+    );
+}
