@@ -19,14 +19,10 @@ pub struct Resolved {
 /// The device for `kind`.
 pub fn resolve(kind: BackendKind) -> Resolved {
     match kind {
-        BackendKind::Cpu => Resolved {
-            device: Device::flex(),
-            name: "cpu (burn-flex)".to_string(),
-        },
+        BackendKind::Cpu => Resolved { device: Device::flex(), name: "cpu (burn-flex)".to_string() },
         #[allow(deprecated)] // kept on purpose, to measure it against flex
-        BackendKind::Ndarray => Resolved {
-            device: Device::ndarray(),
-            name: "cpu (burn-ndarray)".to_string(),
-        },
+        BackendKind::Ndarray => {
+            Resolved { device: Device::ndarray(), name: "cpu (burn-ndarray)".to_string() }
+        }
     }
 }

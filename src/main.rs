@@ -33,9 +33,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let result = match cli.command {
         None => serve(cli.serve),
@@ -56,15 +54,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(config: kiln::Config) -> Result<(), String> {
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|e| format!("binding {}: {e}", config.bind))?;
-        kiln::serve(listener, config, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|e| format!("binding {}: {e}", config.bind))?;
+        kiln::serve(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }
 

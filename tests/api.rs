@@ -35,23 +35,14 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     assert_eq!(ctype, "application/problem+json");
     assert_eq!(body["type"], "validation_error");
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("training.batch_size must be between 1 and 4096"),
+        body["detail"].as_str().unwrap().contains("training.batch_size must be between 1 and 4096"),
         "{body}"
     );
     assert_eq!(body["errors"][0]["field"], "training.batch_size");
 
     let (status, _, body) = problem(&server, r#"{"model":{"kind":"lenet_bn","depth":3}}"#).await;
     assert_eq!(status, 422);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("model.depth unknown field `depth`"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().starts_with("model.depth unknown field `depth`"), "{body}");
 
     let (status, _, body) = problem(
         &server,
@@ -59,64 +50,26 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     )
     .await;
     assert_eq!(status, 422);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("backend must be one of cpu, ndarray"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("backend must be one of cpu, ndarray"), "{body}");
 
     let (status, _, body) = problem(&server, r#"{"model": "#).await;
     assert_eq!(status, 400);
     assert_eq!(body["type"], "bad_request");
 
-    let (status, _, body) = problem(
-        &server,
-        r#"{"model":{"kind":"vgg"},"data":{"dataset":"mnist"}}"#,
-    )
-    .await;
+    let (status, _, body) = problem(&server, r#"{"model":{"kind":"vgg"},"data":{"dataset":"mnist"}}"#).await;
     assert_eq!(status, 422);
     let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("model.kind must be one of lenet_bn, mlp_bn"),
-        "{detail}"
-    );
-    assert!(
-        detail.contains("data.dataset must be one of fashion_mnist, synthetic_images"),
-        "{detail}"
-    );
+    assert!(detail.contains("model.kind must be one of lenet_bn, mlp_bn"), "{detail}");
+    assert!(detail.contains("data.dataset must be one of fashion_mnist, synthetic_images"), "{detail}");
 
-    let r = server
-        .client
-        .get(server.url("/jobs/not-a-job"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.client.get(server.url("/jobs/not-a-job")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r = server
-        .client
-        .get(server.url("/jobs?status=done"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.client.get(server.url("/jobs?status=done")).send().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("status must be one of queued"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().starts_with("status must be one of queued"), "{body}");
     let too_big = "x".repeat(2 << 20);
-    let r = server
-        .client
-        .post(server.url("/jobs"))
-        .body(too_big)
-        .send()
-        .await
-        .unwrap();
+    let r = server.client.post(server.url("/jobs")).body(too_big).send().await.unwrap();
     assert_eq!(r.status(), 413);
 }
 
@@ -124,29 +77,19 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
 async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     let server = Server::start().await;
     let (c, base) = (&server.client, server.base.as_str());
-    let r = c
-        .post(server.url("/jobs"))
-        .json(&synthetic_job(3))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(server.url("/jobs")).json(&synthetic_job(3)).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let job: Value = r.json().await.unwrap();
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(location, format!("/jobs/{id}"));
     assert_eq!(job["parameters"], 44_878);
-    assert_eq!(
-        job["spec"]["training"]["optimizer"]["momentum"], 0.0,
-        "defaults are filled in"
-    );
+    assert_eq!(job["spec"]["training"]["optimizer"]["momentum"], 0.0, "defaults are filled in");
     assert_eq!(job["progress"]["steps"], 3 * 19);
 
     // The API answers while the job trains.
-    let running = wait_for(c, base, &id, Duration::from_secs(120), |j| {
-        j["progress"]["step"].as_u64() > Some(0)
-    })
-    .await;
+    let running =
+        wait_for(c, base, &id, Duration::from_secs(120), |j| j["progress"]["step"].as_u64() > Some(0)).await;
     assert_eq!(running["backend"], "cpu (burn-flex)");
     let health = c.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -160,10 +103,7 @@ async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     let epochs = m["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 3);
     let last = &epochs[2];
-    assert!(
-        last["test_accuracy"].as_f64().unwrap() > 0.9,
-        "synthetic data is learnable: {last}"
-    );
+    assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "synthetic data is learnable: {last}");
     assert!(last["examples_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(m["latest"]["test_accuracy"], last["test_accuracy"]);
     let steps = m["steps"].as_array().unwrap();
@@ -175,11 +115,7 @@ async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     let first = get_json(c, &server.url(&format!("/jobs/{id}/metrics?limit=5"))).await;
     assert_eq!(first["steps"].as_array().unwrap().len(), 5);
     let cursor = first["next_after"].as_str().unwrap();
-    let rest = get_json(
-        c,
-        &server.url(&format!("/jobs/{id}/metrics?after={cursor}&limit=1000")),
-    )
-    .await;
+    let rest = get_json(c, &server.url(&format!("/jobs/{id}/metrics?after={cursor}&limit=1000"))).await;
     assert_eq!(rest["steps"].as_array().unwrap().len(), steps.len() - 5);
     assert_eq!(rest["steps"][0], steps[5]);
     let end = rest["next_after"].as_str().unwrap();
@@ -192,44 +128,20 @@ async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     let cps = cps.as_array().unwrap();
     assert!((2..=3).contains(&cps.len()), "{cps:?}");
     assert_eq!(cps.last().unwrap()["epoch"], 3);
-    let on_disk = std::fs::read_dir(common::checkpoints_dir(server.dir.path(), &id))
-        .unwrap()
-        .count();
-    assert_eq!(
-        on_disk,
-        cps.len(),
-        "pruned checkpoints leave no files behind"
-    );
+    let on_disk = std::fs::read_dir(common::checkpoints_dir(server.dir.path(), &id)).unwrap().count();
+    assert_eq!(on_disk, cps.len(), "pruned checkpoints leave no files behind");
     let newest = cps.last().unwrap();
-    let r = c
-        .get(server.url(&format!("/jobs/{id}/checkpoints/{}", newest["id"])))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(server.url(&format!("/jobs/{id}/checkpoints/{}", newest["id"]))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.unwrap();
     assert_eq!(bytes.len() as u64, newest["bytes"].as_u64().unwrap());
-    let digest: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(digest, newest["sha256"].as_str().unwrap());
 
     // Finished jobs can be deleted, with their files.
-    let r = c
-        .delete(server.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(server.url(&format!("/jobs/{id}"))).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        c.get(server.url(&format!("/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(c.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().status(), 404);
     assert!(!server.dir.path().join("jobs").join(&id).exists());
 }
 
@@ -241,45 +153,25 @@ async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits() {
     long["data"]["train_size"] = json!(5000);
     let running = submit(c, base, &long).await;
     let id = running["id"].as_str().unwrap().to_string();
-    wait_for(c, base, &id, Duration::from_secs(120), |j| {
-        j["status"] == "running"
-    })
-    .await;
+    wait_for(c, base, &id, Duration::from_secs(120), |j| j["status"] == "running").await;
 
     let queued = submit(c, base, &synthetic_job(1)).await;
     let queued_id = queued["id"].as_str().unwrap().to_string();
-    let r = c
-        .post(server.url("/jobs"))
-        .json(&synthetic_job(1))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(server.url("/jobs")).json(&synthetic_job(1)).send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "30");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "queue_full");
 
-    let r = c
-        .delete(server.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(server.url(&format!("/jobs/{id}"))).send().await.unwrap();
     assert_eq!(r.status(), 409, "a running job cannot be deleted");
 
     // Cancelling the queued job takes it out of the queue at once.
-    let r = c
-        .post(server.url(&format!("/jobs/{queued_id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(server.url(&format!("/jobs/{queued_id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
 
-    let r = c
-        .post(server.url(&format!("/jobs/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let job = wait_finished(c, base, &id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "cancelled");
@@ -291,11 +183,7 @@ async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits() {
         "cancel checkpoints first"
     );
 
-    let r = c
-        .post(server.url(&format!("/jobs/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 409);
 
     let list = get_json(c, &server.url("/jobs?status=cancelled")).await;
@@ -312,10 +200,7 @@ async fn an_idempotency_key_makes_a_repeated_submit_return_the_same_job() {
     let server = Server::start().await;
     let c = &server.client;
     let send = |job: Value, key: &'static str| {
-        c.post(server.url("/jobs"))
-            .header("Idempotency-Key", key)
-            .json(&job)
-            .send()
+        c.post(server.url("/jobs")).header("Idempotency-Key", key).json(&job).send()
     };
     let first = send(synthetic_job(1), "abc").await.unwrap();
     assert_eq!(first.status(), 201);
@@ -350,10 +235,7 @@ async fn a_failing_job_reports_why_and_the_server_keeps_going() {
     let failed = wait_finished(c, base, id, Duration::from_secs(60)).await;
     assert_eq!(failed["status"], "failed");
     let error = failed["error"].as_str().unwrap();
-    assert!(
-        error.contains("train-images-idx3-ubyte: magic number"),
-        "{error}"
-    );
+    assert!(error.contains("train-images-idx3-ubyte: magic number"), "{error}");
 
     // A diverging job fails with a reason, not a crash.
     let diverging = json!({
@@ -364,19 +246,10 @@ async fn a_failing_job_reports_why_and_the_server_keeps_going() {
     let d = submit(c, base, &diverging).await;
     let d = wait_finished(c, base, d["id"].as_str().unwrap(), Duration::from_secs(120)).await;
     assert_eq!(d["status"], "failed", "{d}");
-    assert!(
-        d["error"].as_str().unwrap().contains("training diverged"),
-        "{d}"
-    );
+    assert!(d["error"].as_str().unwrap().contains("training diverged"), "{d}");
 
     let ok = submit(c, base, &synthetic_job(1)).await;
-    let ok = wait_finished(
-        c,
-        base,
-        ok["id"].as_str().unwrap(),
-        Duration::from_secs(120),
-    )
-    .await;
+    let ok = wait_finished(c, base, ok["id"].as_str().unwrap(), Duration::from_secs(120)).await;
     assert_eq!(ok["status"], "succeeded");
 }
 
@@ -385,8 +258,7 @@ async fn the_served_openapi_document_is_the_committed_one() {
     let server = Server::start().await;
     let served: Value = get_json(&server.client, &server.url("/openapi.json")).await;
     let committed: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
-            .unwrap(),
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap(),
     )
     .unwrap();
     assert!(

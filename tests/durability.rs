@@ -40,13 +40,7 @@ async fn kill_dash_nine_mid_epoch_resumes_from_the_last_checkpoint() {
     let second = Process::spawn(dir.path());
     let (c, base) = (second.client.clone(), second.base.clone());
     let queued = get_json(&c, &format!("{base}/jobs/{queued_id}")).await;
-    assert!(
-        matches!(
-            queued["status"].as_str(),
-            Some("queued" | "running" | "succeeded")
-        ),
-        "{queued}"
-    );
+    assert!(matches!(queued["status"].as_str(), Some("queued" | "running" | "succeeded")), "{queued}");
     let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["progress"]["epoch"], 6);
@@ -61,12 +55,8 @@ async fn kill_dash_nine_mid_epoch_resumes_from_the_last_checkpoint() {
     );
     assert_eq!(after["epochs"].as_array().unwrap().len(), 6);
     // Step points run without gaps or repeats across the restart.
-    let steps: Vec<u64> = after["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_u64().unwrap())
-        .collect();
+    let steps: Vec<u64> =
+        after["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
     assert_eq!(*steps.last().unwrap(), 6 * steps_per_epoch);
     let q = wait_finished(&c, &base, &queued_id, Duration::from_secs(300)).await;
@@ -80,10 +70,7 @@ async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
     let (c, base) = (first.client.clone(), first.base.clone());
     let job = submit(&c, &base, &long_job()).await;
     let id = job["id"].as_str().unwrap().to_string();
-    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
-        j["progress"]["step"].as_u64() > Some(10)
-    })
-    .await;
+    wait_for(&c, &base, &id, Duration::from_secs(300), |j| j["progress"]["step"].as_u64() > Some(10)).await;
     let (status, took) = first.terminate();
     assert!(status.success(), "clean exit: {status}");
     assert!(took < Duration::from_secs(10), "stopped in {took:?}");
@@ -93,19 +80,11 @@ async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
     let cps = get_json(&c, &format!("{base}/jobs/{id}/checkpoints")).await;
     let interrupted = cps.as_array().unwrap().last().unwrap().clone();
     assert!(interrupted["step"].as_u64().unwrap() > 10, "{interrupted}");
-    assert!(
-        interrupted["metrics"].is_null(),
-        "a mid-epoch checkpoint has no epoch metrics"
-    );
+    assert!(interrupted["metrics"].is_null(), "a mid-epoch checkpoint has no epoch metrics");
     let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
-    let last = metrics["epochs"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = metrics["epochs"].as_array().unwrap().last().unwrap().clone();
     assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
     second.terminate();
 }

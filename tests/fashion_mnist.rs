@@ -17,8 +17,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lenet_bn_learns_fashion_mnist_in_two_epochs() {
     assert!(
-        std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-            .exists(),
+        std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
         "install Debian's dataset-fashion-mnist (the test command does)"
     );
     let server = Server::start().await;

@@ -23,15 +23,10 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// The first directory that holds all four files.
 pub fn locate(datasets_dir: &Path) -> Result<PathBuf, String> {
-    let candidates = [
-        datasets_dir.join("fashion-mnist"),
-        PathBuf::from(SYSTEM_DIR),
-    ];
+    let candidates = [datasets_dir.join("fashion-mnist"), PathBuf::from(SYSTEM_DIR)];
     for dir in &candidates {
         let complete = ["train", "t10k"].iter().all(|split| {
-            ["images-idx3-ubyte", "labels-idx1-ubyte"]
-                .iter()
-                .all(|kind| find(dir, split, kind).is_some())
+            ["images-idx3-ubyte", "labels-idx1-ubyte"].iter().all(|kind| find(dir, split, kind).is_some())
         });
         if complete {
             return Ok(dir.clone());
@@ -52,10 +47,7 @@ fn find(dir: &Path, split: &str, kind: &str) -> Option<PathBuf> {
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| DataError::Io { path: path.display().to_string(), source };
     let mut file = File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     if path.extension().is_some_and(|e| e == "gz") {
@@ -67,79 +59,44 @@ fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Parses an IDX file with `magic`, returning its dimensions and payload.
-fn parse_idx<'a>(
-    bytes: &'a [u8],
-    magic: u32,
-    path: &Path,
-) -> Result<(Vec<usize>, &'a [u8]), DataError> {
-    let corrupt = |reason: String| DataError::Corrupt {
-        path: path.display().to_string(),
-        reason,
-    };
-    let word = |i: usize| {
-        bytes
-            .get(4 * i..4 * i + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
+fn parse_idx<'a>(bytes: &'a [u8], magic: u32, path: &Path) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+    let corrupt = |reason: String| DataError::Corrupt { path: path.display().to_string(), reason };
+    let word = |i: usize| bytes.get(4 * i..4 * i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let found = word(0).ok_or_else(|| corrupt("shorter than an IDX header".into()))?;
     if found != magic {
-        return Err(corrupt(format!(
-            "magic number {found:#010x}, expected {magic:#010x}"
-        )));
+        return Err(corrupt(format!("magic number {found:#010x}, expected {magic:#010x}")));
     }
     let rank = (magic & 0xff) as usize;
     let dims: Vec<usize> = (1..=rank)
-        .map(|i| {
-            word(i)
-                .map(|d| d as usize)
-                .ok_or_else(|| corrupt("truncated header".into()))
-        })
+        .map(|i| word(i).map(|d| d as usize).ok_or_else(|| corrupt("truncated header".into())))
         .collect::<Result<_, _>>()?;
     let payload = &bytes[4 * (rank + 1)..];
     let expected: usize = dims.iter().product();
     if payload.len() != expected {
-        return Err(corrupt(format!(
-            "{} bytes of data, the header promises {expected}",
-            payload.len()
-        )));
+        return Err(corrupt(format!("{} bytes of data, the header promises {expected}", payload.len())));
     }
     Ok((dims, payload))
 }
 
 /// Loads split `train` or `t10k` from `dir`.
 pub fn load(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
-    let missing =
-        |kind: &str| DataError::Missing(format!("{}/{split}-{kind} is missing", dir.display()));
-    let images_path =
-        find(dir, split, "images-idx3-ubyte").ok_or_else(|| missing("images-idx3-ubyte"))?;
-    let labels_path =
-        find(dir, split, "labels-idx1-ubyte").ok_or_else(|| missing("labels-idx1-ubyte"))?;
+    let missing = |kind: &str| DataError::Missing(format!("{}/{split}-{kind} is missing", dir.display()));
+    let images_path = find(dir, split, "images-idx3-ubyte").ok_or_else(|| missing("images-idx3-ubyte"))?;
+    let labels_path = find(dir, split, "labels-idx1-ubyte").ok_or_else(|| missing("labels-idx1-ubyte"))?;
     let image_bytes = read_all(&images_path)?;
     let label_bytes = read_all(&labels_path)?;
     let (dims, pixels) = parse_idx(&image_bytes, IMAGES_MAGIC, &images_path)?;
     let (label_dims, labels) = parse_idx(&label_bytes, LABELS_MAGIC, &labels_path)?;
-    let corrupt = |path: &Path, reason: String| DataError::Corrupt {
-        path: path.display().to_string(),
-        reason,
-    };
+    let corrupt =
+        |path: &Path, reason: String| DataError::Corrupt { path: path.display().to_string(), reason };
     if dims[0] != label_dims[0] {
-        return Err(corrupt(
-            &labels_path,
-            format!("{} labels for {} images", label_dims[0], dims[0]),
-        ));
+        return Err(corrupt(&labels_path, format!("{} labels for {} images", label_dims[0], dims[0])));
     }
     if let Some(bad) = labels.iter().find(|l| **l >= 10) {
-        return Err(corrupt(
-            &labels_path,
-            format!("label {bad} is not a class 0-9"),
-        ));
+        return Err(corrupt(&labels_path, format!("label {bad} is not a class 0-9")));
     }
     Ok(ImageSet {
-        shape: ImageShape {
-            channels: 1,
-            height: dims[1],
-            width: dims[2],
-        },
+        shape: ImageShape { channels: 1, height: dims[1], width: dims[2] },
         pixels: pixels.iter().map(|p| f32::from(*p) / 255.0).collect(),
         labels: labels.to_vec(),
     })
@@ -161,11 +118,7 @@ mod tests {
 
     fn write_split(dir: &Path, split: &str, n: u32, gz: bool) {
         let images = idx(IMAGES_MAGIC, &[n, 28, 28], &vec![255u8; n as usize * 784]);
-        let labels = idx(
-            LABELS_MAGIC,
-            &[n],
-            &(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>(),
-        );
+        let labels = idx(LABELS_MAGIC, &[n], &(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>());
         for (name, bytes) in [("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)] {
             if gz {
                 let file = File::create(dir.join(format!("{split}-{name}.gz"))).unwrap();

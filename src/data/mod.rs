@@ -23,11 +23,7 @@ pub enum DatasetSpec {
     /// Fashion-MNIST: 60,000 train and 10,000 test grey 28x28 images in 10 classes.
     FashionMnist,
     /// Images generated in-process: class-dependent patterns plus noise, 1x28x28, 10 classes.
-    SyntheticImages {
-        train_size: usize,
-        test_size: usize,
-        seed: u64,
-    },
+    SyntheticImages { train_size: usize, test_size: usize, seed: u64 },
 }
 
 /// Channels, height and width of one image.
@@ -102,18 +98,14 @@ pub enum DataError {
     #[error("{path}: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// The order in which epoch `epoch` visits `n` examples: a permutation fixed by `seed` and
 /// `epoch` alone, so a resumed job sees the same batches it would have seen.
 pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng =
-        StdRng::seed_from_u64(seed ^ (u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let mut rng = StdRng::seed_from_u64(seed ^ (u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     order.shuffle(&mut rng);
     order
 }
@@ -121,11 +113,7 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
 impl DatasetSpec {
     /// Shape of one input image.
     pub fn shape(&self) -> ImageShape {
-        ImageShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        }
+        ImageShape { channels: 1, height: 28, width: 28 }
     }
 
     /// Examples in the full training split.
@@ -159,16 +147,9 @@ impl DatasetSpec {
         let (mut train, mut test) = match self {
             Self::FashionMnist => {
                 let dir = fashion_mnist::locate(datasets_dir).map_err(DataError::Missing)?;
-                (
-                    fashion_mnist::load(&dir, "train")?,
-                    fashion_mnist::load(&dir, "t10k")?,
-                )
+                (fashion_mnist::load(&dir, "train")?, fashion_mnist::load(&dir, "t10k")?)
             }
-            Self::SyntheticImages {
-                train_size,
-                test_size,
-                seed,
-            } => {
+            Self::SyntheticImages { train_size, test_size, seed } => {
                 let shape = self.shape();
                 (
                     synthetic::images(shape, *train_size, *seed),
@@ -178,11 +159,7 @@ impl DatasetSpec {
         };
         train.truncate(limit_train);
         test.truncate(limit_test);
-        Ok(ImageData {
-            train,
-            test,
-            classes: self.classes(),
-        })
+        Ok(ImageData { train, test, classes: self.classes() })
     }
 }
 
@@ -203,25 +180,13 @@ mod tests {
 
     #[test]
     fn limits_keep_a_prefix_and_gather_follows_indices() {
-        let spec = DatasetSpec::SyntheticImages {
-            train_size: 50,
-            test_size: 20,
-            seed: 1,
-        };
+        let spec = DatasetSpec::SyntheticImages { train_size: 50, test_size: 20, seed: 1 };
         let full = spec.load(Path::new("/nonexistent"), None, None).unwrap();
-        let data = spec
-            .load(Path::new("/nonexistent"), Some(10), Some(5))
-            .unwrap();
+        let data = spec.load(Path::new("/nonexistent"), Some(10), Some(5)).unwrap();
         assert_eq!((data.train.len(), data.test.len()), (10, 5));
         assert_eq!(data.train.labels[..], full.train.labels[..10]);
         let (pixels, labels) = full.train.gather(&[3, 1]);
-        assert_eq!(
-            labels,
-            vec![
-                i64::from(full.train.labels[3]),
-                i64::from(full.train.labels[1])
-            ]
-        );
+        assert_eq!(labels, vec![i64::from(full.train.labels[3]), i64::from(full.train.labels[1])]);
         assert_eq!(pixels[..784], full.train.pixels[3 * 784..4 * 784]);
     }
 }

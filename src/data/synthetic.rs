@@ -11,18 +11,8 @@ use rand::{Rng, SeedableRng};
 use super::{ImageSet, ImageShape};
 
 /// Top-left corners of each class's square, on a 28x28 canvas.
-const CORNERS: [(usize, usize); 10] = [
-    (2, 2),
-    (2, 10),
-    (2, 18),
-    (10, 2),
-    (10, 10),
-    (10, 18),
-    (18, 2),
-    (18, 10),
-    (18, 18),
-    (6, 6),
-];
+const CORNERS: [(usize, usize); 10] =
+    [(2, 2), (2, 10), (2, 18), (10, 2), (10, 10), (10, 18), (18, 2), (18, 10), (18, 18), (6, 6)];
 
 /// `n` images of `shape` (one channel is filled; others copy it), labels cycling 0..10 shuffled.
 pub fn images(shape: ImageShape, n: usize, seed: u64) -> ImageSet {
@@ -51,11 +41,7 @@ pub fn images(shape: ImageShape, n: usize, seed: u64) -> ImageSet {
         }
         labels.push(class as u8);
     }
-    ImageSet {
-        shape,
-        pixels,
-        labels,
-    }
+    ImageSet { shape, pixels, labels }
 }
 
 #[cfg(test)]
@@ -64,11 +50,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_images_and_every_class_appears() {
-        let shape = ImageShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        };
+        let shape = ImageShape { channels: 1, height: 28, width: 28 };
         let a = images(shape, 500, 9);
         let b = images(shape, 500, 9);
         assert_eq!(a.labels, b.labels);

@@ -20,19 +20,13 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{detail}")]
-    Validation {
-        detail: String,
-        errors: Vec<FieldError>,
-    },
+    Validation { detail: String, errors: Vec<FieldError> },
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{detail}")]
-    QueueFull {
-        detail: String,
-        retry_after_secs: u64,
-    },
+    QueueFull { detail: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -58,49 +52,30 @@ impl ApiError {
     /// The status, stable type and title of this error.
     pub fn status_code(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::BadRequest(_) => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "The request is malformed",
-            ),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "The request is malformed"),
             Self::Validation { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_error",
                 "The request is not a valid job definition",
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "No such resource"),
-            Self::Conflict(_) => (
-                StatusCode::CONFLICT,
-                "conflict",
-                "The resource is not in a state that allows this",
-            ),
-            Self::QueueFull { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                "The job queue is full",
-            ),
-            Self::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal server error",
-            ),
+            Self::Conflict(_) => {
+                (StatusCode::CONFLICT, "conflict", "The resource is not in a state that allows this")
+            }
+            Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
+            Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
+            }
         }
     }
 
     /// A 422 for one field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::from_fields(vec![FieldError {
-            field: field.to_string(),
-            message: message.into(),
-        }])
+        Self::from_fields(vec![FieldError { field: field.to_string(), message: message.into() }])
     }
 
     fn from_fields(errors: Vec<FieldError>) -> Self {
-        let detail = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
+        let detail = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         Self::Validation { detail, errors }
     }
 }
@@ -115,18 +90,11 @@ impl From<JobError> for ApiError {
             JobError::Invalid(errors) => Self::from_fields(errors),
             JobError::NotFound(what) => Self::NotFound(what),
             JobError::Conflict(message) => Self::Conflict(message),
-            JobError::QueueFull {
-                waiting,
-                retry_after_secs,
-            } => Self::QueueFull {
-                detail: format!(
-                    "the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"
-                ),
+            JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
+                detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,
             },
-            internal @ (JobError::Store(_) | JobError::Io(_)) => {
-                Self::Internal(internal.to_string())
-            }
+            internal @ (JobError::Store(_) | JobError::Io(_)) => Self::Internal(internal.to_string()),
         }
     }
 }
@@ -142,28 +110,17 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let retry_after = match &self {
-            Self::QueueFull {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            Self::QueueFull { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
         let errors = match self {
             Self::Validation { errors, .. } => errors,
             _ => Vec::new(),
         };
-        let problem = Problem {
-            kind,
-            title,
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
+        let problem = Problem { kind, title, status: status.as_u16(), detail, errors };
         let mut response = (status, Json(problem)).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -39,12 +39,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, Json(Health { status: "ok" }))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "shutting_down",
-            }),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "shutting_down" }))
     }
 }
 

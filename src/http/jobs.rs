@@ -38,22 +38,21 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 
 /// Parses an optional cursor (`after`) and page size (`limit`).
 fn page(after: Option<&str>, limit: Option<&str>) -> Result<(i64, usize), ApiError> {
-    let after =
-        match after {
-            None | Some("") => 0,
-            Some(raw) => raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
-                ApiError::invalid("after", "must be a cursor returned as next_after")
-            })?,
-        };
+    let after = match after {
+        None | Some("") => 0,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|a| *a >= 0)
+            .ok_or_else(|| ApiError::invalid("after", "must be a cursor returned as next_after"))?,
+    };
     let limit = match limit {
         None => DEFAULT_PAGE,
         Some(raw) => raw
             .parse::<usize>()
             .ok()
             .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))
-            })?,
+            .ok_or_else(|| ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}")))?,
     };
     Ok((after, limit))
 }
@@ -84,25 +83,19 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let key = match headers.get("idempotency-key") {
         None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-                .ok_or_else(|| {
+        Some(value) => {
+            Some(value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY).ok_or_else(
+                || {
                     ApiError::invalid(
                         "Idempotency-Key",
                         format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
                     )
-                })?,
-        ),
+                },
+            )?)
+        }
     };
     let submitted = state.jobs.submit(&body, key)?;
-    let status = if submitted.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(located(status, submitted.job))
 }
 
@@ -128,10 +121,7 @@ struct JobPage {
 /// List jobs, oldest first, optionally of one status.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobPage), (status = 422, body = Problem)))]
-async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<JobPage>, ApiError> {
+async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobPage>, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -144,39 +134,27 @@ async fn list(
         .transpose()?;
     let (after, limit) = page(q.after.as_deref(), q.limit.as_deref())?;
     let (jobs, last) = state.jobs.list(status, after, limit)?;
-    Ok(Json(JobPage {
-        jobs,
-        next_after: last.map(|c| c.to_string()),
-    }))
+    Ok(Json(JobPage { jobs, next_after: last.map(|c| c.to_string()) }))
 }
 
 /// One job.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     responses((status = 200, body = Job), (status = 404, body = Problem)))]
-async fn show(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.jobs.get(job_id(&id)?)?))
 }
 
 /// Cancel a job: a queued one at once, a running one at its next step.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, description = "Already finished", body = Problem)))]
-async fn cancel(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.jobs.cancel(job_id(&id)?)?))
 }
 
 /// Delete a finished job with its metrics and checkpoints.
 #[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
     responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 409, description = "Queued or running", body = Problem)))]
-async fn remove(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.jobs.delete(job_id(&id)?)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -280,10 +258,7 @@ async fn download(
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
         (header::CONTENT_LENGTH, info.bytes.to_string()),
         (header::CONTENT_DISPOSITION, disposition),
-        (
-            header::HeaderName::from_static("x-checksum-sha256"),
-            info.sha256.clone(),
-        ),
+        (header::HeaderName::from_static("x-checksum-sha256"), info.sha256.clone()),
     ];
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
 }

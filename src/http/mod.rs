@@ -52,10 +52,7 @@ pub async fn serve(
         .await
         .expect("starting the job service does not panic")?;
     let ready = Arc::new(AtomicBool::new(true));
-    let state = AppState {
-        jobs: jobs.clone(),
-        ready: ready.clone(),
-    };
+    let state = AppState { jobs: jobs.clone(), ready: ready.clone() };
     tracing::info!(addr = %listener.local_addr()?, "kiln listening");
     let app = router(state);
     let stopping = jobs.clone();
@@ -67,9 +64,7 @@ pub async fn serve(
             tracing::info!("shutting down: stopping training at the next step");
         })
         .await;
-    tokio::task::spawn_blocking(move || jobs.shutdown())
-        .await
-        .expect("shutdown does not panic");
+    tokio::task::spawn_blocking(move || jobs.shutdown()).await.expect("shutdown does not panic");
     tracing::info!("kiln stopped");
     Ok(result?)
 }

@@ -36,13 +36,8 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, by name.
-    pub const ALL: [JobStatus; 5] = [
-        Self::Queued,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
+    pub const ALL: [JobStatus; 5] =
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
 
     /// The name used in the API and the database.
     pub fn as_str(self) -> &'static str {

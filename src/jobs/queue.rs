@@ -41,12 +41,7 @@ pub struct QueueState {
 impl QueueState {
     /// An empty queue admitting at most `capacity` waiting jobs.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            waiting: VecDeque::new(),
-            running: HashMap::new(),
-            closed: false,
-        }
+        Self { capacity, waiting: VecDeque::new(), running: HashMap::new(), closed: false }
     }
 
     /// Whether a submit would be admitted now.
@@ -105,17 +100,12 @@ pub struct Queue {
 impl Queue {
     /// A queue admitting at most `capacity` waiting jobs.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            state: Mutex::new(QueueState::new(capacity)),
-            changed: Condvar::new(),
-        }
+        Self { state: Mutex::new(QueueState::new(capacity)), changed: Condvar::new() }
     }
 
     /// The state, for short inspections and changes.
     pub fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `insert` (which records the job durably and returns its id) only if there is room,
@@ -151,10 +141,7 @@ impl Queue {
             if let Some(next) = state.start_next() {
                 return Some(next);
             }
-            state = self
-                .changed
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 
@@ -214,10 +201,7 @@ mod tests {
         });
         assert_eq!(refused, Err(QueueFull));
         assert!(!ran);
-        assert_eq!(
-            queue.admit(|| Err::<((), JobId), _>("db down")),
-            Err(QueueFull)
-        );
+        assert_eq!(queue.admit(|| Err::<((), JobId), _>("db down")), Err(QueueFull));
     }
 
     #[test]

@@ -26,10 +26,7 @@ pub enum JobError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("the queue is full ({waiting} jobs waiting)")]
-    QueueFull {
-        waiting: usize,
-        retry_after_secs: u64,
-    },
+    QueueFull { waiting: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
@@ -87,16 +84,10 @@ impl Jobs {
     }
 
     /// Validates and queues a job. With an idempotency key already used, returns that job.
-    pub fn submit(
-        &self,
-        body: &[u8],
-        idempotency_key: Option<&str>,
-    ) -> Result<Submitted, JobError> {
+    pub fn submit(&self, body: &[u8], idempotency_key: Option<&str>) -> Result<Submitted, JobError> {
         let inner = &self.inner;
         let spec = JobSpec::from_json(body)?
-            .validate(&Limits {
-                config: &inner.config,
-            })
+            .validate(&Limits { config: &inner.config })
             .map_err(JobError::Invalid)?;
         if let Some(key) = idempotency_key {
             if let Some(job) = inner.store.job_by_idempotency_key(key)? {
@@ -106,30 +97,18 @@ impl Jobs {
                         job.id
                     )));
                 }
-                return Ok(Submitted {
-                    job,
-                    created: false,
-                });
+                return Ok(Submitted { job, created: false });
             }
         }
         let parameters = spec.model.parameter_count(spec.data.source.shape());
         let steps = crate::train::total_steps(&spec);
         let admitted = inner.queue.admit(|| {
             let id = JobId::new_v4();
-            let new = NewJob {
-                id,
-                spec: &spec,
-                idempotency_key,
-                parameters: parameters as u64,
-                steps,
-            };
+            let new = NewJob { id, spec: &spec, idempotency_key, parameters: parameters as u64, steps };
             inner.store.insert_job(new).map(|job| (job, id))
         });
         match admitted {
-            Ok(job) => Ok(Submitted {
-                job: job?,
-                created: true,
-            }),
+            Ok(job) => Ok(Submitted { job: job?, created: true }),
             Err(_) => Err(JobError::QueueFull {
                 waiting: inner.queue.lock().waiting(),
                 retry_after_secs: inner.config.retry_after_secs,
@@ -154,10 +133,7 @@ impl Jobs {
 
     /// A job's epoch rows and a page of its step points.
     pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<MetricsPage, JobError> {
-        self.inner
-            .store
-            .metrics(id, after, limit)?
-            .ok_or_else(|| not_found(id))
+        self.inner.store.metrics(id, after, limit)?.ok_or_else(|| not_found(id))
     }
 
     /// Cancels a queued job at once, or asks a running one to stop at its next step.
@@ -165,17 +141,10 @@ impl Jobs {
         let job = self.get(id)?;
         let outcome = self.inner.queue.lock().cancel(id);
         match outcome {
-            CancelOutcome::Dequeued => {
-                self.inner
-                    .store
-                    .finish_job(id, JobStatus::Cancelled, None)?
-            }
+            CancelOutcome::Dequeued => self.inner.store.finish_job(id, JobStatus::Cancelled, None)?,
             CancelOutcome::Signalled => {}
             CancelOutcome::NotActive if job.status.is_finished() => {
-                return Err(JobError::Conflict(format!(
-                    "job {id} already {}",
-                    job.status.as_str()
-                )));
+                return Err(JobError::Conflict(format!("job {id} already {}", job.status.as_str())));
             }
             CancelOutcome::NotActive => {
                 return Err(JobError::Conflict(format!(
@@ -206,13 +175,7 @@ impl Jobs {
     /// A job's checkpoints, oldest first.
     pub fn checkpoints(&self, id: JobId) -> Result<Vec<CheckpointInfo>, JobError> {
         self.get(id)?;
-        Ok(self
-            .inner
-            .store
-            .checkpoints(id)?
-            .into_iter()
-            .map(|(info, _)| info)
-            .collect())
+        Ok(self.inner.store.checkpoints(id)?.into_iter().map(|(info, _)| info).collect())
     }
 
     /// The model file of one checkpoint.
@@ -242,12 +205,7 @@ impl Jobs {
     /// queued again and resume at the next start.
     pub fn shutdown(&self) {
         self.begin_shutdown();
-        let pool = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pool) = pool {
             pool.join();
         }

@@ -173,16 +173,12 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written: keep serving.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Inserts a queued job and returns it.
@@ -242,10 +238,9 @@ impl Store {
         let mut stmt = db.prepare(&format!(
             "SELECT {JOB_COLUMNS}, seq FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(
-            params![after, status.map(JobStatus::as_str), limit as i64],
-            |row| Ok((JobRow::read(row)?, row.get::<_, i64>(14)?)),
-        )?;
+        let rows = stmt.query_map(params![after, status.map(JobStatus::as_str), limit as i64], |row| {
+            Ok((JobRow::read(row)?, row.get::<_, i64>(14)?))
+        })?;
         let mut jobs = Vec::new();
         let mut last = None;
         for row in rows {
@@ -261,9 +256,7 @@ impl Store {
         let db = self.db();
         let mut stmt = db.prepare("SELECT id FROM jobs WHERE status = ?1 ORDER BY seq")?;
         let ids = stmt.query_map([status.as_str()], |row| row.get::<_, String>(0))?;
-        Ok(ids
-            .filter_map(|id| id.ok().and_then(|id| JobId::parse_str(&id).ok()))
-            .collect())
+        Ok(ids.filter_map(|id| id.ok().and_then(|id| JobId::parse_str(&id).ok())).collect())
     }
 
     /// Marks a job running on `backend`; keeps the first start time of a resumed job.
@@ -277,10 +270,7 @@ impl Store {
 
     /// Puts a job back in the queue (server shutdown or restart), keeping its metrics.
     pub fn mark_queued(&self, id: JobId) -> Result<()> {
-        self.db().execute(
-            "UPDATE jobs SET status = 'queued' WHERE id = ?1",
-            [id.to_string()],
-        )?;
+        self.db().execute("UPDATE jobs SET status = 'queued' WHERE id = ?1", [id.to_string()])?;
         Ok(())
     }
 
@@ -332,11 +322,7 @@ impl Store {
     pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics) -> Result<()> {
         self.db().execute(
             "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
-            params![
-                id.to_string(),
-                metrics.epoch,
-                serde_json::to_string(metrics)?
-            ],
+            params![id.to_string(), metrics.epoch, serde_json::to_string(metrics)?],
         )?;
         Ok(())
     }
@@ -360,19 +346,14 @@ impl Store {
     pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<Option<MetricsPage>> {
         let db = self.db();
         let status: Option<String> = db
-            .query_row(
-                "SELECT status FROM jobs WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
+            .query_row("SELECT status FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
             .optional()?;
         let Some(status) = status else {
             return Ok(None);
         };
-        let status =
-            JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
-        let mut stmt = db
-            .prepare_cached("SELECT metrics FROM epoch_metrics WHERE job_id = ?1 ORDER BY epoch")?;
+        let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
+        let mut stmt =
+            db.prepare_cached("SELECT metrics FROM epoch_metrics WHERE job_id = ?1 ORDER BY epoch")?;
         let epochs = stmt
             .query_map([id.to_string()], |r| r.get::<_, String>(0))?
             .map(|json| Ok(serde_json::from_str(&json?)?))
@@ -380,11 +361,7 @@ impl Store {
         let point = |r: &Row<'_>| {
             Ok((
                 r.get::<_, i64>(0)?,
-                StepPoint {
-                    step: r.get::<_, i64>(1)? as u64,
-                    epoch: r.get(2)?,
-                    loss: r.get(3)?,
-                },
+                StepPoint { step: r.get::<_, i64>(1)? as u64, epoch: r.get(2)?, loss: r.get(3)? },
             ))
         };
         let mut stmt = db.prepare_cached(
@@ -424,10 +401,7 @@ impl Store {
                 info.bytes as i64,
                 info.sha256,
                 dir,
-                info.metrics
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()?,
+                info.metrics.as_ref().map(serde_json::to_string).transpose()?,
                 info.created_at,
             ],
         )?;
@@ -472,15 +446,13 @@ impl Store {
 
     /// Removes a checkpoint from the index.
     pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
+        self.db().execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
         Ok(())
     }
 
     /// Removes a job with its metrics and checkpoint index.
     pub fn delete_job(&self, id: JobId) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
+        self.db().execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
         Ok(())
     }
 }

@@ -63,14 +63,8 @@ fn run(inner: &Inner, id: JobId, cancel: &AtomicBool) -> Result<(), StoreError> 
         return Ok(());
     }
     tracing::info!(job = %id, model = ?job.spec.model, "job starting");
-    let task = TrainJob {
-        id,
-        spec: &job.spec,
-        config: &inner.config,
-        store,
-        cancel,
-        shutdown: &inner.shutdown,
-    };
+    let task =
+        TrainJob { id, spec: &job.spec, config: &inner.config, store, cancel, shutdown: &inner.shutdown };
     let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&task)));
     match outcome {
         Ok(Ok(Outcome::Completed)) => store.finish_job(id, JobStatus::Succeeded, None)?,
@@ -87,8 +81,7 @@ fn run(inner: &Inner, id: JobId, cancel: &AtomicBool) -> Result<(), StoreError> 
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
             tracing::error!(job = %id, panic = what, "training panicked");
-            let reason =
-                format!("training stopped on an internal error ({what}); the server kept running");
+            let reason = format!("training stopped on an internal error ({what}); the server kept running");
             store.finish_job(id, JobStatus::Failed, Some(&reason))?;
         }
     }

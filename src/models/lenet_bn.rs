@@ -69,10 +69,7 @@ impl LenetBnConfig {
 
     /// Builds the net on `device` with fresh weights.
     pub fn init(&self, device: &Device) -> LenetBn {
-        let bn = |n: usize| {
-            self.batch_norm
-                .then(|| BatchNormConfig::new(n).init(device))
-        };
+        let bn = |n: usize| self.batch_norm.then(|| BatchNormConfig::new(n).init(device));
         let conv = |cin, cout| super::book_conv(Conv2dConfig::new([cin, cout], [5, 5]), device);
         let linear = |din, dout| super::book_linear(din, dout, device);
         LenetBn {
@@ -105,12 +102,8 @@ impl LenetBn {
     /// - `images`: `[batch, channels, size, size]`
     /// - output: `[batch, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .pool
-            .forward(sigmoid(norm(&self.bn1, self.conv1.forward(images))));
-        let x = self
-            .pool
-            .forward(sigmoid(norm(&self.bn2, self.conv2.forward(x))));
+        let x = self.pool.forward(sigmoid(norm(&self.bn1, self.conv1.forward(images))));
+        let x = self.pool.forward(sigmoid(norm(&self.bn2, self.conv2.forward(x))));
         let x: Tensor<2> = x.flatten(1, 3);
         let x = sigmoid(norm(&self.bn3, self.fc1.forward(x)));
         let x = sigmoid(norm(&self.bn4, self.fc2.forward(x)));

@@ -61,18 +61,12 @@ impl MlpBnConfig {
         for &h in &self.hidden {
             hidden.push(Hidden {
                 linear: super::book_linear(width, h, device),
-                bn: self
-                    .batch_norm
-                    .then(|| BatchNormConfig::new(h).init(device)),
+                bn: self.batch_norm.then(|| BatchNormConfig::new(h).init(device)),
             });
             width = h;
         }
         let output = super::book_linear(width, self.classes, device);
-        MlpBn {
-            hidden,
-            output,
-            sigmoid: self.activation == Activation::Sigmoid,
-        }
+        MlpBn { hidden, output, sigmoid: self.activation == Activation::Sigmoid }
     }
 }
 

@@ -25,11 +25,7 @@ pub enum ModelSpec {
     /// LeNet with BatchNorm before each sigmoid (the book's §8.5), 44,878 parameters.
     LenetBn { batch_norm: bool },
     /// An MLP with BatchNorm between each affine layer and its activation.
-    MlpBn {
-        hidden: Vec<usize>,
-        activation: Activation,
-        batch_norm: bool,
-    },
+    MlpBn { hidden: Vec<usize>, activation: Activation, batch_norm: bool },
 }
 
 /// Activation of hidden layers.
@@ -66,11 +62,7 @@ impl Classifier {
 /// the biases from the weights' Xavier distribution).
 fn book_bias(fan_in: usize, len: usize, device: &Device) -> Param<Tensor<1>> {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    Initializer::Uniform {
-        min: -bound,
-        max: bound,
-    }
-    .init([len], device)
+    Initializer::Uniform { min: -bound, max: bound }.init([len], device)
 }
 
 /// A linear layer initialised as the book does.
@@ -86,9 +78,7 @@ pub(crate) fn book_linear(inputs: usize, outputs: usize, device: &Device) -> Lin
 pub(crate) fn book_conv(config: Conv2dConfig, device: &Device) -> Conv2d {
     let fan_in = config.channels[0] / config.groups * config.kernel_size[0] * config.kernel_size[1];
     let out = config.channels[1];
-    let mut conv = config
-        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-        .init(device);
+    let mut conv = config.with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device);
     if conv.bias.is_some() {
         conv.bias = Some(book_bias(fan_in, out, device));
     }
@@ -139,11 +129,9 @@ impl ModelSpec {
     pub fn parameter_count(&self, shape: ImageShape) -> usize {
         match self {
             Self::LenetBn { batch_norm } => Self::lenet(shape, 10, *batch_norm).parameter_count(),
-            Self::MlpBn {
-                hidden,
-                activation,
-                batch_norm,
-            } => Self::mlp(shape, 10, hidden, *activation, *batch_norm).parameter_count(),
+            Self::MlpBn { hidden, activation, batch_norm } => {
+                Self::mlp(shape, 10, hidden, *activation, *batch_norm).parameter_count()
+            }
         }
     }
 
@@ -153,13 +141,9 @@ impl ModelSpec {
             Self::LenetBn { batch_norm } => {
                 Classifier::LenetBn(Self::lenet(shape, classes, *batch_norm).init(device))
             }
-            Self::MlpBn {
-                hidden,
-                activation,
-                batch_norm,
-            } => Classifier::MlpBn(
-                Self::mlp(shape, classes, hidden, *activation, *batch_norm).init(device),
-            ),
+            Self::MlpBn { hidden, activation, batch_norm } => {
+                Classifier::MlpBn(Self::mlp(shape, classes, hidden, *activation, *batch_norm).init(device))
+            }
         }
     }
 }
@@ -168,11 +152,7 @@ impl ModelSpec {
 mod tests {
     use super::*;
 
-    const MNIST: ImageShape = ImageShape {
-        channels: 1,
-        height: 28,
-        width: 28,
-    };
+    const MNIST: ImageShape = ImageShape { channels: 1, height: 28, width: 28 };
 
     #[test]
     fn lenet_bn_has_the_books_44878_parameters() {
@@ -188,16 +168,8 @@ mod tests {
     fn parameter_counts_match_the_built_modules() {
         let specs = [
             ModelSpec::LenetBn { batch_norm: false },
-            ModelSpec::MlpBn {
-                hidden: vec![256, 128],
-                activation: Activation::Relu,
-                batch_norm: true,
-            },
-            ModelSpec::MlpBn {
-                hidden: vec![32],
-                activation: Activation::Sigmoid,
-                batch_norm: false,
-            },
+            ModelSpec::MlpBn { hidden: vec![256, 128], activation: Activation::Relu, batch_norm: true },
+            ModelSpec::MlpBn { hidden: vec![32], activation: Activation::Sigmoid, batch_norm: false },
         ];
         for spec in specs {
             let model = spec.init(MNIST, 10, &Device::flex().autodiff());
@@ -210,15 +182,9 @@ mod tests {
         let device = Device::flex();
         for spec in [
             ModelSpec::LenetBn { batch_norm: true },
-            ModelSpec::MlpBn {
-                hidden: vec![16],
-                activation: Activation::Relu,
-                batch_norm: true,
-            },
+            ModelSpec::MlpBn { hidden: vec![16], activation: Activation::Relu, batch_norm: true },
         ] {
-            let logits = spec
-                .init(MNIST, 10, &device)
-                .forward(Tensor::zeros([3, 1, 28, 28], &device));
+            let logits = spec.init(MNIST, 10, &device).forward(Tensor::zeros([3, 1, 28, 28], &device));
             assert_eq!(logits.dims(), [3, 10], "{spec:?}");
         }
     }

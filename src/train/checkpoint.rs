@@ -84,17 +84,11 @@ pub enum CheckpointError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| CheckpointError::Io { path: path.display().to_string(), source }
 }
 
 fn invalid(path: &Path, reason: impl ToString) -> CheckpointError {
-    CheckpointError::Invalid {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
+    CheckpointError::Invalid { path: path.display().to_string(), reason: reason.to_string() }
 }
 
 /// The directory holding a job's files.
@@ -108,15 +102,11 @@ pub fn model_path(dir: &Path) -> PathBuf {
 }
 
 fn sync_file(path: &Path) -> Result<(), CheckpointError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path))
+    File::open(path).and_then(|f| f.sync_all()).map_err(io_err(path))
 }
 
 fn sync_dir(path: &Path) -> Result<(), CheckpointError> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(path))
+    File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
 }
 
 /// SHA-256 and size of a file.
@@ -133,11 +123,7 @@ fn digest(path: &Path) -> Result<(String, u64), CheckpointError> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((hex, total))
 }
 
@@ -164,25 +150,13 @@ pub fn write(
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
 
     let model_file = tmp.join(MODEL_FILE);
-    model
-        .valid()
-        .save_file(&model_file)
-        .map_err(|e| invalid(&model_file, e))?;
+    model.valid().save_file(&model_file).map_err(|e| invalid(&model_file, e))?;
     let optim_file = tmp.join(OPTIMIZER_FILE);
-    optim
-        .save(&optim_file)
-        .map_err(|e| invalid(&optim_file, e))?;
+    optim.save(&optim_file).map_err(|e| invalid(&optim_file, e))?;
     let manifest_file = tmp.join(MANIFEST_FILE);
-    let manifest = Manifest {
-        format: FORMAT,
-        job_id: id,
-        spec: spec.clone(),
-        position: position.clone(),
-    };
+    let manifest = Manifest { format: FORMAT, job_id: id, spec: spec.clone(), position: position.clone() };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-    File::create(&manifest_file)
-        .and_then(|mut f| f.write_all(&json))
-        .map_err(io_err(&manifest_file))?;
+    File::create(&manifest_file).and_then(|mut f| f.write_all(&json)).map_err(io_err(&manifest_file))?;
     for file in [&model_file, &optim_file, &manifest_file] {
         sync_file(file)?;
     }
@@ -207,37 +181,20 @@ pub struct Restored {
 /// Reads the checkpoint in `dir` into a fresh `model`, built from the job's spec on the plain
 /// (non-autodiff) device it will train on, and a fresh `optim`. The model comes back ready to
 /// train: on that device's autodiff twin, every parameter tracking gradients.
-pub fn read(
-    dir: &Path,
-    model: Classifier,
-    optim: ModuleOptimizer,
-) -> Result<Restored, CheckpointError> {
+pub fn read(dir: &Path, model: Classifier, optim: ModuleOptimizer) -> Result<Restored, CheckpointError> {
     let manifest_file = dir.join(MANIFEST_FILE);
     let json = fs::read(&manifest_file).map_err(io_err(&manifest_file))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| invalid(&manifest_file, e))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| invalid(&manifest_file, e))?;
     if manifest.format != FORMAT {
-        return Err(invalid(
-            &manifest_file,
-            format!("format {} is not {FORMAT}", manifest.format),
-        ));
+        return Err(invalid(&manifest_file, format!("format {} is not {FORMAT}", manifest.format)));
     }
     let model_file = dir.join(MODEL_FILE);
     // Loaded into an autodiff model, Burn's parameters stop tracking gradients; loaded into a
     // plain one and switched to training, they track them (see the checkpoint test in train::fit).
-    let model = model
-        .try_load_file(&model_file)
-        .map_err(|e| invalid(&model_file, e))?
-        .train();
+    let model = model.try_load_file(&model_file).map_err(|e| invalid(&model_file, e))?.train();
     let optim_file = dir.join(OPTIMIZER_FILE);
-    let optim = optim
-        .load(&optim_file)
-        .map_err(|e| invalid(&optim_file, e))?;
-    Ok(Restored {
-        model,
-        optim,
-        position: manifest.position,
-    })
+    let optim = optim.load(&optim_file).map_err(|e| invalid(&optim_file, e))?;
+    Ok(Restored { model, optim, position: manifest.position })
 }
 
 /// Removes a checkpoint directory; a missing one is not an error.
@@ -290,13 +247,8 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_and_the_best() {
-        let cps = [
-            info(1, Some(0.5)),
-            info(2, Some(0.9)),
-            info(3, Some(0.7)),
-            info(4, None),
-            info(5, Some(0.8)),
-        ];
+        let cps =
+            [info(1, Some(0.5)), info(2, Some(0.9)), info(3, Some(0.7)), info(4, None), info(5, Some(0.8))];
         assert_eq!(to_prune(&cps, 2), vec![0, 2]);
         assert_eq!(to_prune(&cps, 5), Vec::<usize>::new());
         assert_eq!(to_prune(&cps[..1], 1), Vec::<usize>::new());

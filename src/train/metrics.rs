@@ -66,10 +66,6 @@ impl EpochTotals {
 
     /// Examples per second of training.
     pub fn throughput(&self) -> f64 {
-        if self.train_seconds > 0.0 {
-            self.examples as f64 / self.train_seconds
-        } else {
-            0.0
-        }
+        if self.train_seconds > 0.0 { self.examples as f64 / self.train_seconds } else { 0.0 }
     }
 }

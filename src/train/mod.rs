@@ -64,11 +64,7 @@ pub enum TrainError {
 /// batch statistics of one example are degenerate.
 pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
     let full = n / batch_size;
-    if n % batch_size > 1 || full == 0 {
-        full + 1
-    } else {
-        full
-    }
+    if n % batch_size > 1 || full == 0 { full + 1 } else { full }
 }
 
 /// Optimizer steps of the whole job, from the spec alone (before the data is loaded).

@@ -34,9 +34,7 @@ impl Server {
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut kiln::Config)) -> Self {
         let mut config = kiln::Config::with_data_dir(dir.path());
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -46,13 +44,7 @@ impl Server {
             .await
             .expect("server runs");
         });
-        let server = Self {
-            base,
-            client: reqwest::Client::new(),
-            dir,
-            stop: Some(tx),
-            task: Some(task),
-        };
+        let server = Self { base, client: reqwest::Client::new(), dir, stop: Some(tx), task: Some(task) };
         server.wait_ready().await;
         server
     }
@@ -110,22 +102,15 @@ impl Process {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if !sent {
                     if let Some(addr) = line.split("addr=").nth(1) {
-                        let addr: String =
-                            addr.chars().take_while(|c| !c.is_whitespace()).collect();
+                        let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
                         let _ = tx.send(addr);
                         sent = true;
                     }
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("kiln printed its address");
-        Self {
-            child,
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-        }
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("kiln printed its address");
+        Self { child, base: format!("http://{addr}"), client: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -142,11 +127,7 @@ impl Process {
     pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
         let started = Instant::now();
         let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM")
-            .success();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM").success();
         assert!(ok, "kill -TERM {pid}");
         let status = self.child.wait().expect("wait");
         (status, started.elapsed())
@@ -174,12 +155,7 @@ pub fn synthetic_job(epochs: u32) -> Value {
 
 /// POSTs a job, asserting 201, returning its body.
 pub async fn submit(client: &reqwest::Client, base: &str, job: &Value) -> Value {
-    let r = client
-        .post(format!("{base}/jobs"))
-        .json(job)
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(format!("{base}/jobs")).json(job).send().await.unwrap();
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 201, "submit failed: {body}");
@@ -206,26 +182,15 @@ pub async fn wait_for(
         if done(&job) {
             return job;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting on job {id}: {job}"
-        );
+        assert!(Instant::now() < deadline, "timed out waiting on job {id}: {job}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Waits until a job is finished (succeeded, failed or cancelled).
-pub async fn wait_finished(
-    client: &reqwest::Client,
-    base: &str,
-    id: &str,
-    timeout: Duration,
-) -> Value {
+pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str, timeout: Duration) -> Value {
     wait_for(client, base, id, timeout, |j| {
-        matches!(
-            j["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        )
+        matches!(j["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
     })
     .await
 }

@@ -146,18 +146,8 @@ pub struct TrainingSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerSpec {
-    Sgd {
-        lr: f64,
-        momentum: f64,
-        weight_decay: f64,
-    },
-    Adam {
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        epsilon: f64,
-        weight_decay: f64,
-    },
+    Sgd { lr: f64, momentum: f64, weight_decay: f64 },
+    Adam { lr: f64, beta1: f64, beta2: f64, epsilon: f64, weight_decay: f64 },
 }
 
 impl OptimizerSpec {
@@ -185,11 +175,7 @@ impl BackendKind {
 
     /// The name a job definition uses for this backend.
     pub fn name(self) -> &'static str {
-        Self::AVAILABLE
-            .iter()
-            .find(|(_, kind)| *kind == self)
-            .map(|(name, _)| *name)
-            .unwrap_or("?")
+        Self::AVAILABLE.iter().find(|(_, kind)| *kind == self).map(|(name, _)| *name).unwrap_or("?")
     }
 }
 

@@ -9,34 +9,18 @@ fn limits() -> Config {
 
 fn validate(json: &str) -> Result<ValidJobSpec, Vec<FieldError>> {
     let config = limits();
-    JobSpec::from_json(json.as_bytes())
-        .expect("parses")
-        .validate(&Limits { config: &config })
+    JobSpec::from_json(json.as_bytes()).expect("parses").validate(&Limits { config: &config })
 }
 
 #[test]
 fn defaults_fill_a_minimal_spec() {
-    let spec =
-        validate(r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#).unwrap();
+    let spec = validate(r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#).unwrap();
     assert_eq!(spec.model, ModelSpec::LenetBn { batch_norm: true });
     assert_eq!(spec.training.epochs, 10);
     assert_eq!(spec.training.batch_size, 256);
     assert_eq!(spec.backend, BackendKind::Cpu);
-    assert_eq!(
-        spec.checkpoint,
-        CheckpointPolicy {
-            every: 1,
-            keep_last: 3
-        }
-    );
-    assert_eq!(
-        spec.data.source,
-        DatasetSpec::SyntheticImages {
-            train_size: 2000,
-            test_size: 500,
-            seed: 0
-        }
-    );
+    assert_eq!(spec.checkpoint, CheckpointPolicy { every: 1, keep_last: 3 });
+    assert_eq!(spec.data.source, DatasetSpec::SyntheticImages { train_size: 2000, test_size: 500, seed: 0 });
 }
 
 #[test]
@@ -48,10 +32,7 @@ fn the_valid_spec_round_trips_through_the_raw_parser() {
     )
     .unwrap();
     let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json)
-        .unwrap()
-        .validate(&Limits { config: &limits() })
-        .unwrap();
+    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits() }).unwrap();
     assert_eq!(spec, again);
 }
 
@@ -64,23 +45,11 @@ fn every_problem_is_reported_with_its_field_and_limit() {
     .unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let has = |needle: &str| text.iter().any(|t| t.contains(needle));
-    assert!(
-        has("training.batch_size must be between 1 and 4096"),
-        "{text:?}"
-    );
-    assert!(
-        has("training.epochs must be between 1 and 1000"),
-        "{text:?}"
-    );
-    assert!(
-        has("training.optimizer.lr must be a number in (0, 100)"),
-        "{text:?}"
-    );
+    assert!(has("training.batch_size must be between 1 and 4096"), "{text:?}");
+    assert!(has("training.epochs must be between 1 and 1000"), "{text:?}");
+    assert!(has("training.optimizer.lr must be a number in (0, 100)"), "{text:?}");
     assert!(has("backend must be one of cpu, ndarray"), "{text:?}");
-    assert!(
-        has("model.hidden is not allowed with model.kind = lenet_bn"),
-        "{text:?}"
-    );
+    assert!(has("model.hidden is not allowed with model.kind = lenet_bn"), "{text:?}");
     assert!(has("data.limit_test must be at least 1"), "{text:?}");
 }
 
@@ -95,32 +64,21 @@ fn unknown_fields_and_wrong_types_name_their_path() {
         other => panic!("expected a field error, got {other:?}"),
     }
     let err = JobSpec::from_json(br#"{"training":{"epochs":"ten"}}"#).unwrap_err();
-    assert!(
-        matches!(err, SpecParseError::Field(ref e) if e.field == "training.epochs"),
-        "{err:?}"
-    );
-    assert!(matches!(
-        JobSpec::from_json(b"{\"model\":"),
-        Err(SpecParseError::Syntax(_))
-    ));
+    assert!(matches!(err, SpecParseError::Field(ref e) if e.field == "training.epochs"), "{err:?}");
+    assert!(matches!(JobSpec::from_json(b"{\"model\":"), Err(SpecParseError::Syntax(_))));
 }
 
 #[test]
 fn models_over_the_parameter_cap_are_refused() {
     let mut config = limits();
     config.max_parameters = 1000;
-    let errors = JobSpec::from_json(
-        br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#,
-    )
-    .unwrap()
-    .validate(&Limits { config: &config })
-    .unwrap_err();
+    let errors =
+        JobSpec::from_json(br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#)
+            .unwrap()
+            .validate(&Limits { config: &config })
+            .unwrap_err();
     assert_eq!(errors[0].field, "model");
-    assert!(
-        errors[0].message.contains("44878 parameters"),
-        "{}",
-        errors[0].message
-    );
+    assert!(errors[0].message.contains("44878 parameters"), "{}", errors[0].message);
 }
 
 #[test]
@@ -137,9 +95,7 @@ fn every_example_job_file_is_a_valid_job() {
         if let Err(errors) = spec.validate(&Limits { config: &limits() }) {
             // Only a missing data set may stop an example on this machine.
             assert!(
-                errors
-                    .iter()
-                    .all(|e| e.field == "data.dataset" && e.message.contains("not installed")),
+                errors.iter().all(|e| e.field == "data.dataset" && e.message.contains("not installed")),
                 "{}: {errors:?}",
                 path.display()
             );

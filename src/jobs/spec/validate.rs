@@ -18,46 +18,37 @@ pub(super) struct Problems(Vec<FieldError>);
 
 impl Problems {
     fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.to_string(), message: message.into() });
     }
 
     /// `value` if it lies in `lo..=hi`, else records the problem and returns `lo`.
-    fn range<T: PartialOrd + Copy + std::fmt::Display>(
-        &mut self,
-        field: &str,
-        value: T,
-        lo: T,
-        hi: T,
-    ) -> T {
+    fn range<T: PartialOrd + Copy + std::fmt::Display>(&mut self, field: &str, value: T, lo: T, hi: T) -> T {
         if value < lo || value > hi {
-            self.add(
-                field,
-                format!("must be between {lo} and {hi} (got {value})"),
-            );
+            self.add(field, format!("must be between {lo} and {hi} (got {value})"));
             lo
         } else {
             value
         }
     }
 
-    /// A float in `lo..hi_excl`, finite; `lo` inclusive or not.
+    /// A finite float in `[lo, hi)`, or `(lo, hi)` when `lo` is excluded.
     fn float(&mut self, field: &str, value: f64, lo: f64, lo_inclusive: bool, hi: f64) -> f64 {
-        let above = if lo_inclusive {
-            value >= lo
-        } else {
-            value > lo
-        };
+        let above = if lo_inclusive { value >= lo } else { value > lo };
         if !value.is_finite() || !above || value >= hi {
             let open = if lo_inclusive { "[" } else { "(" };
-            self.add(
-                field,
-                format!("must be a number in {open}{lo}, {hi}) (got {value})"),
-            );
+            self.add(field, format!("must be a number in {open}{lo}, {hi}) (got {value})"));
         }
         value
+    }
+
+    /// A coefficient in `[0, 1)`: momentum, betas, weight decay.
+    fn fraction(&mut self, field: &str, value: f64) -> f64 {
+        self.float(field, value, 0.0, true, 1.0)
+    }
+
+    /// A strictly positive float below `hi`: learning rate, epsilon.
+    fn positive(&mut self, field: &str, value: f64, hi: f64) -> f64 {
+        self.float(field, value, 0.0, false, hi)
     }
 
     /// Records that `field` does not belong with `owner`'s choice.
@@ -69,22 +60,11 @@ impl Problems {
 }
 
 /// Picks `value` among `choices`, recording a problem that lists them otherwise.
-fn choose<T: Copy>(
-    problems: &mut Problems,
-    field: &str,
-    value: &str,
-    choices: &[(&str, T)],
-) -> Option<T> {
-    let found = choices
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v);
+fn choose<T: Copy>(problems: &mut Problems, field: &str, value: &str, choices: &[(&str, T)]) -> Option<T> {
+    let found = choices.iter().find(|(name, _)| *name == value).map(|(_, v)| *v);
     if found.is_none() {
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-        problems.add(
-            field,
-            format!("must be one of {} (got \"{value}\")", names.join(", ")),
-        );
+        problems.add(field, format!("must be one of {} (got \"{value}\")", names.join(", ")));
     }
     found
 }
@@ -104,19 +84,11 @@ impl JobSpec {
             if inner.is_syntax() || inner.is_eof() {
                 SpecParseError::Syntax(inner.to_string())
             } else {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                SpecParseError::Field(FieldError {
-                    field,
-                    message: inner.to_string(),
-                })
+                let field = if path == "." { "body".to_string() } else { path };
+                SpecParseError::Field(FieldError { field, message: inner.to_string() })
             }
         })?;
-        de.end()
-            .map_err(|e| SpecParseError::Syntax(e.to_string()))?;
+        de.end().map_err(|e| SpecParseError::Syntax(e.to_string()))?;
         Ok(spec)
     }
 
@@ -125,16 +97,10 @@ impl JobSpec {
         let config = limits.config;
         let mut p = Problems::default();
 
-        let name = self
-            .name
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty());
+        let name = self.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         if let Some(n) = &name {
             if n.chars().count() > MAX_NAME_CHARS {
-                p.add(
-                    "name",
-                    format!("must be at most {MAX_NAME_CHARS} characters"),
-                );
+                p.add("name", format!("must be at most {MAX_NAME_CHARS} characters"));
             }
         }
 
@@ -147,18 +113,8 @@ impl JobSpec {
 
         let ck = self.checkpoint.unwrap_or_default();
         let checkpoint = CheckpointPolicy {
-            every: p.range(
-                "checkpoint.every",
-                ck.every.unwrap_or(1),
-                1,
-                config.max_epochs,
-            ),
-            keep_last: p.range(
-                "checkpoint.keep_last",
-                ck.keep_last.unwrap_or(3),
-                1,
-                MAX_KEEP_LAST,
-            ),
+            every: p.range("checkpoint.every", ck.every.unwrap_or(1), 1, config.max_epochs),
+            keep_last: p.range("checkpoint.keep_last", ck.keep_last.unwrap_or(3), 1, MAX_KEEP_LAST),
         };
 
         if let (Some(model), Some(data)) = (&model, &data) {
@@ -178,14 +134,9 @@ impl JobSpec {
         }
 
         match (model, data, backend, p.0.is_empty()) {
-            (Some(model), Some(data), Some(backend), true) => Ok(ValidJobSpec {
-                name,
-                model,
-                data,
-                training,
-                backend,
-                checkpoint,
-            }),
+            (Some(model), Some(data), Some(backend), true) => {
+                Ok(ValidJobSpec { name, model, data, training, backend, checkpoint })
+            }
             _ => Err(p.0),
         }
     }
@@ -210,10 +161,7 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
         _ => {
             let hidden = raw.hidden.unwrap_or_else(|| vec![256, 128]);
             if hidden.is_empty() || hidden.len() > MAX_HIDDEN_LAYERS {
-                p.add(
-                    "model.hidden",
-                    format!("must list between 1 and {MAX_HIDDEN_LAYERS} layer widths"),
-                );
+                p.add("model.hidden", format!("must list between 1 and {MAX_HIDDEN_LAYERS} layer widths"));
             }
             for (i, width) in hidden.iter().enumerate() {
                 p.range(&format!("model.hidden[{i}]"), *width, 1, MAX_WIDTH);
@@ -225,11 +173,7 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
                 activation,
                 &[("relu", Activation::Relu), ("sigmoid", Activation::Sigmoid)],
             )?;
-            Some(ModelSpec::MlpBn {
-                hidden,
-                activation,
-                batch_norm,
-            })
+            Some(ModelSpec::MlpBn { hidden, activation, batch_norm })
         }
     }
 }
@@ -240,29 +184,15 @@ fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Opt
         return None;
     };
     let Some(dataset) = raw.dataset.as_deref() else {
-        p.add(
-            "data.dataset",
-            "is required: one of fashion_mnist, synthetic_images",
-        );
+        p.add("data.dataset", "is required: one of fashion_mnist, synthetic_images");
         return None;
     };
-    for (field, limit) in [
-        ("data.limit_train", raw.limit_train),
-        ("data.limit_test", raw.limit_test),
-    ] {
+    for (field, limit) in [("data.limit_train", raw.limit_train), ("data.limit_test", raw.limit_test)] {
         if limit == Some(0) {
-            p.add(
-                field,
-                "must be at least 1 (leave it out to use every example)",
-            );
+            p.add(field, "must be at least 1 (leave it out to use every example)");
         }
     }
-    let source = match choose(
-        p,
-        "data.dataset",
-        dataset,
-        &[("fashion_mnist", 0), ("synthetic_images", 1)],
-    )? {
+    let source = match choose(p, "data.dataset", dataset, &[("fashion_mnist", 0), ("synthetic_images", 1)])? {
         0 => {
             let owner = "data.dataset = fashion_mnist";
             p.not_for(&raw.train_size, "data.train_size", owner);
@@ -275,131 +205,43 @@ fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Opt
             let train_size = p.range("data.train_size", raw.train_size.unwrap_or(2000), 1, cap);
             let test_size = p.range("data.test_size", raw.test_size.unwrap_or(500), 1, cap);
             if train_size + test_size > cap {
-                p.add(
-                    "data",
-                    format!("train_size + test_size must be at most {cap}"),
-                );
+                p.add("data", format!("train_size + test_size must be at most {cap}"));
             }
-            DatasetSpec::SyntheticImages {
-                train_size,
-                test_size,
-                seed: raw.seed.unwrap_or(0),
-            }
+            DatasetSpec::SyntheticImages { train_size, test_size, seed: raw.seed.unwrap_or(0) }
         }
     };
-    Some(DataSpec {
-        source,
-        limit_train: raw.limit_train,
-        limit_test: raw.limit_test,
-    })
+    Some(DataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test })
 }
 
 fn validate_training(raw: RawTraining, config: &Config, p: &mut Problems) -> TrainingSpec {
-    let epochs = p.range(
-        "training.epochs",
-        raw.epochs.unwrap_or(10),
-        1,
-        config.max_epochs,
-    );
-    let batch_size = p.range(
-        "training.batch_size",
-        raw.batch_size.unwrap_or(256),
-        1,
-        config.max_batch_size,
-    );
-    let log_every = p.range(
-        "training.log_every",
-        raw.log_every.unwrap_or(10),
-        1,
-        1_000_000,
-    );
+    let epochs = p.range("training.epochs", raw.epochs.unwrap_or(10), 1, config.max_epochs);
+    let batch_size = p.range("training.batch_size", raw.batch_size.unwrap_or(256), 1, config.max_batch_size);
+    let log_every = p.range("training.log_every", raw.log_every.unwrap_or(10), 1, 1_000_000);
     let o = raw.optimizer.unwrap_or_default();
     let kind = o.kind.as_deref().unwrap_or("sgd");
-    let owner = "training.optimizer.kind = sgd";
-    let optimizer = match choose(
-        p,
-        "training.optimizer.kind",
-        kind,
-        &[("sgd", 0), ("adam", 1)],
-    ) {
-        Some(1) => {
-            p.not_for(
-                &o.momentum,
-                "training.optimizer.momentum",
-                "training.optimizer.kind = adam",
-            );
-            OptimizerSpec::Adam {
-                lr: p.float(
-                    "training.optimizer.lr",
-                    o.lr.unwrap_or(0.001),
-                    0.0,
-                    false,
-                    100.0,
-                ),
-                beta1: p.float(
-                    "training.optimizer.beta1",
-                    o.beta1.unwrap_or(0.9),
-                    0.0,
-                    true,
-                    1.0,
-                ),
-                beta2: p.float(
-                    "training.optimizer.beta2",
-                    o.beta2.unwrap_or(0.999),
-                    0.0,
-                    true,
-                    1.0,
-                ),
-                epsilon: p.float(
-                    "training.optimizer.epsilon",
-                    o.epsilon.unwrap_or(1e-8),
-                    0.0,
-                    false,
-                    1.0,
-                ),
-                weight_decay: p.float(
-                    "training.optimizer.weight_decay",
-                    o.weight_decay.unwrap_or(0.0),
-                    0.0,
-                    true,
-                    1.0,
-                ),
-            }
+    let choices = [("sgd", false), ("adam", true)];
+    let adam = choose(p, "training.optimizer.kind", kind, &choices).unwrap_or(false);
+    let f = |name: &str| format!("training.optimizer.{name}");
+    let weight_decay = p.fraction(&f("weight_decay"), o.weight_decay.unwrap_or(0.0));
+    let optimizer = if adam {
+        p.not_for(&o.momentum, &f("momentum"), "training.optimizer.kind = adam");
+        OptimizerSpec::Adam {
+            lr: p.positive(&f("lr"), o.lr.unwrap_or(0.001), 100.0),
+            beta1: p.fraction(&f("beta1"), o.beta1.unwrap_or(0.9)),
+            beta2: p.fraction(&f("beta2"), o.beta2.unwrap_or(0.999)),
+            epsilon: p.positive(&f("epsilon"), o.epsilon.unwrap_or(1e-8), 1.0),
+            weight_decay,
         }
-        _ => {
-            p.not_for(&o.beta1, "training.optimizer.beta1", owner);
-            p.not_for(&o.beta2, "training.optimizer.beta2", owner);
-            p.not_for(&o.epsilon, "training.optimizer.epsilon", owner);
-            OptimizerSpec::Sgd {
-                lr: p.float(
-                    "training.optimizer.lr",
-                    o.lr.unwrap_or(0.1),
-                    0.0,
-                    false,
-                    100.0,
-                ),
-                momentum: p.float(
-                    "training.optimizer.momentum",
-                    o.momentum.unwrap_or(0.0),
-                    0.0,
-                    true,
-                    1.0,
-                ),
-                weight_decay: p.float(
-                    "training.optimizer.weight_decay",
-                    o.weight_decay.unwrap_or(0.0),
-                    0.0,
-                    true,
-                    1.0,
-                ),
-            }
+    } else {
+        let owner = "training.optimizer.kind = sgd";
+        p.not_for(&o.beta1, &f("beta1"), owner);
+        p.not_for(&o.beta2, &f("beta2"), owner);
+        p.not_for(&o.epsilon, &f("epsilon"), owner);
+        OptimizerSpec::Sgd {
+            lr: p.positive(&f("lr"), o.lr.unwrap_or(0.1), 100.0),
+            momentum: p.fraction(&f("momentum"), o.momentum.unwrap_or(0.0)),
+            weight_decay,
         }
     };
-    TrainingSpec {
-        epochs,
-        batch_size,
-        seed: raw.seed.unwrap_or(42),
-        optimizer,
-        log_every,
-    }
+    TrainingSpec { epochs, batch_size, seed: raw.seed.unwrap_or(42), optimizer, log_every }
 }

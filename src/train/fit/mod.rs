@@ -37,33 +37,17 @@ const EVAL_BATCH: usize = 1000;
 /// Builds the optimizer a spec asks for.
 pub fn optimizer(spec: &OptimizerSpec) -> ModuleOptimizer {
     match *spec {
-        OptimizerSpec::Sgd {
-            momentum,
-            weight_decay,
-            ..
-        } => SgdConfig::new()
-            .with_momentum((momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0)
-            }))
-            .with_weight_decay(
-                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+        OptimizerSpec::Sgd { momentum, weight_decay, .. } => SgdConfig::new()
+            .with_momentum(
+                (momentum > 0.0).then(|| MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)),
             )
+            .with_weight_decay((weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)))
             .init(),
-        OptimizerSpec::Adam {
-            beta1,
-            beta2,
-            epsilon,
-            weight_decay,
-            ..
-        } => AdamConfig::new()
+        OptimizerSpec::Adam { beta1, beta2, epsilon, weight_decay, .. } => AdamConfig::new()
             .with_beta_1(beta1 as f32)
             .with_beta_2(beta2 as f32)
             .with_epsilon(epsilon as f32)
-            .with_weight_decay(
-                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-            )
+            .with_weight_decay((weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)))
             .init(),
     }
 }
@@ -72,10 +56,8 @@ pub fn optimizer(spec: &OptimizerSpec) -> ModuleOptimizer {
 pub fn batch(set: &ImageSet, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let (pixels, labels) = set.gather(indices);
     let s = set.shape;
-    let images = Tensor::from_data(
-        TensorData::new(pixels, [indices.len(), s.channels, s.height, s.width]),
-        device,
-    );
+    let images =
+        Tensor::from_data(TensorData::new(pixels, [indices.len(), s.channels, s.height, s.width]), device);
     let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
     (images, labels)
 }
@@ -112,9 +94,7 @@ pub fn evaluate(model: &Classifier, set: &ImageSet, device: &Device) -> (f64, f6
     for chunk in indices.chunks(EVAL_BATCH) {
         let (images, labels) = batch(set, chunk, device);
         let logits = model.forward(images);
-        let loss = loss_fn
-            .forward(logits.clone(), labels.clone())
-            .into_scalar::<f32>();
+        let loss = loss_fn.forward(logits.clone(), labels.clone()).into_scalar::<f32>();
         loss_sum += f64::from(loss) * chunk.len() as f64;
         right += correct(logits, labels);
     }
@@ -129,19 +109,14 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
     let resolved = backend::resolve(spec.backend);
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
-    let data = spec.data.source.load(
-        &job.config.datasets_dir(),
-        spec.data.limit_train,
-        spec.data.limit_test,
-    )?;
+    let data =
+        spec.data.source.load(&job.config.datasets_dir(), spec.data.limit_train, spec.data.limit_test)?;
 
     let optim = optimizer(&training.optimizer);
     let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
         Some((info, dir)) => {
             tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
-            let fresh = spec
-                .model
-                .init(data.train.shape, data.classes, &resolved.device);
+            let fresh = spec.model.init(data.train.shape, data.classes, &resolved.device);
             let restored = checkpoint::read(dir.as_ref(), fresh, optim)?;
             (restored.model, restored.optim, restored.position)
         }
@@ -153,8 +128,7 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
             (model, optim, Position::default())
         }
     };
-    job.store
-        .truncate_metrics(job.id, position.epoch, position.step)?;
+    job.store.truncate_metrics(job.id, position.epoch, position.step)?;
 
     let n = data.train.len();
     let per_epoch = batches_per_epoch(n, training.batch_size);
@@ -171,8 +145,7 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
 
     while position.epoch < training.epochs {
         let epoch = position.epoch + 1;
-        let started =
-            Instant::now() - std::time::Duration::from_secs_f64(position.totals.train_seconds);
+        let started = Instant::now() - std::time::Duration::from_secs_f64(position.totals.train_seconds);
         let order = epoch_order(n, training.seed, epoch);
         for b in position.step_in_epoch as usize..per_epoch {
             let stop = if job.cancel.load(Ordering::SeqCst) {
@@ -205,18 +178,10 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
             progress.step = position.step;
             if !loss_value.is_finite() {
                 job.store.record_steps(job.id, &pending, progress)?;
-                return Err(TrainError::Diverged {
-                    epoch,
-                    step: position.step,
-                    loss: loss_value,
-                });
+                return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
             }
             if position.step % u64::from(training.log_every) == 0 || b + 1 == per_epoch {
-                pending.push(StepPoint {
-                    step: position.step,
-                    epoch,
-                    loss: loss_value,
-                });
+                pending.push(StepPoint { step: position.step, epoch, loss: loss_value });
                 job.store.record_steps(job.id, &pending, progress)?;
                 pending.clear();
             }
@@ -255,7 +220,7 @@ fn save(
     metrics: Option<EpochMetrics>,
 ) -> Result<(), TrainError> {
     let written = checkpoint::write(job.config, job.id, job.spec, model, optim, position)?;
-    let info = CheckpointInfo {
+    let mut info = CheckpointInfo {
         id: 0,
         epoch: position.epoch,
         step: position.step,
@@ -265,16 +230,15 @@ fn save(
         created_at: crate::jobs::now(),
     };
     let dir = written.dir.display().to_string();
-    // A resumed job may write the same step again: the directory was replaced, so drop the old
-    // index rows for it.
-    let existing = job.store.checkpoints(job.id)?;
-    for (old, old_dir) in &existing {
-        if *old_dir == dir {
-            job.store.delete_checkpoint(old.id)?;
-        }
+    let mut all = job.store.checkpoints(job.id)?;
+    // A resumed job may write the same step again: its directory was replaced, so its old
+    // index row goes.
+    for (old, _) in all.iter().filter(|(_, old_dir)| *old_dir == dir) {
+        job.store.delete_checkpoint(old.id)?;
     }
-    job.store.insert_checkpoint(job.id, &info, &dir)?;
-    let all = job.store.checkpoints(job.id)?;
+    all.retain(|(_, old_dir)| *old_dir != dir);
+    info.id = job.store.insert_checkpoint(job.id, &info, &dir)?;
+    all.push((info, dir));
     let infos: Vec<CheckpointInfo> = all.iter().map(|(i, _)| i.clone()).collect();
     for i in checkpoint::to_prune(&infos, job.spec.checkpoint.keep_last as usize) {
         let (info, dir) = &all[i];

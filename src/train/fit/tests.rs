@@ -7,14 +7,10 @@ use crate::models::ModelSpec;
 use crate::train::metrics::EpochTotals;
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
-    let set = DatasetSpec::SyntheticImages {
-        train_size: n,
-        test_size: 1,
-        seed: 5,
-    }
-    .load(std::path::Path::new("."), None, None)
-    .unwrap()
-    .train;
+    let set = DatasetSpec::SyntheticImages { train_size: n, test_size: 1, seed: 5 }
+        .load(std::path::Path::new("."), None, None)
+        .unwrap()
+        .train;
     batch(&set, &(0..n).collect::<Vec<_>>(), device).0
 }
 
@@ -38,10 +34,7 @@ fn batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
     let whole = model.forward(x.clone().autodiff());
     let half = model.forward(x.clone().slice([0..8]).autodiff());
     let train_diff = max_abs_diff(whole.inner().slice([0..8]), half.inner());
-    assert!(
-        train_diff > 1e-4,
-        "batch statistics should couple examples ({train_diff})"
-    );
+    assert!(train_diff > 1e-4, "batch statistics should couple examples ({train_diff})");
 
     // Evaluation mode: it does not, and the running statistics have moved.
     let eval = model.valid();
@@ -65,11 +58,7 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
         name: None,
         model: ModelSpec::LenetBn { batch_norm: true },
         data: DataSpec {
-            source: DatasetSpec::SyntheticImages {
-                train_size: 32,
-                test_size: 8,
-                seed: 1,
-            },
+            source: DatasetSpec::SyntheticImages { train_size: 32, test_size: 8, seed: 1 },
             limit_train: None,
             limit_test: None,
         },
@@ -77,18 +66,11 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
             epochs: 1,
             batch_size: 16,
             seed: 1,
-            optimizer: OptimizerSpec::Sgd {
-                lr: 0.1,
-                momentum: 0.9,
-                weight_decay: 0.0,
-            },
+            optimizer: OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 },
             log_every: 1,
         },
         backend: BackendKind::Cpu,
-        checkpoint: CheckpointPolicy {
-            every: 1,
-            keep_last: 1,
-        },
+        checkpoint: CheckpointPolicy { every: 1, keep_last: 1 },
     };
     let plain = Device::flex();
     let device = plain.clone().autodiff();
@@ -102,32 +84,16 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
         let (x, y) = batch(&data.train, &idx, &device);
         model = step(model, &mut optim, &loss_fn, 0.1, x, y).0;
     }
-    let position = Position {
-        epoch: 0,
-        step_in_epoch: 3,
-        step: 3,
-        totals: EpochTotals::default(),
-    };
-    let written = checkpoint::write(
-        &config,
-        crate::jobs::JobId::new_v4(),
-        &spec,
-        &model,
-        &optim,
-        &position,
-    )
-    .unwrap();
+    let position = Position { epoch: 0, step_in_epoch: 3, step: 3, totals: EpochTotals::default() };
+    let written =
+        checkpoint::write(&config, crate::jobs::JobId::new_v4(), &spec, &model, &optim, &position).unwrap();
     let restore = || {
         let fresh = spec.model.init(shape, 10, &plain);
         checkpoint::read(&written.dir, fresh, optimizer(&spec.training.optimizer)).unwrap()
     };
     let restored = restore();
     assert_eq!(restored.position, position);
-    assert_eq!(
-        crate::models::materialize(&restored.model),
-        44_878,
-        "a restored model trains"
-    );
+    assert_eq!(crate::models::materialize(&restored.model), 44_878, "a restored model trains");
 
     let probe = images(8, &plain);
     let expected = model.valid().forward(probe.clone());
@@ -140,27 +106,11 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     let (x, y) = batch(&data.train, &idx, &device);
     let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, x.clone(), y.clone());
     let mut optim2 = restored.optim;
-    let (resumed, l2, _) = step(
-        restored.model,
-        &mut optim2,
-        &loss_fn,
-        0.1,
-        x.clone(),
-        y.clone(),
-    );
-    let (forgetful, _, _) = step(
-        restore().model,
-        &mut optimizer(&spec.training.optimizer),
-        &loss_fn,
-        0.1,
-        x,
-        y,
-    );
+    let (resumed, l2, _) = step(restored.model, &mut optim2, &loss_fn, 0.1, x.clone(), y.clone());
+    let (forgetful, _, _) =
+        step(restore().model, &mut optimizer(&spec.training.optimizer), &loss_fn, 0.1, x, y);
     assert!((l1 - l2).abs() < 1e-6);
     let expected = uninterrupted.valid().forward(probe.clone());
     assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);
-    assert!(
-        max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4,
-        "momentum matters here"
-    );
+    assert!(max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4, "momentum matters here");
 }
