@@ -89,6 +89,12 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
     let (label_dims, labels) = parse_idx(&label_bytes, LABELS_MAGIC, &labels_path)?;
     let corrupt =
         |path: &Path, reason: String| DataError::Corrupt { path: path.display().to_string(), reason };
+    if dims[1..] != [28, 28] {
+        return Err(corrupt(
+            &images_path,
+            format!("images are {}x{}, Fashion-MNIST's are 28x28", dims[1], dims[2]),
+        ));
+    }
     if dims[0] != label_dims[0] {
         return Err(corrupt(&labels_path, format!("{} labels for {} images", label_dims[0], dims[0])));
     }
@@ -155,5 +161,13 @@ mod tests {
         let err = parse_idx(&idx(LABELS_MAGIC, &[5], &[0, 1]), LABELS_MAGIC, &path).unwrap_err();
         assert!(err.to_string().contains("the header promises 5"), "{err}");
         assert!(err.to_string().starts_with(&path.display().to_string()));
+
+        let dir = root.path().join("small");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("train-images-idx3-ubyte"), idx(IMAGES_MAGIC, &[2, 8, 8], &[0; 128]))
+            .unwrap();
+        std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(LABELS_MAGIC, &[2], &[0, 1])).unwrap();
+        let err = load(&dir, "train").unwrap_err();
+        assert!(err.to_string().contains("images are 8x8, Fashion-MNIST's are 28x28"), "{err}");
     }
 }

@@ -57,21 +57,22 @@ pub(crate) struct Inner {
     pool: std::sync::Mutex<Option<Pool>>,
 }
 
-impl Jobs {
-    /// Opens the data dir, re-queues what a previous process left unfinished and starts the
-    /// workers.
-    pub fn start(config: Config) -> Result<Self, JobError> {
+impl Inner {
+    /// Opens the data dir and its database; starts nothing.
+    pub(crate) fn open(config: Config) -> Result<Self, JobError> {
         std::fs::create_dir_all(config.jobs_dir())?;
         std::fs::create_dir_all(config.datasets_dir())?;
         let store = Store::open(&config.database_path())?;
         let queue = Queue::new(config.queue_capacity);
-        let inner = Arc::new(Inner {
-            config,
-            store,
-            queue,
-            shutdown: AtomicBool::new(false),
-            pool: Default::default(),
-        });
+        Ok(Inner { config, store, queue, shutdown: AtomicBool::new(false), pool: Default::default() })
+    }
+}
+
+impl Jobs {
+    /// Opens the data dir, re-queues what a previous process left unfinished and starts the
+    /// workers.
+    pub fn start(config: Config) -> Result<Self, JobError> {
+        let inner = Arc::new(Inner::open(config)?);
         super::worker::recover(&inner)?;
         let pool = Pool::start(inner.clone());
         *inner.pool.lock().expect("not poisoned at start") = Some(pool);

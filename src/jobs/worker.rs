@@ -14,7 +14,10 @@ use std::thread::JoinHandle;
 use super::service::Inner;
 use super::store::StoreError;
 use super::{JobId, JobStatus};
-use crate::train::{self, Outcome, TrainJob};
+use crate::train::{self, Outcome, TrainError, TrainJob};
+
+/// What trains a job: [`train::run`], or a stand-in in tests of the worker itself.
+type Trainer = fn(&TrainJob<'_>) -> Result<Outcome, TrainError>;
 
 /// The running worker threads.
 pub struct Pool {
@@ -46,7 +49,7 @@ impl Pool {
 
 fn work(inner: &Inner) {
     while let Some((id, cancel)) = inner.queue.next_blocking() {
-        if let Err(e) = run(inner, id, &cancel) {
+        if let Err(e) = run(inner, id, &cancel, train::run) {
             tracing::error!(job = %id, error = %e, "could not record the outcome of a job");
         }
         inner.queue.lock().finish(id);
@@ -54,7 +57,7 @@ fn work(inner: &Inner) {
 }
 
 /// Trains one job and records how it ended.
-fn run(inner: &Inner, id: JobId, cancel: &AtomicBool) -> Result<(), StoreError> {
+fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, trainer: Trainer) -> Result<(), StoreError> {
     let store = &inner.store;
     let Some(job) = store.job(id)? else {
         return Ok(());
@@ -65,7 +68,7 @@ fn run(inner: &Inner, id: JobId, cancel: &AtomicBool) -> Result<(), StoreError> 
     tracing::info!(job = %id, model = ?job.spec.model, "job starting");
     let task =
         TrainJob { id, spec: &job.spec, config: &inner.config, store, cancel, shutdown: &inner.shutdown };
-    let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&task)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&task)));
     match outcome {
         Ok(Ok(Outcome::Completed)) => store.finish_job(id, JobStatus::Succeeded, None)?,
         Ok(Ok(Outcome::Cancelled)) => store.finish_job(id, JobStatus::Cancelled, None)?,
@@ -102,4 +105,53 @@ pub(crate) fn recover(inner: &Inner) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::jobs::spec::{JobSpec, Limits};
+    use crate::jobs::store::NewJob;
+
+    fn queued_job(inner: &Inner) -> JobId {
+        let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#;
+        let spec = JobSpec::from_json(body).unwrap().validate(&Limits { config: &inner.config }).unwrap();
+        let id = JobId::new_v4();
+        inner
+            .store
+            .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
+            .unwrap();
+        id
+    }
+
+    #[test]
+    fn a_panicking_job_fails_with_its_message_and_the_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
+        let (first, second) = (queued_job(&inner), queued_job(&inner));
+        let cancel = AtomicBool::new(false);
+        run(&inner, first, &cancel, |_| panic!("tensor shapes disagree")).unwrap();
+        run(&inner, second, &cancel, |_| Ok(Outcome::Completed)).unwrap();
+
+        let failed = inner.store.job(first).unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert!(failed.error.unwrap().contains("internal error (tensor shapes disagree)"));
+        assert_eq!(inner.store.job(second).unwrap().unwrap().status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn interrupted_jobs_go_back_to_the_queue_and_recovery_requeues_running_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
+        let id = queued_job(&inner);
+        run(&inner, id, &AtomicBool::new(false), |_| Ok(Outcome::Interrupted)).unwrap();
+        assert_eq!(inner.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
+
+        inner.store.mark_running(id, "cpu").unwrap();
+        let restarted = Inner::open(inner.config.clone()).unwrap();
+        recover(&restarted).unwrap();
+        assert_eq!(restarted.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
+        assert_eq!(restarted.queue.lock().waiting(), 1);
+    }
 }
