@@ -71,6 +71,9 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     let too_big = "x".repeat(2 << 20);
     let r = server.client.post(server.url("/jobs")).body(too_big).send().await.unwrap();
     assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "payload_too_large");
+    assert!(body["detail"].as_str().unwrap().contains("limit of 1048576 bytes"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

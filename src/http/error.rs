@@ -25,6 +25,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{detail}")]
     QueueFull { detail: String, retry_after_secs: u64 },
     #[error("internal error")]
@@ -61,6 +63,9 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "No such resource"),
             Self::Conflict(_) => {
                 (StatusCode::CONFLICT, "conflict", "The resource is not in a state that allows this")
+            }
+            Self::TooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large")
             }
             Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
             Self::Internal(_) => {

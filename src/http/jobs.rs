@@ -2,6 +2,7 @@
 //! checkpoints.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -72,14 +73,14 @@ fn located(status: StatusCode, job: Job) -> Response {
         (status = 200, description = "Already submitted with this Idempotency-Key", body = Job),
         (status = 400, description = "Not JSON", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another definition", body = Problem),
-        (status = 413, description = "Body over the size limit"),
+        (status = 413, description = "Body over the size limit", body = Problem),
         (status = 422, description = "Invalid definition; each problem names its field", body = Problem),
         (status = 429, description = "Queue full; see Retry-After", body = Problem),
     ))]
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -94,6 +95,13 @@ async fn submit(
             )?)
         }
     };
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+            "the body is larger than this server's limit of {} bytes (--max-body-bytes)",
+            state.jobs.config().max_body_bytes
+        )),
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
     let submitted = state.jobs.submit(&body, key)?;
     let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(located(status, submitted.job))
