@@ -38,7 +38,7 @@ pub struct BenchArgs {
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let spec = ModelSpec::LenetBn { batch_norm: true };
     let data = DatasetSpec::SyntheticImages { train_size: args.batch, test_size: 1, seed: 0 }
-        .load(std::path::Path::new("."), None, None)
+        .load(std::path::Path::new("."), None, None, None)
         .map_err(|e| e.to_string())?;
     let indices: Vec<usize> = (0..args.batch).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -51,7 +51,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let resolved = backend::resolve(kind);
         let device = resolved.device.autodiff();
         device.seed(0);
-        let mut model = spec.init(data.train.shape, 10, &device);
+        let mut model = spec.init(data.train.input_shape(), 10, &device);
         let lr = 0.9;
         let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);

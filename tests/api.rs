@@ -40,9 +40,9 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     );
     assert_eq!(body["errors"][0]["field"], "training.batch_size");
 
-    let (status, _, body) = problem(&server, r#"{"model":{"kind":"lenet_bn","depth":3}}"#).await;
+    let (status, _, body) = problem(&server, r#"{"model":{"kind":"lenet_bn","dept":3}}"#).await;
     assert_eq!(status, 422);
-    assert!(body["detail"].as_str().unwrap().starts_with("model.depth unknown field `depth`"), "{body}");
+    assert!(body["detail"].as_str().unwrap().starts_with("model.dept unknown field `dept`"), "{body}");
 
     let (status, _, body) = problem(
         &server,
@@ -59,7 +59,7 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     let (status, _, body) = problem(&server, r#"{"model":{"kind":"vgg"},"data":{"dataset":"mnist"}}"#).await;
     assert_eq!(status, 422);
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("model.kind must be one of lenet_bn, mlp_bn"), "{detail}");
+    assert!(detail.contains("model.kind must be one of lenet_bn, mlp_bn, resnet, densenet"), "{detail}");
     assert!(detail.contains("data.dataset must be one of fashion_mnist, synthetic_images"), "{detail}");
 
     let r = server.client.get(server.url("/jobs/not-a-job")).send().await.unwrap();

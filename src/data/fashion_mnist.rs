@@ -105,6 +105,7 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
         shape: ImageShape { channels: 1, height: dims[1], width: dims[2] },
         pixels: pixels.iter().map(|p| f32::from(*p) / 255.0).collect(),
         labels: labels.to_vec(),
+        resize: None,
     })
 }
 

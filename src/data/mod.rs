@@ -48,9 +48,19 @@ pub struct ImageSet {
     /// `len() * shape.len()` pixels, image after image, channel-major.
     pub pixels: Vec<f32>,
     pub labels: Vec<u8>,
+    /// Side, in pixels, images are bilinearly resized to when batched; `None` keeps `shape`.
+    pub resize: Option<usize>,
 }
 
 impl ImageSet {
+    /// The shape of one image as batched, after any resize.
+    pub fn input_shape(&self) -> ImageShape {
+        match self.resize {
+            Some(side) => ImageShape { height: side, width: side, ..self.shape },
+            None => self.shape,
+        }
+    }
+
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -137,12 +147,14 @@ impl DatasetSpec {
         }
     }
 
-    /// Loads (or generates) both splits, keeping the first `limit_*` examples of each.
+    /// Loads (or generates) both splits, keeping the first `limit_*` examples of each; batches
+    /// of them are resized to `resize` pixels square.
     pub fn load(
         &self,
         datasets_dir: &Path,
         limit_train: Option<usize>,
         limit_test: Option<usize>,
+        resize: Option<usize>,
     ) -> Result<ImageData, DataError> {
         let (mut train, mut test) = match self {
             Self::FashionMnist => {
@@ -159,6 +171,8 @@ impl DatasetSpec {
         };
         train.truncate(limit_train);
         test.truncate(limit_test);
+        train.resize = resize;
+        test.resize = resize;
         Ok(ImageData { train, test, classes: self.classes() })
     }
 }
@@ -181,8 +195,8 @@ mod tests {
     #[test]
     fn limits_keep_a_prefix_and_gather_follows_indices() {
         let spec = DatasetSpec::SyntheticImages { train_size: 50, test_size: 20, seed: 1 };
-        let full = spec.load(Path::new("/nonexistent"), None, None).unwrap();
-        let data = spec.load(Path::new("/nonexistent"), Some(10), Some(5)).unwrap();
+        let full = spec.load(Path::new("/nonexistent"), None, None, None).unwrap();
+        let data = spec.load(Path::new("/nonexistent"), Some(10), Some(5), None).unwrap();
         assert_eq!((data.train.len(), data.test.len()), (10, 5));
         assert_eq!(data.train.labels[..], full.train.labels[..10]);
         let (pixels, labels) = full.train.gather(&[3, 1]);

@@ -41,7 +41,7 @@ pub fn images(shape: ImageShape, n: usize, seed: u64) -> ImageSet {
         }
         labels.push(class as u8);
     }
-    ImageSet { shape, pixels, labels }
+    ImageSet { shape, pixels, labels, resize: None }
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl Jobs {
                 return Ok(Submitted { job, created: false });
             }
         }
-        let parameters = spec.model.parameter_count(spec.data.source.shape());
+        let parameters = spec.model.parameter_count(spec.data.input_shape());
         let steps = crate::train::total_steps(&spec);
         let admitted = inner.queue.admit(|| {
             let id = JobId::new_v4();

@@ -4,8 +4,10 @@
 //! for a data set's image shape and class count, and [`ModelSpec::parameter_count`] gives its
 //! size without building it (validation refuses models over the server's cap).
 
+pub mod densenet;
 pub mod lenet_bn;
 pub mod mlp_bn;
+pub mod resnet;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -15,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::data::ImageShape;
+use densenet::{DenseNet, DenseNetConfig};
 use lenet_bn::{LenetBn, LenetBnConfig};
 use mlp_bn::{MlpBn, MlpBnConfig};
+use resnet::{ResNet, ResNetConfig};
 
 /// The `model` of a job definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -26,6 +30,11 @@ pub enum ModelSpec {
     LenetBn { batch_norm: bool },
     /// An MLP with BatchNorm between each affine layer and its activation.
     MlpBn { hidden: Vec<usize>, activation: Activation, batch_norm: bool },
+    /// ResNet (the book's §8.6): `depth` 18 or 34 sets the defaults of `widths` (channels of
+    /// each stage) and `blocks` (residual blocks of each stage).
+    Resnet { depth: u32, widths: Vec<usize>, blocks: Vec<usize> },
+    /// DenseNet (the book's §8.7): `blocks` conv blocks per dense block.
+    Densenet { growth_rate: usize, blocks: Vec<usize>, stem_channels: usize },
 }
 
 /// Activation of hidden layers.
@@ -41,6 +50,8 @@ pub enum Activation {
 pub enum Classifier {
     LenetBn(LenetBn),
     MlpBn(MlpBn),
+    ResNet(ResNet),
+    DenseNet(DenseNet),
 }
 
 impl Classifier {
@@ -53,6 +64,8 @@ impl Classifier {
         match self {
             Self::LenetBn(m) => m.forward(images),
             Self::MlpBn(m) => m.forward(images),
+            Self::ResNet(m) => m.forward(images),
+            Self::DenseNet(m) => m.forward(images),
         }
     }
 }
@@ -125,12 +138,74 @@ impl ModelSpec {
             .with_batch_norm(batch_norm)
     }
 
+    fn resnet(shape: ImageShape, classes: usize, widths: &[usize], blocks: &[usize]) -> ResNetConfig {
+        ResNetConfig::new()
+            .with_channels(shape.channels)
+            .with_classes(classes)
+            .with_widths(widths.to_vec())
+            .with_blocks(blocks.to_vec())
+    }
+
+    fn densenet(
+        shape: ImageShape,
+        classes: usize,
+        growth_rate: usize,
+        blocks: &[usize],
+        stem_channels: usize,
+    ) -> DenseNetConfig {
+        DenseNetConfig::new()
+            .with_channels(shape.channels)
+            .with_classes(classes)
+            .with_growth_rate(growth_rate)
+            .with_blocks(blocks.to_vec())
+            .with_stem_channels(stem_channels)
+    }
+
+    /// The book's ResNet-18.
+    pub fn resnet18() -> Self {
+        Self::Resnet { depth: 18, widths: vec![64, 128, 256, 512], blocks: vec![2, 2, 2, 2] }
+    }
+
+    /// The book's DenseNet.
+    pub fn densenet_book() -> Self {
+        Self::Densenet { growth_rate: 32, blocks: vec![4, 4, 4, 4], stem_channels: 64 }
+    }
+
+    /// Whether images `side` pixels square keep at least one pixel through every layer.
+    pub fn fits(&self, side: usize) -> bool {
+        let pooled = |s: usize, k: usize, stride: usize, pad: usize| {
+            (s + 2 * pad).checked_sub(k).map(|d| d / stride + 1)
+        };
+        let stem = |s: usize| pooled(s, 7, 2, 3).and_then(|s| pooled(s, 3, 2, 1));
+        let side = match self {
+            Self::LenetBn { .. } => pooled(side, 5, 1, 0)
+                .and_then(|s| pooled(s, 2, 2, 0))
+                .and_then(|s| pooled(s, 5, 1, 0))
+                .and_then(|s| pooled(s, 2, 2, 0)),
+            Self::MlpBn { .. } => Some(side),
+            Self::Resnet { .. } => stem(side),
+            Self::Densenet { blocks, .. } => {
+                (1..blocks.len()).try_fold(stem(side).unwrap_or(0), |s, _| pooled(s, 2, 2, 0))
+            }
+        };
+        side.is_some_and(|s| s >= 1)
+    }
+
+    /// The smallest square image side the model can take.
+    pub fn smallest_side(&self) -> usize {
+        (1..4096).find(|s| self.fits(*s)).unwrap_or(4096)
+    }
+
     /// Trainable parameters of the model for inputs of `shape` and 10 classes.
     pub fn parameter_count(&self, shape: ImageShape) -> usize {
         match self {
             Self::LenetBn { batch_norm } => Self::lenet(shape, 10, *batch_norm).parameter_count(),
             Self::MlpBn { hidden, activation, batch_norm } => {
                 Self::mlp(shape, 10, hidden, *activation, *batch_norm).parameter_count()
+            }
+            Self::Resnet { widths, blocks, .. } => Self::resnet(shape, 10, widths, blocks).parameter_count(),
+            Self::Densenet { growth_rate, blocks, stem_channels } => {
+                Self::densenet(shape, 10, *growth_rate, blocks, *stem_channels).parameter_count()
             }
         }
     }
@@ -144,6 +219,12 @@ impl ModelSpec {
             Self::MlpBn { hidden, activation, batch_norm } => {
                 Classifier::MlpBn(Self::mlp(shape, classes, hidden, *activation, *batch_norm).init(device))
             }
+            Self::Resnet { widths, blocks, .. } => {
+                Classifier::ResNet(Self::resnet(shape, classes, widths, blocks).init(device))
+            }
+            Self::Densenet { growth_rate, blocks, stem_channels } => Classifier::DenseNet(
+                Self::densenet(shape, classes, *growth_rate, blocks, *stem_channels).init(device),
+            ),
         }
     }
 }
@@ -165,8 +246,35 @@ mod tests {
     }
 
     #[test]
+    fn resnet18_and_densenet_have_the_books_parameter_counts() {
+        let device = Device::flex().autodiff();
+        for (spec, expected) in [(ModelSpec::resnet18(), 11_178_378), (ModelSpec::densenet_book(), 758_226)] {
+            assert_eq!(spec.parameter_count(MNIST), expected, "{spec:?}");
+            assert_eq!(materialize(&spec.init(MNIST, 10, &device)), expected, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn resnet_and_densenet_classify_28_and_96_pixel_images() {
+        let device = Device::flex();
+        let small_resnet = ModelSpec::Resnet { depth: 18, widths: vec![8, 16], blocks: vec![1, 1] };
+        let small_densenet = ModelSpec::Densenet { growth_rate: 4, blocks: vec![2, 2], stem_channels: 8 };
+        assert!(!ModelSpec::densenet_book().fits(28), "four dense blocks pool 28 pixels away");
+        assert_eq!(ModelSpec::LenetBn { batch_norm: true }.smallest_side(), 16);
+        for spec in [ModelSpec::resnet18(), ModelSpec::densenet_book(), small_resnet, small_densenet] {
+            let model = spec.init(MNIST, 10, &device);
+            for side in [28, 96].into_iter().filter(|s| spec.fits(*s)) {
+                let logits = model.forward(Tensor::zeros([2, 1, side, side], &device));
+                assert_eq!(logits.dims(), [2, 10], "{spec:?} at {side}");
+            }
+        }
+    }
+
+    #[test]
     fn parameter_counts_match_the_built_modules() {
         let specs = [
+            ModelSpec::Resnet { depth: 34, widths: vec![8, 16, 32], blocks: vec![3, 4, 6] },
+            ModelSpec::Densenet { growth_rate: 12, blocks: vec![3, 2, 5], stem_channels: 24 },
             ModelSpec::LenetBn { batch_norm: false },
             ModelSpec::MlpBn { hidden: vec![256, 128], activation: Activation::Relu, batch_norm: true },
             ModelSpec::MlpBn { hidden: vec![32], activation: Activation::Sigmoid, batch_norm: false },

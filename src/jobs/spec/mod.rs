@@ -39,7 +39,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    /// `lenet_bn` or `mlp_bn`.
+    /// `lenet_bn`, `mlp_bn`, `resnet` or `densenet`.
     pub kind: Option<String>,
     /// Build the net with batch normalization (default true); false gives the same net without.
     pub batch_norm: Option<bool>,
@@ -47,6 +47,17 @@ pub struct RawModel {
     pub hidden: Option<Vec<usize>>,
     /// `mlp_bn` only: `relu` (default) or `sigmoid`.
     pub activation: Option<String>,
+    /// `resnet` only: 18 (default) or 34, which sets the default `blocks`.
+    pub depth: Option<u32>,
+    /// `resnet` only: channels of each stage (default `[64, 128, 256, 512]`).
+    pub widths: Option<Vec<usize>>,
+    /// `resnet`: residual blocks per stage (default by depth); `densenet`: conv blocks per
+    /// dense block (default `[4, 4, 4, 4]`).
+    pub blocks: Option<Vec<usize>>,
+    /// `densenet` only: channels each conv block adds (default 32).
+    pub growth_rate: Option<usize>,
+    /// `densenet` only: channels out of the stem (default 64).
+    pub stem_channels: Option<usize>,
 }
 
 /// `data` as sent.
@@ -65,6 +76,9 @@ pub struct RawData {
     pub test_size: Option<usize>,
     /// `synthetic_images` only: generator seed (default 0).
     pub seed: Option<u64>,
+    /// Resize every image to this many pixels square, bilinearly (the book trains ResNet and
+    /// DenseNet at 96); 8 to 512.
+    pub resize: Option<usize>,
 }
 
 /// `training` as sent.
@@ -130,6 +144,19 @@ pub struct DataSpec {
     pub source: DatasetSpec,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// Side, in pixels, every image is bilinearly resized to.
+    pub resize: Option<usize>,
+}
+
+impl DataSpec {
+    /// The shape of one image as the model sees it, after any resize.
+    pub fn input_shape(&self) -> crate::data::ImageShape {
+        let shape = self.source.shape();
+        match self.resize {
+            Some(side) => crate::data::ImageShape { height: side, width: side, ..shape },
+            None => shape,
+        }
+    }
 }
 
 /// How the model is trained.

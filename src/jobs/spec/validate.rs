@@ -73,6 +73,10 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_HIDDEN_LAYERS: usize = 16;
 const MAX_WIDTH: usize = 16_384;
 const MAX_KEEP_LAST: u32 = 100;
+const MAX_STAGES: usize = 8;
+const MAX_CHANNELS: usize = 4096;
+const MAX_BLOCKS: usize = 64;
+const MAX_RESIZE: usize = 512;
 
 impl JobSpec {
     /// Parses a request body strictly; the error names the field path of the first problem.
@@ -118,7 +122,18 @@ impl JobSpec {
         };
 
         if let (Some(model), Some(data)) = (&model, &data) {
-            let params = model.parameter_count(data.source.shape());
+            let shape = data.input_shape();
+            if !model.fits(shape.height) {
+                p.add(
+                    "data.resize",
+                    format!(
+                        "this model needs images of at least {} pixels square and gets {}; set data.resize",
+                        model.smallest_side(),
+                        shape.height
+                    ),
+                );
+            }
+            let params = model.parameter_count(shape);
             if params > config.max_parameters {
                 p.add(
                     "model",
@@ -147,33 +162,73 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
         p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
         return None;
     };
+    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet"];
     let Some(kind) = raw.kind.as_deref() else {
-        p.add("model.kind", "is required: one of lenet_bn, mlp_bn");
+        p.add("model.kind", format!("is required: one of {}", kinds.join(", ")));
         return None;
     };
+    let kind = choose(p, "model.kind", kind, &kinds.map(|k| (k, k)))?;
+    let allowed: &[&str] = match kind {
+        "lenet_bn" => &["batch_norm"],
+        "mlp_bn" => &["batch_norm", "hidden", "activation"],
+        "resnet" => &["depth", "widths", "blocks"],
+        _ => &["growth_rate", "blocks", "stem_channels"],
+    };
+    let present = [
+        ("batch_norm", raw.batch_norm.is_some()),
+        ("hidden", raw.hidden.is_some()),
+        ("activation", raw.activation.is_some()),
+        ("depth", raw.depth.is_some()),
+        ("widths", raw.widths.is_some()),
+        ("blocks", raw.blocks.is_some()),
+        ("growth_rate", raw.growth_rate.is_some()),
+        ("stem_channels", raw.stem_channels.is_some()),
+    ];
+    for (name, _) in present.iter().filter(|(name, set)| *set && !allowed.contains(name)) {
+        p.add(&format!("model.{name}"), format!("is not allowed with model.kind = {kind}"));
+    }
     let batch_norm = raw.batch_norm.unwrap_or(true);
-    match choose(p, "model.kind", kind, &[("lenet_bn", 0), ("mlp_bn", 1)])? {
-        0 => {
-            p.not_for(&raw.hidden, "model.hidden", "model.kind = lenet_bn");
-            p.not_for(&raw.activation, "model.activation", "model.kind = lenet_bn");
-            Some(ModelSpec::LenetBn { batch_norm })
+    let list = |p: &mut Problems, field: &str, values: &[usize], max_len: usize, max: usize| {
+        if values.is_empty() || values.len() > max_len {
+            p.add(field, format!("must list between 1 and {max_len} values"));
+        }
+        for (i, v) in values.iter().enumerate() {
+            p.range(&format!("{field}[{i}]"), *v, 1, max);
+        }
+    };
+    match kind {
+        "lenet_bn" => Some(ModelSpec::LenetBn { batch_norm }),
+        "mlp_bn" => {
+            let hidden = raw.hidden.unwrap_or_else(|| vec![256, 128]);
+            list(p, "model.hidden", &hidden, MAX_HIDDEN_LAYERS, MAX_WIDTH);
+            let activation = raw.activation.as_deref().unwrap_or("relu");
+            let activations = [("relu", Activation::Relu), ("sigmoid", Activation::Sigmoid)];
+            let activation = choose(p, "model.activation", activation, &activations)?;
+            Some(ModelSpec::MlpBn { hidden, activation, batch_norm })
+        }
+        "resnet" => {
+            let depth = raw.depth.unwrap_or(18);
+            let preset =
+                choose(p, "model.depth", &depth.to_string(), &[("18", [2, 2, 2, 2]), ("34", [3, 4, 6, 3])])?;
+            let widths = raw.widths.unwrap_or_else(|| vec![64, 128, 256, 512]);
+            let blocks = raw.blocks.unwrap_or_else(|| preset.to_vec());
+            list(p, "model.widths", &widths, MAX_STAGES, MAX_CHANNELS);
+            list(p, "model.blocks", &blocks, MAX_STAGES, MAX_BLOCKS);
+            if widths.len() != blocks.len() {
+                p.add(
+                    "model.blocks",
+                    format!("must have one entry per stage of model.widths ({})", widths.len()),
+                );
+            }
+            Some(ModelSpec::Resnet { depth, widths, blocks })
         }
         _ => {
-            let hidden = raw.hidden.unwrap_or_else(|| vec![256, 128]);
-            if hidden.is_empty() || hidden.len() > MAX_HIDDEN_LAYERS {
-                p.add("model.hidden", format!("must list between 1 and {MAX_HIDDEN_LAYERS} layer widths"));
-            }
-            for (i, width) in hidden.iter().enumerate() {
-                p.range(&format!("model.hidden[{i}]"), *width, 1, MAX_WIDTH);
-            }
-            let activation = raw.activation.as_deref().unwrap_or("relu");
-            let activation = choose(
-                p,
-                "model.activation",
-                activation,
-                &[("relu", Activation::Relu), ("sigmoid", Activation::Sigmoid)],
-            )?;
-            Some(ModelSpec::MlpBn { hidden, activation, batch_norm })
+            let growth_rate = p.range("model.growth_rate", raw.growth_rate.unwrap_or(32), 1, MAX_CHANNELS);
+            let stem_channels =
+                p.range("model.stem_channels", raw.stem_channels.unwrap_or(64), 1, MAX_CHANNELS);
+            let blocks = raw.blocks.unwrap_or_else(|| vec![4, 4, 4, 4]);
+            list(p, "model.blocks", &blocks, MAX_STAGES, MAX_BLOCKS);
+            Some(ModelSpec::Densenet { growth_rate, blocks, stem_channels })
         }
     }
 }
@@ -210,7 +265,8 @@ fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Opt
             DatasetSpec::SyntheticImages { train_size, test_size, seed: raw.seed.unwrap_or(0) }
         }
     };
-    Some(DataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test })
+    let resize = raw.resize.map(|side| p.range("data.resize", side, 8, MAX_RESIZE));
+    Some(DataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
 }
 
 fn validate_training(raw: RawTraining, config: &Config, p: &mut Problems) -> TrainingSpec {

@@ -16,6 +16,8 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::checkpoint::{self, CheckpointInfo, Position};
@@ -52,13 +54,22 @@ pub fn optimizer(spec: &OptimizerSpec) -> ModuleOptimizer {
     }
 }
 
-/// A batch of images and labels as tensors on `device`.
+/// A batch of images and labels as tensors on `device`, images resized as `set` says.
 pub fn batch(set: &ImageSet, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let (pixels, labels) = set.gather(indices);
     let s = set.shape;
     let images =
         Tensor::from_data(TensorData::new(pixels, [indices.len(), s.channels, s.height, s.width]), device);
     let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
+    let images = match set.resize {
+        Some(side) if side != s.height || side != s.width => interpolate(
+            images,
+            InterpolateOptions::new(InterpolateMode::Bilinear)
+                .with_align_corners(false)
+                .with_output_size([side, side]),
+        ),
+        _ => images,
+    };
     (images, labels)
 }
 
@@ -109,21 +120,25 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
     let resolved = backend::resolve(spec.backend);
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
-    let data =
-        spec.data.source.load(&job.config.datasets_dir(), spec.data.limit_train, spec.data.limit_test)?;
+    let data = spec.data.source.load(
+        &job.config.datasets_dir(),
+        spec.data.limit_train,
+        spec.data.limit_test,
+        spec.data.resize,
+    )?;
 
     let optim = optimizer(&training.optimizer);
     let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
         Some((info, dir)) => {
             tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
-            let fresh = spec.model.init(data.train.shape, data.classes, &resolved.device);
+            let fresh = spec.model.init(data.train.input_shape(), data.classes, &resolved.device);
             let restored = checkpoint::read(dir.as_ref(), fresh, optim)?;
             (restored.model, restored.optim, restored.position)
         }
         None => {
             let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
             device.seed(training.seed);
-            let model = spec.model.init(data.train.shape, data.classes, &device);
+            let model = spec.model.init(data.train.input_shape(), data.classes, &device);
             crate::models::materialize(&model);
             (model, optim, Position::default())
         }

@@ -8,7 +8,7 @@ use crate::train::metrics::EpochTotals;
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
     let set = DatasetSpec::SyntheticImages { train_size: n, test_size: 1, seed: 5 }
-        .load(std::path::Path::new("."), None, None)
+        .load(std::path::Path::new("."), None, None, None)
         .unwrap()
         .train;
     batch(&set, &(0..n).collect::<Vec<_>>(), device).0
@@ -61,6 +61,7 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
             source: DatasetSpec::SyntheticImages { train_size: 32, test_size: 8, seed: 1 },
             limit_train: None,
             limit_test: None,
+            resize: None,
         },
         training: TrainingSpec {
             epochs: 1,
@@ -75,7 +76,7 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     let plain = Device::flex();
     let device = plain.clone().autodiff();
     let shape = spec.data.source.shape();
-    let data = spec.data.source.load(dir.path(), None, None).unwrap();
+    let data = spec.data.source.load(dir.path(), None, None, None).unwrap();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut model = spec.model.init(shape, 10, &device);
     let mut optim = optimizer(&spec.training.optimizer);
