@@ -32,13 +32,35 @@ pub struct BenchArgs {
     /// Backends to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "cpu,ndarray")]
     pub backends: Vec<String>,
+    /// Model, named as `torch_ref.py` names them: lenet_bn (28x28 input), resnet18 or densenet
+    /// (96x96 input, the book's size).
+    #[arg(long, default_value = "lenet_bn")]
+    pub model: String,
+}
+
+/// The model and input side `torch_ref.py` uses for `name`, and its learning rate.
+fn model(name: &str) -> Result<(ModelSpec, Option<usize>, f64), String> {
+    match name {
+        "lenet_bn" => Ok((ModelSpec::LenetBn { batch_norm: true }, None, 0.9)),
+        "resnet18" => Ok((ModelSpec::resnet18(), Some(96), 0.05)),
+        "densenet" => Ok((ModelSpec::densenet_book(), Some(96), 0.05)),
+        other => Err(format!("unknown model {other}: lenet_bn, resnet18 or densenet")),
+    }
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux), from /proc/self/status.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Runs the benchmark and prints one line per backend.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
-    let spec = ModelSpec::LenetBn { batch_norm: true };
+    let (spec, resize, lr) = model(&args.model)?;
     let data = DatasetSpec::SyntheticImages { train_size: args.batch, test_size: 1, seed: 0 }
-        .load(std::path::Path::new("."), None, None, None)
+        .load(std::path::Path::new("."), None, None, resize)
         .map_err(|e| e.to_string())?;
     let indices: Vec<usize> = (0..args.batch).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -52,7 +74,6 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let device = resolved.device.autodiff();
         device.seed(0);
         let mut model = spec.init(data.train.input_shape(), 10, &device);
-        let lr = 0.9;
         let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let mut phases = [Duration::ZERO; 5];
@@ -86,8 +107,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
         let per_sec = (args.steps * args.batch) as f64 / timed.as_secs_f64();
         println!(
-            "model=lenet_bn engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
-            resolved.name, args.batch, args.steps
+            "model={} engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
+            args.model, resolved.name, args.batch, args.steps
         );
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / args.steps as f64;
         println!(
@@ -99,6 +120,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             ms(phases[3]),
             ms(phases[4])
         );
+        if let Some(peak) = peak_rss_mib() {
+            println!("  peak resident memory of the process so far: {peak:.0} MiB");
+        }
     }
     Ok(())
 }

@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_PARAMETERS", default_value_t = 50_000_000)]
     pub max_parameters: usize,
 
+    /// Largest estimated activation memory of one training batch, in MiB: bigger jobs are
+    /// refused at submit with the estimate instead of exhausting the machine's memory.
+    #[arg(long, env = "KILN_MAX_BATCH_MEMORY_MIB", default_value_t = 8192)]
+    pub max_batch_memory_mib: usize,
+
     /// Largest number of examples a generated (`synthetic_*`) data set may have, train and test
     /// together.
     #[arg(long, env = "KILN_MAX_SYNTHETIC_EXAMPLES", default_value_t = 200_000)]

@@ -21,7 +21,7 @@ enum Command {
     Serve(kiln::Config),
     /// Print the OpenAPI document.
     Openapi,
-    /// Measure training throughput of LeNet-BN on each CPU backend.
+    /// Measure training throughput of a model on each CPU backend.
     Bench(kiln::bench::BenchArgs),
 }
 

@@ -191,6 +191,64 @@ impl ModelSpec {
         side.is_some_and(|s| s >= 1)
     }
 
+    /// Floats of activation one example keeps alive through a training step: every layer's
+    /// output, each kept for the backward pass and matched by a gradient of the same size.
+    /// An estimate for admission control (with Burn's own workspace on top), not an accounting.
+    pub fn activation_floats(&self, shape: ImageShape) -> usize {
+        let out =
+            |s: usize, k: usize, stride: usize, pad: usize| (s + 2 * pad).saturating_sub(k) / stride + 1;
+        let side = shape.height;
+        let forward = match self {
+            Self::LenetBn { .. } => {
+                let c1 = side.saturating_sub(4);
+                let c2 = (c1 / 2).saturating_sub(4);
+                3 * 6 * c1 * c1
+                    + 6 * (c1 / 2).pow(2)
+                    + 3 * 16 * c2 * c2
+                    + 16 * (c2 / 2).pow(2)
+                    + 3 * (120 + 84)
+                    + 10
+            }
+            Self::MlpBn { hidden, .. } => shape.len() + hidden.iter().map(|h| 3 * h).sum::<usize>() + 10,
+            Self::Resnet { widths, blocks, .. } => {
+                let a = out(side, 7, 2, 3);
+                let mut s = out(a, 3, 2, 1);
+                let mut total = 3 * widths[0] * a * a + widths[0] * s * s;
+                let mut cin = widths[0];
+                for (stage, (&w, &n)) in widths.iter().zip(blocks).enumerate() {
+                    for b in 0..n {
+                        let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                        s = out(s, 3, stride, 1);
+                        let projected = stride != 1 || cin != w;
+                        total += (7 + usize::from(projected)) * w * s * s;
+                        cin = w;
+                    }
+                }
+                total + cin + 10
+            }
+            Self::Densenet { growth_rate, blocks, stem_channels } => {
+                let a = out(side, 7, 2, 3);
+                let mut s = out(a, 3, 2, 1);
+                let mut c = *stem_channels;
+                let mut total = 3 * c * a * a + c * s * s;
+                for (i, &n) in blocks.iter().enumerate() {
+                    for _ in 0..n {
+                        total += (3 * c + 2 * growth_rate) * s * s;
+                        c += growth_rate;
+                    }
+                    if i + 1 < blocks.len() {
+                        total += (2 * c + c / 2) * s * s;
+                        c /= 2;
+                        s /= 2;
+                        total += c * s * s;
+                    }
+                }
+                total + 2 * c * s * s + c + 10
+            }
+        };
+        2 * forward
+    }
+
     /// The smallest square image side the model can take.
     pub fn smallest_side(&self) -> usize {
         (1..4096).find(|s| self.fits(*s)).unwrap_or(4096)
@@ -294,6 +352,21 @@ mod tests {
         ] {
             let logits = spec.init(MNIST, 10, &device).forward(Tensor::zeros([3, 1, 28, 28], &device));
             assert_eq!(logits.dims(), [3, 10], "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn activation_estimates_grow_with_image_size_and_depth() {
+        let at = |side| ImageShape { channels: 1, height: side, width: side };
+        let resnet = ModelSpec::resnet18();
+        assert!(resnet.activation_floats(at(96)) > 10 * resnet.activation_floats(at(28)));
+        let deeper =
+            ModelSpec::Resnet { depth: 34, widths: vec![64, 128, 256, 512], blocks: vec![3, 4, 6, 3] };
+        assert!(deeper.activation_floats(at(96)) > resnet.activation_floats(at(96)));
+        let lenet = ModelSpec::LenetBn { batch_norm: true };
+        assert!(lenet.activation_floats(MNIST) < resnet.activation_floats(MNIST));
+        for spec in [resnet, ModelSpec::densenet_book(), lenet] {
+            println!("{spec:?}: {} floats per example at 96", spec.activation_floats(at(96)));
         }
     }
 }

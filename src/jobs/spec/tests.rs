@@ -104,3 +104,17 @@ fn every_example_job_file_is_a_valid_job() {
     }
     assert!(seen >= 3);
 }
+
+#[test]
+fn a_batch_whose_activations_exceed_the_memory_cap_is_refused_with_the_estimate() {
+    let json = r#"{"model":{"kind":"resnet"},"data":{"dataset":"synthetic_images","resize":96},
+                   "training":{"batch_size":4096}}"#;
+    let errors = validate(json).unwrap_err();
+    assert_eq!(errors[0].field, "training.batch_size", "{errors:?}");
+    assert!(errors[0].message.contains("MiB of activations"), "{errors:?}");
+    assert!(errors[0].message.contains("limit of 8192 MiB"), "{errors:?}");
+    // The book's batch fits the default cap, at 96 pixels too.
+    let ok = r#"{"model":{"kind":"resnet"},"data":{"dataset":"synthetic_images","resize":96},
+                 "training":{"batch_size":256}}"#;
+    validate(ok).unwrap();
+}

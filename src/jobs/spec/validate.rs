@@ -133,6 +133,19 @@ impl JobSpec {
                     ),
                 );
             }
+            let floats = model.activation_floats(shape) * training.batch_size;
+            let mib = (floats * 4) as f64 / (1024.0 * 1024.0);
+            if mib > config.max_batch_memory_mib as f64 {
+                p.add(
+                    "training.batch_size",
+                    format!(
+                        "of {} needs an estimated {mib:.0} MiB of activations for this model and image size, \
+                         over this server's limit of {} MiB (--max-batch-memory-mib); lower \
+                         training.batch_size or data.resize",
+                        training.batch_size, config.max_batch_memory_mib
+                    ),
+                );
+            }
             let params = model.parameter_count(shape);
             if params > config.max_parameters {
                 p.add(
