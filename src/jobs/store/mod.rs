@@ -1,5 +1,6 @@
 //! The durable record of the service: jobs, their metrics and their checkpoint index, in one
-//! SQLite database in the data dir. All SQL of kiln is in this file.
+//! SQLite database in the data dir. All SQL of kiln is in this module: jobs here, metrics rows in
+//! [`metrics`], the checkpoint index in [`checkpoints`].
 //!
 //! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
@@ -14,8 +15,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::spec::ValidJobSpec;
 use super::{Job, JobId, JobStatus, Progress};
-use crate::train::checkpoint::CheckpointInfo;
-use crate::train::metrics::{EpochMetrics, StepPoint};
 
 /// A database failure; never shown to clients.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +28,11 @@ pub enum StoreError {
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+mod checkpoints;
+mod metrics;
+
+pub use metrics::MetricsPage;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -85,17 +89,6 @@ pub struct NewJob<'a> {
     pub idempotency_key: Option<&'a str>,
     pub parameters: u64,
     pub steps: u64,
-}
-
-/// A page of a job's metrics.
-pub struct MetricsPage {
-    pub status: JobStatus,
-    pub epochs: Vec<EpochMetrics>,
-    pub steps: Vec<StepPoint>,
-    /// Cursor of the last step point returned, to pass as `after` next time.
-    pub next_after: Option<i64>,
-    /// The newest step point, whatever the page.
-    pub last_step: Option<StepPoint>,
 }
 
 /// The database.
@@ -295,158 +288,6 @@ impl Store {
                 progress.steps as i64
             ],
         )?;
-        Ok(())
-    }
-
-    /// Records step points and the progress they bring, in one transaction.
-    pub fn record_steps(&self, id: JobId, points: &[StepPoint], progress: Progress) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO step_metrics (job_id, step, epoch, loss) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for p in points {
-                stmt.execute(params![id.to_string(), p.step as i64, p.epoch, p.loss])?;
-            }
-        }
-        tx.execute(
-            "UPDATE jobs SET epoch = ?2, step = ?3 WHERE id = ?1",
-            params![id.to_string(), progress.epoch, progress.step as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Records an epoch's summary.
-    pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics) -> Result<()> {
-        self.db().execute(
-            "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
-            params![id.to_string(), metrics.epoch, serde_json::to_string(metrics)?],
-        )?;
-        Ok(())
-    }
-
-    /// Forgets the metrics a resumed job will produce again: step points after `step` and epoch
-    /// rows after `epoch`.
-    pub fn truncate_metrics(&self, id: JobId, epoch: u32, step: u64) -> Result<()> {
-        let db = self.db();
-        db.execute(
-            "DELETE FROM step_metrics WHERE job_id = ?1 AND step > ?2",
-            params![id.to_string(), step as i64],
-        )?;
-        db.execute(
-            "DELETE FROM epoch_metrics WHERE job_id = ?1 AND epoch > ?2",
-            params![id.to_string(), epoch],
-        )?;
-        Ok(())
-    }
-
-    /// A job's epoch rows and up to `limit` step points after cursor `after`.
-    pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<Option<MetricsPage>> {
-        let db = self.db();
-        let status: Option<String> = db
-            .query_row("SELECT status FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
-            .optional()?;
-        let Some(status) = status else {
-            return Ok(None);
-        };
-        let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
-        let mut stmt =
-            db.prepare_cached("SELECT metrics FROM epoch_metrics WHERE job_id = ?1 ORDER BY epoch")?;
-        let epochs = stmt
-            .query_map([id.to_string()], |r| r.get::<_, String>(0))?
-            .map(|json| Ok(serde_json::from_str(&json?)?))
-            .collect::<Result<Vec<EpochMetrics>>>()?;
-        let point = |r: &Row<'_>| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                StepPoint { step: r.get::<_, i64>(1)? as u64, epoch: r.get(2)?, loss: r.get(3)? },
-            ))
-        };
-        let mut stmt = db.prepare_cached(
-            "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt
-            .query_map(params![id.to_string(), after, limit as i64], point)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let last_step = db
-            .query_row(
-                "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
-                [id.to_string()],
-                point,
-            )
-            .optional()?
-            .map(|(_, p)| p);
-        let next_after = rows.last().map(|(seq, _)| *seq);
-        Ok(Some(MetricsPage {
-            status,
-            epochs,
-            steps: rows.into_iter().map(|(_, p)| p).collect(),
-            next_after,
-            last_step,
-        }))
-    }
-
-    /// Indexes a checkpoint written to `dir`; returns its id.
-    pub fn insert_checkpoint(&self, id: JobId, info: &CheckpointInfo, dir: &str) -> Result<i64> {
-        let db = self.db();
-        db.execute(
-            "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                id.to_string(),
-                info.epoch,
-                info.step as i64,
-                info.bytes as i64,
-                info.sha256,
-                dir,
-                info.metrics.as_ref().map(serde_json::to_string).transpose()?,
-                info.created_at,
-            ],
-        )?;
-        Ok(db.last_insert_rowid())
-    }
-
-    /// A job's checkpoints, oldest first, each with the directory holding its files.
-    pub fn checkpoints(&self, id: JobId) -> Result<Vec<(CheckpointInfo, String)>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT id, epoch, step, bytes, sha256, dir, metrics, created_at FROM checkpoints WHERE job_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([id.to_string()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, String>(7)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (cid, epoch, step, bytes, sha256, dir, metrics, created_at) = row?;
-            let metrics = metrics.map(|m| serde_json::from_str(&m)).transpose()?;
-            let info = CheckpointInfo {
-                id: cid,
-                epoch,
-                step: step as u64,
-                bytes: bytes as u64,
-                sha256,
-                metrics,
-                created_at,
-            };
-            out.push((info, dir));
-        }
-        Ok(out)
-    }
-
-    /// Removes a checkpoint from the index.
-    pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
-        self.db().execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
         Ok(())
     }
 

@@ -1,0 +1,71 @@
+//! The checkpoint index: where each kept checkpoint's files are, with their size and hash.
+
+use rusqlite::params;
+
+use super::{Result, Store};
+use crate::jobs::JobId;
+use crate::train::checkpoint::CheckpointInfo;
+
+impl Store {
+    /// Indexes a checkpoint written to `dir`; returns its id.
+    pub fn insert_checkpoint(&self, id: JobId, info: &CheckpointInfo, dir: &str) -> Result<i64> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                id.to_string(),
+                info.epoch,
+                info.step as i64,
+                info.bytes as i64,
+                info.sha256,
+                dir,
+                info.metrics.as_ref().map(serde_json::to_string).transpose()?,
+                info.created_at,
+            ],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    /// A job's checkpoints, oldest first, each with the directory holding its files.
+    pub fn checkpoints(&self, id: JobId) -> Result<Vec<(CheckpointInfo, String)>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT id, epoch, step, bytes, sha256, dir, metrics, created_at FROM checkpoints WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id.to_string()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (cid, epoch, step, bytes, sha256, dir, metrics, created_at) = row?;
+            let metrics = metrics.map(|m| serde_json::from_str(&m)).transpose()?;
+            let info = CheckpointInfo {
+                id: cid,
+                epoch,
+                step: step as u64,
+                bytes: bytes as u64,
+                sha256,
+                metrics,
+                created_at,
+            };
+            out.push((info, dir));
+        }
+        Ok(out)
+    }
+
+    /// Removes a checkpoint from the index.
+    pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
+        self.db().execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
+        Ok(())
+    }
+}
