@@ -115,3 +115,35 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);
     assert!(max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4, "momentum matters here");
 }
+
+#[test]
+fn batchnorm_gradients_match_finite_differences() {
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::activation::sigmoid;
+    let device = Device::flex().autodiff();
+    let bn = BatchNormConfig::new(3).init(&device);
+    let x: Vec<f32> = (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+    let w = Tensor::<2>::from_data(TensorData::new((0..18).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>(), [6, 3]), &device);
+    // A loss through BatchNorm (batch statistics) and a non-linearity.
+    let loss = |x: Vec<f32>, track: bool| {
+        let x = Tensor::<2>::from_data(TensorData::new(x, [6, 3]), &device);
+        let x = if track { x.require_grad() } else { x };
+        (x.clone(), (sigmoid(bn.forward(x)) * w.clone()).sum())
+    };
+    let (xt, l) = loss(x.clone(), true);
+    let grads = l.backward();
+    let analytic: Vec<f32> = xt.grad(&grads).unwrap().into_data().iter::<f32>().collect();
+    let eps = 1e-2;
+    for i in 0..18 {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[i] += eps;
+        down[i] -= eps;
+        let numeric = (loss(up, false).1.into_scalar::<f32>() - loss(down, false).1.into_scalar::<f32>()) / (2.0 * eps);
+        assert!((analytic[i] - numeric).abs() < 1e-3, "x[{i}]: autodiff {} vs numeric {numeric}", analytic[i]);
+    }
+    // The gradient reaching a layer before BatchNorm sums to zero per channel: its bias cannot drift.
+    for c in 0..3 {
+        let sum: f32 = (0..6).map(|r| analytic[r * 3 + c]).sum();
+        assert!(sum.abs() < 1e-4, "channel {c}: {sum}");
+    }
+}
