@@ -123,7 +123,10 @@ fn batchnorm_gradients_match_finite_differences() {
     let device = Device::flex().autodiff();
     let bn = BatchNormConfig::new(3).init(&device);
     let x: Vec<f32> = (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
-    let w = Tensor::<2>::from_data(TensorData::new((0..18).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>(), [6, 3]), &device);
+    let w = Tensor::<2>::from_data(
+        TensorData::new((0..18).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>(), [6, 3]),
+        &device,
+    );
     // A loss through BatchNorm (batch statistics) and a non-linearity.
     let loss = |x: Vec<f32>, track: bool| {
         let x = Tensor::<2>::from_data(TensorData::new(x, [6, 3]), &device);
@@ -138,8 +141,13 @@ fn batchnorm_gradients_match_finite_differences() {
         let (mut up, mut down) = (x.clone(), x.clone());
         up[i] += eps;
         down[i] -= eps;
-        let numeric = (loss(up, false).1.into_scalar::<f32>() - loss(down, false).1.into_scalar::<f32>()) / (2.0 * eps);
-        assert!((analytic[i] - numeric).abs() < 1e-3, "x[{i}]: autodiff {} vs numeric {numeric}", analytic[i]);
+        let numeric =
+            (loss(up, false).1.into_scalar::<f32>() - loss(down, false).1.into_scalar::<f32>()) / (2.0 * eps);
+        assert!(
+            (analytic[i] - numeric).abs() < 1e-3,
+            "x[{i}]: autodiff {} vs numeric {numeric}",
+            analytic[i]
+        );
     }
     // The gradient reaching a layer before BatchNorm sums to zero per channel: its bias cannot drift.
     for c in 0..3 {
