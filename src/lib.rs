@@ -14,6 +14,7 @@
 //! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
 //! - [`backend`]: which Burn devices a job can train on.
 //! - [`bench`]: the throughput benchmark behind `kiln bench`.
+//! - [`parity`]: `kiln parity`, training that `bench/parity.py` replays in PyTorch step by step.
 //!
 //! [`serve`] runs the whole service on an already-bound listener, which is how the tests start
 //! a real server on `127.0.0.1:0`.
@@ -25,6 +26,7 @@ pub mod data;
 pub mod http;
 pub mod jobs;
 pub mod models;
+pub mod parity;
 pub mod train;
 
 pub use config::Config;

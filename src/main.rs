@@ -23,6 +23,8 @@ enum Command {
     Openapi,
     /// Measure training throughput of a model on each CPU backend.
     Bench(kiln::bench::BenchArgs),
+    /// Train LeNet-BN from weights and batches that bench/parity.py replays in PyTorch.
+    Parity(kiln::parity::ParityArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Some(Command::Bench(args)) => kiln::bench::run(&args),
+        Some(Command::Parity(args)) => kiln::parity::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

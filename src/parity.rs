@@ -1,0 +1,85 @@
+//! `kiln parity`: trains LeNet-BN on Fashion-MNIST from weights and a batch order that PyTorch
+//! can reproduce exactly, so `bench/parity.py` can run the very same training and the two can be
+//! compared loss by loss.
+//!
+//! Writes the initial weights (BatchNorm running statistics included, in the module's field
+//! order, Linear weights as Burn stores them: `[in, out]`) to a JSON file, trains with SGD on
+//! the training set in file order, and prints the loss of selected steps and the test accuracy
+//! of each epoch in the same format as the Python side.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Device, Tensor};
+
+use crate::data::DatasetSpec;
+use crate::jobs::spec::OptimizerSpec;
+use crate::models::{ModelSpec, materialize};
+use crate::train::fit;
+
+/// What to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParityArgs {
+    /// Where to write the initial weights.
+    #[arg(long, default_value = "/tmp/kiln-parity-init.json")]
+    pub out: std::path::PathBuf,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Epochs over the training set.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: u32,
+    /// Learning rate (the book's LeNet-BN: 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Directory searched for Fashion-MNIST before the system copy.
+    #[arg(long, default_value = "./kiln-data/datasets")]
+    pub datasets_dir: std::path::PathBuf,
+}
+
+/// Collects every float tensor of a module, in field order.
+struct Dump(Vec<String>);
+
+impl ModuleVisitor for Dump {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let data: Vec<f32> = value.to_data().iter::<f32>().collect();
+        self.0.push(format!("{{\"shape\":{:?},\"data\":{:?}}}", value.dims(), data));
+    }
+}
+
+/// Runs the training and prints what `bench/parity.py` prints.
+pub fn run(args: &ParityArgs) -> Result<(), String> {
+    let data =
+        DatasetSpec::FashionMnist.load(&args.datasets_dir, None, None, None).map_err(|e| e.to_string())?;
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+    device.seed(args.seed);
+    let mut model = ModelSpec::LenetBn { batch_norm: true }.init(data.train.input_shape(), 10, &device);
+    materialize(&model);
+    let mut dump = Dump(Vec::new());
+    model.valid().visit(&mut dump);
+    std::fs::write(&args.out, format!("[{}]", dump.0.join(",")))
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+
+    let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr: args.lr, momentum: 0.0, weight_decay: 0.0 });
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let order: Vec<usize> = (0..data.train.len()).collect();
+    let mut step = 0usize;
+    for epoch in 1..=args.epochs {
+        for chunk in order.chunks(args.batch) {
+            let (x, y) = fit::batch(&data.train, chunk, &device);
+            let (next, loss, _) = fit::step(model, &mut optim, &loss_fn, args.lr, x, y);
+            model = next;
+            if step < 5 || step % 100 == 0 {
+                println!("step {step} loss {loss:.6}");
+            }
+            step += 1;
+        }
+        let (_, accuracy) = fit::evaluate(&model.valid(), &data.test, &plain);
+        println!("epoch {epoch} test_accuracy {accuracy:.4}");
+    }
+    Ok(())
+}
