@@ -1,4 +1,4 @@
-//! `kiln parity`: trains LeNet-BN on Fashion-MNIST from weights and a batch order that PyTorch
+//! `kiln parity`: trains LeNet-BN (or ResNet-18) on Fashion-MNIST from weights and a batch order that PyTorch
 //! can reproduce exactly, so `bench/parity.py` can run the very same training and the two can be
 //! compared loss by loss.
 //!
@@ -34,6 +34,12 @@ pub struct ParityArgs {
     /// Examples per step.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// `lenet_bn` or `resnet18` (at 28x28, to stay CPU-sized).
+    #[arg(long, default_value = "lenet_bn")]
+    pub model: String,
+    /// Train on the first N images only.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
     /// Directory searched for Fashion-MNIST before the system copy.
     #[arg(long, default_value = "./kiln-data/datasets")]
     pub datasets_dir: std::path::PathBuf,
@@ -52,12 +58,18 @@ impl ModuleVisitor for Dump {
 
 /// Runs the training and prints what `bench/parity.py` prints.
 pub fn run(args: &ParityArgs) -> Result<(), String> {
-    let data =
-        DatasetSpec::FashionMnist.load(&args.datasets_dir, None, None, None).map_err(|e| e.to_string())?;
+    let spec = match args.model.as_str() {
+        "lenet_bn" => ModelSpec::LenetBn { batch_norm: true },
+        "resnet18" => ModelSpec::resnet18(),
+        other => return Err(format!("unknown model {other}: lenet_bn or resnet18")),
+    };
+    let data = DatasetSpec::FashionMnist
+        .load(&args.datasets_dir, args.limit_train, None, None)
+        .map_err(|e| e.to_string())?;
     let plain = Device::flex();
     let device = plain.clone().autodiff();
     device.seed(args.seed);
-    let mut model = ModelSpec::LenetBn { batch_norm: true }.init(data.train.input_shape(), 10, &device);
+    let mut model = spec.init(data.train.input_shape(), 10, &device);
     materialize(&model);
     let mut dump = Dump(Vec::new());
     model.valid().visit(&mut dump);
