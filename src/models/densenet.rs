@@ -9,12 +9,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::resnet::{stem, stem_parameter_count};
+use super::resnet::{Stem, stem_parameter_count};
 use super::{book_conv, book_linear};
 
 /// Builds a [`DenseNet`].
@@ -91,9 +91,7 @@ struct Transition {
 /// The network.
 #[derive(Module, Debug)]
 pub struct DenseNet {
-    stem: Conv2d,
-    stem_bn: BatchNorm,
-    stem_pool: MaxPool2d,
+    stem: Stem,
     dense: Vec<DenseBlock>,
     transitions: Vec<Transition>,
     bn: BatchNorm,
@@ -131,7 +129,6 @@ impl DenseNetConfig {
 
     /// Builds the net on `device` with fresh weights.
     pub fn init(&self, device: &Device) -> DenseNet {
-        let (stem, stem_bn, stem_pool) = stem(self.channels, self.stem_channels, device);
         let mut dense = Vec::new();
         let mut transitions = Vec::new();
         let mut c = self.stem_channels;
@@ -148,9 +145,7 @@ impl DenseNetConfig {
             }
         }
         DenseNet {
-            stem,
-            stem_bn,
-            stem_pool,
+            stem: Stem::new(self.channels, self.stem_channels, device),
             dense,
             transitions,
             bn: BatchNormConfig::new(c).init(device),
@@ -167,7 +162,7 @@ impl DenseNet {
     /// - `images`: `[batch, channels, height, width]`
     /// - output: `[batch, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.stem_pool.forward(relu(self.stem_bn.forward(self.stem.forward(images))));
+        let mut x = self.stem.forward(images);
         for (i, block) in self.dense.iter().enumerate() {
             x = block.forward(x);
             if let Some(t) = self.transitions.get(i) {

@@ -96,27 +96,42 @@ impl Residual {
 /// The network.
 #[derive(Module, Debug)]
 pub struct ResNet {
-    stem: Conv2d,
-    stem_bn: BatchNorm,
-    stem_pool: MaxPool2d,
+    stem: Stem,
     blocks: Vec<Residual>,
     pool: AdaptiveAvgPool2d,
     fc: Linear,
 }
 
 /// The stem shared with DenseNet: Conv(out, 7x7, stride 2, pad 3) BN ReLU MaxPool(3, 2, pad 1).
-pub(crate) fn stem(cin: usize, out: usize, device: &Device) -> (Conv2d, BatchNorm, MaxPool2d) {
-    let conv = Conv2dConfig::new([cin, out], [7, 7])
-        .with_stride([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3));
-    let pool = MaxPool2dConfig::new([3, 3])
-        .with_strides([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init();
-    (book_conv(conv, device), BatchNormConfig::new(out).init(device), pool)
+#[derive(Module, Debug)]
+pub struct Stem {
+    conv: Conv2d,
+    bn: BatchNorm,
+    pool: MaxPool2d,
 }
 
-/// Trainable parameters of [`stem`].
+impl Stem {
+    /// A stem from `cin` to `out` channels.
+    pub fn new(cin: usize, out: usize, device: &Device) -> Self {
+        let conv = Conv2dConfig::new([cin, out], [7, 7])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3));
+        let pool = MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init();
+        Self { conv: book_conv(conv, device), bn: BatchNormConfig::new(out).init(device), pool }
+    }
+
+    /// # Shapes
+    /// - `images`: `[batch, cin, h, w]`
+    /// - output: `[batch, out, ~h / 4, ~w / 4]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        self.pool.forward(relu(self.bn.forward(self.conv.forward(images))))
+    }
+}
+
+/// Trainable parameters of a [`Stem`].
 pub(crate) fn stem_parameter_count(cin: usize, out: usize) -> usize {
     out * cin * 49 + out + 2 * out
 }
@@ -151,12 +166,9 @@ impl ResNetConfig {
 
     /// Builds the net on `device` with fresh weights.
     pub fn init(&self, device: &Device) -> ResNet {
-        let (stem, stem_bn, stem_pool) = stem(self.channels, self.widths[0], device);
         let last = *self.widths.last().expect("at least one stage");
         ResNet {
-            stem,
-            stem_bn,
-            stem_pool,
+            stem: Stem::new(self.channels, self.widths[0], device),
             blocks: self
                 .layout()
                 .into_iter()
@@ -175,7 +187,7 @@ impl ResNet {
     /// - `images`: `[batch, channels, height, width]`
     /// - output: `[batch, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.stem_pool.forward(relu(self.stem_bn.forward(self.stem.forward(images))));
+        let mut x = self.stem.forward(images);
         for block in &self.blocks {
             x = block.forward(x);
         }
