@@ -35,6 +35,14 @@ pub struct ImageShape {
 }
 
 impl ImageShape {
+    /// This shape with height and width set to `side`, if there is one.
+    pub fn resized(self, side: Option<usize>) -> Self {
+        match side {
+            Some(side) => Self { height: side, width: side, ..self },
+            None => self,
+        }
+    }
+
     /// Values in one image.
     pub fn len(&self) -> usize {
         self.channels * self.height * self.width
@@ -55,10 +63,7 @@ pub struct ImageSet {
 impl ImageSet {
     /// The shape of one image as batched, after any resize.
     pub fn input_shape(&self) -> ImageShape {
-        match self.resize {
-            Some(side) => ImageShape { height: side, width: side, ..self.shape },
-            None => self.shape,
-        }
+        self.shape.resized(self.resize)
     }
 
     /// Number of examples.

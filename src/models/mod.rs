@@ -70,6 +70,12 @@ impl Classifier {
     }
 }
 
+/// Side of a convolution's or pooling's output for an input `side` pixels wide, or `None` when
+/// the kernel does not fit.
+fn output_side(side: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
+    (side + 2 * pad).checked_sub(kernel).map(|d| d / stride + 1)
+}
+
 /// Initialisation as the book's PyTorch code does it: `xavier_uniform_` on the weights, and
 /// PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the biases (Burn would otherwise draw
 /// the biases from the weights' Xavier distribution).
@@ -173,9 +179,7 @@ impl ModelSpec {
 
     /// Whether images `side` pixels square keep at least one pixel through every layer.
     pub fn fits(&self, side: usize) -> bool {
-        let pooled = |s: usize, k: usize, stride: usize, pad: usize| {
-            (s + 2 * pad).checked_sub(k).map(|d| d / stride + 1)
-        };
+        let pooled = output_side;
         let stem = |s: usize| pooled(s, 7, 2, 3).and_then(|s| pooled(s, 3, 2, 1));
         let side = match self {
             Self::LenetBn { .. } => pooled(side, 5, 1, 0)
@@ -195,8 +199,7 @@ impl ModelSpec {
     /// output, each kept for the backward pass and matched by a gradient of the same size.
     /// An estimate for admission control (with Burn's own workspace on top), not an accounting.
     pub fn activation_floats(&self, shape: ImageShape) -> usize {
-        let out =
-            |s: usize, k: usize, stride: usize, pad: usize| (s + 2 * pad).saturating_sub(k) / stride + 1;
+        let out = |s, k, stride, pad| output_side(s, k, stride, pad).unwrap_or(0);
         let side = shape.height;
         let forward = match self {
             Self::LenetBn { .. } => {
@@ -214,17 +217,12 @@ impl ModelSpec {
                 let a = out(side, 7, 2, 3);
                 let mut s = out(a, 3, 2, 1);
                 let mut total = 3 * widths[0] * a * a + widths[0] * s * s;
-                let mut cin = widths[0];
-                for (stage, (&w, &n)) in widths.iter().zip(blocks).enumerate() {
-                    for b in 0..n {
-                        let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                        s = out(s, 3, stride, 1);
-                        let projected = stride != 1 || cin != w;
-                        total += (7 + usize::from(projected)) * w * s * s;
-                        cin = w;
-                    }
+                for (cin, cout, stride) in Self::resnet(shape, 10, widths, blocks).layout() {
+                    s = out(s, 3, stride, 1);
+                    let projected = stride != 1 || cin != cout;
+                    total += (7 + usize::from(projected)) * cout * s * s;
                 }
-                total + cin + 10
+                total + widths.last().copied().unwrap_or(0) + 10
             }
             Self::Densenet { growth_rate, blocks, stem_channels } => {
                 let a = out(side, 7, 2, 3);

@@ -138,7 +138,7 @@ pub(crate) fn stem_parameter_count(cin: usize, out: usize) -> usize {
 
 impl ResNetConfig {
     /// The (input channels, output channels, stride) of every block, in order.
-    fn layout(&self) -> Vec<(usize, usize, usize)> {
+    pub(crate) fn layout(&self) -> Vec<(usize, usize, usize)> {
         let mut layout = Vec::new();
         let mut cin = self.widths[0];
         for (stage, (&width, &n)) in self.widths.iter().zip(&self.blocks).enumerate() {

@@ -151,11 +151,7 @@ pub struct DataSpec {
 impl DataSpec {
     /// The shape of one image as the model sees it, after any resize.
     pub fn input_shape(&self) -> crate::data::ImageShape {
-        let shape = self.source.shape();
-        match self.resize {
-            Some(side) => crate::data::ImageShape { height: side, width: side, ..shape },
-            None => shape,
-        }
+        self.source.shape().resized(self.resize)
     }
 }
 
