@@ -12,6 +12,7 @@
 //! - [`train`]: the training loop, its metrics and checkpoints.
 //! - [`models`]: the networks, each built from a Burn `Config`.
 //! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
+//! - [`text`]: text corpora for language models — tokens, vocabulary, batches, The Time Machine.
 //! - [`backend`]: which Burn devices a job can train on.
 //! - [`bench`]: the throughput benchmark behind `kiln bench`.
 //! - [`parity`]: `kiln parity`, training that `bench/parity.py` replays in PyTorch step by step.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod jobs;
 pub mod models;
 pub mod parity;
+pub mod text;
 pub mod train;
 
 pub use config::Config;
