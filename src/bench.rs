@@ -4,7 +4,9 @@
 //! Each backend runs the model for `warmup` untimed steps and `steps` timed ones on one fixed
 //! batch, through the same [`crate::train::fit::step`] the service uses. A breakdown times the
 //! phases of a step separately (tensor upload, forward and loss, backward, optimizer update,
-//! reading the loss back) to show where the time goes.
+//! reading the loss back) to show where the time goes. Language models (`rnn`, `gru`, `lstm`)
+//! run as `torch_ref.py` runs them: 28 symbols, 256 hidden units, batches of 35 random tokens,
+//! SGD lr 1 with the gradients clipped to global norm 1; they report tokens per second.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +16,11 @@ use burn::optim::GradientsParams;
 use crate::backend;
 use crate::data::DatasetSpec;
 use crate::jobs::spec::{BackendKind, OptimizerSpec};
-use crate::models::ModelSpec;
-use crate::train::fit;
+use crate::models::{Cell, ClassifierSpec, RnnLmConfig};
+use crate::text::Batch;
+use crate::train::{clip, fit, lm};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,18 +38,79 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "cpu,ndarray")]
     pub backends: Vec<String>,
     /// Model, named as `torch_ref.py` names them: lenet_bn (28x28 input), resnet18 or densenet
-    /// (96x96 input, the book's size).
+    /// (96x96 input, the book's size); rnn, gru or lstm (language models over 28 symbols).
     #[arg(long, default_value = "lenet_bn")]
     pub model: String,
+    /// Language models: hidden units.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+}
+
+/// Throughput of a language model's training step, in tokens per second.
+fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
+    const VOCAB: usize = 28;
+    const NUM_STEPS: usize = 35;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut tokens =
+        || (0..args.batch * NUM_STEPS).map(|_| rng.random_range(0..VOCAB as u32)).collect::<Vec<_>>();
+    let batch = Batch { x: tokens(), y: tokens(), batch_size: args.batch, num_steps: NUM_STEPS };
+    for name in &args.backends {
+        let kind = backend_kind(name)?;
+        let resolved = backend::resolve(kind);
+        let device = resolved.device.autodiff();
+        device.seed(0);
+        let config = RnnLmConfig::new(VOCAB, cell).with_hidden(args.hidden);
+        let mut model = config.init(&device);
+        let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut last_loss = 0.0;
+        let mut timed = Duration::ZERO;
+        for i in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            let (x, y) = lm::tensors(&batch, &device);
+            let (logits, _) = model.forward(x, model.begin_state(args.batch, &device));
+            let loss = loss_fn.forward(logits, y);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip::clip_global_norm(&model, &mut grads, Some(1.0));
+            model = optim.step(1.0, model, grads);
+            last_loss = loss.into_scalar::<f32>();
+            if i >= args.warmup {
+                timed += start.elapsed();
+            }
+        }
+        let per_sec = (args.steps * args.batch * NUM_STEPS) as f64 / timed.as_secs_f64();
+        println!(
+            "model={} engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} tokens_per_sec={per_sec:.1}",
+            args.model,
+            resolved.name,
+            args.batch,
+            args.steps,
+            args.hidden,
+            config.parameter_count()
+        );
+        if let Some(peak) = peak_rss_mib() {
+            println!("  peak resident memory of the process so far: {peak:.0} MiB");
+        }
+    }
+    Ok(())
+}
+
+fn backend_kind(name: &str) -> Result<BackendKind, String> {
+    BackendKind::AVAILABLE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+        .ok_or_else(|| format!("unknown backend {name}"))
 }
 
 /// The model and input side `torch_ref.py` uses for `name`, and its learning rate.
-fn model(name: &str) -> Result<(ModelSpec, Option<usize>, f64), String> {
+fn model(name: &str) -> Result<(ClassifierSpec, Option<usize>, f64), String> {
     match name {
-        "lenet_bn" => Ok((ModelSpec::LenetBn { batch_norm: true }, None, 0.9)),
-        "resnet18" => Ok((ModelSpec::resnet18(), Some(96), 0.05)),
-        "densenet" => Ok((ModelSpec::densenet_book(), Some(96), 0.05)),
-        other => Err(format!("unknown model {other}: lenet_bn, resnet18 or densenet")),
+        "lenet_bn" => Ok((ClassifierSpec::LenetBn { batch_norm: true }, None, 0.9)),
+        "resnet18" => Ok((ClassifierSpec::resnet18(), Some(96), 0.05)),
+        "densenet" => Ok((ClassifierSpec::densenet_book(), Some(96), 0.05)),
+        other => Err(format!("unknown model {other}: lenet_bn, resnet18, densenet, rnn, gru or lstm")),
     }
 }
 
@@ -58,6 +124,9 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// Runs the benchmark and prints one line per backend.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
+    if let Some((_, cell)) = Cell::ALL.iter().find(|(name, _)| *name == args.model) {
+        return run_lm(args, *cell);
+    }
     let (spec, resize, lr) = model(&args.model)?;
     let data = DatasetSpec::SyntheticImages { train_size: args.batch, test_size: 1, seed: 0 }
         .load(std::path::Path::new("."), None, None, resize)
@@ -65,12 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let indices: Vec<usize> = (0..args.batch).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for name in &args.backends {
-        let kind = BackendKind::AVAILABLE
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| *k)
-            .ok_or_else(|| format!("unknown backend {name}"))?;
-        let resolved = backend::resolve(kind);
+        let resolved = backend::resolve(backend_kind(name)?);
         let device = resolved.device.autodiff();
         device.seed(0);
         let mut model = spec.init(data.train.input_shape(), 10, &device);

@@ -55,6 +55,14 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
+    /// Most tokens one `POST /jobs/{id}/generate` may ask for.
+    #[arg(long, env = "KILN_MAX_GENERATE_TOKENS", default_value_t = 2000)]
+    pub max_generate_tokens: usize,
+
+    /// Longest prefix, in characters, `POST /jobs/{id}/generate` accepts.
+    #[arg(long, env = "KILN_MAX_PREFIX_CHARS", default_value_t = 10_000)]
+    pub max_prefix_chars: usize,
+
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     #[arg(long, env = "KILN_RETRY_AFTER_SECS", default_value_t = 30)]
     pub retry_after_secs: u64,
@@ -88,5 +96,15 @@ impl Config {
     /// Directory holding data sets a user placed or uploaded.
     pub fn datasets_dir(&self) -> PathBuf {
         self.data_dir.join("datasets")
+    }
+
+    /// Directory holding the corpora uploaded with `POST /datasets`.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.datasets_dir().join("uploads")
+    }
+
+    /// Path of the uploaded corpus `id`.
+    pub fn uploaded_dataset_path(&self, id: uuid::Uuid) -> PathBuf {
+        self.uploads_dir().join(format!("{id}.txt"))
     }
 }

@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::data::DatasetSpec;
 use crate::jobs::spec::OptimizerSpec;
-use crate::models::{ModelSpec, materialize};
+use crate::models::{ClassifierSpec, materialize};
 use crate::train::fit;
 
 /// What to run.
@@ -59,8 +59,8 @@ impl ModuleVisitor for Dump {
 /// Runs the training and prints what `bench/parity.py` prints.
 pub fn run(args: &ParityArgs) -> Result<(), String> {
     let spec = match args.model.as_str() {
-        "lenet_bn" => ModelSpec::LenetBn { batch_norm: true },
-        "resnet18" => ModelSpec::resnet18(),
+        "lenet_bn" => ClassifierSpec::LenetBn { batch_norm: true },
+        "resnet18" => ClassifierSpec::resnet18(),
         other => return Err(format!("unknown model {other}: lenet_bn or resnet18")),
     };
     let data = DatasetSpec::FashionMnist
@@ -83,7 +83,7 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
     for epoch in 1..=args.epochs {
         for chunk in order.chunks(args.batch) {
             let (x, y) = fit::batch(&data.train, chunk, &device);
-            let (next, loss, _) = fit::step(model, &mut optim, &loss_fn, args.lr, x, y);
+            let (next, loss, _) = fit::step(model, &mut optim, &loss_fn, args.lr, None, x, y);
             model = next;
             if step < 5 || step % 100 == 0 {
                 println!("step {step} loss {loss:.6}");

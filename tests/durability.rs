@@ -88,3 +88,53 @@ async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
     assert!(last["test_accuracy"].as_f64().unwrap() > 0.9, "{last}");
     second.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::spawn(dir.path());
+    let (c, base) = (first.client.clone(), first.base.clone());
+    let job = json!({
+        "model": {"kind": "rnn_lm", "cell": "gru", "hidden": 32},
+        "data": {"dataset": "synthetic_text", "chars": 20000, "seed": 2, "num_steps": 20},
+        "training": {"epochs": 30, "batch_size": 16, "log_every": 1, "optimizer": {"kind": "adam", "lr": 0.01}},
+        "checkpoint": {"every": 1, "keep_last": 2}
+    });
+    let job = submit(&c, &base, &job).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let running = wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+        j["progress"]["epoch"].as_u64() >= Some(1) && j["progress"]["step"].as_u64() > Some(0)
+    })
+    .await;
+    let steps_per_epoch = running["progress"]["steps"].as_u64().unwrap() / 30;
+    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+        j["progress"]["step"].as_u64().unwrap() % steps_per_epoch > 3
+    })
+    .await;
+    let (status, _) = first.terminate();
+    assert!(status.success(), "clean exit: {status}");
+
+    let second = Process::spawn(dir.path());
+    let (c, base) = (second.client.clone(), second.base.clone());
+    let cps = get_json(&c, &format!("{base}/jobs/{id}/checkpoints")).await;
+    let interrupted = cps.as_array().unwrap().last().unwrap().clone();
+    assert!(interrupted["step"].as_u64().unwrap() % steps_per_epoch != 0, "mid-epoch: {interrupted}");
+    let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
+    assert_eq!(metrics["epochs"].as_array().unwrap().len(), 30);
+    let steps: Vec<u64> =
+        metrics["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=30 * steps_per_epoch).collect::<Vec<_>>(), "every step once, in order");
+    let last = metrics["epochs"][29]["perplexity"].as_f64().unwrap();
+    let first_epoch = metrics["epochs"][0]["perplexity"].as_f64().unwrap();
+    assert!(last < first_epoch, "{first_epoch} -> {last}");
+    let r = c
+        .post(format!("{base}/jobs/{id}/generate"))
+        .json(&json!({"prefix": "the ", "max_tokens": 12}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    second.terminate();
+}

@@ -1,4 +1,5 @@
-//! Data sets: where a job's examples come from, loaded into memory as plain arrays.
+//! Data sets: where a job's examples come from, loaded into memory as plain arrays. Image data
+//! sets are here; text corpora are [`TextSource`]s.
 //!
 //! [`DatasetSpec`] is the `data.dataset` choice of a job definition. [`DatasetSpec::load`] turns
 //! it into an [`ImageData`] — a train and a test [`ImageSet`] of `f32` pixels in `[0, 1]` and
@@ -7,6 +8,9 @@
 
 mod fashion_mnist;
 mod synthetic;
+mod text;
+
+pub use text::TextSource;
 
 use std::path::Path;
 

@@ -99,7 +99,9 @@ impl From<JobError> for ApiError {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,
             },
-            internal @ (JobError::Store(_) | JobError::Io(_)) => Self::Internal(internal.to_string()),
+            internal @ (JobError::Store(_) | JobError::Io(_) | JobError::Checkpoint(_)) => {
+                Self::Internal(internal.to_string())
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use crate::jobs::{Job, JobId, JobStatus};
 use crate::train::checkpoint::CheckpointInfo;
+use crate::train::generate::{GenerateRequest, Generated};
 use crate::train::metrics::{EpochMetrics, StepPoint};
 
 /// Routes of this resource.
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/metrics", get(metrics))
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/checkpoints/{checkpoint_id}", get(download))
+        .route("/jobs/{id}/generate", post(generate))
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -183,10 +185,23 @@ struct Latest {
     step: Option<u64>,
     loss: Option<f64>,
     train_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     train_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     test_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     test_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     examples_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    perplexity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_perplexity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_per_sec: Option<f64>,
+    /// Global gradient norm of the newest step point, before clipping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grad_norm: Option<f64>,
 }
 
 /// A job's metrics.
@@ -218,10 +233,14 @@ async fn metrics(
         step: page.last_step.as_ref().map(|s| s.step),
         loss: page.last_step.as_ref().map(|s| s.loss),
         train_loss: last_epoch.map(|e| e.train_loss),
-        train_accuracy: last_epoch.map(|e| e.train_accuracy),
-        test_loss: last_epoch.map(|e| e.test_loss),
-        test_accuracy: last_epoch.map(|e| e.test_accuracy),
-        examples_per_sec: last_epoch.map(|e| e.examples_per_sec),
+        train_accuracy: last_epoch.and_then(|e| e.train_accuracy),
+        test_loss: last_epoch.and_then(|e| e.test_loss),
+        test_accuracy: last_epoch.and_then(|e| e.test_accuracy),
+        examples_per_sec: last_epoch.and_then(|e| e.examples_per_sec),
+        perplexity: last_epoch.and_then(|e| e.perplexity),
+        validation_perplexity: last_epoch.and_then(|e| e.validation_perplexity),
+        tokens_per_sec: last_epoch.and_then(|e| e.tokens_per_sec),
+        grad_norm: page.last_step.as_ref().and_then(|s| s.grad_norm),
     };
     let next_after = page.next_after.unwrap_or(after);
     Ok(Json(Metrics {
@@ -271,7 +290,32 @@ async fn download(
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
 }
 
+/// Text from a language-model job: warm the model on `prefix`, then generate `max_tokens`
+/// tokens, greedily at temperature 0 (the book's `predict_ch8`) or sampled with `seed`. Uses the
+/// newest checkpoint unless `checkpoint` names one, so it works while the job trains.
+#[utoipa::path(post, path = "/jobs/{id}/generate", tag = "jobs", request_body = GenerateRequest,
+    responses(
+        (status = 200, body = Generated),
+        (status = 400, description = "Body is not JSON", body = Problem),
+        (status = 404, description = "No such job or checkpoint", body = Problem),
+        (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
+        (status = 422, description = "Invalid request; each problem names its field", body = Problem),
+    ))]
+async fn generate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Generated>, ApiError> {
+    let id = job_id(&id)?;
+    let body = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let jobs = state.jobs.clone();
+    let generated = tokio::task::spawn_blocking(move || jobs.generate(id, &body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("generation stopped: {e}")))??;
+    Ok(Json(generated))
+}
+
 /// Path list for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(submit, list, show, cancel, remove, metrics, checkpoints, download))]
+#[openapi(paths(submit, list, show, cancel, remove, metrics, checkpoints, download, generate))]
 pub struct Paths;

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::queue::{CancelOutcome, Queue};
-use super::spec::{FieldError, JobSpec, Limits, SpecParseError};
+use super::spec::{FieldError, JobSpec, Limits, SpecParseError, Task, parse_strict};
 use super::store::{MetricsPage, NewJob, Store, StoreError};
 use super::worker::Pool;
 use super::{Job, JobId, JobStatus};
 use crate::config::Config;
 use crate::train::checkpoint::{self, CheckpointInfo};
+use crate::train::generate::{self, GenerateRequest, Generated};
 
 /// Why an operation on jobs did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 /// The result of a submit.
@@ -101,7 +104,11 @@ impl Jobs {
                 return Ok(Submitted { job, created: false });
             }
         }
-        let parameters = spec.model.parameter_count(spec.data.input_shape());
+        let parameters = match spec.task() {
+            Some(Task::Classify { model, data }) => model.parameter_count(data.input_shape()),
+            // The vocabulary is known once training reads the corpus, which records the count.
+            _ => 0,
+        };
         let steps = crate::train::total_steps(&spec);
         let admitted = inner.queue.admit(|| {
             let id = JobId::new_v4();
@@ -194,6 +201,43 @@ impl Jobs {
             .find(|(info, _)| info.id == checkpoint_id)
             .ok_or_else(|| JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))?;
         Ok((info, checkpoint::model_path(&PathBuf::from(dir))))
+    }
+
+    /// Continues a prefix with a language-model job's newest checkpoint, or the one the request
+    /// names. Blocking: it runs the model on the CPU, so call it off the async runtime.
+    pub fn generate(&self, id: JobId, body: &[u8]) -> Result<Generated, JobError> {
+        let job = self.get(id)?;
+        let Some(Task::Language { model, data }) = job.spec.task() else {
+            return Err(JobError::Conflict(format!(
+                "job {id} trains an image classifier; only language models (model.kind = rnn_lm) generate text"
+            )));
+        };
+        let request =
+            parse_strict::<GenerateRequest>(body)?.validate(&self.inner.config).map_err(JobError::Invalid)?;
+        let checkpoints = self.inner.store.checkpoints(id)?;
+        let (info, dir) = match request.checkpoint {
+            Some(wanted) => checkpoints
+                .into_iter()
+                .find(|(info, _)| info.id == wanted)
+                .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}")))?,
+            None => checkpoints.into_iter().last().ok_or_else(|| {
+                JobError::Conflict(format!(
+                    "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
+                ))
+            })?,
+        };
+        let dir = PathBuf::from(dir);
+        let manifest = checkpoint::manifest(&dir)?;
+        let vocab = manifest.vocab.ok_or_else(|| checkpoint::CheckpointError::Invalid {
+            path: dir.display().to_string(),
+            reason: "a language model's checkpoint without its vocabulary".into(),
+        })?;
+        // Generation runs on the CPU whatever the job trained on: checkpoints are portable and
+        // a GPU stays with training.
+        let device = burn::tensor::Device::flex();
+        let lm = checkpoint::read_model(&dir, model.config(vocab.len()).init(&device))?;
+        let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device);
+        Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
     }
 
     /// Stops admitting jobs and asks running ones to checkpoint and stop at their next step.

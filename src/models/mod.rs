@@ -1,13 +1,15 @@
 //! The models kiln trains, each built from a Burn `Config`.
 //!
-//! [`ModelSpec`] is the `model` of a job definition; [`ModelSpec::init`] builds a [`Classifier`]
-//! for a data set's image shape and class count, and [`ModelSpec::parameter_count`] gives its
-//! size without building it (validation refuses models over the server's cap).
+//! [`ModelSpec`] is the `model` of a job definition: an image classifier ([`ClassifierSpec`],
+//! built into a [`Classifier`] for a data set's image shape and class count) or a language model
+//! ([`LanguageModelSpec`], built into an [`RnnLm`] for a vocabulary). Each gives its parameter
+//! count without being built, so validation refuses models over the server's cap.
 
 pub mod densenet;
 pub mod lenet_bn;
 pub mod mlp_bn;
 pub mod resnet;
+pub mod rnn_lm;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -21,11 +23,37 @@ use densenet::{DenseNet, DenseNetConfig};
 use lenet_bn::{LenetBn, LenetBnConfig};
 use mlp_bn::{MlpBn, MlpBnConfig};
 use resnet::{ResNet, ResNetConfig};
+pub use rnn_lm::{Cell, RnnLm, RnnLmConfig};
 
-/// The `model` of a job definition.
+/// The `model` of a job definition: what `kind` names decides which of the two it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelSpec {
+    Classifier(ClassifierSpec),
+    Language(LanguageModelSpec),
+}
+
+/// A language model of a job definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelSpec {
+pub enum LanguageModelSpec {
+    /// A recurrent language model (the book's chapters 8 and 9): `hidden` units in each of
+    /// `layers` layers of `cell`; tokens enter one-hot, or through an `embedding` that wide.
+    RnnLm { cell: Cell, hidden: usize, layers: usize, embedding: Option<usize> },
+}
+
+impl LanguageModelSpec {
+    /// The model's config for a vocabulary of `vocab` tokens.
+    pub fn config(&self, vocab: usize) -> RnnLmConfig {
+        let Self::RnnLm { cell, hidden, layers, embedding } = self;
+        RnnLmConfig::new(vocab, *cell).with_hidden(*hidden).with_layers(*layers).with_embedding(*embedding)
+    }
+}
+
+/// An image classifier of a job definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClassifierSpec {
     /// LeNet with BatchNorm before each sigmoid (the book's §8.5), 44,878 parameters.
     LenetBn { batch_norm: bool },
     /// An MLP with BatchNorm between each affine layer and its activation.
@@ -107,7 +135,7 @@ pub(crate) fn book_conv(config: Conv2dConfig, device: &Device) -> Conv2d {
 /// Draws every parameter's initial value now (Burn initialises lazily, on first use) and
 /// counts the trainable values — BatchNorm's running statistics are state, not parameters.
 /// The model must be on an autodiff device for the count to see which values train.
-pub fn materialize(model: &Classifier) -> usize {
+pub fn materialize<M: Module>(model: &M) -> usize {
     struct Visitor(usize);
     impl ModuleVisitor for Visitor {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -122,7 +150,7 @@ pub fn materialize(model: &Classifier) -> usize {
     visitor.0
 }
 
-impl ModelSpec {
+impl ClassifierSpec {
     fn lenet(shape: ImageShape, classes: usize, batch_norm: bool) -> LenetBnConfig {
         LenetBnConfig::new()
             .with_channels(shape.channels)
@@ -293,7 +321,7 @@ mod tests {
 
     #[test]
     fn lenet_bn_has_the_books_44878_parameters() {
-        let spec = ModelSpec::LenetBn { batch_norm: true };
+        let spec = ClassifierSpec::LenetBn { batch_norm: true };
         let model = spec.init(MNIST, 10, &Device::flex().autodiff());
         assert_eq!(materialize(&model), 44_878);
         assert_eq!(spec.parameter_count(MNIST), 44_878);
@@ -304,7 +332,9 @@ mod tests {
     #[test]
     fn resnet18_and_densenet_have_the_books_parameter_counts() {
         let device = Device::flex().autodiff();
-        for (spec, expected) in [(ModelSpec::resnet18(), 11_178_378), (ModelSpec::densenet_book(), 758_226)] {
+        for (spec, expected) in
+            [(ClassifierSpec::resnet18(), 11_178_378), (ClassifierSpec::densenet_book(), 758_226)]
+        {
             assert_eq!(spec.parameter_count(MNIST), expected, "{spec:?}");
             assert_eq!(materialize(&spec.init(MNIST, 10, &device)), expected, "{spec:?}");
         }
@@ -313,11 +343,14 @@ mod tests {
     #[test]
     fn resnet_and_densenet_classify_28_and_96_pixel_images() {
         let device = Device::flex();
-        let small_resnet = ModelSpec::Resnet { depth: 18, widths: vec![8, 16], blocks: vec![1, 1] };
-        let small_densenet = ModelSpec::Densenet { growth_rate: 4, blocks: vec![2, 2], stem_channels: 8 };
-        assert!(!ModelSpec::densenet_book().fits(28), "four dense blocks pool 28 pixels away");
-        assert_eq!(ModelSpec::LenetBn { batch_norm: true }.smallest_side(), 16);
-        for spec in [ModelSpec::resnet18(), ModelSpec::densenet_book(), small_resnet, small_densenet] {
+        let small_resnet = ClassifierSpec::Resnet { depth: 18, widths: vec![8, 16], blocks: vec![1, 1] };
+        let small_densenet =
+            ClassifierSpec::Densenet { growth_rate: 4, blocks: vec![2, 2], stem_channels: 8 };
+        assert!(!ClassifierSpec::densenet_book().fits(28), "four dense blocks pool 28 pixels away");
+        assert_eq!(ClassifierSpec::LenetBn { batch_norm: true }.smallest_side(), 16);
+        for spec in
+            [ClassifierSpec::resnet18(), ClassifierSpec::densenet_book(), small_resnet, small_densenet]
+        {
             let model = spec.init(MNIST, 10, &device);
             for side in [28, 96].into_iter().filter(|s| spec.fits(*s)) {
                 let logits = model.forward(Tensor::zeros([2, 1, side, side], &device));
@@ -329,11 +362,11 @@ mod tests {
     #[test]
     fn parameter_counts_match_the_built_modules() {
         let specs = [
-            ModelSpec::Resnet { depth: 34, widths: vec![8, 16, 32], blocks: vec![3, 4, 6] },
-            ModelSpec::Densenet { growth_rate: 12, blocks: vec![3, 2, 5], stem_channels: 24 },
-            ModelSpec::LenetBn { batch_norm: false },
-            ModelSpec::MlpBn { hidden: vec![256, 128], activation: Activation::Relu, batch_norm: true },
-            ModelSpec::MlpBn { hidden: vec![32], activation: Activation::Sigmoid, batch_norm: false },
+            ClassifierSpec::Resnet { depth: 34, widths: vec![8, 16, 32], blocks: vec![3, 4, 6] },
+            ClassifierSpec::Densenet { growth_rate: 12, blocks: vec![3, 2, 5], stem_channels: 24 },
+            ClassifierSpec::LenetBn { batch_norm: false },
+            ClassifierSpec::MlpBn { hidden: vec![256, 128], activation: Activation::Relu, batch_norm: true },
+            ClassifierSpec::MlpBn { hidden: vec![32], activation: Activation::Sigmoid, batch_norm: false },
         ];
         for spec in specs {
             let model = spec.init(MNIST, 10, &Device::flex().autodiff());
@@ -345,8 +378,8 @@ mod tests {
     fn classifiers_map_a_batch_of_images_to_class_logits() {
         let device = Device::flex();
         for spec in [
-            ModelSpec::LenetBn { batch_norm: true },
-            ModelSpec::MlpBn { hidden: vec![16], activation: Activation::Relu, batch_norm: true },
+            ClassifierSpec::LenetBn { batch_norm: true },
+            ClassifierSpec::MlpBn { hidden: vec![16], activation: Activation::Relu, batch_norm: true },
         ] {
             let logits = spec.init(MNIST, 10, &device).forward(Tensor::zeros([3, 1, 28, 28], &device));
             assert_eq!(logits.dims(), [3, 10], "{spec:?}");
@@ -356,14 +389,14 @@ mod tests {
     #[test]
     fn activation_estimates_grow_with_image_size_and_depth() {
         let at = |side| ImageShape { channels: 1, height: side, width: side };
-        let resnet = ModelSpec::resnet18();
+        let resnet = ClassifierSpec::resnet18();
         assert!(resnet.activation_floats(at(96)) > 10 * resnet.activation_floats(at(28)));
         let deeper =
-            ModelSpec::Resnet { depth: 34, widths: vec![64, 128, 256, 512], blocks: vec![3, 4, 6, 3] };
+            ClassifierSpec::Resnet { depth: 34, widths: vec![64, 128, 256, 512], blocks: vec![3, 4, 6, 3] };
         assert!(deeper.activation_floats(at(96)) > resnet.activation_floats(at(96)));
-        let lenet = ModelSpec::LenetBn { batch_norm: true };
+        let lenet = ClassifierSpec::LenetBn { batch_norm: true };
         assert!(lenet.activation_floats(MNIST) < resnet.activation_floats(MNIST));
-        for spec in [resnet, ModelSpec::densenet_book(), lenet] {
+        for spec in [resnet, ClassifierSpec::densenet_book(), lenet] {
             println!("{spec:?}: {} floats per example at 96", spec.activation_floats(at(96)));
         }
     }

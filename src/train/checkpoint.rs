@@ -3,9 +3,9 @@
 //! A checkpoint is a directory `<data-dir>/jobs/<job>/checkpoints/step-<N>/` holding
 //! - `model.bpk`: the model's weights and BatchNorm running statistics (Burn burnpack);
 //! - `optimizer.bpk`: the optimizer's state (momentum, Adam moments), keyed by parameter id;
-//! - `checkpoint.json`: the resolved job spec (enough to rebuild the model from this directory
-//!   alone) and the position in training — epoch, step, and the running sums of an epoch cut
-//!   short by a shutdown.
+//! - `checkpoint.json`: the resolved job spec and, for a language model, its vocabulary (enough
+//!   to rebuild the model from this directory alone), and the position in training — epoch,
+//!   step, and the running sums of an epoch cut short by a shutdown.
 //!
 //! It is written into a temporary directory, each file fsynced, then renamed into place and the
 //! parent fsynced: a crash leaves either the whole checkpoint or none. The index (sizes, hash,
@@ -25,7 +25,7 @@ use super::metrics::{EpochMetrics, EpochTotals};
 use crate::config::Config;
 use crate::jobs::JobId;
 use crate::jobs::spec::ValidJobSpec;
-use crate::models::Classifier;
+use crate::text::Vocab;
 
 /// A checkpoint as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -61,12 +61,15 @@ pub struct Position {
 
 /// The contents of `checkpoint.json`.
 #[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
+pub struct Manifest {
     /// Bumped when the layout changes.
-    format: u32,
-    job_id: JobId,
-    spec: ValidJobSpec,
-    position: Position,
+    pub format: u32,
+    pub job_id: JobId,
+    pub spec: ValidJobSpec,
+    pub position: Position,
+    /// A language model's vocabulary: token ids mean nothing without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<Vocab>,
 }
 
 const FORMAT: u32 = 1;
@@ -135,13 +138,14 @@ pub struct Written {
 }
 
 /// Writes a checkpoint of `model` and `optim` at `position` atomically.
-pub fn write(
+pub fn write<M: Module>(
     config: &Config,
     id: JobId,
     spec: &ValidJobSpec,
-    model: &Classifier,
+    model: &M,
     optim: &ModuleOptimizer,
     position: &Position,
+    vocab: Option<&Vocab>,
 ) -> Result<Written, CheckpointError> {
     let parent = job_dir(config, id).join("checkpoints");
     fs::create_dir_all(&parent).map_err(io_err(&parent))?;
@@ -154,7 +158,13 @@ pub fn write(
     let optim_file = tmp.join(OPTIMIZER_FILE);
     optim.save(&optim_file).map_err(|e| invalid(&optim_file, e))?;
     let manifest_file = tmp.join(MANIFEST_FILE);
-    let manifest = Manifest { format: FORMAT, job_id: id, spec: spec.clone(), position: position.clone() };
+    let manifest = Manifest {
+        format: FORMAT,
+        job_id: id,
+        spec: spec.clone(),
+        position: position.clone(),
+        vocab: vocab.cloned(),
+    };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     File::create(&manifest_file).and_then(|mut f| f.write_all(&json)).map_err(io_err(&manifest_file))?;
     for file in [&model_file, &optim_file, &manifest_file] {
@@ -172,26 +182,38 @@ pub fn write(
 }
 
 /// A checkpoint read back: the model on `device`, its optimizer and where training stood.
-pub struct Restored {
-    pub model: Classifier,
+pub struct Restored<M> {
+    pub model: M,
     pub optim: ModuleOptimizer,
     pub position: Position,
 }
 
-/// Reads the checkpoint in `dir` into a fresh `model`, built from the job's spec on the plain
-/// (non-autodiff) device it will train on, and a fresh `optim`. The model comes back ready to
-/// train: on that device's autodiff twin, every parameter tracking gradients.
-pub fn read(dir: &Path, model: Classifier, optim: ModuleOptimizer) -> Result<Restored, CheckpointError> {
+/// Reads `checkpoint.json` of the checkpoint in `dir`.
+pub fn manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
     let manifest_file = dir.join(MANIFEST_FILE);
     let json = fs::read(&manifest_file).map_err(io_err(&manifest_file))?;
     let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| invalid(&manifest_file, e))?;
     if manifest.format != FORMAT {
         return Err(invalid(&manifest_file, format!("format {} is not {FORMAT}", manifest.format)));
     }
+    Ok(manifest)
+}
+
+/// Loads the weights of the checkpoint in `dir` into `model` (built from the job's spec),
+/// for evaluation or generation.
+pub fn read_model<M: Module>(dir: &Path, model: M) -> Result<M, CheckpointError> {
     let model_file = dir.join(MODEL_FILE);
+    model.try_load_file(&model_file).map_err(|e| invalid(&model_file, e))
+}
+
+/// Reads the checkpoint in `dir` into a fresh `model`, built from the job's spec on the plain
+/// (non-autodiff) device it will train on, and a fresh `optim`. The model comes back ready to
+/// train: on that device's autodiff twin, every parameter tracking gradients.
+pub fn read<M: Module>(dir: &Path, model: M, optim: ModuleOptimizer) -> Result<Restored<M>, CheckpointError> {
+    let manifest = manifest(dir)?;
     // Loaded into an autodiff model, Burn's parameters stop tracking gradients; loaded into a
     // plain one and switched to training, they track them (see the checkpoint test in train::fit).
-    let model = model.try_load_file(&model_file).map_err(|e| invalid(&model_file, e))?.train();
+    let model = read_model(dir, model)?.train();
     let optim_file = dir.join(OPTIMIZER_FILE);
     let optim = optim.load(&optim_file).map_err(|e| invalid(&optim_file, e))?;
     Ok(Restored { model, optim, position: manifest.position })
@@ -211,7 +233,7 @@ pub fn to_prune(checkpoints: &[CheckpointInfo], keep_last: usize) -> Vec<usize> 
     let best = checkpoints
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.metrics.as_ref().map(|m| (i, m.test_accuracy)))
+        .filter_map(|(i, c)| c.metrics.as_ref().and_then(|m| m.score()).map(|score| (i, score)))
         .fold(None, |best: Option<(usize, f64)>, (i, acc)| match best {
             Some((_, b)) if b >= acc => best,
             _ => Some((i, acc)),
@@ -235,10 +257,15 @@ mod tests {
             metrics: acc.map(|test_accuracy| EpochMetrics {
                 epoch: id as u32,
                 train_loss: 0.0,
-                train_accuracy: 0.0,
-                test_loss: 0.0,
-                test_accuracy,
-                examples_per_sec: 0.0,
+                test_accuracy: Some(test_accuracy),
+                train_accuracy: None,
+                test_loss: None,
+                examples_per_sec: None,
+                perplexity: None,
+                validation_perplexity: None,
+                tokens_per_sec: None,
+                grad_norm: None,
+                grad_norm_max: None,
                 seconds: 0.0,
             }),
             created_at: String::new(),

@@ -1,25 +1,41 @@
 //! Training: the loop that turns a valid job into a trained model, its metrics and checkpoints.
 //!
-//! - [`fit`]: the loop itself — batches, forward, loss, backward, optimizer step, evaluation.
-//! - [`metrics`]: what the loop reports.
+//! - [`fit`]: the loop of an image classifier — batches, forward, loss, backward, optimizer
+//!   step, evaluation.
+//! - [`lm`]: the loop of a language model — token batches, carried state, perplexity.
+//! - [`clip`]: gradient clipping by the global norm.
+//! - [`generate`]: text from a trained language model.
+//! - [`metrics`]: what the loops report.
 //! - [`checkpoint`]: the files that let a job resume, and that clients download.
 //!
 //! The loop runs on one worker thread from start to end (see [`crate::jobs::worker`]); it looks
 //! at the job's cancel flag and the server's shutdown flag between steps.
 
 pub mod checkpoint;
+pub mod clip;
 pub mod fit;
+pub mod generate;
+pub mod lm;
 pub mod metrics;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 
 use crate::config::Config;
 use crate::data::DataError;
 use crate::jobs::JobId;
-use crate::jobs::spec::ValidJobSpec;
+use crate::jobs::spec::{DataSpec, Task, ValidJobSpec};
 use crate::jobs::store::{Store, StoreError};
+use crate::text::Vocab;
+use checkpoint::{CheckpointInfo, Position};
+use metrics::EpochMetrics;
 
-pub use fit::run;
+/// Burn's parameter initialisation draws from a process-wide generator: seeding and building
+/// under one lock makes a job's initial weights depend on its seed alone.
+static INIT: Mutex<()> = Mutex::new(());
 
 /// Everything one training run needs.
 pub struct TrainJob<'a> {
@@ -49,6 +65,14 @@ pub enum Outcome {
 pub enum TrainError {
     #[error("could not load the data set: {0}")]
     Data(#[from] DataError),
+    #[error("{0}")]
+    Text(#[from] crate::text::CorpusError),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Corpus(String),
+    #[error("the stored job definition pairs a model with data of another kind")]
+    Mismatched,
     #[error(
         "training diverged: the loss became {loss} at epoch {epoch}, step {step}; \
          try a lower training.optimizer.lr"
@@ -67,11 +91,70 @@ pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
     if n % batch_size > 1 || full == 0 { full + 1 } else { full }
 }
 
-/// Optimizer steps of the whole job, from the spec alone (before the data is loaded).
+/// Optimizer steps of the whole job, from the spec alone (before the data is loaded); 0 for a
+/// language model, whose steps depend on how many tokens its corpus has (training sets it).
 pub fn total_steps(spec: &ValidJobSpec) -> u64 {
-    let n = spec.data.source.train_len();
-    let n = spec.data.limit_train.map_or(n, |l| l.min(n));
+    let DataSpec::Images(data) = &spec.data else { return 0 };
+    let n = data.source.train_len();
+    let n = data.limit_train.map_or(n, |l| l.min(n));
     batches_per_epoch(n, spec.training.batch_size) as u64 * u64::from(spec.training.epochs)
+}
+
+/// Trains `job` to its end, or until it is cancelled or the server stops.
+pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
+    match job.spec.task().ok_or(TrainError::Mismatched)? {
+        Task::Classify { model, data } => fit::run(job, model, data),
+        Task::Language { model, data } => lm::run(job, model, data),
+    }
+}
+
+/// The stop asked for since the last step, if any: cancel before shutdown.
+fn stop_requested(job: &TrainJob<'_>) -> Option<Outcome> {
+    if job.cancel.load(Ordering::SeqCst) {
+        Some(Outcome::Cancelled)
+    } else if job.shutdown.load(Ordering::SeqCst) {
+        Some(Outcome::Interrupted)
+    } else {
+        None
+    }
+}
+
+/// Writes, indexes and prunes a checkpoint.
+fn save<M: Module>(
+    job: &TrainJob<'_>,
+    model: &M,
+    optim: &ModuleOptimizer,
+    position: &Position,
+    metrics: Option<EpochMetrics>,
+    vocab: Option<&Vocab>,
+) -> Result<(), TrainError> {
+    let written = checkpoint::write(job.config, job.id, job.spec, model, optim, position, vocab)?;
+    let mut info = CheckpointInfo {
+        id: 0,
+        epoch: position.epoch,
+        step: position.step,
+        bytes: written.bytes,
+        sha256: written.sha256,
+        metrics,
+        created_at: crate::jobs::now(),
+    };
+    let dir = written.dir.display().to_string();
+    let mut all = job.store.checkpoints(job.id)?;
+    // A resumed job may write the same step again: its directory was replaced, so its old
+    // index row goes.
+    for (old, _) in all.iter().filter(|(_, old_dir)| *old_dir == dir) {
+        job.store.delete_checkpoint(old.id)?;
+    }
+    all.retain(|(_, old_dir)| *old_dir != dir);
+    info.id = job.store.insert_checkpoint(job.id, &info, &dir)?;
+    all.push((info, dir));
+    let infos: Vec<CheckpointInfo> = all.iter().map(|(i, _)| i.clone()).collect();
+    for i in checkpoint::to_prune(&infos, job.spec.checkpoint.keep_last as usize) {
+        let (info, dir) = &all[i];
+        job.store.delete_checkpoint(info.id)?;
+        checkpoint::remove(dir.as_ref())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

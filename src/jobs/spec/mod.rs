@@ -11,14 +11,15 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::data::DatasetSpec;
-use crate::models::ModelSpec;
+use crate::data::{DatasetSpec, TextSource};
+use crate::models::{ClassifierSpec, LanguageModelSpec, ModelSpec};
+use crate::text::{Normalize, Sampling, Tokenizer};
 
 #[cfg(test)]
 mod tests;
 mod validate;
 
-pub use validate::Limits;
+pub use validate::{Limits, parse_strict};
 
 /// A job definition as a client sends it. Every field is optional here; see the README for
 /// the defaults.
@@ -39,12 +40,14 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    /// `lenet_bn`, `mlp_bn`, `resnet` or `densenet`.
+    /// `lenet_bn`, `mlp_bn`, `resnet`, `densenet` (image classifiers) or `rnn_lm` (a language
+    /// model).
     pub kind: Option<String>,
     /// Build the net with batch normalization (default true); false gives the same net without.
     pub batch_norm: Option<bool>,
-    /// `mlp_bn` only: widths of the hidden layers (default `[256, 128]`).
-    pub hidden: Option<Vec<usize>>,
+    /// `mlp_bn`: widths of the hidden layers (default `[256, 128]`); `rnn_lm`: hidden units
+    /// of each recurrent layer (default 256).
+    pub hidden: Option<Hidden>,
     /// `mlp_bn` only: `relu` (default) or `sigmoid`.
     pub activation: Option<String>,
     /// `resnet` only: 18 (default) or 34, which sets the default `blocks`.
@@ -58,13 +61,29 @@ pub struct RawModel {
     pub growth_rate: Option<usize>,
     /// `densenet` only: channels out of the stem (default 64).
     pub stem_channels: Option<usize>,
+    /// `rnn_lm` only: `rnn` (the book's from-scratch RNN, default), `gru` or `lstm`.
+    pub cell: Option<String>,
+    /// `rnn_lm` only: stacked recurrent layers (default 1).
+    pub layers: Option<usize>,
+    /// `rnn_lm` only: width of a learned token embedding; absent or null feeds tokens one-hot,
+    /// as the book does.
+    pub embedding: Option<usize>,
+}
+
+/// `model.hidden`: one width (`rnn_lm`) or a list of widths (`mlp_bn`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Hidden {
+    One(usize),
+    Many(Vec<usize>),
 }
 
 /// `data` as sent.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawData {
-    /// `fashion_mnist` or `synthetic_images`.
+    /// Images: `fashion_mnist` or `synthetic_images`; text: `time_machine`, `uploaded` or
+    /// `synthetic_text`.
     pub dataset: Option<String>,
     /// Train on this many examples only (a prefix of the training set).
     pub limit_train: Option<usize>,
@@ -74,11 +93,31 @@ pub struct RawData {
     pub train_size: Option<usize>,
     /// `synthetic_images` only: test examples (default 500).
     pub test_size: Option<usize>,
-    /// `synthetic_images` only: generator seed (default 0).
+    /// `synthetic_images` and `synthetic_text`: generator seed (default 0).
     pub seed: Option<u64>,
     /// Resize every image to this many pixels square, bilinearly (the book trains ResNet and
     /// DenseNet at 96); 8 to 512.
     pub resize: Option<usize>,
+    /// `uploaded` only: the id `POST /datasets` returned.
+    pub dataset_id: Option<uuid::Uuid>,
+    /// `synthetic_text` only: characters to generate (default 20000).
+    pub chars: Option<usize>,
+    /// Text: `char` (default) or `word` tokens.
+    pub tokenizer: Option<String>,
+    /// Text: `d2l` (default: runs of non-letters become one space, lower case) or `none`.
+    pub normalize: Option<String>,
+    /// Text: tokens seen fewer times than this map to `<unk>` (default 0).
+    pub min_freq: Option<usize>,
+    /// Text: train on the first this many tokens only (the book's 0.17 edition uses 10000).
+    pub max_tokens: Option<usize>,
+    /// Text: tokens per sequence in a batch (default 35).
+    pub num_steps: Option<usize>,
+    /// Text: `sequential` (default: the hidden state carries over between batches, detached)
+    /// or `random` (fresh state every batch).
+    pub sampling: Option<String>,
+    /// Text: fraction of the tokens, taken from the end, held out for validation perplexity
+    /// (default 0).
+    pub validation_fraction: Option<f64>,
 }
 
 /// `training` as sent.
@@ -94,6 +133,18 @@ pub struct RawTraining {
     pub optimizer: Option<RawOptimizer>,
     /// Record the training loss every this many steps (default 10).
     pub log_every: Option<u32>,
+    /// Clip the gradients to this global norm θ: g ← min(1, θ/‖g‖)·g over all parameters
+    /// together (default 1 for `rnn_lm`, none for classifiers; null turns it off).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    pub grad_clip_norm: Option<Option<f64>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `training.optimizer` as sent.
@@ -137,9 +188,17 @@ pub struct ValidJobSpec {
     pub checkpoint: CheckpointPolicy,
 }
 
-/// Where the examples come from and how many are used.
+/// The `data` of a valid job: images for a classifier, text for a language model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DataSpec {
+#[serde(untagged)]
+pub enum DataSpec {
+    Images(ImageDataSpec),
+    Text(TextDataSpec),
+}
+
+/// Where a classifier's examples come from and how many are used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImageDataSpec {
     #[serde(flatten)]
     pub source: DatasetSpec,
     pub limit_train: Option<usize>,
@@ -148,10 +207,55 @@ pub struct DataSpec {
     pub resize: Option<usize>,
 }
 
-impl DataSpec {
+impl ImageDataSpec {
     /// The shape of one image as the model sees it, after any resize.
     pub fn input_shape(&self) -> crate::data::ImageShape {
         self.source.shape().resized(self.resize)
+    }
+}
+
+/// Where a language model's text comes from and how it becomes batches of tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TextDataSpec {
+    #[serde(flatten)]
+    pub source: TextSource,
+    pub tokenizer: Tokenizer,
+    pub normalize: Normalize,
+    pub min_freq: usize,
+    pub max_tokens: Option<usize>,
+    pub num_steps: usize,
+    pub sampling: Sampling,
+    pub validation_fraction: f64,
+}
+
+impl TextDataSpec {
+    /// How the corpus is turned into tokens.
+    pub fn options(&self) -> crate::text::TextOptions {
+        crate::text::TextOptions {
+            tokenizer: self.tokenizer,
+            normalize: self.normalize,
+            min_freq: self.min_freq,
+            max_tokens: self.max_tokens,
+            validation_fraction: self.validation_fraction,
+        }
+    }
+}
+
+/// What a valid job trains: the model and its data, paired by kind.
+pub enum Task<'a> {
+    Classify { model: &'a ClassifierSpec, data: &'a ImageDataSpec },
+    Language { model: &'a LanguageModelSpec, data: &'a TextDataSpec },
+}
+
+impl ValidJobSpec {
+    /// The model with its data. Validation pairs them; a spec read back from disk that pairs
+    /// them otherwise is corrupt and gets `None`.
+    pub fn task(&self) -> Option<Task<'_>> {
+        match (&self.model, &self.data) {
+            (ModelSpec::Classifier(model), DataSpec::Images(data)) => Some(Task::Classify { model, data }),
+            (ModelSpec::Language(model), DataSpec::Text(data)) => Some(Task::Language { model, data }),
+            _ => None,
+        }
     }
 }
 
@@ -163,6 +267,8 @@ pub struct TrainingSpec {
     pub seed: u64,
     pub optimizer: OptimizerSpec,
     pub log_every: u32,
+    /// Global gradient-norm threshold θ, if gradients are clipped.
+    pub grad_clip_norm: Option<f64>,
 }
 
 /// The optimizer and its hyperparameters.

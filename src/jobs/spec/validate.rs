@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::config::Config;
-use crate::models::Activation;
+use crate::models::{Activation, Cell};
 
 /// What validation checks a spec against: the server's caps and what it can find on disk.
 pub struct Limits<'a> {
@@ -78,22 +78,28 @@ const MAX_CHANNELS: usize = 4096;
 const MAX_BLOCKS: usize = 64;
 const MAX_RESIZE: usize = 512;
 
+/// Parses a JSON request body strictly into `T`; the error names the field path of the first
+/// problem.
+pub fn parse_strict<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SpecParseError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            SpecParseError::Syntax(inner.to_string())
+        } else {
+            let field = if path == "." { "body".to_string() } else { path };
+            SpecParseError::Field(FieldError { field, message: inner.to_string() })
+        }
+    })?;
+    de.end().map_err(|e| SpecParseError::Syntax(e.to_string()))?;
+    Ok(value)
+}
+
 impl JobSpec {
     /// Parses a request body strictly; the error names the field path of the first problem.
     pub fn from_json(body: &[u8]) -> Result<Self, SpecParseError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                SpecParseError::Syntax(inner.to_string())
-            } else {
-                let field = if path == "." { "body".to_string() } else { path };
-                SpecParseError::Field(FieldError { field, message: inner.to_string() })
-            }
-        })?;
-        de.end().map_err(|e| SpecParseError::Syntax(e.to_string()))?;
-        Ok(spec)
+        parse_strict(body)
     }
 
     /// Fills defaults and checks every field against `limits`.
@@ -108,9 +114,11 @@ impl JobSpec {
             }
         }
 
-        let data = validate_data(self.data, config, &mut p);
+        let kind = self.model.as_ref().and_then(|m| m.kind.as_deref());
+        let language = kind == Some("rnn_lm");
         let model = validate_model(self.model, &mut p);
-        let training = validate_training(self.training.unwrap_or_default(), config, &mut p);
+        let data = validate_data(self.data, language, config, &mut p);
+        let training = validate_training(self.training.unwrap_or_default(), language, config, &mut p);
 
         let backend_name = self.backend.unwrap_or_else(|| "cpu".to_string());
         let backend = choose(&mut p, "backend", &backend_name, BackendKind::AVAILABLE);
@@ -121,44 +129,14 @@ impl JobSpec {
             keep_last: p.range("checkpoint.keep_last", ck.keep_last.unwrap_or(3), 1, MAX_KEEP_LAST),
         };
 
-        if let (Some(model), Some(data)) = (&model, &data) {
-            let shape = data.input_shape();
-            if !model.fits(shape.height) {
-                p.add(
-                    "data.resize",
-                    format!(
-                        "this model needs images of at least {} pixels square and gets {}; set data.resize",
-                        model.smallest_side(),
-                        shape.height
-                    ),
-                );
+        match (&model, &data) {
+            (Some(ModelSpec::Classifier(model)), Some(DataSpec::Images(data))) => {
+                check_classifier(model, data, &training, config, &mut p)
             }
-            let floats = model.activation_floats(shape) * training.batch_size;
-            let mib = (floats * 4) as f64 / (1024.0 * 1024.0);
-            if mib > config.max_batch_memory_mib as f64 {
-                p.add(
-                    "training.batch_size",
-                    format!(
-                        "of {} needs an estimated {mib:.0} MiB of activations for this model and image size, \
-                         over this server's limit of {} MiB (--max-batch-memory-mib); lower \
-                         training.batch_size or data.resize",
-                        training.batch_size, config.max_batch_memory_mib
-                    ),
-                );
+            (Some(ModelSpec::Language(model)), Some(DataSpec::Text(data))) => {
+                check_language_model(model, data, &training, config, &mut p)
             }
-            let params = model.parameter_count(shape);
-            if params > config.max_parameters {
-                p.add(
-                    "model",
-                    format!(
-                        "has {params} parameters, more than this server's limit of {}",
-                        config.max_parameters
-                    ),
-                );
-            }
-            if let Err(message) = data.source.check_available(&config.datasets_dir()) {
-                p.add("data.dataset", message);
-            }
+            _ => {}
         }
 
         match (model, data, backend, p.0.is_empty()) {
@@ -170,12 +148,91 @@ impl JobSpec {
     }
 }
 
+/// Whether the memory estimate of one batch is within the server's cap.
+fn check_memory(floats: usize, batch_size: usize, what: &str, config: &Config, p: &mut Problems) {
+    let mib = (floats * 4) as f64 / (1024.0 * 1024.0);
+    if mib > config.max_batch_memory_mib as f64 {
+        p.add(
+            "training.batch_size",
+            format!(
+                "of {batch_size} needs an estimated {mib:.0} MiB of activations for {what}, over this \
+                 server's limit of {} MiB (--max-batch-memory-mib); lower training.batch_size",
+                config.max_batch_memory_mib
+            ),
+        );
+    }
+}
+
+fn check_parameters(params: usize, config: &Config, p: &mut Problems) {
+    if params > config.max_parameters {
+        p.add(
+            "model",
+            format!("has {params} parameters, more than this server's limit of {}", config.max_parameters),
+        );
+    }
+}
+
+/// The rules that tie an image classifier to its images.
+fn check_classifier(
+    model: &ClassifierSpec,
+    data: &ImageDataSpec,
+    training: &TrainingSpec,
+    config: &Config,
+    p: &mut Problems,
+) {
+    let shape = data.input_shape();
+    if !model.fits(shape.height) {
+        p.add(
+            "data.resize",
+            format!(
+                "this model needs images of at least {} pixels square and gets {}; set data.resize",
+                model.smallest_side(),
+                shape.height
+            ),
+        );
+    }
+    let floats = model.activation_floats(shape) * training.batch_size;
+    check_memory(floats, training.batch_size, "this model and image size (or data.resize)", config, p);
+    check_parameters(model.parameter_count(shape), config, p);
+    if let Err(message) = data.source.check_available(&config.datasets_dir()) {
+        p.add("data.dataset", message);
+    }
+}
+
+/// The rules that tie a language model to its text. The vocabulary is only known once the
+/// corpus is read, so sizes here use the smallest it can be (the 28 symbols of `d2l` characters
+/// for that setting, two tokens otherwise); training checks the real sizes before it starts.
+fn check_language_model(
+    model: &LanguageModelSpec,
+    data: &TextDataSpec,
+    training: &TrainingSpec,
+    config: &Config,
+    p: &mut Problems,
+) {
+    let vocab = match (data.tokenizer, data.normalize) {
+        (Tokenizer::Char, Normalize::D2l) => 28,
+        _ => 2,
+    };
+    let lm = model.config(vocab);
+    check_parameters(lm.parameter_count(), config, p);
+    let floats = lm.activation_floats(training.batch_size, data.num_steps);
+    check_memory(floats, training.batch_size, "this model and data.num_steps", config, p);
+    if let Err(message) = data.source.check_available(config) {
+        let field = if matches!(data.source, TextSource::Uploaded { .. }) {
+            "data.dataset_id"
+        } else {
+            "data.dataset"
+        };
+        p.add(field, message);
+    }
+}
+
 fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> {
     let Some(raw) = raw else {
         p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
         return None;
     };
-    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet"];
+    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet", "rnn_lm"];
     let Some(kind) = raw.kind.as_deref() else {
         p.add("model.kind", format!("is required: one of {}", kinds.join(", ")));
         return None;
@@ -185,7 +242,8 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
         "lenet_bn" => &["batch_norm"],
         "mlp_bn" => &["batch_norm", "hidden", "activation"],
         "resnet" => &["depth", "widths", "blocks"],
-        _ => &["growth_rate", "blocks", "stem_channels"],
+        "densenet" => &["growth_rate", "blocks", "stem_channels"],
+        _ => &["cell", "hidden", "layers", "embedding"],
     };
     let present = [
         ("batch_norm", raw.batch_norm.is_some()),
@@ -196,6 +254,9 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
         ("blocks", raw.blocks.is_some()),
         ("growth_rate", raw.growth_rate.is_some()),
         ("stem_channels", raw.stem_channels.is_some()),
+        ("cell", raw.cell.is_some()),
+        ("layers", raw.layers.is_some()),
+        ("embedding", raw.embedding.is_some()),
     ];
     for (name, _) in present.iter().filter(|(name, set)| *set && !allowed.contains(name)) {
         p.add(&format!("model.{name}"), format!("is not allowed with model.kind = {kind}"));
@@ -209,15 +270,19 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
             p.range(&format!("{field}[{i}]"), *v, 1, max);
         }
     };
-    match kind {
-        "lenet_bn" => Some(ModelSpec::LenetBn { batch_norm }),
+    let classifier = match kind {
+        "lenet_bn" => ClassifierSpec::LenetBn { batch_norm },
         "mlp_bn" => {
-            let hidden = raw.hidden.unwrap_or_else(|| vec![256, 128]);
+            let hidden = match raw.hidden {
+                None => vec![256, 128],
+                Some(Hidden::One(width)) => vec![width],
+                Some(Hidden::Many(widths)) => widths,
+            };
             list(p, "model.hidden", &hidden, MAX_HIDDEN_LAYERS, MAX_WIDTH);
             let activation = raw.activation.as_deref().unwrap_or("relu");
             let activations = [("relu", Activation::Relu), ("sigmoid", Activation::Sigmoid)];
             let activation = choose(p, "model.activation", activation, &activations)?;
-            Some(ModelSpec::MlpBn { hidden, activation, batch_norm })
+            ClassifierSpec::MlpBn { hidden, activation, batch_norm }
         }
         "resnet" => {
             let depth = raw.depth.unwrap_or(18);
@@ -233,39 +298,105 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
                     format!("must have one entry per stage of model.widths ({})", widths.len()),
                 );
             }
-            Some(ModelSpec::Resnet { depth, widths, blocks })
+            ClassifierSpec::Resnet { depth, widths, blocks }
         }
-        _ => {
+        "densenet" => {
             let growth_rate = p.range("model.growth_rate", raw.growth_rate.unwrap_or(32), 1, MAX_CHANNELS);
             let stem_channels =
                 p.range("model.stem_channels", raw.stem_channels.unwrap_or(64), 1, MAX_CHANNELS);
             let blocks = raw.blocks.unwrap_or_else(|| vec![4, 4, 4, 4]);
             list(p, "model.blocks", &blocks, MAX_STAGES, MAX_BLOCKS);
-            Some(ModelSpec::Densenet { growth_rate, blocks, stem_channels })
+            ClassifierSpec::Densenet { growth_rate, blocks, stem_channels }
         }
+        _ => {
+            let cell = choose(p, "model.cell", raw.cell.as_deref().unwrap_or("rnn"), &Cell::ALL)?;
+            let hidden = match raw.hidden {
+                None => 256,
+                Some(Hidden::One(width)) => p.range("model.hidden", width, 1, MAX_WIDTH),
+                Some(Hidden::Many(_)) => {
+                    p.add("model.hidden", "must be one number for model.kind = rnn_lm (e.g. 256)");
+                    1
+                }
+            };
+            let layers = p.range("model.layers", raw.layers.unwrap_or(1), 1, MAX_HIDDEN_LAYERS);
+            let embedding = raw.embedding.map(|e| p.range("model.embedding", e, 1, MAX_WIDTH));
+            return Some(ModelSpec::Language(LanguageModelSpec::RnnLm { cell, hidden, layers, embedding }));
+        }
+    };
+    Some(ModelSpec::Classifier(classifier))
+}
+
+const IMAGE_SETS: [&str; 2] = ["fashion_mnist", "synthetic_images"];
+const TEXT_SETS: [&str; 3] = ["time_machine", "uploaded", "synthetic_text"];
+const MAX_NUM_STEPS: usize = 4096;
+const MAX_SYNTHETIC_CHARS: usize = 10_000_000;
+
+fn validate_data(
+    raw: Option<RawData>,
+    language: bool,
+    config: &Config,
+    p: &mut Problems,
+) -> Option<DataSpec> {
+    let Some(raw) = raw else {
+        let example = if language { "time_machine" } else { "fashion_mnist" };
+        p.add("data", format!("is required, e.g. {{\"dataset\": \"{example}\"}}"));
+        return None;
+    };
+    let Some(dataset) = raw.dataset.clone() else {
+        let names = [IMAGE_SETS.as_slice(), TEXT_SETS.as_slice()].concat();
+        p.add("data.dataset", format!("is required: one of {}", names.join(", ")));
+        return None;
+    };
+    let dataset = dataset.as_str();
+    let is_text = TEXT_SETS.contains(&dataset);
+    if IMAGE_SETS.contains(&dataset) || is_text {
+        if language && !is_text {
+            p.add(
+                "data.dataset",
+                format!("must be a text corpus for model.kind = rnn_lm: one of {}", TEXT_SETS.join(", ")),
+            );
+            return None;
+        }
+        if !language && is_text {
+            p.add(
+                "data.dataset",
+                format!(
+                    "must be an image data set for an image classifier: one of {}",
+                    IMAGE_SETS.join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    if is_text {
+        validate_text(raw, dataset, p).map(DataSpec::Text)
+    } else {
+        validate_images(raw, dataset, config, p).map(DataSpec::Images)
     }
 }
 
-fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Option<DataSpec> {
-    let Some(raw) = raw else {
-        p.add("data", "is required, e.g. {\"dataset\": \"fashion_mnist\"}");
-        return None;
-    };
-    let Some(dataset) = raw.dataset.as_deref() else {
-        p.add("data.dataset", "is required: one of fashion_mnist, synthetic_images");
-        return None;
-    };
+fn validate_images(raw: RawData, dataset: &str, config: &Config, p: &mut Problems) -> Option<ImageDataSpec> {
+    let owner = format!("data.dataset = {dataset}");
+    p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
+    p.not_for(&raw.chars, "data.chars", &owner);
+    p.not_for(&raw.tokenizer, "data.tokenizer", &owner);
+    p.not_for(&raw.normalize, "data.normalize", &owner);
+    p.not_for(&raw.min_freq, "data.min_freq", &owner);
+    p.not_for(&raw.max_tokens, "data.max_tokens", &owner);
+    p.not_for(&raw.num_steps, "data.num_steps", &owner);
+    p.not_for(&raw.sampling, "data.sampling", &owner);
+    p.not_for(&raw.validation_fraction, "data.validation_fraction", &owner);
     for (field, limit) in [("data.limit_train", raw.limit_train), ("data.limit_test", raw.limit_test)] {
         if limit == Some(0) {
             p.add(field, "must be at least 1 (leave it out to use every example)");
         }
     }
-    let source = match choose(p, "data.dataset", dataset, &[("fashion_mnist", 0), ("synthetic_images", 1)])? {
+    let all = [(IMAGE_SETS[0], 0), (IMAGE_SETS[1], 1)];
+    let source = match choose(p, "data.dataset", dataset, &all)? {
         0 => {
-            let owner = "data.dataset = fashion_mnist";
-            p.not_for(&raw.train_size, "data.train_size", owner);
-            p.not_for(&raw.test_size, "data.test_size", owner);
-            p.not_for(&raw.seed, "data.seed", owner);
+            p.not_for(&raw.train_size, "data.train_size", &owner);
+            p.not_for(&raw.test_size, "data.test_size", &owner);
+            p.not_for(&raw.seed, "data.seed", &owner);
             DatasetSpec::FashionMnist
         }
         _ => {
@@ -279,12 +410,75 @@ fn validate_data(raw: Option<RawData>, config: &Config, p: &mut Problems) -> Opt
         }
     };
     let resize = raw.resize.map(|side| p.range("data.resize", side, 8, MAX_RESIZE));
-    Some(DataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
+    Some(ImageDataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
 }
 
-fn validate_training(raw: RawTraining, config: &Config, p: &mut Problems) -> TrainingSpec {
+fn validate_text(raw: RawData, dataset: &str, p: &mut Problems) -> Option<TextDataSpec> {
+    let owner = format!("data.dataset = {dataset}");
+    p.not_for(&raw.limit_train, "data.limit_train", &owner);
+    p.not_for(&raw.limit_test, "data.limit_test", &owner);
+    p.not_for(&raw.train_size, "data.train_size", &owner);
+    p.not_for(&raw.test_size, "data.test_size", &owner);
+    p.not_for(&raw.resize, "data.resize", &owner);
+    if dataset != "uploaded" {
+        p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
+    }
+    if dataset != "synthetic_text" {
+        p.not_for(&raw.chars, "data.chars", &owner);
+        p.not_for(&raw.seed, "data.seed", &owner);
+    }
+    let source = match dataset {
+        "time_machine" => TextSource::TimeMachine,
+        "uploaded" => {
+            let Some(dataset_id) = raw.dataset_id else {
+                p.add(
+                    "data.dataset_id",
+                    "is required with data.dataset = uploaded: the id POST /datasets returned",
+                );
+                return None;
+            };
+            TextSource::Uploaded { dataset_id }
+        }
+        _ => TextSource::SyntheticText {
+            chars: p.range("data.chars", raw.chars.unwrap_or(20_000), 2, MAX_SYNTHETIC_CHARS),
+            seed: raw.seed.unwrap_or(0),
+        },
+    };
+    let tokenizers = [("char", Tokenizer::Char), ("word", Tokenizer::Word)];
+    let tokenizer = choose(p, "data.tokenizer", raw.tokenizer.as_deref().unwrap_or("char"), &tokenizers);
+    let normalizers = [("d2l", Normalize::D2l), ("none", Normalize::None)];
+    let normalize = choose(p, "data.normalize", raw.normalize.as_deref().unwrap_or("d2l"), &normalizers);
+    let samplings = [("sequential", Sampling::Sequential), ("random", Sampling::Random)];
+    let sampling = choose(p, "data.sampling", raw.sampling.as_deref().unwrap_or("sequential"), &samplings);
+    let min_freq = p.range("data.min_freq", raw.min_freq.unwrap_or(0), 0, 1_000_000);
+    let max_tokens = raw.max_tokens.map(|m| p.range("data.max_tokens", m, 2, usize::MAX));
+    let num_steps = p.range("data.num_steps", raw.num_steps.unwrap_or(35), 1, MAX_NUM_STEPS);
+    let validation_fraction = raw.validation_fraction.unwrap_or(0.0);
+    if !(0.0..0.9).contains(&validation_fraction) {
+        p.add(
+            "data.validation_fraction",
+            format!("must be a number in [0, 0.9) (got {validation_fraction})"),
+        );
+    }
+    Some(TextDataSpec {
+        source,
+        tokenizer: tokenizer?,
+        normalize: normalize?,
+        min_freq,
+        max_tokens,
+        num_steps,
+        sampling: sampling?,
+        validation_fraction,
+    })
+}
+
+/// Training settings; defaults follow the book for each kind of model (batch 32, SGD lr 1 and
+/// clipping at θ = 1 for language models).
+fn validate_training(raw: RawTraining, language: bool, config: &Config, p: &mut Problems) -> TrainingSpec {
     let epochs = p.range("training.epochs", raw.epochs.unwrap_or(10), 1, config.max_epochs);
-    let batch_size = p.range("training.batch_size", raw.batch_size.unwrap_or(256), 1, config.max_batch_size);
+    let default_batch = if language { 32 } else { 256 };
+    let batch_size =
+        p.range("training.batch_size", raw.batch_size.unwrap_or(default_batch), 1, config.max_batch_size);
     let log_every = p.range("training.log_every", raw.log_every.unwrap_or(10), 1, 1_000_000);
     let o = raw.optimizer.unwrap_or_default();
     let kind = o.kind.as_deref().unwrap_or("sgd");
@@ -307,10 +501,15 @@ fn validate_training(raw: RawTraining, config: &Config, p: &mut Problems) -> Tra
         p.not_for(&o.beta2, &f("beta2"), owner);
         p.not_for(&o.epsilon, &f("epsilon"), owner);
         OptimizerSpec::Sgd {
-            lr: p.positive(&f("lr"), o.lr.unwrap_or(0.1), 100.0),
+            lr: p.positive(&f("lr"), o.lr.unwrap_or(if language { 1.0 } else { 0.1 }), 100.0),
             momentum: p.fraction(&f("momentum"), o.momentum.unwrap_or(0.0)),
             weight_decay,
         }
     };
-    TrainingSpec { epochs, batch_size, seed: raw.seed.unwrap_or(42), optimizer, log_every }
+    let grad_clip_norm = match raw.grad_clip_norm {
+        None => language.then_some(1.0),
+        Some(theta) => theta,
+    };
+    let grad_clip_norm = grad_clip_norm.map(|theta| p.positive("training.grad_clip_norm", theta, 1e6));
+    TrainingSpec { epochs, batch_size, seed: raw.seed.unwrap_or(42), optimizer, log_every, grad_clip_norm }
 }

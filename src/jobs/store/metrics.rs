@@ -24,10 +24,10 @@ impl Store {
         let tx = db.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO step_metrics (job_id, step, epoch, loss) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO step_metrics (job_id, step, epoch, loss, grad_norm) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for p in points {
-                stmt.execute(params![id.to_string(), p.step as i64, p.epoch, p.loss])?;
+                stmt.execute(params![id.to_string(), p.step as i64, p.epoch, p.loss, p.grad_norm])?;
             }
         }
         tx.execute(
@@ -81,18 +81,25 @@ impl Store {
         let point = |r: &Row<'_>| {
             Ok((
                 r.get::<_, i64>(0)?,
-                StepPoint { step: r.get::<_, i64>(1)? as u64, epoch: r.get(2)?, loss: r.get(3)? },
+                StepPoint {
+                    step: r.get::<_, i64>(1)? as u64,
+                    epoch: r.get(2)?,
+                    loss: r.get(3)?,
+                    grad_norm: r.get(4)?,
+                },
             ))
         };
         let mut stmt = db.prepare_cached(
-            "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, step, epoch, loss, grad_norm FROM step_metrics \
+             WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt
             .query_map(params![id.to_string(), after, limit as i64], point)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let last_step = db
             .query_row(
-                "SELECT seq, step, epoch, loss FROM step_metrics WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, step, epoch, loss, grad_norm FROM step_metrics \
+                 WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
                 [id.to_string()],
                 point,
             )

@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS step_metrics (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     step   INTEGER NOT NULL,
     epoch  INTEGER NOT NULL,
-    loss   REAL NOT NULL
+    loss   REAL NOT NULL,
+    grad_norm REAL
 );
 CREATE INDEX IF NOT EXISTS step_metrics_job ON step_metrics (job_id, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -166,6 +167,15 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Data dirs from before step points carried a gradient norm.
+        let has_grad_norm: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('step_metrics') WHERE name = 'grad_norm'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_grad_norm {
+            conn.execute_batch("ALTER TABLE step_metrics ADD COLUMN grad_norm REAL")?;
+        }
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -257,6 +267,16 @@ impl Store {
         self.db().execute(
             "UPDATE jobs SET status = 'running', backend = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
             params![id.to_string(), backend, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records a job's parameter count, for models whose size depends on the data (a language
+    /// model's vocabulary).
+    pub fn set_parameters(&self, id: JobId, parameters: u64) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET parameters = ?2 WHERE id = ?1",
+            params![id.to_string(), parameters as i64],
         )?;
         Ok(())
     }

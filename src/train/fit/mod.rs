@@ -7,8 +7,6 @@
 //! metrics and writes a checkpoint when the policy says so. Between steps it looks at the
 //! cancel and shutdown flags; either stops it at that step boundary after a checkpoint.
 
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -20,18 +18,14 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::checkpoint::{self, CheckpointInfo, Position};
+use super::checkpoint::{self, Position};
 use super::metrics::{EpochMetrics, StepPoint};
-use super::{Outcome, TrainError, TrainJob, batches_per_epoch};
+use super::{Outcome, TrainError, TrainJob, batches_per_epoch, save, stop_requested};
 use crate::backend;
 use crate::data::{ImageSet, epoch_order};
 use crate::jobs::Progress;
-use crate::jobs::spec::OptimizerSpec;
-use crate::models::Classifier;
-
-/// Burn's parameter initialisation draws from a process-wide generator: seeding and building
-/// under one lock makes a job's initial weights depend on its seed alone.
-static INIT: Mutex<()> = Mutex::new(());
+use crate::jobs::spec::{ImageDataSpec, OptimizerSpec};
+use crate::models::{Classifier, ClassifierSpec};
 
 /// Examples per evaluation batch.
 const EVAL_BATCH: usize = 1000;
@@ -79,19 +73,24 @@ fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> u64 {
     predicted.equal(labels).int().sum().into_scalar::<i64>() as u64
 }
 
-/// One optimizer step on one batch: returns the updated model, the batch's loss and how many
-/// of its examples the model (before the update) classified right.
+/// One optimizer step on one batch, the gradients clipped to global norm `clip` when it is set:
+/// returns the updated model, the batch's loss and how many of its examples the model (before
+/// the update) classified right.
 pub fn step(
     model: Classifier,
     optim: &mut ModuleOptimizer,
     loss_fn: &CrossEntropyLoss,
     lr: f64,
+    clip: Option<f64>,
     images: Tensor<4>,
     labels: Tensor<1, Int>,
 ) -> (Classifier, f64, u64) {
     let logits = model.forward(images);
     let loss = loss_fn.forward(logits.clone(), labels.clone());
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if clip.is_some() {
+        super::clip::clip_global_norm(&model, &mut grads, clip);
+    }
     let model = optim.step(lr, model, grads);
     let loss_value = f64::from(loss.into_scalar::<f32>());
     (model, loss_value, correct(logits, labels))
@@ -113,32 +112,27 @@ pub fn evaluate(model: &Classifier, set: &ImageSet, device: &Device) -> (f64, f6
     (loss_sum / n, right as f64 / n)
 }
 
-/// Trains `job` to its end, or until it is cancelled or the server stops.
-pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
-    let spec = job.spec;
-    let training = &spec.training;
-    let resolved = backend::resolve(spec.backend);
+/// Trains classifier `job` to its end, or until it is cancelled or the server stops.
+pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> Result<Outcome, TrainError> {
+    let training = &job.spec.training;
+    let resolved = backend::resolve(job.spec.backend);
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
-    let data = spec.data.source.load(
-        &job.config.datasets_dir(),
-        spec.data.limit_train,
-        spec.data.limit_test,
-        spec.data.resize,
-    )?;
+    let data =
+        data.source.load(&job.config.datasets_dir(), data.limit_train, data.limit_test, data.resize)?;
 
     let optim = optimizer(&training.optimizer);
     let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
         Some((info, dir)) => {
             tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
-            let fresh = spec.model.init(data.train.input_shape(), data.classes, &resolved.device);
+            let fresh = spec.init(data.train.input_shape(), data.classes, &resolved.device);
             let restored = checkpoint::read(dir.as_ref(), fresh, optim)?;
             (restored.model, restored.optim, restored.position)
         }
         None => {
-            let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = super::INIT.lock().unwrap_or_else(|p| p.into_inner());
             device.seed(training.seed);
-            let model = spec.model.init(data.train.input_shape(), data.classes, &device);
+            let model = spec.init(data.train.input_shape(), data.classes, &device);
             crate::models::materialize(&model);
             (model, optim, Position::default())
         }
@@ -163,23 +157,17 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
         let started = Instant::now() - std::time::Duration::from_secs_f64(position.totals.train_seconds);
         let order = epoch_order(n, training.seed, epoch);
         for b in position.step_in_epoch as usize..per_epoch {
-            let stop = if job.cancel.load(Ordering::SeqCst) {
-                Some(Outcome::Cancelled)
-            } else if job.shutdown.load(Ordering::SeqCst) {
-                Some(Outcome::Interrupted)
-            } else {
-                None
-            };
-            if let Some(outcome) = stop {
+            if let Some(outcome) = stop_requested(job) {
                 job.store.record_steps(job.id, &pending, progress)?;
-                save(job, &model, &optim, &position, None)?;
+                save(job, &model, &optim, &position, None, None)?;
                 return Ok(outcome);
             }
 
             let step_started = Instant::now();
             let indices = &order[b * training.batch_size..((b + 1) * training.batch_size).min(n)];
             let (images, labels) = batch(&data.train, indices, &device);
-            let (next, loss_value, right) = step(model, &mut optim, &loss_fn, lr, images, labels);
+            let (next, loss_value, right) =
+                step(model, &mut optim, &loss_fn, lr, training.grad_clip_norm, images, labels);
             model = next;
 
             position.step += 1;
@@ -196,7 +184,7 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
                 return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
             }
             if position.step % u64::from(training.log_every) == 0 || b + 1 == per_epoch {
-                pending.push(StepPoint { step: position.step, epoch, loss: loss_value });
+                pending.push(StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: None });
                 job.store.record_steps(job.id, &pending, progress)?;
                 pending.clear();
             }
@@ -207,10 +195,15 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
         let metrics = EpochMetrics {
             epoch,
             train_loss: totals.mean_loss(),
-            train_accuracy: totals.accuracy(),
-            test_loss,
-            test_accuracy,
-            examples_per_sec: totals.throughput(),
+            train_accuracy: Some(totals.accuracy()),
+            test_loss: Some(test_loss),
+            test_accuracy: Some(test_accuracy),
+            examples_per_sec: Some(totals.throughput()),
+            perplexity: None,
+            validation_perplexity: None,
+            tokens_per_sec: None,
+            grad_norm: None,
+            grad_norm_max: None,
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(job = %job.id, epoch, train_loss = metrics.train_loss, test_accuracy, "epoch done");
@@ -219,48 +212,11 @@ pub fn run(job: &TrainJob<'_>) -> Result<Outcome, TrainError> {
         progress.epoch = epoch;
         job.store.record_epoch(job.id, &metrics)?;
         job.store.set_progress(job.id, progress)?;
-        if epoch % spec.checkpoint.every == 0 || epoch == training.epochs {
-            save(job, &model, &optim, &position, Some(metrics))?;
+        if epoch % job.spec.checkpoint.every == 0 || epoch == training.epochs {
+            save(job, &model, &optim, &position, Some(metrics), None)?;
         }
     }
     Ok(Outcome::Completed)
-}
-
-/// Writes, indexes and prunes a checkpoint.
-fn save(
-    job: &TrainJob<'_>,
-    model: &Classifier,
-    optim: &ModuleOptimizer,
-    position: &Position,
-    metrics: Option<EpochMetrics>,
-) -> Result<(), TrainError> {
-    let written = checkpoint::write(job.config, job.id, job.spec, model, optim, position)?;
-    let mut info = CheckpointInfo {
-        id: 0,
-        epoch: position.epoch,
-        step: position.step,
-        bytes: written.bytes,
-        sha256: written.sha256,
-        metrics,
-        created_at: crate::jobs::now(),
-    };
-    let dir = written.dir.display().to_string();
-    let mut all = job.store.checkpoints(job.id)?;
-    // A resumed job may write the same step again: its directory was replaced, so its old
-    // index row goes.
-    for (old, _) in all.iter().filter(|(_, old_dir)| *old_dir == dir) {
-        job.store.delete_checkpoint(old.id)?;
-    }
-    all.retain(|(_, old_dir)| *old_dir != dir);
-    info.id = job.store.insert_checkpoint(job.id, &info, &dir)?;
-    all.push((info, dir));
-    let infos: Vec<CheckpointInfo> = all.iter().map(|(i, _)| i.clone()).collect();
-    for i in checkpoint::to_prune(&infos, job.spec.checkpoint.keep_last as usize) {
-        let (info, dir) = &all[i];
-        job.store.delete_checkpoint(info.id)?;
-        checkpoint::remove(dir.as_ref())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 use super::*;
 use crate::config::Config;
 use crate::data::DatasetSpec;
-use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, TrainingSpec, ValidJobSpec};
-use crate::models::ModelSpec;
+use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, ImageDataSpec, TrainingSpec, ValidJobSpec};
+use crate::models::{ClassifierSpec, ModelSpec};
 use crate::train::metrics::EpochTotals;
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
@@ -22,7 +22,7 @@ fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
 fn batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
     let plain = Device::flex();
     let device = plain.clone().autodiff();
-    let model = ModelSpec::LenetBn { batch_norm: true }.init(
+    let model = ClassifierSpec::LenetBn { batch_norm: true }.init(
         crate::data::DatasetSpec::FashionMnist.shape(),
         10,
         &device,
@@ -56,40 +56,44 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     let config = Config::with_data_dir(dir.path());
     let spec = ValidJobSpec {
         name: None,
-        model: ModelSpec::LenetBn { batch_norm: true },
-        data: DataSpec {
+        model: ModelSpec::Classifier(ClassifierSpec::LenetBn { batch_norm: true }),
+        data: DataSpec::Images(ImageDataSpec {
             source: DatasetSpec::SyntheticImages { train_size: 32, test_size: 8, seed: 1 },
             limit_train: None,
             limit_test: None,
             resize: None,
-        },
+        }),
         training: TrainingSpec {
             epochs: 1,
             batch_size: 16,
             seed: 1,
             optimizer: OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 },
             log_every: 1,
+            grad_clip_norm: None,
         },
         backend: BackendKind::Cpu,
         checkpoint: CheckpointPolicy { every: 1, keep_last: 1 },
     };
     let plain = Device::flex();
     let device = plain.clone().autodiff();
-    let shape = spec.data.source.shape();
-    let data = spec.data.source.load(dir.path(), None, None, None).unwrap();
+    let model_spec = ClassifierSpec::LenetBn { batch_norm: true };
+    let source = DatasetSpec::SyntheticImages { train_size: 32, test_size: 8, seed: 1 };
+    let shape = source.shape();
+    let data = source.load(dir.path(), None, None, None).unwrap();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut model = spec.model.init(shape, 10, &device);
+    let mut model = model_spec.init(shape, 10, &device);
     let mut optim = optimizer(&spec.training.optimizer);
     let idx: Vec<usize> = (0..16).collect();
     for _ in 0..3 {
         let (x, y) = batch(&data.train, &idx, &device);
-        model = step(model, &mut optim, &loss_fn, 0.1, x, y).0;
+        model = step(model, &mut optim, &loss_fn, 0.1, None, x, y).0;
     }
     let position = Position { epoch: 0, step_in_epoch: 3, step: 3, totals: EpochTotals::default() };
     let written =
-        checkpoint::write(&config, crate::jobs::JobId::new_v4(), &spec, &model, &optim, &position).unwrap();
+        checkpoint::write(&config, crate::jobs::JobId::new_v4(), &spec, &model, &optim, &position, None)
+            .unwrap();
     let restore = || {
-        let fresh = spec.model.init(shape, 10, &plain);
+        let fresh = model_spec.init(shape, 10, &plain);
         checkpoint::read(&written.dir, fresh, optimizer(&spec.training.optimizer)).unwrap()
     };
     let restored = restore();
@@ -105,11 +109,11 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
 
     // The next step matches the uninterrupted run only with the momentum restored.
     let (x, y) = batch(&data.train, &idx, &device);
-    let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, x.clone(), y.clone());
+    let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, None, x.clone(), y.clone());
     let mut optim2 = restored.optim;
-    let (resumed, l2, _) = step(restored.model, &mut optim2, &loss_fn, 0.1, x.clone(), y.clone());
+    let (resumed, l2, _) = step(restored.model, &mut optim2, &loss_fn, 0.1, None, x.clone(), y.clone());
     let (forgetful, _, _) =
-        step(restore().model, &mut optimizer(&spec.training.optimizer), &loss_fn, 0.1, x, y);
+        step(restore().model, &mut optimizer(&spec.training.optimizer), &loss_fn, 0.1, None, x, y);
     assert!((l1 - l2).abs() < 1e-6);
     let expected = uninterrupted.valid().forward(probe.clone());
     assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);

@@ -1,0 +1,235 @@
+//! Text from a trained language model, the book's `predict_ch8` with sampling added.
+//!
+//! The prefix is normalised and tokenised as the job's corpus was, unknown tokens becoming
+//! `<unk>`; the model reads it to warm its state, then each next token is chosen from the last
+//! logits — the argmax at temperature 0 (the book), else a draw from the softmax of
+//! logits / temperature, optionally restricted to the `top_k` likeliest tokens, from a generator
+//! seeded by the request — and fed back. Same checkpoint, prefix and seed: same text.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::config::Config;
+use crate::jobs::spec::{FieldError, TextDataSpec};
+use crate::models::RnnLm;
+use crate::text::{self, Normalize, Vocab};
+
+/// `POST /jobs/{id}/generate` as sent.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    /// Text the continuation starts from; normalised and tokenised as the corpus was.
+    pub prefix: Option<String>,
+    /// Tokens to generate (default 50).
+    pub max_tokens: Option<usize>,
+    /// 0 (default) picks the likeliest token each time, as the book does; above 0 samples from
+    /// softmax(logits / temperature).
+    pub temperature: Option<f64>,
+    /// Sample from the k likeliest tokens only (needs temperature > 0).
+    pub top_k: Option<usize>,
+    /// Seed of the sampling (default 0).
+    pub seed: Option<u64>,
+    /// Id of the checkpoint to use (default: the newest).
+    pub checkpoint: Option<i64>,
+}
+
+/// A generate request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidGenerate {
+    pub prefix: String,
+    pub max_tokens: usize,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+    pub checkpoint: Option<i64>,
+}
+
+/// The answer of `POST /jobs/{id}/generate`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Generated {
+    /// The prefix as the model read it, after normalisation.
+    pub prompt: String,
+    /// The continuation the model generated.
+    pub text: String,
+    /// Id of the checkpoint that generated it.
+    pub checkpoint: i64,
+    /// Epochs the model had trained for at that checkpoint.
+    pub epoch: u32,
+    pub seed: u64,
+}
+
+const MAX_TEMPERATURE: f64 = 100.0;
+
+impl GenerateRequest {
+    /// Fills defaults and checks every field against the server's caps.
+    pub fn validate(self, config: &Config) -> Result<ValidGenerate, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut add = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
+        let prefix = self.prefix.unwrap_or_default();
+        let chars = prefix.chars().count();
+        if chars == 0 {
+            add("prefix", "is required: the text the continuation starts from".into());
+        } else if chars > config.max_prefix_chars {
+            add("prefix", format!("must be at most {} characters (got {chars})", config.max_prefix_chars));
+        }
+        let max_tokens = self.max_tokens.unwrap_or(50);
+        if max_tokens == 0 || max_tokens > config.max_generate_tokens {
+            add(
+                "max_tokens",
+                format!("must be between 1 and {} (got {max_tokens})", config.max_generate_tokens),
+            );
+        }
+        let temperature = self.temperature.unwrap_or(0.0);
+        if !temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&temperature) {
+            add("temperature", format!("must be a number in [0, {MAX_TEMPERATURE}] (got {temperature})"));
+        }
+        match self.top_k {
+            Some(0) => add("top_k", "must be at least 1".into()),
+            Some(_) if temperature == 0.0 => {
+                add("top_k", "needs temperature > 0: temperature 0 always takes the likeliest token".into())
+            }
+            _ => {}
+        }
+        if errors.is_empty() {
+            Ok(ValidGenerate {
+                prefix,
+                max_tokens,
+                temperature,
+                top_k: self.top_k,
+                seed: self.seed.unwrap_or(0),
+                checkpoint: self.checkpoint,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The prefix normalised as the corpus was. Unlike a whole corpus, a prefix keeps a trailing
+/// space: "time traveller " asks for the next word, not the rest of this one.
+pub fn normalize_prefix(prefix: &str, how: Normalize) -> String {
+    let normalized = text::normalize(prefix, how);
+    let ends_in_space = prefix.chars().last().is_some_and(|c| !c.is_ascii_alphabetic());
+    if how == Normalize::D2l && ends_in_space && !normalized.is_empty() {
+        normalized + " "
+    } else {
+        normalized
+    }
+}
+
+/// Picks the next token from one row of logits.
+fn choose(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut StdRng) -> usize {
+    let argmax =
+        || logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+    if temperature == 0.0 {
+        return argmax();
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(top_k.unwrap_or(logits.len()).min(logits.len()));
+    let top = f64::from(logits[order[0]]);
+    let weights: Vec<f64> =
+        order.iter().map(|&i| ((f64::from(logits[i]) - top) / temperature).exp()).collect();
+    let mut draw = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, w) in order.iter().zip(&weights) {
+        if draw < *w {
+            return *i;
+        }
+        draw -= w;
+    }
+    order[order.len() - 1]
+}
+
+/// Continues `request.prefix` with `model`, whose tokens are `vocab`'s and whose corpus was
+/// prepared as `data` says. Returns the prompt as read and the continuation.
+pub fn generate(
+    model: &RnnLm,
+    vocab: &Vocab,
+    data: &TextDataSpec,
+    request: &ValidGenerate,
+    device: &Device,
+) -> (String, String) {
+    let prompt = normalize_prefix(&request.prefix, data.normalize);
+    let prompt_tokens = text::tokenize(&prompt, data.tokenizer);
+    let ids: Vec<i64> = vocab.encode(&prompt_tokens).into_iter().map(i64::from).collect();
+    let mut rng = StdRng::seed_from_u64(request.seed);
+    let mut out: Vec<u32> = Vec::with_capacity(request.max_tokens);
+    if ids.is_empty() {
+        return (prompt, String::new());
+    }
+    // Warm-up: read the whole prefix in one pass; the last row predicts the first new token.
+    let n = ids.len();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
+    let (logits, mut state) = model.forward(tokens, model.begin_state(1, device));
+    let mut last: Vec<f32> = logits.narrow(0, n - 1, 1).into_data().try_to_vec::<f32>().expect("f32 logits");
+    for i in 0..request.max_tokens {
+        let next = choose(&last, request.temperature, request.top_k, &mut rng);
+        out.push(next as u32);
+        if i + 1 == request.max_tokens {
+            break;
+        }
+        let token = Tensor::<2, Int>::from_data(TensorData::new(vec![next as i64], [1, 1]), device);
+        let (logits, next_state) = model.forward(token, state);
+        state = next_state;
+        last = logits.into_data().try_to_vec::<f32>().expect("f32 logits");
+    }
+    let words: Vec<&str> = out.iter().map(|&t| vocab.token(t)).collect();
+    let mut continuation = text::detokenize(&words, data.tokenizer);
+    if data.tokenizer == text::Tokenizer::Word && !continuation.is_empty() {
+        continuation.insert(0, ' ');
+    }
+    (prompt, continuation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperature_zero_takes_the_argmax_and_sampling_is_seeded() {
+        let logits = [0.1f32, 2.0, -1.0, 1.9];
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(choose(&logits, 0.0, None, &mut rng), 1);
+        // top_k = 1 is the argmax whatever the temperature.
+        assert_eq!(choose(&logits, 5.0, Some(1), &mut rng), 1);
+        // top_k = 2 only ever picks the two likeliest.
+        let picks: Vec<usize> = (0..200).map(|_| choose(&logits, 1.0, Some(2), &mut rng)).collect();
+        assert!(picks.iter().all(|p| *p == 1 || *p == 3));
+        assert!(picks.contains(&1) && picks.contains(&3));
+        let draw = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..20).map(|_| choose(&logits, 1.0, None, &mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn a_prefix_keeps_its_trailing_space() {
+        assert_eq!(normalize_prefix("Time Traveller ", Normalize::D2l), "time traveller ");
+        assert_eq!(normalize_prefix("Time-Traveller", Normalize::D2l), "time traveller");
+        assert_eq!(normalize_prefix("Time ", Normalize::None), "Time ");
+    }
+
+    #[test]
+    fn requests_are_validated_field_by_field() {
+        let config = Config::with_data_dir("/nonexistent");
+        let errors = GenerateRequest {
+            prefix: None,
+            max_tokens: Some(0),
+            temperature: Some(-1.0),
+            top_k: Some(0),
+            ..Default::default()
+        }
+        .validate(&config)
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["prefix", "max_tokens", "temperature", "top_k"]);
+        let ok =
+            GenerateRequest { prefix: Some("the".into()), ..Default::default() }.validate(&config).unwrap();
+        assert_eq!((ok.max_tokens, ok.temperature, ok.seed), (50, 0.0, 0));
+    }
+}

@@ -1,0 +1,224 @@
+//! The training loop of a language model, the book's `train_ch8`.
+//!
+//! The corpus becomes a vocabulary and a stream of token ids ([`crate::text`]); each epoch cuts
+//! the training stream into `[batch, num_steps]` batches, sequential or random as the job says,
+//! in an order fixed by the seed and the epoch. A step runs the model over a batch, takes the mean
+//! per-token cross-entropy, backpropagates, clips the gradients by their global norm
+//! ([`super::clip`]) and updates. With sequential sampling the hidden state of one batch starts
+//! the next, detached from the graph so backpropagation stops at the batch boundary; with random
+//! sampling every batch starts from zeros. A job resumed in the middle of an epoch starts its
+//! next batch from zeros, since the carried state is not part of a checkpoint.
+//!
+//! Each epoch records the mean loss, its exponential (perplexity), the perplexity of the
+//! held-out tail, tokens per second and the gradient norm before clipping (mean and max).
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::checkpoint::{self, Position};
+use super::metrics::{EpochMetrics, StepPoint};
+use super::{Outcome, TrainError, TrainJob, clip, save, stop_requested};
+use crate::backend;
+use crate::jobs::Progress;
+use crate::jobs::spec::TextDataSpec;
+use crate::models::rnn_lm::State;
+use crate::models::{LanguageModelSpec, RnnLm, RnnLmConfig};
+use crate::text::{self, Batch, Sampling};
+
+/// Token ids of a batch as tensors: inputs `[batch, steps]` and targets `[batch * steps]`.
+pub fn tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
+    let ids = |v: &[u32]| v.iter().map(|&t| i64::from(t)).collect::<Vec<_>>();
+    let x = Tensor::from_data(TensorData::new(ids(&batch.x), [batch.batch_size, batch.num_steps]), device);
+    let y = Tensor::from_data(TensorData::new(ids(&batch.y), [batch.batch_size * batch.num_steps]), device);
+    (x, y)
+}
+
+/// Perplexity of `model` on a token stream, read in order with the state carried across
+/// batches; `None` when the stream is too short to predict anything.
+pub fn perplexity(
+    model: &RnnLm,
+    stream: &[u32],
+    batch_size: usize,
+    num_steps: usize,
+    device: &Device,
+) -> Option<f64> {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut sum, mut tokens) = (0.0, 0usize);
+    let mut state: Option<State> = None;
+    for batch in text::validation_batches(stream, batch_size, num_steps) {
+        let (x, y) = tensors(&batch, device);
+        let start = state.take().unwrap_or_else(|| model.begin_state(batch.batch_size, device));
+        let (logits, next) = model.forward(x, start);
+        let n = batch.batch_size * batch.num_steps;
+        sum += f64::from(loss_fn.forward(logits, y).into_scalar::<f32>()) * n as f64;
+        tokens += n;
+        state = Some(next);
+    }
+    (tokens > 0).then(|| (sum / tokens as f64).exp())
+}
+
+/// Refuses a model that the real vocabulary makes bigger than the server allows (validation
+/// could only bound it from below).
+fn check_size(config: &RnnLmConfig, job: &TrainJob<'_>, num_steps: usize) -> Result<(), TrainError> {
+    let params = config.parameter_count();
+    if params > job.config.max_parameters {
+        return Err(TrainError::TooLarge(format!(
+            "with its vocabulary of {} tokens the model has {params} parameters, more than this \
+             server's limit of {}; raise data.min_freq or lower model.hidden",
+            config.vocab, job.config.max_parameters
+        )));
+    }
+    let batch = job.spec.training.batch_size;
+    let mib = (config.activation_floats(batch, num_steps) * 4) as f64 / (1024.0 * 1024.0);
+    if mib > job.config.max_batch_memory_mib as f64 {
+        return Err(TrainError::TooLarge(format!(
+            "with its vocabulary of {} tokens a batch needs an estimated {mib:.0} MiB of activations, \
+             over this server's limit of {} MiB; lower training.batch_size or data.num_steps",
+            config.vocab, job.config.max_batch_memory_mib
+        )));
+    }
+    Ok(())
+}
+
+/// Trains language-model `job` to its end, or until it is cancelled or the server stops.
+pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) -> Result<Outcome, TrainError> {
+    let training = &job.spec.training;
+    let resolved = backend::resolve(job.spec.backend);
+    let device = resolved.device.clone().autodiff();
+    job.store.mark_running(job.id, &resolved.name)?;
+    let corpus = text::build_corpus(&data.source.load(job.config)?, &data.options())?;
+    let config = spec.config(corpus.vocab.len());
+    check_size(&config, job, data.num_steps)?;
+    job.store.set_parameters(job.id, config.parameter_count() as u64)?;
+
+    let (batch_size, num_steps) = (training.batch_size, data.num_steps);
+    let per_epoch = text::batches_per_epoch(corpus.train.len(), batch_size, num_steps, data.sampling);
+    if per_epoch == 0 {
+        return Err(TrainError::Corpus(format!(
+            "the corpus has {} training tokens, too few for one batch of {batch_size} sequences of \
+             {num_steps} tokens; lower training.batch_size or data.num_steps",
+            corpus.train.len()
+        )));
+    }
+
+    let optim = super::fit::optimizer(&training.optimizer);
+    let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
+        Some((info, dir)) => {
+            tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
+            let manifest = checkpoint::manifest(dir.as_ref())?;
+            if manifest.vocab.as_ref() != Some(&corpus.vocab) {
+                return Err(TrainError::Corpus(
+                    "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
+                ));
+            }
+            let restored = checkpoint::read(dir.as_ref(), config.init(&resolved.device), optim)?;
+            (restored.model, restored.optim, restored.position)
+        }
+        None => {
+            let _guard = super::INIT.lock().unwrap_or_else(|p| p.into_inner());
+            device.seed(training.seed);
+            let model = config.init(&device);
+            crate::models::materialize(&model);
+            (model, optim, Position::default())
+        }
+    };
+    job.store.truncate_metrics(job.id, position.epoch, position.step)?;
+
+    let mut progress = Progress {
+        epoch: position.epoch,
+        epochs: training.epochs,
+        step: position.step,
+        steps: per_epoch as u64 * u64::from(training.epochs),
+    };
+    job.store.set_progress(job.id, progress)?;
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let lr = training.optimizer.lr();
+    let mut pending: Vec<StepPoint> = Vec::new();
+
+    while position.epoch < training.epochs {
+        let epoch = position.epoch + 1;
+        let started = Instant::now() - Duration::from_secs_f64(position.totals.train_seconds);
+        let batches =
+            text::epoch_batches(&corpus.train, batch_size, num_steps, data.sampling, training.seed, epoch);
+        let mut state: Option<State> = None;
+        for batch in &batches[position.step_in_epoch as usize..] {
+            if let Some(outcome) = stop_requested(job) {
+                job.store.record_steps(job.id, &pending, progress)?;
+                save(job, &model, &optim, &position, None, Some(&corpus.vocab))?;
+                return Ok(outcome);
+            }
+
+            let step_started = Instant::now();
+            let (x, y) = tensors(batch, &device);
+            let start = match (data.sampling, state.take()) {
+                (Sampling::Sequential, Some(carried)) => carried.detach(),
+                _ => model.begin_state(batch_size, &device),
+            };
+            let (logits, next) = model.forward(x, start);
+            let loss = loss_fn.forward(logits, y);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grad_norm = clip::clip_global_norm(&model, &mut grads, training.grad_clip_norm);
+            model = optim.step(lr, model, grads);
+            if data.sampling == Sampling::Sequential {
+                state = Some(next);
+            }
+            let loss_value = f64::from(loss.into_scalar::<f32>());
+
+            position.step += 1;
+            position.step_in_epoch += 1;
+            let tokens = (batch_size * num_steps) as u64;
+            position.totals.add(loss_value, 0, tokens, step_started.elapsed().as_secs_f64());
+            position.totals.add_grad_norm(grad_norm);
+            progress.step = position.step;
+            if !loss_value.is_finite() || !grad_norm.is_finite() {
+                job.store.record_steps(job.id, &pending, progress)?;
+                return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
+            }
+            if position.step % u64::from(training.log_every) == 0
+                || position.step_in_epoch as usize == per_epoch
+            {
+                pending.push(StepPoint {
+                    step: position.step,
+                    epoch,
+                    loss: loss_value,
+                    grad_norm: Some(grad_norm),
+                });
+                job.store.record_steps(job.id, &pending, progress)?;
+                pending.clear();
+            }
+        }
+
+        let validation_perplexity =
+            perplexity(&model.valid(), &corpus.validation, batch_size, num_steps, &resolved.device);
+        let totals = std::mem::take(&mut position.totals);
+        let train_loss = totals.mean_loss();
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss,
+            train_accuracy: None,
+            test_loss: None,
+            test_accuracy: None,
+            examples_per_sec: None,
+            perplexity: Some(train_loss.exp()),
+            validation_perplexity,
+            tokens_per_sec: Some(totals.throughput()),
+            grad_norm: Some(totals.mean_grad_norm()),
+            grad_norm_max: Some(totals.grad_norm_max),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(job = %job.id, epoch, train_loss, perplexity = metrics.perplexity, "epoch done");
+        position.epoch = epoch;
+        position.step_in_epoch = 0;
+        progress.epoch = epoch;
+        job.store.record_epoch(job.id, &metrics)?;
+        job.store.set_progress(job.id, progress)?;
+        if epoch % job.spec.checkpoint.every == 0 || epoch == training.epochs {
+            save(job, &model, &optim, &position, Some(metrics), Some(&corpus.vocab))?;
+        }
+    }
+    Ok(Outcome::Completed)
+}
