@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use uuid::Uuid;
 
 /// Settings of `kiln serve`. Every field is a flag with an environment fallback.
 #[derive(Debug, Clone, Args)]
@@ -17,7 +18,8 @@ pub struct Config {
     pub bind: SocketAddr,
 
     /// Directory holding everything the server keeps: the SQLite database, checkpoints and
-    /// data sets (`<data-dir>/datasets/fashion-mnist/` is searched before the system copy).
+    /// data sets (`<data-dir>/datasets/fashion-mnist/` is searched before the system copy;
+    /// uploaded text is kept in `<data-dir>/datasets/uploads/`).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
     pub data_dir: PathBuf,
 
@@ -51,7 +53,7 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_SYNTHETIC_EXAMPLES", default_value_t = 200_000)]
     pub max_synthetic_examples: usize,
 
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (job definitions; uploaded text has its own cap).
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
@@ -62,6 +64,10 @@ pub struct Config {
     /// Longest prefix, in characters, `POST /jobs/{id}/generate` accepts.
     #[arg(long, env = "KILN_MAX_PREFIX_CHARS", default_value_t = 10_000)]
     pub max_prefix_chars: usize,
+
+    /// Largest text corpus `POST /datasets` accepts, in bytes; a bigger upload gets 413.
+    #[arg(long, env = "KILN_MAX_DATASET_BYTES", default_value_t = 64 << 20)]
+    pub max_dataset_bytes: usize,
 
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     #[arg(long, env = "KILN_RETRY_AFTER_SECS", default_value_t = 30)]
@@ -98,13 +104,14 @@ impl Config {
         self.data_dir.join("datasets")
     }
 
-    /// Directory holding the corpora uploaded with `POST /datasets`.
+    /// Directory holding the text corpora uploaded with `POST /datasets`, one file each.
     pub fn uploads_dir(&self) -> PathBuf {
         self.datasets_dir().join("uploads")
     }
 
-    /// Path of the uploaded corpus `id`.
-    pub fn uploaded_dataset_path(&self, id: uuid::Uuid) -> PathBuf {
+    /// The file holding uploaded data set `id`: UTF-8 text, exactly the bytes uploaded. It exists
+    /// as long as `GET /datasets/{id}` finds the data set.
+    pub fn uploaded_dataset_path(&self, id: Uuid) -> PathBuf {
         self.uploads_dir().join(format!("{id}.txt"))
     }
 }

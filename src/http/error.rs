@@ -27,6 +27,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{detail}")]
     QueueFull { detail: String, retry_after_secs: u64 },
     #[error("internal error")]
@@ -55,11 +57,9 @@ impl ApiError {
     pub fn status_code(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "The request is malformed"),
-            Self::Validation { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_error",
-                "The request is not a valid job definition",
-            ),
+            Self::Validation { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "The request is not valid")
+            }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "No such resource"),
             Self::Conflict(_) => {
                 (StatusCode::CONFLICT, "conflict", "The resource is not in a state that allows this")
@@ -67,6 +67,11 @@ impl ApiError {
             Self::TooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large")
             }
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request body is not of a type this resource takes",
+            ),
             Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")

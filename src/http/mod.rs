@@ -1,10 +1,11 @@
 //! The HTTP API: the router, its shared state and the server's life cycle.
 //!
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
-//! checkpoints) and [`health`] (liveness, readiness, the OpenAPI document). Handlers are thin:
-//! they extract, call one method of [`crate::jobs::Jobs`] and map the result; every error goes
-//! through [`error::ApiError`].
+//! checkpoints), [`datasets`] (uploaded text corpora) and [`health`] (liveness, readiness, the
+//! OpenAPI document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
+//! and map the result; every error goes through [`error::ApiError`].
 
+pub mod datasets;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -30,11 +31,13 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// The whole API.
+/// The whole API. Bodies are capped at `--max-body-bytes`, except uploads to `/datasets`, which
+/// set their own cap (`--max-dataset-bytes`).
 pub fn router(state: AppState) -> Router {
     let limit = state.jobs.config().max_body_bytes;
     Router::new()
         .merge(jobs::router())
+        .merge(datasets::router(state.jobs.config().max_dataset_bytes))
         .merge(health::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())

@@ -8,7 +8,11 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kiln", description = "A model-training service: submit a job, poll its metrics, download its checkpoints."),
-    tags((name = "jobs", description = "Training jobs"), (name = "health", description = "Liveness and readiness")),
+    tags(
+        (name = "jobs", description = "Training jobs"),
+        (name = "datasets", description = "Uploaded text corpora for language models"),
+        (name = "health", description = "Liveness and readiness"),
+    ),
 )]
 struct ApiDoc;
 
@@ -16,6 +20,7 @@ struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::jobs::Paths::openapi());
+    doc.merge(super::datasets::Paths::openapi());
     doc.merge(super::health::Paths::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc

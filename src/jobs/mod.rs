@@ -1,12 +1,15 @@
-//! Jobs: their definition, their durable record, the queue that admits them and the workers
-//! that train them.
+//! Jobs: their definition, their durable record, the queue that admits them, the workers that
+//! train them and the uploaded text they may train on.
 //!
 //! - [`spec`]: `JobSpec` (what a client sends) → `ValidJobSpec` (what kiln runs).
-//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index. All SQL lives there.
+//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All SQL lives there.
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`service`]: the operations the HTTP layer calls (submit, cancel, delete ...).
+//! - [`datasets`]: uploaded text corpora — checked, stored as files, indexed, kept while a job
+//!   reads them.
 
+pub mod datasets;
 pub mod queue;
 pub mod service;
 pub mod spec;

@@ -2,7 +2,8 @@
 //!
 //! [`Jobs`] owns the store, the queue and the worker pool. Handlers call one method and map its
 //! result; every rule about jobs (admission, idempotency, what may be cancelled or deleted)
-//! lives here, not in the handlers.
+//! lives here, not in the handlers. The operations on uploaded data sets are in
+//! [`super::datasets`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct Submitted {
 /// Shared state of the job service; cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -65,6 +66,7 @@ impl Inner {
     pub(crate) fn open(config: Config) -> Result<Self, JobError> {
         std::fs::create_dir_all(config.jobs_dir())?;
         std::fs::create_dir_all(config.datasets_dir())?;
+        std::fs::create_dir_all(config.uploads_dir())?;
         let store = Store::open(&config.database_path())?;
         let queue = Queue::new(config.queue_capacity);
         Ok(Inner { config, store, queue, shutdown: AtomicBool::new(false), pool: Default::default() })
@@ -72,11 +74,12 @@ impl Inner {
 }
 
 impl Jobs {
-    /// Opens the data dir, re-queues what a previous process left unfinished and starts the
-    /// workers.
+    /// Opens the data dir, re-queues what a previous process left unfinished, removes the upload
+    /// files it left unindexed and starts the workers.
     pub fn start(config: Config) -> Result<Self, JobError> {
         let inner = Arc::new(Inner::open(config)?);
         super::worker::recover(&inner)?;
+        super::datasets::remove_unindexed_uploads(&inner)?;
         let pool = Pool::start(inner.clone());
         *inner.pool.lock().expect("not poisoned at start") = Some(pool);
         Ok(Self { inner })

@@ -20,6 +20,7 @@ mod tests;
 mod validate;
 
 pub use validate::{Limits, parse_strict};
+pub(crate) use validate::MAX_NAME_CHARS;
 
 /// A job definition as a client sends it. Every field is optional here; see the README for
 /// the defaults.

@@ -69,7 +69,8 @@ fn choose<T: Copy>(problems: &mut Problems, field: &str, value: &str, choices: &
     found
 }
 
-const MAX_NAME_CHARS: usize = 200;
+/// Longest `name` of a job or of an uploaded data set, in characters.
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 const MAX_HIDDEN_LAYERS: usize = 16;
 const MAX_WIDTH: usize = 16_384;
 const MAX_KEEP_LAST: u32 = 100;

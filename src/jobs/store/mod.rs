@@ -1,12 +1,13 @@
-//! The durable record of the service: jobs, their metrics and their checkpoint index, in one
-//! SQLite database in the data dir. All SQL of kiln is in this module: jobs here, metrics rows in
-//! [`metrics`], the checkpoint index in [`checkpoints`].
+//! The durable record of the service: jobs, their metrics and their checkpoint index, and the
+//! index of uploaded data sets, in one SQLite database in the data dir. All SQL of kiln is in this
+//! module: jobs here, metrics rows in [`metrics`], the checkpoint index in [`checkpoints`],
+//! uploaded data sets in [`datasets`].
 //!
 //! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
 //! (an indexed lookup or a single-row write) and the database runs in WAL mode, so holding the
 //! lock never waits on training. The checkpoint *files* are not here: see
-//! [`crate::train::checkpoint`].
+//! [`crate::train::checkpoint`]; nor are the uploaded texts: see [`crate::jobs::datasets`].
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -30,8 +31,10 @@ pub enum StoreError {
 type Result<T> = std::result::Result<T, StoreError>;
 
 mod checkpoints;
+mod datasets;
 mod metrics;
 
+pub use datasets::DatasetDeletion;
 pub use metrics::MetricsPage;
 
 const SCHEMA: &str = "
@@ -81,6 +84,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, id);
+CREATE TABLE IF NOT EXISTS datasets (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    name       TEXT,
+    bytes      INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    chars      INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
 ";
 
 /// A job about to be inserted.

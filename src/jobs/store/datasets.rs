@@ -1,0 +1,237 @@
+//! The index of uploaded data sets (their size, hash and label; the text itself is a file, see
+//! [`crate::jobs::datasets`]), and which active jobs read one.
+
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Result, Store, StoreError};
+use crate::jobs::datasets::{Dataset, DatasetId};
+use crate::jobs::{JobId, JobStatus};
+
+/// What [`Store::delete_dataset`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetDeletion {
+    /// The row is gone; the caller removes the file.
+    Deleted,
+    NotFound,
+    /// Kept: this job, queued or running, reads the data set (the oldest such job).
+    InUse(JobId, JobStatus),
+}
+
+const DATASET_COLUMNS: &str = "id, name, bytes, sha256, chars, created_at";
+
+/// The queued or running jobs that read uploaded data set `?1`, oldest first, with their status
+/// (`?2`, `?3`: the names of queued and running). A job's validated spec is stored as JSON in
+/// `jobs.spec`; a job on an upload has `data.dataset = "uploaded"` and the data set's id, as a
+/// hyphenated lowercase UUID, in `data.dataset_id`. Finished jobs do not count: they never read
+/// their data again.
+const ACTIVE_JOBS_READING: &str = "SELECT id, status FROM jobs
+     WHERE status IN (?2, ?3)
+       AND json_extract(spec, '$.data.dataset') = 'uploaded'
+       AND json_extract(spec, '$.data.dataset_id') = ?1
+     ORDER BY seq";
+
+/// A `datasets` row before its id is decoded (a row closure cannot return decoding errors).
+struct DatasetRow {
+    id: String,
+    name: Option<String>,
+    bytes: i64,
+    sha256: String,
+    chars: i64,
+    created_at: String,
+}
+
+impl DatasetRow {
+    /// Reads the [`DATASET_COLUMNS`] of `row`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            bytes: row.get(2)?,
+            sha256: row.get(3)?,
+            chars: row.get(4)?,
+            created_at: row.get(5)?,
+        })
+    }
+
+    fn into_dataset(self) -> Result<Dataset> {
+        Ok(Dataset {
+            id: DatasetId::parse_str(&self.id)
+                .map_err(|_| StoreError::Corrupt(format!("data set id {:?}", self.id)))?,
+            name: self.name,
+            bytes: self.bytes as u64,
+            sha256: self.sha256,
+            chars: self.chars as u64,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Decodes an [`ACTIVE_JOBS_READING`] row.
+fn active_job(id: String, status: String) -> Result<(JobId, JobStatus)> {
+    let job = JobId::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?;
+    let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
+    Ok((job, status))
+}
+
+fn active_params(id: DatasetId) -> [String; 3] {
+    [id.to_string(), JobStatus::Queued.as_str().to_string(), JobStatus::Running.as_str().to_string()]
+}
+
+impl Store {
+    /// Indexes an uploaded data set whose file is already in place.
+    pub fn insert_dataset(&self, dataset: &Dataset) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO datasets (id, name, bytes, sha256, chars, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                dataset.id.to_string(),
+                dataset.name,
+                dataset.bytes as i64,
+                dataset.sha256,
+                dataset.chars as i64,
+                dataset.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The uploaded data set `id`.
+    pub fn dataset(&self, id: DatasetId) -> Result<Option<Dataset>> {
+        let row = self
+            .db()
+            .query_row(
+                &format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE id = ?1"),
+                [id.to_string()],
+                DatasetRow::read,
+            )
+            .optional()?;
+        row.map(DatasetRow::into_dataset).transpose()
+    }
+
+    /// Every uploaded data set, newest first.
+    pub fn datasets(&self) -> Result<Vec<Dataset>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!("SELECT {DATASET_COLUMNS} FROM datasets ORDER BY seq DESC"))?;
+        let rows = stmt.query_map([], DatasetRow::read)?;
+        rows.map(|row| row?.into_dataset()).collect()
+    }
+
+    /// The queued or running jobs that read uploaded data set `id`, oldest first.
+    pub fn jobs_reading_dataset(&self, id: DatasetId) -> Result<Vec<(JobId, JobStatus)>> {
+        let db = self.db();
+        let mut stmt = db.prepare(ACTIVE_JOBS_READING)?;
+        let rows =
+            stmt.query_map(active_params(id), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|row| {
+            let (id, status) = row?;
+            active_job(id, status)
+        })
+        .collect()
+    }
+
+    /// Removes the row of data set `id` unless a queued or running job reads it.
+    ///
+    /// The check and the delete run in one transaction under the store's one connection lock,
+    /// which [`Store::insert_job`] takes too: no job can be inserted between them. What remains
+    /// is a job whose spec was validated against this data set before the delete and inserted
+    /// after it; that job is queued on a data set that is gone, and fails when it starts with an
+    /// error saying so.
+    pub fn delete_dataset(&self, id: DatasetId) -> Result<DatasetDeletion> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let reader = tx
+            .query_row(&format!("{ACTIVE_JOBS_READING} LIMIT 1"), active_params(id), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        if let Some((job, status)) = reader {
+            let (job, status) = active_job(job, status)?;
+            return Ok(DatasetDeletion::InUse(job, status));
+        }
+        let deleted = tx.execute("DELETE FROM datasets WHERE id = ?1", [id.to_string()])?;
+        tx.commit()?;
+        Ok(if deleted == 0 { DatasetDeletion::NotFound } else { DatasetDeletion::Deleted })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn dataset(name: &str) -> Dataset {
+        Dataset {
+            id: DatasetId::new_v4(),
+            name: Some(name.to_string()),
+            bytes: 5,
+            sha256: "00".repeat(32),
+            chars: 5,
+            created_at: crate::jobs::now(),
+        }
+    }
+
+    /// Inserts a bare job row with `spec`: the query reads only `status` and `spec`, so no valid
+    /// job definition is needed.
+    fn job(store: &Store, status: JobStatus, spec: Value) -> JobId {
+        let id = JobId::new_v4();
+        store
+            .db()
+            .execute(
+                "INSERT INTO jobs (id, status, spec, parameters, epochs, created_at) VALUES (?1, ?2, ?3, 1, 1, ?4)",
+                params![id.to_string(), status.as_str(), spec.to_string(), crate::jobs::now()],
+            )
+            .unwrap();
+        id
+    }
+
+    fn on_upload(id: DatasetId) -> Value {
+        json!({"model": {"kind": "rnn"}, "data": {"dataset": "uploaded", "dataset_id": id.to_string()}})
+    }
+
+    #[test]
+    fn a_dataset_read_by_a_queued_or_running_job_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kiln.sqlite3")).unwrap();
+        let (used, other) = (dataset("corpus"), dataset("other"));
+        store.insert_dataset(&used).unwrap();
+        store.insert_dataset(&other).unwrap();
+
+        job(&store, JobStatus::Succeeded, on_upload(used.id));
+        job(&store, JobStatus::Failed, on_upload(used.id));
+        job(&store, JobStatus::Queued, json!({"data": {"dataset": "synthetic_images"}}));
+        job(&store, JobStatus::Queued, json!({"data": {"dataset": "other", "dataset_id": used.id}}));
+        assert!(store.jobs_reading_dataset(used.id).unwrap().is_empty());
+
+        let queued = job(&store, JobStatus::Queued, on_upload(used.id));
+        let running = job(&store, JobStatus::Running, on_upload(used.id));
+        assert_eq!(
+            store.jobs_reading_dataset(used.id).unwrap(),
+            vec![(queued, JobStatus::Queued), (running, JobStatus::Running)]
+        );
+        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::InUse(queued, JobStatus::Queued));
+        assert_eq!(store.dataset(used.id).unwrap().as_ref(), Some(&used));
+
+        store.finish_job(queued, JobStatus::Cancelled, None).unwrap();
+        assert_eq!(
+            store.delete_dataset(used.id).unwrap(),
+            DatasetDeletion::InUse(running, JobStatus::Running)
+        );
+        store.finish_job(running, JobStatus::Succeeded, None).unwrap();
+        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::Deleted);
+        assert_eq!(store.dataset(used.id).unwrap(), None);
+        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::NotFound);
+        assert_eq!(store.datasets().unwrap(), vec![other]);
+    }
+
+    #[test]
+    fn datasets_are_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kiln.sqlite3")).unwrap();
+        let all: Vec<Dataset> = ["a", "b", "c"].map(dataset).into();
+        for d in &all {
+            store.insert_dataset(d).unwrap();
+        }
+        let names: Vec<_> = store.datasets().unwrap().into_iter().map(|d| d.name.unwrap()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
+    }
+}
