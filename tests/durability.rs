@@ -123,8 +123,17 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
     assert_eq!(metrics["epochs"].as_array().unwrap().len(), 30);
-    let steps: Vec<u64> =
-        metrics["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    let mut steps: Vec<u64> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000&after={after}")).await;
+        let points = page["steps"].as_array().unwrap();
+        if points.is_empty() {
+            break;
+        }
+        steps.extend(points.iter().map(|s| s["step"].as_u64().unwrap()));
+        after = page["next_after"].as_str().unwrap().to_string();
+    }
     assert_eq!(steps, (1..=30 * steps_per_epoch).collect::<Vec<_>>(), "every step once, in order");
     let last = metrics["epochs"][29]["perplexity"].as_f64().unwrap();
     let first_epoch = metrics["epochs"][0]["perplexity"].as_f64().unwrap();

@@ -11,7 +11,7 @@ use super::{Normalize, Tokenizer, Vocab, normalize, tokenize};
 pub struct TextOptions {
     pub tokenizer: Tokenizer,
     pub normalize: Normalize,
-    /// Tokens seen fewer times than this in the training part become [`Vocab::UNK`].
+    /// Tokens seen fewer times than this (outside the held-out tail) become [`Vocab::UNK`].
     pub min_freq: usize,
     /// Keep only the first this many tokens of the whole text.
     pub max_tokens: Option<usize>,
@@ -21,7 +21,8 @@ pub struct TextOptions {
 
 /// A corpus ready to train on.
 ///
-/// The vocabulary is built from the training tokens only; validation tokens outside it are
+/// The vocabulary is built from the whole text but the held-out tail (the book counts the whole
+/// text even when it trains on the first `max_tokens` only); validation tokens outside it are
 /// [`Vocab::UNK`] (id 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Corpus {
@@ -44,21 +45,25 @@ pub enum CorpusError {
 
 /// The corpus of `text`: normalise, tokenize, keep the first `max_tokens` tokens, hold out the
 /// last `ceil(validation_fraction * n)` of those `n` tokens (none when the fraction is 0), build
-/// the vocabulary from the rest and encode both parts.
+/// the vocabulary from the text but those held-out tokens, and encode both parts.
 pub fn build_corpus(text: &str, options: &TextOptions) -> Result<Corpus, CorpusError> {
-    let mut tokens = tokenize(&normalize(text, options.normalize), options.tokenizer);
-    if let Some(max) = options.max_tokens {
-        tokens.truncate(max);
-    }
-    let total = tokens.len();
+    let tokens = tokenize(&normalize(text, options.normalize), options.tokenizer);
+    let total = options.max_tokens.map_or(tokens.len(), |max| max.min(tokens.len()));
     // `as` saturates, and NaN becomes 0: a fraction outside 0..=1 cannot index out of range.
     let validation = ((options.validation_fraction * total as f64).ceil() as usize).min(total);
     let train = total - validation;
     if train < 2 {
         return Err(CorpusError::TooFewTrainingTokens { train, validation, total });
     }
-    let vocab = Vocab::build(&tokens[..train], options.min_freq);
-    Ok(Corpus { train: vocab.encode(&tokens[..train]), validation: vocab.encode(&tokens[train..]), vocab })
+    // The book builds its vocabulary from the whole text, max_tokens or not; so does kiln, but
+    // the held-out tail stays unseen.
+    let counted: Vec<String> = tokens[..train].iter().chain(&tokens[total..]).cloned().collect();
+    let vocab = Vocab::build(&counted, options.min_freq);
+    Ok(Corpus {
+        train: vocab.encode(&tokens[..train]),
+        validation: vocab.encode(&tokens[train..total]),
+        vocab,
+    })
 }
 
 #[cfg(test)]
@@ -114,7 +119,9 @@ mod tests {
         let corpus = build_corpus("abcdefghij", &opts).unwrap();
         assert_eq!(corpus.vocab.decode(&corpus.train).concat(), "abc");
         assert_eq!(corpus.validation, [0, 0, 0]);
-        assert_eq!(corpus.vocab.len(), 4);
+        // Tokens past max_tokens count for the vocabulary, as in the book; the held-out tail
+        // does not.
+        assert_eq!(corpus.vocab.tokens(), ["<unk>", "a", "b", "c", "g", "h", "i", "j"]);
     }
 
     #[test]

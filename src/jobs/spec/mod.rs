@@ -19,8 +19,8 @@ use crate::text::{Normalize, Sampling, Tokenizer};
 mod tests;
 mod validate;
 
-pub use validate::{Limits, parse_strict};
 pub(crate) use validate::MAX_NAME_CHARS;
+pub use validate::{Limits, parse_strict};
 
 /// A job definition as a client sends it. Every field is optional here; see the README for
 /// the defaults.
