@@ -19,11 +19,11 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::checkpoint::{self, Position};
 use super::metrics::{EpochMetrics, StepPoint};
-use super::{Outcome, TrainError, TrainJob, clip, save, stop_requested};
+use super::{
+    Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init, stop_if_asked,
+};
 use crate::backend;
-use crate::jobs::Progress;
 use crate::jobs::spec::TextDataSpec;
 use crate::models::rnn_lm::State;
 use crate::models::{LanguageModelSpec, RnnLm, RnnLmConfig};
@@ -105,38 +105,25 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
         )));
     }
 
-    let optim = super::fit::optimizer(&training.optimizer);
-    let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
-        Some((info, dir)) => {
-            tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
-            let manifest = checkpoint::manifest(dir.as_ref())?;
-            if manifest.vocab.as_ref() != Some(&corpus.vocab) {
-                return Err(TrainError::Corpus(
-                    "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
-                ));
-            }
-            let restored = checkpoint::read(dir.as_ref(), config.init(&resolved.device), optim)?;
-            (restored.model, restored.optim, restored.position)
+    let start = restore_or_init(
+        job,
+        &device,
+        super::fit::optimizer(&training.optimizer),
+        || config.init(&resolved.device),
+        || config.init(&device),
+    )?;
+    if let Some(manifest) = &start.resumed {
+        if manifest.vocab.as_ref() != Some(&corpus.vocab) {
+            return Err(TrainError::Corpus(
+                "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
+            ));
         }
-        None => {
-            let _guard = super::INIT.lock().unwrap_or_else(|p| p.into_inner());
-            device.seed(training.seed);
-            let model = config.init(&device);
-            crate::models::materialize(&model);
-            (model, optim, Position::default())
-        }
-    };
-    job.store.truncate_metrics(job.id, position.epoch, position.step)?;
-
-    let mut progress = Progress {
-        epoch: position.epoch,
-        epochs: training.epochs,
-        step: position.step,
-        steps: per_epoch as u64 * u64::from(training.epochs),
-    };
-    job.store.set_progress(job.id, progress)?;
+    }
+    let (mut model, mut optim, mut position) = (start.model, start.optim, start.position);
+    let mut progress = begin(job, &position, per_epoch)?;
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let lr = training.optimizer.lr();
+    let vocab = Some(&corpus.vocab);
     let mut pending: Vec<StepPoint> = Vec::new();
 
     while position.epoch < training.epochs {
@@ -146,12 +133,9 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
             text::epoch_batches(&corpus.train, batch_size, num_steps, data.sampling, training.seed, epoch);
         let mut state: Option<State> = None;
         for batch in &batches[position.step_in_epoch as usize..] {
-            if let Some(outcome) = stop_requested(job) {
-                job.store.record_steps(job.id, &pending, progress)?;
-                save(job, &model, &optim, &position, None, Some(&corpus.vocab))?;
+            if let Some(outcome) = stop_if_asked(job, &model, &optim, &position, &pending, progress, vocab)? {
                 return Ok(outcome);
             }
-
             let step_started = Instant::now();
             let (x, y) = tensors(batch, &device);
             let start = match (data.sampling, state.take()) {
@@ -178,18 +162,10 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
                 job.store.record_steps(job.id, &pending, progress)?;
                 return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
             }
-            if position.step % u64::from(training.log_every) == 0
-                || position.step_in_epoch as usize == per_epoch
-            {
-                pending.push(StepPoint {
-                    step: position.step,
-                    epoch,
-                    loss: loss_value,
-                    grad_norm: Some(grad_norm),
-                });
-                job.store.record_steps(job.id, &pending, progress)?;
-                pending.clear();
-            }
+            let point =
+                StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: Some(grad_norm) };
+            let last = position.step_in_epoch as usize == per_epoch;
+            record_step(job, &mut pending, point, progress, last)?;
         }
 
         let validation_perplexity =
@@ -197,28 +173,15 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
         let totals = std::mem::take(&mut position.totals);
         let train_loss = totals.mean_loss();
         let metrics = EpochMetrics {
-            epoch,
-            train_loss,
-            train_accuracy: None,
-            test_loss: None,
-            test_accuracy: None,
-            examples_per_sec: None,
             perplexity: Some(train_loss.exp()),
             validation_perplexity,
             tokens_per_sec: Some(totals.throughput()),
             grad_norm: Some(totals.mean_grad_norm()),
             grad_norm_max: Some(totals.grad_norm_max),
-            seconds: started.elapsed().as_secs_f64(),
+            ..EpochMetrics::new(epoch, train_loss, started.elapsed().as_secs_f64())
         };
         tracing::info!(job = %job.id, epoch, train_loss, perplexity = metrics.perplexity, "epoch done");
-        position.epoch = epoch;
-        position.step_in_epoch = 0;
-        progress.epoch = epoch;
-        job.store.record_epoch(job.id, &metrics)?;
-        job.store.set_progress(job.id, progress)?;
-        if epoch % job.spec.checkpoint.every == 0 || epoch == training.epochs {
-            save(job, &model, &optim, &position, Some(metrics), Some(&corpus.vocab))?;
-        }
+        end_epoch(job, &model, &optim, &mut position, &mut progress, metrics, vocab)?;
     }
     Ok(Outcome::Completed)
 }

@@ -46,6 +46,24 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// The fields every kind of job reports; the kind's own start out absent.
+    pub fn new(epoch: u32, train_loss: f64, seconds: f64) -> Self {
+        Self {
+            epoch,
+            train_loss,
+            train_accuracy: None,
+            test_loss: None,
+            test_accuracy: None,
+            examples_per_sec: None,
+            perplexity: None,
+            validation_perplexity: None,
+            tokens_per_sec: None,
+            grad_norm: None,
+            grad_norm_max: None,
+            seconds,
+        }
+    }
+
     /// The number that makes one checkpoint better than another: test accuracy for a
     /// classifier, lower (validation, else training) perplexity for a language model.
     pub fn score(&self) -> Option<f64> {

@@ -27,11 +27,12 @@ use burn::optim::ModuleOptimizer;
 use crate::config::Config;
 use crate::data::DataError;
 use crate::jobs::JobId;
+use crate::jobs::Progress;
 use crate::jobs::spec::{DataSpec, Task, ValidJobSpec};
 use crate::jobs::store::{Store, StoreError};
 use crate::text::Vocab;
 use checkpoint::{CheckpointInfo, Position};
-use metrics::EpochMetrics;
+use metrics::{EpochMetrics, StepPoint};
 
 /// Burn's parameter initialisation draws from a process-wide generator: seeding and building
 /// under one lock makes a job's initial weights depend on its seed alone.
@@ -117,6 +118,115 @@ fn stop_requested(job: &TrainJob<'_>) -> Option<Outcome> {
     } else {
         None
     }
+}
+
+/// Where a run starts: its model, optimizer and position, and the manifest of the checkpoint it
+/// resumes from, if any.
+struct Start<M> {
+    model: M,
+    optim: ModuleOptimizer,
+    position: Position,
+    resumed: Option<checkpoint::Manifest>,
+}
+
+/// Reads the job's newest checkpoint into `fresh()` (a model built on the plain device), or
+/// builds `init()` on the training device with the job's seed when there is none.
+fn restore_or_init<M: Module>(
+    job: &TrainJob<'_>,
+    device: &burn::tensor::Device,
+    optim: ModuleOptimizer,
+    fresh: impl FnOnce() -> M,
+    init: impl FnOnce() -> M,
+) -> Result<Start<M>, TrainError> {
+    match job.store.checkpoints(job.id)?.pop() {
+        Some((info, dir)) => {
+            tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
+            let manifest = checkpoint::manifest(dir.as_ref())?;
+            let restored = checkpoint::read(dir.as_ref(), fresh(), optim)?;
+            Ok(Start {
+                model: restored.model,
+                optim: restored.optim,
+                position: restored.position,
+                resumed: Some(manifest),
+            })
+        }
+        None => {
+            let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+            device.seed(job.spec.training.seed);
+            let model = init();
+            crate::models::materialize(&model);
+            Ok(Start { model, optim, position: Position::default(), resumed: None })
+        }
+    }
+}
+
+/// Forgets metrics the run will produce again and records its progress before the first step.
+fn begin(job: &TrainJob<'_>, position: &Position, per_epoch: usize) -> Result<Progress, TrainError> {
+    job.store.truncate_metrics(job.id, position.epoch, position.step)?;
+    let progress = Progress {
+        epoch: position.epoch,
+        epochs: job.spec.training.epochs,
+        step: position.step,
+        steps: per_epoch as u64 * u64::from(job.spec.training.epochs),
+    };
+    job.store.set_progress(job.id, progress)?;
+    Ok(progress)
+}
+
+/// Queues a step's point and writes the queue every `log_every` steps and at the end of an
+/// epoch.
+fn record_step(
+    job: &TrainJob<'_>,
+    pending: &mut Vec<StepPoint>,
+    point: StepPoint,
+    progress: Progress,
+    last_of_epoch: bool,
+) -> Result<(), TrainError> {
+    if point.step % u64::from(job.spec.training.log_every) == 0 || last_of_epoch {
+        pending.push(point);
+        job.store.record_steps(job.id, pending, progress)?;
+        pending.clear();
+    }
+    Ok(())
+}
+
+/// Records a finished epoch and writes a checkpoint when the policy says so.
+fn end_epoch<M: Module>(
+    job: &TrainJob<'_>,
+    model: &M,
+    optim: &ModuleOptimizer,
+    position: &mut Position,
+    progress: &mut Progress,
+    metrics: EpochMetrics,
+    vocab: Option<&Vocab>,
+) -> Result<(), TrainError> {
+    let epoch = metrics.epoch;
+    position.epoch = epoch;
+    position.step_in_epoch = 0;
+    progress.epoch = epoch;
+    job.store.record_epoch(job.id, &metrics)?;
+    job.store.set_progress(job.id, *progress)?;
+    if epoch % job.spec.checkpoint.every == 0 || epoch == job.spec.training.epochs {
+        save(job, model, optim, position, Some(metrics), vocab)?;
+    }
+    Ok(())
+}
+
+/// At a step boundary: when a stop was asked for, records what is pending, checkpoints and
+/// says how the run ends.
+fn stop_if_asked<M: Module>(
+    job: &TrainJob<'_>,
+    model: &M,
+    optim: &ModuleOptimizer,
+    position: &Position,
+    pending: &[StepPoint],
+    progress: Progress,
+    vocab: Option<&Vocab>,
+) -> Result<Option<Outcome>, TrainError> {
+    let Some(outcome) = stop_requested(job) else { return Ok(None) };
+    job.store.record_steps(job.id, pending, progress)?;
+    save(job, model, optim, position, None, vocab)?;
+    Ok(Some(outcome))
 }
 
 /// Writes, indexes and prunes a checkpoint.

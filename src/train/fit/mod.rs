@@ -18,12 +18,13 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::checkpoint::{self, Position};
 use super::metrics::{EpochMetrics, StepPoint};
-use super::{Outcome, TrainError, TrainJob, batches_per_epoch, save, stop_requested};
+use super::{
+    Outcome, TrainError, TrainJob, batches_per_epoch, begin, end_epoch, record_step, restore_or_init,
+    stop_if_asked,
+};
 use crate::backend;
 use crate::data::{ImageSet, epoch_order};
-use crate::jobs::Progress;
 use crate::jobs::spec::{ImageDataSpec, OptimizerSpec};
 use crate::models::{Classifier, ClassifierSpec};
 
@@ -121,33 +122,18 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
     let data =
         data.source.load(&job.config.datasets_dir(), data.limit_train, data.limit_test, data.resize)?;
 
-    let optim = optimizer(&training.optimizer);
-    let (mut model, mut optim, mut position) = match job.store.checkpoints(job.id)?.pop() {
-        Some((info, dir)) => {
-            tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
-            let fresh = spec.init(data.train.input_shape(), data.classes, &resolved.device);
-            let restored = checkpoint::read(dir.as_ref(), fresh, optim)?;
-            (restored.model, restored.optim, restored.position)
-        }
-        None => {
-            let _guard = super::INIT.lock().unwrap_or_else(|p| p.into_inner());
-            device.seed(training.seed);
-            let model = spec.init(data.train.input_shape(), data.classes, &device);
-            crate::models::materialize(&model);
-            (model, optim, Position::default())
-        }
-    };
-    job.store.truncate_metrics(job.id, position.epoch, position.step)?;
-
+    let shape = data.train.input_shape();
+    let start = restore_or_init(
+        job,
+        &device,
+        optimizer(&training.optimizer),
+        || spec.init(shape, data.classes, &resolved.device),
+        || spec.init(shape, data.classes, &device),
+    )?;
+    let (mut model, mut optim, mut position) = (start.model, start.optim, start.position);
     let n = data.train.len();
     let per_epoch = batches_per_epoch(n, training.batch_size);
-    let mut progress = Progress {
-        epoch: position.epoch,
-        epochs: training.epochs,
-        step: position.step,
-        steps: per_epoch as u64 * u64::from(training.epochs),
-    };
-    job.store.set_progress(job.id, progress)?;
+    let mut progress = begin(job, &position, per_epoch)?;
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let lr = training.optimizer.lr();
     let mut pending: Vec<StepPoint> = Vec::new();
@@ -157,12 +143,9 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
         let started = Instant::now() - std::time::Duration::from_secs_f64(position.totals.train_seconds);
         let order = epoch_order(n, training.seed, epoch);
         for b in position.step_in_epoch as usize..per_epoch {
-            if let Some(outcome) = stop_requested(job) {
-                job.store.record_steps(job.id, &pending, progress)?;
-                save(job, &model, &optim, &position, None, None)?;
+            if let Some(outcome) = stop_if_asked(job, &model, &optim, &position, &pending, progress, None)? {
                 return Ok(outcome);
             }
-
             let step_started = Instant::now();
             let indices = &order[b * training.batch_size..((b + 1) * training.batch_size).min(n)];
             let (images, labels) = batch(&data.train, indices, &device);
@@ -172,49 +155,28 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
 
             position.step += 1;
             position.step_in_epoch += 1;
-            position.totals.add(
-                loss_value,
-                right,
-                indices.len() as u64,
-                step_started.elapsed().as_secs_f64(),
-            );
+            let seconds = step_started.elapsed().as_secs_f64();
+            position.totals.add(loss_value, right, indices.len() as u64, seconds);
             progress.step = position.step;
             if !loss_value.is_finite() {
                 job.store.record_steps(job.id, &pending, progress)?;
                 return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
             }
-            if position.step % u64::from(training.log_every) == 0 || b + 1 == per_epoch {
-                pending.push(StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: None });
-                job.store.record_steps(job.id, &pending, progress)?;
-                pending.clear();
-            }
+            let point = StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: None };
+            record_step(job, &mut pending, point, progress, b + 1 == per_epoch)?;
         }
 
         let (test_loss, test_accuracy) = evaluate(&model.valid(), &data.test, &resolved.device);
         let totals = std::mem::take(&mut position.totals);
         let metrics = EpochMetrics {
-            epoch,
-            train_loss: totals.mean_loss(),
             train_accuracy: Some(totals.accuracy()),
             test_loss: Some(test_loss),
             test_accuracy: Some(test_accuracy),
             examples_per_sec: Some(totals.throughput()),
-            perplexity: None,
-            validation_perplexity: None,
-            tokens_per_sec: None,
-            grad_norm: None,
-            grad_norm_max: None,
-            seconds: started.elapsed().as_secs_f64(),
+            ..EpochMetrics::new(epoch, totals.mean_loss(), started.elapsed().as_secs_f64())
         };
         tracing::info!(job = %job.id, epoch, train_loss = metrics.train_loss, test_accuracy, "epoch done");
-        position.epoch = epoch;
-        position.step_in_epoch = 0;
-        progress.epoch = epoch;
-        job.store.record_epoch(job.id, &metrics)?;
-        job.store.set_progress(job.id, progress)?;
-        if epoch % job.spec.checkpoint.every == 0 || epoch == training.epochs {
-            save(job, &model, &optim, &position, Some(metrics), None)?;
-        }
+        end_epoch(job, &model, &optim, &mut position, &mut progress, metrics, None)?;
     }
     Ok(Outcome::Completed)
 }

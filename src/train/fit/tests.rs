@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::data::DatasetSpec;
 use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, ImageDataSpec, TrainingSpec, ValidJobSpec};
 use crate::models::{ClassifierSpec, ModelSpec};
+use crate::train::checkpoint::{self, Position};
 use crate::train::metrics::EpochTotals;
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
