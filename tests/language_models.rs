@@ -184,10 +184,10 @@ async fn the_time_machine_is_read_from_the_data_dir_and_checked() {
     assert_eq!(fields(&problem), ["data.dataset"]);
     assert!(problem["detail"].as_str().unwrap().contains("timemachine.txt"), "{problem}");
 
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/timemachine.txt");
+    let source = common::time_machine_file();
     let datasets = server.dir.path().join("datasets");
     std::fs::create_dir_all(&datasets).unwrap();
-    std::fs::copy(&source, datasets.join("timemachine.txt")).expect("../shared/data/timemachine.txt exists");
+    std::fs::copy(&source, datasets.join("timemachine.txt")).unwrap();
     let job = submit(&server.client, &server.base, &job).await;
     let id = job["id"].as_str().unwrap();
     let done = wait_finished(&server.client, &server.base, id, Duration::from_secs(300)).await;
