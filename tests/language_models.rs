@@ -152,6 +152,10 @@ async fn a_scratch_rnn_on_generated_text_reports_validation_perplexity_and_gener
         post(&server, &format!("/jobs/{id}/generate"), &json!({"prefix": "the ", "max_tokens": 20})).await;
     assert_eq!(status, 200, "{generated}");
     assert_eq!(generated["text"].as_str().unwrap().chars().count(), 20);
+    let (status, problem) =
+        post(&server, &format!("/jobs/{id}/generate"), &json!({"prefix": "1898 --", "max_tokens": 5})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["prefix"]);
     let running = get_json(&server.client, &server.url(&format!("/jobs/{id}"))).await;
     assert_eq!(running["status"], "running");
 

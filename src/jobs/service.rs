@@ -239,7 +239,8 @@ impl Jobs {
         // a GPU stays with training.
         let device = burn::tensor::Device::flex();
         let lm = checkpoint::read_model(&dir, model.config(vocab.len()).init(&device))?;
-        let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device);
+        let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)
+            .map_err(|e| JobError::Invalid(vec![e]))?;
         Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
     }
 

@@ -144,21 +144,27 @@ fn choose(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut StdR
 }
 
 /// Continues `request.prefix` with `model`, whose tokens are `vocab`'s and whose corpus was
-/// prepared as `data` says. Returns the prompt as read and the continuation.
+/// prepared as `data` says. Returns the prompt as read and the continuation, or a problem with
+/// `prefix` when nothing of it is left to read after normalisation.
 pub fn generate(
     model: &RnnLm,
     vocab: &Vocab,
     data: &TextDataSpec,
     request: &ValidGenerate,
     device: &Device,
-) -> (String, String) {
+) -> Result<(String, String), FieldError> {
     let prompt = normalize_prefix(&request.prefix, data.normalize);
     let prompt_tokens = text::tokenize(&prompt, data.tokenizer);
     let ids: Vec<i64> = vocab.encode(&prompt_tokens).into_iter().map(i64::from).collect();
     let mut rng = StdRng::seed_from_u64(request.seed);
     let mut out: Vec<u32> = Vec::with_capacity(request.max_tokens);
     if ids.is_empty() {
-        return (prompt, String::new());
+        return Err(FieldError {
+            field: "prefix".into(),
+            message: "has nothing left once normalised as the job's corpus was (data.normalize = d2l keeps \
+                      letters only); give it some words"
+                .into(),
+        });
     }
     // Warm-up: read the whole prefix in one pass; the last row predicts the first new token.
     let n = ids.len();
@@ -181,7 +187,7 @@ pub fn generate(
     if data.tokenizer == text::Tokenizer::Word && !continuation.is_empty() {
         continuation.insert(0, ' ');
     }
-    (prompt, continuation)
+    Ok((prompt, continuation))
 }
 
 #[cfg(test)]
