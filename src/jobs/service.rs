@@ -217,28 +217,37 @@ impl Jobs {
         };
         let request =
             parse_strict::<GenerateRequest>(body)?.validate(&self.inner.config).map_err(JobError::Invalid)?;
-        let checkpoints = self.inner.store.checkpoints(id)?;
-        let (info, dir) = match request.checkpoint {
-            Some(wanted) => checkpoints
-                .into_iter()
-                .find(|(info, _)| info.id == wanted)
-                .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}")))?,
-            None => checkpoints.into_iter().last().ok_or_else(|| {
-                JobError::Conflict(format!(
-                    "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
-                ))
-            })?,
+        // Training prunes old checkpoints while this reads one: a checkpoint gone between the
+        // listing and the read is looked up again once.
+        let mut attempts = 0;
+        let (info, lm, vocab) = loop {
+            attempts += 1;
+            let checkpoints = self.inner.store.checkpoints(id)?;
+            let (info, dir) = match request.checkpoint {
+                Some(wanted) => checkpoints
+                    .into_iter()
+                    .find(|(info, _)| info.id == wanted)
+                    .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}")))?,
+                None => checkpoints.into_iter().last().ok_or_else(|| {
+                    JobError::Conflict(format!(
+                        "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
+                    ))
+                })?,
+            };
+            let dir = PathBuf::from(dir);
+            match load_language_model(&dir, model) {
+                Ok((lm, vocab)) => break (info, lm, vocab),
+                Err(_) if !dir.exists() && attempts < 2 => continue,
+                Err(_) if !dir.exists() => {
+                    return Err(JobError::NotFound(format!(
+                        "checkpoint {} of job {id}: training removed it (checkpoint.keep_last)",
+                        info.id
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
-        let dir = PathBuf::from(dir);
-        let manifest = checkpoint::manifest(&dir)?;
-        let vocab = manifest.vocab.ok_or_else(|| checkpoint::CheckpointError::Invalid {
-            path: dir.display().to_string(),
-            reason: "a language model's checkpoint without its vocabulary".into(),
-        })?;
-        // Generation runs on the CPU whatever the job trained on: checkpoints are portable and
-        // a GPU stays with training.
         let device = burn::tensor::Device::flex();
-        let lm = checkpoint::read_model(&dir, model.config(vocab.len()).init(&device))?;
         let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)
             .map_err(|e| JobError::Invalid(vec![e]))?;
         Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
@@ -259,6 +268,22 @@ impl Jobs {
             pool.join();
         }
     }
+}
+
+/// A language model and its vocabulary from the checkpoint in `dir`, on the CPU whatever the
+/// job trained on: checkpoints are portable, and a GPU stays with training.
+fn load_language_model(
+    dir: &std::path::Path,
+    model: &crate::models::LanguageModelSpec,
+) -> Result<(crate::models::RnnLm, crate::text::Vocab), checkpoint::CheckpointError> {
+    let manifest = checkpoint::manifest(dir)?;
+    let vocab = manifest.vocab.ok_or_else(|| checkpoint::CheckpointError::Invalid {
+        path: dir.display().to_string(),
+        reason: "a language model's checkpoint without its vocabulary".into(),
+    })?;
+    let device = burn::tensor::Device::flex();
+    let lm = checkpoint::read_model(dir, model.config(vocab.len()).init(&device))?;
+    Ok((lm, vocab))
 }
 
 fn not_found(id: JobId) -> JobError {

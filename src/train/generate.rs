@@ -63,6 +63,9 @@ pub struct Generated {
 
 const MAX_TEMPERATURE: f64 = 100.0;
 
+/// Tokens of the prefix read in one forward pass.
+const PREFIX_CHUNK: usize = 256;
+
 impl GenerateRequest {
     /// Fills defaults and checks every field against the server's caps.
     pub fn validate(self, config: &Config) -> Result<ValidGenerate, Vec<FieldError>> {
@@ -166,11 +169,17 @@ pub fn generate(
                 .into(),
         });
     }
-    // Warm-up: read the whole prefix in one pass; the last row predicts the first new token.
-    let n = ids.len();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
-    let (logits, mut state) = model.forward(tokens, model.begin_state(1, device));
-    let mut last: Vec<f32> = logits.narrow(0, n - 1, 1).into_data().try_to_vec::<f32>().expect("f32 logits");
+    // Warm-up: read the prefix in chunks, carrying the state, so a long prefix costs no more
+    // memory than a chunk; the last row predicts the first new token.
+    let mut state = model.begin_state(1, device);
+    let mut last: Vec<f32> = Vec::new();
+    for chunk in ids.chunks(PREFIX_CHUNK) {
+        let n = chunk.len();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(chunk.to_vec(), [1, n]), device);
+        let (logits, next) = model.forward(tokens, state);
+        state = next;
+        last = logits.narrow(0, n - 1, 1).into_data().try_to_vec::<f32>().expect("f32 logits");
+    }
     for i in 0..request.max_tokens {
         let next = choose(&last, request.temperature, request.top_k, &mut rng);
         out.push(next as u32);
@@ -184,7 +193,7 @@ pub fn generate(
     }
     let words: Vec<&str> = out.iter().map(|&t| vocab.token(t)).collect();
     let mut continuation = text::detokenize(&words, data.tokenizer);
-    if data.tokenizer == text::Tokenizer::Word && !continuation.is_empty() {
+    if data.tokenizer == text::Tokenizer::Word && !continuation.is_empty() && !prompt.ends_with(' ') {
         continuation.insert(0, ' ');
     }
     Ok((prompt, continuation))

@@ -19,6 +19,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::checkpoint;
 use super::metrics::{EpochMetrics, StepPoint};
 use super::{
     Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init, stop_if_asked,
@@ -37,19 +38,27 @@ pub fn tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int
     (x, y)
 }
 
+/// A pass given up because a stop was asked for.
+pub struct Interrupted;
+
 /// Perplexity of `model` on a token stream, read in order with the state carried across
-/// batches; `None` when the stream is too short to predict anything.
+/// batches; `None` when the stream is too short to predict anything. `stop` is asked between
+/// batches, so a long held-out tail does not hold up a cancel or a shutdown.
 pub fn perplexity(
     model: &RnnLm,
     stream: &[u32],
     batch_size: usize,
     num_steps: usize,
     device: &Device,
-) -> Option<f64> {
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<f64>, Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut sum, mut tokens) = (0.0, 0usize);
     let mut state: Option<State> = None;
     for batch in text::validation_batches(stream, batch_size, num_steps) {
+        if stop() {
+            return Err(Interrupted);
+        }
         let (x, y) = tensors(&batch, device);
         let start = state.take().unwrap_or_else(|| model.begin_state(batch.batch_size, device));
         let (logits, next) = model.forward(x, start);
@@ -58,7 +67,7 @@ pub fn perplexity(
         tokens += n;
         state = Some(next);
     }
-    (tokens > 0).then(|| (sum / tokens as f64).exp())
+    Ok((tokens > 0).then(|| (sum / tokens as f64).exp()))
 }
 
 /// Refuses a model that the real vocabulary makes bigger than the server allows (validation
@@ -68,7 +77,7 @@ fn check_size(config: &RnnLmConfig, job: &TrainJob<'_>, num_steps: usize) -> Res
     if params > job.config.max_parameters {
         return Err(TrainError::TooLarge(format!(
             "with its vocabulary of {} tokens the model has {params} parameters, more than this \
-             server's limit of {}; raise data.min_freq or lower model.hidden",
+             server's limit of {}; raise data.min_freq, set data.max_tokens or lower model.hidden",
             config.vocab, job.config.max_parameters
         )));
     }
@@ -91,6 +100,12 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
     let corpus = text::build_corpus(&data.source.load(job.config)?, &data.options())?;
+    if corpus.vocab.len() < 2 {
+        return Err(TrainError::Corpus(format!(
+            "no token of the corpus is seen data.min_freq = {} times: the vocabulary would be <unk> alone",
+            data.min_freq
+        )));
+    }
     let config = spec.config(corpus.vocab.len());
     check_size(&config, job, data.num_steps)?;
     job.store.set_parameters(job.id, config.parameter_count() as u64)?;
@@ -105,19 +120,28 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
         )));
     }
 
+    let same_vocab = |manifest: &checkpoint::Manifest| {
+        if manifest.vocab.as_ref() == Some(&corpus.vocab) {
+            Ok(())
+        } else {
+            Err(TrainError::Corpus(
+                "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
+            ))
+        }
+    };
     let start = restore_or_init(
         job,
         &device,
         super::fit::optimizer(&training.optimizer),
+        same_vocab,
         || config.init(&resolved.device),
         || config.init(&device),
     )?;
-    if let Some(manifest) = &start.resumed {
-        if manifest.vocab.as_ref() != Some(&corpus.vocab) {
-            return Err(TrainError::Corpus(
-                "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
-            ));
-        }
+    if start.position.step_in_epoch as usize > per_epoch {
+        return Err(TrainError::Corpus(format!(
+            "the checkpoint stands at batch {} of an epoch, but the corpus now gives {per_epoch} batches an epoch",
+            start.position.step_in_epoch
+        )));
     }
     let (mut model, mut optim, mut position) = (start.model, start.optim, start.position);
     let mut progress = begin(job, &position, per_epoch)?;
@@ -168,8 +192,15 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
             record_step(job, &mut pending, point, progress, last)?;
         }
 
-        let validation_perplexity =
-            perplexity(&model.valid(), &corpus.validation, batch_size, num_steps, &resolved.device);
+        let stop = || super::stop_requested(job).is_some();
+        let validation = &corpus.validation;
+        let Ok(validation_perplexity) =
+            perplexity(&model.valid(), validation, batch_size, num_steps, &resolved.device, &stop)
+        else {
+            // Every step of the epoch is done: the checkpoint resumes at its evaluation.
+            let outcome = stop_if_asked(job, &model, &optim, &position, &pending, progress, vocab)?;
+            return Ok(outcome.unwrap_or(Outcome::Interrupted));
+        };
         let totals = std::mem::take(&mut position.totals);
         let train_loss = totals.mean_loss();
         let metrics = EpochMetrics {

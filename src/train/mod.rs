@@ -120,21 +120,21 @@ fn stop_requested(job: &TrainJob<'_>) -> Option<Outcome> {
     }
 }
 
-/// Where a run starts: its model, optimizer and position, and the manifest of the checkpoint it
-/// resumes from, if any.
+/// Where a run starts: its model, optimizer and position.
 struct Start<M> {
     model: M,
     optim: ModuleOptimizer,
     position: Position,
-    resumed: Option<checkpoint::Manifest>,
 }
 
-/// Reads the job's newest checkpoint into `fresh()` (a model built on the plain device), or
-/// builds `init()` on the training device with the job's seed when there is none.
+/// Reads the job's newest checkpoint into `fresh()` (a model built on the plain device), once
+/// `check` accepts its manifest, or builds `init()` on the training device with the job's seed
+/// when there is none.
 fn restore_or_init<M: Module>(
     job: &TrainJob<'_>,
     device: &burn::tensor::Device,
     optim: ModuleOptimizer,
+    check: impl FnOnce(&checkpoint::Manifest) -> Result<(), TrainError>,
     fresh: impl FnOnce() -> M,
     init: impl FnOnce() -> M,
 ) -> Result<Start<M>, TrainError> {
@@ -142,20 +142,16 @@ fn restore_or_init<M: Module>(
         Some((info, dir)) => {
             tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
             let manifest = checkpoint::manifest(dir.as_ref())?;
+            check(&manifest)?;
             let restored = checkpoint::read(dir.as_ref(), fresh(), optim)?;
-            Ok(Start {
-                model: restored.model,
-                optim: restored.optim,
-                position: restored.position,
-                resumed: Some(manifest),
-            })
+            Ok(Start { model: restored.model, optim: restored.optim, position: restored.position })
         }
         None => {
             let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
             device.seed(job.spec.training.seed);
             let model = init();
             crate::models::materialize(&model);
-            Ok(Start { model, optim, position: Position::default(), resumed: None })
+            Ok(Start { model, optim, position: Position::default() })
         }
     }
 }

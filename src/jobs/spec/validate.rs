@@ -201,8 +201,8 @@ fn check_classifier(
 }
 
 /// The rules that tie a language model to its text. The vocabulary is only known once the
-/// corpus is read, so sizes here use the smallest it can be (the 28 symbols of `d2l` characters
-/// for that setting, two tokens otherwise); training checks the real sizes before it starts.
+/// corpus is read, so sizes here use the smallest it can be (the 28 symbols of the book's `d2l`
+/// characters, two tokens otherwise); training checks the real sizes before it starts.
 fn check_language_model(
     model: &LanguageModelSpec,
     data: &TextDataSpec,
@@ -210,8 +210,8 @@ fn check_language_model(
     config: &Config,
     p: &mut Problems,
 ) {
-    let vocab = match (data.tokenizer, data.normalize) {
-        (Tokenizer::Char, Normalize::D2l) => 28,
+    let vocab = match (&data.source, data.tokenizer, data.normalize) {
+        (TextSource::TimeMachine, Tokenizer::Char, Normalize::D2l) => 28,
         _ => 2,
     };
     let lm = model.config(vocab);

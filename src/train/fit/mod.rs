@@ -127,6 +127,7 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
         job,
         &device,
         optimizer(&training.optimizer),
+        |_| Ok(()),
         || spec.init(shape, data.classes, &resolved.device),
         || spec.init(shape, data.classes, &device),
     )?;
