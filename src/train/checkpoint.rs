@@ -227,8 +227,8 @@ pub fn remove(dir: &Path) -> Result<(), CheckpointError> {
     }
 }
 
-/// Which checkpoints to delete so that the newest `keep_last` and the best by test accuracy
-/// remain. `checkpoints` is oldest first; returns indices into it.
+/// Which checkpoints to delete so that the newest `keep_last` and the best (by
+/// [`EpochMetrics::score`]: test accuracy, or lower perplexity) remain. `checkpoints` is oldest first; returns indices into it.
 pub fn to_prune(checkpoints: &[CheckpointInfo], keep_last: usize) -> Vec<usize> {
     let best = checkpoints
         .iter()
@@ -255,21 +255,24 @@ mod tests {
             bytes: 1,
             sha256: String::new(),
             metrics: acc.map(|test_accuracy| EpochMetrics {
-                epoch: id as u32,
-                train_loss: 0.0,
                 test_accuracy: Some(test_accuracy),
-                train_accuracy: None,
-                test_loss: None,
-                examples_per_sec: None,
-                perplexity: None,
-                validation_perplexity: None,
-                tokens_per_sec: None,
-                grad_norm: None,
-                grad_norm_max: None,
-                seconds: 0.0,
+                ..EpochMetrics::new(id as u32, 0.0, 0.0)
             }),
             created_at: String::new(),
         }
+    }
+
+    #[test]
+    fn a_language_model_keeps_its_lowest_perplexity() {
+        let lm = |id: i64, perplexity: f64| CheckpointInfo {
+            metrics: Some(EpochMetrics {
+                perplexity: Some(perplexity),
+                ..EpochMetrics::new(id as u32, 0.0, 0.0)
+            }),
+            ..info(id, None)
+        };
+        let cps = [lm(1, 9.0), lm(2, 1.5), lm(3, 2.0), lm(4, 3.0)];
+        assert_eq!(to_prune(&cps, 1), vec![0, 2]);
     }
 
     #[test]
