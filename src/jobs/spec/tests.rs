@@ -158,3 +158,19 @@ fn text_fields_do_not_go_with_images_nor_image_fields_with_text() {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert!(fields.contains(&"data.limit_train") && fields.contains(&"model.hidden"), "{fields:?}");
 }
+
+#[test]
+fn a_corpus_too_short_for_one_batch_is_refused_up_front() {
+    // 1000 tokens cannot fill 32 rows of 35 (the book's batch needs 32·35 + 36).
+    let errors = validate(
+        r#"{"model":{"kind":"rnn_lm"},"data":{"dataset":"synthetic_text","chars":100000,"max_tokens":1000}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].field, "training.batch_size");
+    assert!(errors[0].message.contains("at most 1000 training tokens"), "{}", errors[0].message);
+    // 1156 tokens make exactly one sequential batch; a held-out tail takes that away again.
+    let ok = r#"{"model":{"kind":"rnn_lm"},"data":{"dataset":"synthetic_text","chars":1156}}"#;
+    assert!(validate(ok).is_ok());
+    let short = r#"{"model":{"kind":"rnn_lm"},"data":{"dataset":"synthetic_text","chars":1156,"validation_fraction":0.1}}"#;
+    assert!(validate(short).is_err());
+}

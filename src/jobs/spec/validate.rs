@@ -226,6 +226,28 @@ fn check_language_model(
         };
         p.add(field, message);
     }
+    // When the spec bounds the corpus (max_tokens, or the characters of generated text), a batch
+    // that could never be filled is refused now rather than when the job starts.
+    let generated = match (&data.source, data.tokenizer) {
+        (TextSource::SyntheticText { chars, .. }, Tokenizer::Char) => Some(*chars),
+        _ => None,
+    };
+    let bound = [data.max_tokens, generated].into_iter().flatten().min();
+    if let Some(tokens) = bound {
+        let held_out = (data.validation_fraction * tokens as f64).ceil() as usize;
+        let train = tokens.saturating_sub(held_out);
+        let (batch, steps) = (training.batch_size, data.num_steps);
+        if crate::text::batches_per_epoch(train, batch, steps, data.sampling) == 0 {
+            p.add(
+                "training.batch_size",
+                format!(
+                    "of {batch} sequences of data.num_steps = {steps} tokens needs more than the at most \
+                     {train} training tokens this corpus gives; lower training.batch_size or \
+                     data.num_steps, or give more text"
+                ),
+            );
+        }
+    }
 }
 
 fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> {
