@@ -206,17 +206,22 @@ pub fn read_model<M: Module>(dir: &Path, model: M) -> Result<M, CheckpointError>
     model.try_load_file(&model_file).map_err(|e| invalid(&model_file, e))
 }
 
-/// Reads the checkpoint in `dir` into a fresh `model`, built from the job's spec on the plain
-/// (non-autodiff) device it will train on, and a fresh `optim`. The model comes back ready to
-/// train: on that device's autodiff twin, every parameter tracking gradients.
-pub fn read<M: Module>(dir: &Path, model: M, optim: ModuleOptimizer) -> Result<Restored<M>, CheckpointError> {
-    let manifest = manifest(dir)?;
+/// Reads the checkpoint in `dir`, whose `manifest` the caller has read (and checked), into a
+/// fresh `model`, built from the job's spec on the plain (non-autodiff) device it will train on,
+/// and a fresh `optim`. The model comes back ready to train: on that device's autodiff twin,
+/// every parameter tracking gradients.
+pub fn read<M: Module>(
+    dir: &Path,
+    manifest: &Manifest,
+    model: M,
+    optim: ModuleOptimizer,
+) -> Result<Restored<M>, CheckpointError> {
     // Loaded into an autodiff model, Burn's parameters stop tracking gradients; loaded into a
     // plain one and switched to training, they track them (see the checkpoint test in train::fit).
     let model = read_model(dir, model)?.train();
     let optim_file = dir.join(OPTIMIZER_FILE);
     let optim = optim.load(&optim_file).map_err(|e| invalid(&optim_file, e))?;
-    Ok(Restored { model, optim, position: manifest.position })
+    Ok(Restored { model, optim, position: manifest.position.clone() })
 }
 
 /// Removes a checkpoint directory; a missing one is not an error.

@@ -143,7 +143,7 @@ fn restore_or_init<M: Module>(
             tracing::info!(job = %job.id, epoch = info.epoch, step = info.step, "resuming from checkpoint");
             let manifest = checkpoint::manifest(dir.as_ref())?;
             check(&manifest)?;
-            let restored = checkpoint::read(dir.as_ref(), fresh(), optim)?;
+            let restored = checkpoint::read(dir.as_ref(), &manifest, fresh(), optim)?;
             Ok(Start { model: restored.model, optim: restored.optim, position: restored.position })
         }
         None => {

@@ -95,7 +95,8 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
             .unwrap();
     let restore = || {
         let fresh = model_spec.init(shape, 10, &plain);
-        checkpoint::read(&written.dir, fresh, optimizer(&spec.training.optimizer)).unwrap()
+        let manifest = checkpoint::manifest(&written.dir).unwrap();
+        checkpoint::read(&written.dir, &manifest, fresh, optimizer(&spec.training.optimizer)).unwrap()
     };
     let restored = restore();
     assert_eq!(restored.position, position);
