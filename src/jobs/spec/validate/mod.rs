@@ -1,11 +1,20 @@
 //! The rules of a job definition: defaults, caps, and which fields go with which choices.
 //!
+//! The rules particular to image classifiers are in [`images`], those of language models in
+//! [`text`]; the shared ones (names, training, checkpoints, caps) are here.
+//!
 //! Every rule records a [`FieldError`] naming its field path and limit instead of stopping, so
 //! one answer lists everything wrong with a definition.
 
 use super::*;
 use crate::config::Config;
 use crate::models::{Activation, Cell};
+
+mod images;
+mod text;
+
+use images::{IMAGE_SETS, check_classifier, validate_images};
+use text::{TEXT_SETS, check_language_model, validate_text};
 
 /// What validation checks a spec against: the server's caps and what it can find on disk.
 pub struct Limits<'a> {
@@ -77,7 +86,6 @@ const MAX_KEEP_LAST: u32 = 100;
 const MAX_STAGES: usize = 8;
 const MAX_CHANNELS: usize = 4096;
 const MAX_BLOCKS: usize = 64;
-const MAX_RESIZE: usize = 512;
 
 /// Parses a JSON request body strictly into `T`; the error names the field path of the first
 /// problem.
@@ -170,83 +178,6 @@ fn check_parameters(params: usize, config: &Config, p: &mut Problems) {
             "model",
             format!("has {params} parameters, more than this server's limit of {}", config.max_parameters),
         );
-    }
-}
-
-/// The rules that tie an image classifier to its images.
-fn check_classifier(
-    model: &ClassifierSpec,
-    data: &ImageDataSpec,
-    training: &TrainingSpec,
-    config: &Config,
-    p: &mut Problems,
-) {
-    let shape = data.input_shape();
-    if !model.fits(shape.height) {
-        p.add(
-            "data.resize",
-            format!(
-                "this model needs images of at least {} pixels square and gets {}; set data.resize",
-                model.smallest_side(),
-                shape.height
-            ),
-        );
-    }
-    let floats = model.activation_floats(shape) * training.batch_size;
-    check_memory(floats, training.batch_size, "this model and image size (or data.resize)", config, p);
-    check_parameters(model.parameter_count(shape), config, p);
-    if let Err(message) = data.source.check_available(&config.datasets_dir()) {
-        p.add("data.dataset", message);
-    }
-}
-
-/// The rules that tie a language model to its text. The vocabulary is only known once the
-/// corpus is read, so sizes here use the smallest it can be (the 28 symbols of the book's `d2l`
-/// characters, two tokens otherwise); training checks the real sizes before it starts.
-fn check_language_model(
-    model: &LanguageModelSpec,
-    data: &TextDataSpec,
-    training: &TrainingSpec,
-    config: &Config,
-    p: &mut Problems,
-) {
-    let vocab = match (&data.source, data.tokenizer, data.normalize) {
-        (TextSource::TimeMachine, Tokenizer::Char, Normalize::D2l) => 28,
-        _ => 2,
-    };
-    let lm = model.config(vocab);
-    check_parameters(lm.parameter_count(), config, p);
-    let floats = lm.activation_floats(training.batch_size, data.num_steps);
-    check_memory(floats, training.batch_size, "this model and data.num_steps", config, p);
-    if let Err(message) = data.source.check_available(config) {
-        let field = if matches!(data.source, TextSource::Uploaded { .. }) {
-            "data.dataset_id"
-        } else {
-            "data.dataset"
-        };
-        p.add(field, message);
-    }
-    // When the spec bounds the corpus (max_tokens, or the characters of generated text), a batch
-    // that could never be filled is refused now rather than when the job starts.
-    let generated = match (&data.source, data.tokenizer) {
-        (TextSource::SyntheticText { chars, .. }, Tokenizer::Char) => Some(*chars),
-        _ => None,
-    };
-    let bound = [data.max_tokens, generated].into_iter().flatten().min();
-    if let Some(tokens) = bound {
-        let held_out = (data.validation_fraction * tokens as f64).ceil() as usize;
-        let train = tokens.saturating_sub(held_out);
-        let (batch, steps) = (training.batch_size, data.num_steps);
-        if crate::text::batches_per_epoch(train, batch, steps, data.sampling) == 0 {
-            p.add(
-                "training.batch_size",
-                format!(
-                    "of {batch} sequences of data.num_steps = {steps} tokens needs more than the at most \
-                     {train} training tokens this corpus gives; lower training.batch_size or \
-                     data.num_steps, or give more text"
-                ),
-            );
-        }
     }
 }
 
@@ -349,11 +280,6 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
     Some(ModelSpec::Classifier(classifier))
 }
 
-const IMAGE_SETS: [&str; 2] = ["fashion_mnist", "synthetic_images"];
-const TEXT_SETS: [&str; 3] = ["time_machine", "uploaded", "synthetic_text"];
-const MAX_NUM_STEPS: usize = 4096;
-const MAX_SYNTHETIC_CHARS: usize = 10_000_000;
-
 fn validate_data(
     raw: Option<RawData>,
     language: bool,
@@ -396,103 +322,6 @@ fn validate_data(
     } else {
         validate_images(raw, dataset, config, p).map(DataSpec::Images)
     }
-}
-
-fn validate_images(raw: RawData, dataset: &str, config: &Config, p: &mut Problems) -> Option<ImageDataSpec> {
-    let owner = format!("data.dataset = {dataset}");
-    p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
-    p.not_for(&raw.chars, "data.chars", &owner);
-    p.not_for(&raw.tokenizer, "data.tokenizer", &owner);
-    p.not_for(&raw.normalize, "data.normalize", &owner);
-    p.not_for(&raw.min_freq, "data.min_freq", &owner);
-    p.not_for(&raw.max_tokens, "data.max_tokens", &owner);
-    p.not_for(&raw.num_steps, "data.num_steps", &owner);
-    p.not_for(&raw.sampling, "data.sampling", &owner);
-    p.not_for(&raw.validation_fraction, "data.validation_fraction", &owner);
-    for (field, limit) in [("data.limit_train", raw.limit_train), ("data.limit_test", raw.limit_test)] {
-        if limit == Some(0) {
-            p.add(field, "must be at least 1 (leave it out to use every example)");
-        }
-    }
-    let all = [(IMAGE_SETS[0], 0), (IMAGE_SETS[1], 1)];
-    let source = match choose(p, "data.dataset", dataset, &all)? {
-        0 => {
-            p.not_for(&raw.train_size, "data.train_size", &owner);
-            p.not_for(&raw.test_size, "data.test_size", &owner);
-            p.not_for(&raw.seed, "data.seed", &owner);
-            DatasetSpec::FashionMnist
-        }
-        _ => {
-            let cap = config.max_synthetic_examples;
-            let train_size = p.range("data.train_size", raw.train_size.unwrap_or(2000), 1, cap);
-            let test_size = p.range("data.test_size", raw.test_size.unwrap_or(500), 1, cap);
-            if train_size + test_size > cap {
-                p.add("data", format!("train_size + test_size must be at most {cap}"));
-            }
-            DatasetSpec::SyntheticImages { train_size, test_size, seed: raw.seed.unwrap_or(0) }
-        }
-    };
-    let resize = raw.resize.map(|side| p.range("data.resize", side, 8, MAX_RESIZE));
-    Some(ImageDataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
-}
-
-fn validate_text(raw: RawData, dataset: &str, p: &mut Problems) -> Option<TextDataSpec> {
-    let owner = format!("data.dataset = {dataset}");
-    p.not_for(&raw.limit_train, "data.limit_train", &owner);
-    p.not_for(&raw.limit_test, "data.limit_test", &owner);
-    p.not_for(&raw.train_size, "data.train_size", &owner);
-    p.not_for(&raw.test_size, "data.test_size", &owner);
-    p.not_for(&raw.resize, "data.resize", &owner);
-    if dataset != "uploaded" {
-        p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
-    }
-    if dataset != "synthetic_text" {
-        p.not_for(&raw.chars, "data.chars", &owner);
-        p.not_for(&raw.seed, "data.seed", &owner);
-    }
-    let source = match dataset {
-        "time_machine" => TextSource::TimeMachine,
-        "uploaded" => {
-            let Some(dataset_id) = raw.dataset_id else {
-                p.add(
-                    "data.dataset_id",
-                    "is required with data.dataset = uploaded: the id POST /datasets returned",
-                );
-                return None;
-            };
-            TextSource::Uploaded { dataset_id }
-        }
-        _ => TextSource::SyntheticText {
-            chars: p.range("data.chars", raw.chars.unwrap_or(20_000), 2, MAX_SYNTHETIC_CHARS),
-            seed: raw.seed.unwrap_or(0),
-        },
-    };
-    let tokenizers = [("char", Tokenizer::Char), ("word", Tokenizer::Word)];
-    let tokenizer = choose(p, "data.tokenizer", raw.tokenizer.as_deref().unwrap_or("char"), &tokenizers);
-    let normalizers = [("d2l", Normalize::D2l), ("none", Normalize::None)];
-    let normalize = choose(p, "data.normalize", raw.normalize.as_deref().unwrap_or("d2l"), &normalizers);
-    let samplings = [("sequential", Sampling::Sequential), ("random", Sampling::Random)];
-    let sampling = choose(p, "data.sampling", raw.sampling.as_deref().unwrap_or("sequential"), &samplings);
-    let min_freq = p.range("data.min_freq", raw.min_freq.unwrap_or(0), 0, 1_000_000);
-    let max_tokens = raw.max_tokens.map(|m| p.range("data.max_tokens", m, 2, usize::MAX));
-    let num_steps = p.range("data.num_steps", raw.num_steps.unwrap_or(35), 1, MAX_NUM_STEPS);
-    let validation_fraction = raw.validation_fraction.unwrap_or(0.0);
-    if !(0.0..0.9).contains(&validation_fraction) {
-        p.add(
-            "data.validation_fraction",
-            format!("must be a number in [0, 0.9) (got {validation_fraction})"),
-        );
-    }
-    Some(TextDataSpec {
-        source,
-        tokenizer: tokenizer?,
-        normalize: normalize?,
-        min_freq,
-        max_tokens,
-        num_steps,
-        sampling: sampling?,
-        validation_fraction,
-    })
 }
 
 /// Training settings; defaults follow the book for each kind of model (batch 32, SGD lr 1 and
