@@ -219,6 +219,9 @@ impl Jobs {
             parse_strict::<GenerateRequest>(body)?.validate(&self.inner.config).map_err(JobError::Invalid)?;
         // Training prunes old checkpoints while this reads one: a checkpoint gone between the
         // listing and the read is looked up again once.
+        // Generation runs on the CPU whatever the job trained on: checkpoints are portable, and a
+        // GPU stays with training.
+        let device = burn::tensor::Device::flex();
         let mut attempts = 0;
         let (info, lm, vocab) = loop {
             attempts += 1;
@@ -235,7 +238,7 @@ impl Jobs {
                 })?,
             };
             let dir = PathBuf::from(dir);
-            match load_language_model(&dir, model) {
+            match load_language_model(&dir, model, &device) {
                 Ok((lm, vocab)) => break (info, lm, vocab),
                 Err(_) if !dir.exists() && attempts < 2 => continue,
                 Err(_) if !dir.exists() => {
@@ -247,7 +250,6 @@ impl Jobs {
                 Err(e) => return Err(e.into()),
             }
         };
-        let device = burn::tensor::Device::flex();
         let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)
             .map_err(|e| JobError::Invalid(vec![e]))?;
         Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
@@ -270,19 +272,18 @@ impl Jobs {
     }
 }
 
-/// A language model and its vocabulary from the checkpoint in `dir`, on the CPU whatever the
-/// job trained on: checkpoints are portable, and a GPU stays with training.
+/// A language model and its vocabulary from the checkpoint in `dir`, on `device`.
 fn load_language_model(
     dir: &std::path::Path,
     model: &crate::models::LanguageModelSpec,
+    device: &burn::tensor::Device,
 ) -> Result<(crate::models::RnnLm, crate::text::Vocab), checkpoint::CheckpointError> {
     let manifest = checkpoint::manifest(dir)?;
     let vocab = manifest.vocab.ok_or_else(|| checkpoint::CheckpointError::Invalid {
         path: dir.display().to_string(),
         reason: "a language model's checkpoint without its vocabulary".into(),
     })?;
-    let device = burn::tensor::Device::flex();
-    let lm = checkpoint::read_model(dir, model.config(vocab.len()).init(&device))?;
+    let lm = checkpoint::read_model(dir, model.config(vocab.len()).init(device))?;
     Ok((lm, vocab))
 }
 
