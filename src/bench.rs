@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 
-use crate::backend;
+use crate::backend::{Backends, Resolved};
 use crate::data::DatasetSpec;
 use crate::jobs::spec::{BackendKind, OptimizerSpec};
 use crate::models::{Cell, ClassifierSpec, RnnLmConfig};
@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// Untimed steps first (allocation, caches).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Backends to measure, comma-separated.
+    /// Backends to measure, comma-separated, named as a job's `backend` (cpu, ndarray, wgpu,
+    /// wgpu:N).
     #[arg(long, value_delimiter = ',', default_value = "cpu,ndarray")]
     pub backends: Vec<String>,
     /// Model, named as `torch_ref.py` names them: lenet_bn (28x28 input), resnet18 or densenet
@@ -56,8 +57,7 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         || (0..args.batch * NUM_STEPS).map(|_| rng.random_range(0..VOCAB as u32)).collect::<Vec<_>>();
     let batch = Batch { x: tokens(), y: tokens(), batch_size: args.batch, num_steps: NUM_STEPS };
     for name in &args.backends {
-        let kind = backend_kind(name)?;
-        let resolved = backend::resolve(kind);
+        let resolved = device(name)?;
         let device = resolved.device.autodiff();
         device.seed(0);
         let config = RnnLmConfig::new(VOCAB, cell).with_hidden(args.hidden);
@@ -96,12 +96,14 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
     Ok(())
 }
 
-fn backend_kind(name: &str) -> Result<BackendKind, String> {
-    BackendKind::AVAILABLE
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, k)| *k)
-        .ok_or_else(|| format!("unknown backend {name}"))
+/// The device `name` (as a job's `backend` names it) stands for on this machine. WGPU caches go
+/// where a server with the default data dir keeps them, `./kiln-data/gpu-cache`.
+fn device(name: &str) -> Result<Resolved, String> {
+    let kind = BackendKind::parse(name)
+        .ok_or_else(|| format!("unknown backend {name}: {}", BackendKind::SYNTAX))?;
+    let backends = Backends::from_config(&crate::config::Config::with_data_dir("kiln-data"));
+    let lane = backends.lane(kind)?;
+    Ok(backends.resolve(kind, lane))
 }
 
 /// The model and input side `torch_ref.py` uses for `name`, and its learning rate.
@@ -134,7 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let indices: Vec<usize> = (0..args.batch).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for name in &args.backends {
-        let resolved = backend::resolve(backend_kind(name)?);
+        let resolved = device(name)?;
         let device = resolved.device.autodiff();
         device.seed(0);
         let mut model = spec.init(data.train.input_shape(), 10, &device);

@@ -27,6 +27,21 @@ pub struct Config {
     #[arg(long, env = "KILN_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
 
+    /// Look for WGPU devices (GPUs through Vulkan, Metal or DX12) at start-up; `false` serves
+    /// CPU backends only.
+    #[arg(long, env = "KILN_WGPU", default_value_t = true, action = clap::ArgAction::Set)]
+    pub wgpu: bool,
+
+    /// Number of jobs that train at the same time on each GPU device, beside the CPU workers.
+    #[arg(long, env = "KILN_GPU_JOBS_PER_DEVICE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub gpu_jobs_per_device: u32,
+
+    /// Directory of the GPU caches (CubeCL's autotune results and kernels, the drivers' shader
+    /// caches), kept so that a restart does not compile and tune again; default
+    /// `<data-dir>/gpu-cache`.
+    #[arg(long, env = "KILN_GPU_CACHE_DIR")]
+    pub gpu_cache_dir: Option<PathBuf>,
+
     /// Most jobs that may wait in the queue; a submit beyond it gets 429 with `Retry-After`.
     #[arg(long, env = "KILN_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
@@ -87,6 +102,11 @@ impl Config {
         config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         config.data_dir = data_dir.into();
         config
+    }
+
+    /// Directory of the GPU caches.
+    pub fn gpu_cache_dir(&self) -> PathBuf {
+        self.gpu_cache_dir.clone().unwrap_or_else(|| self.data_dir.join("gpu-cache"))
     }
 
     /// Path of the SQLite database.

@@ -57,6 +57,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(config: kiln::Config) -> Result<(), String> {
+    // Before the runtime starts any thread: it sets environment variables.
+    kiln::backend::prepare_caches(&config);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async move {
         let listener =

@@ -1,10 +1,11 @@
 //! The HTTP API: the router, its shared state and the server's life cycle.
 //!
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
-//! checkpoints), [`datasets`] (uploaded text corpora) and [`health`] (liveness, readiness, the
+//! checkpoints), [`datasets`] (uploaded text corpora), [`backends`] (devices) and [`health`] (liveness, readiness, the
 //! OpenAPI document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
 //! and map the result; every error goes through [`error::ApiError`].
 
+pub mod backends;
 pub mod datasets;
 pub mod error;
 pub mod health;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(jobs::router())
         .merge(datasets::router(state.jobs.config().max_dataset_bytes))
+        .merge(backends::router())
         .merge(health::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())

@@ -11,6 +11,7 @@ use utoipa::OpenApi;
     tags(
         (name = "jobs", description = "Training jobs"),
         (name = "datasets", description = "Uploaded text corpora for language models"),
+        (name = "backends", description = "The devices this server trains on"),
         (name = "health", description = "Liveness and readiness"),
     ),
 )]
@@ -21,6 +22,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::jobs::Paths::openapi());
     doc.merge(super::datasets::Paths::openapi());
+    doc.merge(super::backends::Paths::openapi());
     doc.merge(super::health::Paths::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc

@@ -93,10 +93,15 @@ pub struct Job {
     pub finished_at: Option<String>,
     /// Why the job failed, in words a user can act on.
     pub error: Option<String>,
-    /// The device the job trains on, once it started (e.g. `cpu (flex)`).
+    /// The device the job trains on, once it started, e.g. `cpu (burn-flex)` or
+    /// `wgpu:0 (NVIDIA H100 80GB HBM3, discrete, vulkan)`; for `auto`, the one it got.
     pub backend: Option<String>,
     /// Trainable parameters of the model.
     pub parameters: u64,
+    /// Seconds from the start of the job's latest run (or resume) to the end of its first
+    /// optimizer step: loading the data, building the model and, on a GPU, compiling and
+    /// autotuning kernels. Compare a cold and a warm start with it.
+    pub first_step_seconds: Option<f64>,
 }
 
 /// The current time as RFC 3339.

@@ -14,6 +14,7 @@ use super::spec::{FieldError, JobSpec, Limits, SpecParseError, Task, parse_stric
 use super::store::{MetricsPage, NewJob, Store, StoreError};
 use super::worker::Pool;
 use super::{Job, JobId, JobStatus};
+use crate::backend::{Backends, BackendsView};
 use crate::config::Config;
 use crate::train::checkpoint::{self, CheckpointInfo};
 use crate::train::generate::{self, GenerateRequest, Generated};
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     pub config: Config,
     pub store: Store,
     pub queue: Queue,
+    /// The devices jobs may train on.
+    pub backends: Backends,
     /// Set once at shutdown: every training loop checkpoints and stops at its next step.
     pub shutdown: AtomicBool,
     pool: std::sync::Mutex<Option<Pool>>,
@@ -69,7 +72,8 @@ impl Inner {
         std::fs::create_dir_all(config.uploads_dir())?;
         let store = Store::open(&config.database_path())?;
         let queue = Queue::new(config.queue_capacity);
-        Ok(Inner { config, store, queue, shutdown: AtomicBool::new(false), pool: Default::default() })
+        let backends = Backends::from_config(&config);
+        Ok(Inner { config, store, queue, backends, shutdown: AtomicBool::new(false), pool: Default::default() })
     }
 }
 
@@ -85,6 +89,12 @@ impl Jobs {
         Ok(Self { inner })
     }
 
+    /// The devices this server can train on, for `GET /backends`.
+    pub fn backends(&self) -> BackendsView {
+        let config = &self.inner.config;
+        self.inner.backends.describe(config.workers, config.gpu_jobs_per_device)
+    }
+
     /// The configuration the service runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -94,8 +104,11 @@ impl Jobs {
     pub fn submit(&self, body: &[u8], idempotency_key: Option<&str>) -> Result<Submitted, JobError> {
         let inner = &self.inner;
         let spec = JobSpec::from_json(body)?
-            .validate(&Limits { config: &inner.config })
+            .validate(&Limits { config: &inner.config, backends: &inner.backends })
             .map_err(JobError::Invalid)?;
+        let lane = inner.backends.lane(spec.backend).map_err(|why| {
+            JobError::Invalid(vec![FieldError { field: "backend".to_string(), message: why }])
+        })?;
         if let Some(key) = idempotency_key {
             if let Some(job) = inner.store.job_by_idempotency_key(key)? {
                 if job.spec != spec {
@@ -113,7 +126,7 @@ impl Jobs {
             _ => 0,
         };
         let steps = crate::train::total_steps(&spec);
-        let admitted = inner.queue.admit(|| {
+        let admitted = inner.queue.admit(lane, || {
             let id = JobId::new_v4();
             let new = NewJob { id, spec: &spec, idempotency_key, parameters: parameters as u64, steps };
             inner.store.insert_job(new).map(|job| (job, id))

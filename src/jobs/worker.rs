@@ -1,5 +1,8 @@
-//! The worker pool: a fixed number of plain threads that each take the next queued job and run
-//! its whole training loop, off the async runtime.
+//! The worker pool: a fixed number of plain threads that each take the next queued job of their
+//! lane and run its whole training loop, off the async runtime.
+//!
+//! `--workers` threads serve the CPU lane; each usable GPU device gets `--gpu-jobs-per-device`
+//! threads of its own (see [`crate::backend::Lane`]).
 //!
 //! A job ends `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason); at
 //! shutdown it is checkpointed and queued again. [`recover`] runs once at start-up and puts back
@@ -14,6 +17,7 @@ use std::thread::JoinHandle;
 use super::service::Inner;
 use super::store::StoreError;
 use super::{JobId, JobStatus};
+use crate::backend::Lane;
 use crate::train::{self, Outcome, TrainError, TrainJob};
 
 /// What trains a job: [`train::run`], or a stand-in in tests of the worker itself.
@@ -25,14 +29,21 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `config.workers` threads.
+    /// Starts `--workers` CPU threads and `--gpu-jobs-per-device` threads per usable GPU.
     pub(crate) fn start(inner: Arc<Inner>) -> Self {
-        let threads = (0..inner.config.workers)
-            .map(|n| {
+        let cpu = (0..inner.config.workers).map(|n| (format!("kiln-worker-{n}"), Lane::Cpu));
+        let gpus: Vec<usize> = inner.backends.usable_gpus().collect();
+        let per_gpu = inner.config.gpu_jobs_per_device;
+        let gpu = gpus
+            .into_iter()
+            .flat_map(|g| (0..per_gpu).map(move |n| (format!("kiln-gpu{g}-{n}"), Lane::Gpu(g))));
+        let threads = cpu
+            .chain(gpu)
+            .map(|(name, lane)| {
                 let inner = inner.clone();
                 std::thread::Builder::new()
-                    .name(format!("kiln-worker-{n}"))
-                    .spawn(move || work(&inner))
+                    .name(name)
+                    .spawn(move || work(&inner, lane))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -47,9 +58,9 @@ impl Pool {
     }
 }
 
-fn work(inner: &Inner) {
-    while let Some((id, cancel)) = inner.queue.next_blocking() {
-        if let Err(e) = run(inner, id, &cancel, train::run) {
+fn work(inner: &Inner, lane: Lane) {
+    while let Some((id, cancel)) = inner.queue.next_blocking(lane) {
+        if let Err(e) = run(inner, id, &cancel, lane, train::run) {
             tracing::error!(job = %id, error = %e, "could not record the outcome of a job");
         }
         inner.queue.lock().finish(id);
@@ -57,7 +68,7 @@ fn work(inner: &Inner) {
 }
 
 /// Trains one job and records how it ended.
-fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, trainer: Trainer) -> Result<(), StoreError> {
+fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, lane: Lane, trainer: Trainer) -> Result<(), StoreError> {
     let store = &inner.store;
     let Some(job) = store.job(id)? else {
         return Ok(());
@@ -66,8 +77,16 @@ fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, trainer: Trainer) -> Resul
         return Ok(());
     }
     tracing::info!(job = %id, model = ?job.spec.model, "job starting");
-    let task =
-        TrainJob { id, spec: &job.spec, config: &inner.config, store, cancel, shutdown: &inner.shutdown };
+    let device = inner.backends.resolve(job.spec.backend, lane);
+    let task = TrainJob {
+        id,
+        spec: &job.spec,
+        config: &inner.config,
+        device: &device,
+        store,
+        cancel,
+        shutdown: &inner.shutdown,
+    };
     let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&task)));
     match outcome {
         Ok(Ok(Outcome::Completed)) => store.finish_job(id, JobStatus::Succeeded, None)?,
@@ -92,16 +111,30 @@ fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, trainer: Trainer) -> Resul
     Ok(())
 }
 
-/// Queues again what a previous process left unfinished, oldest first.
+/// Queues again what a previous process left unfinished, oldest first. A job whose device this
+/// server lacks (a GPU gone since it was submitted) fails, saying so, rather than wait forever.
 pub(crate) fn recover(inner: &Inner) -> Result<(), StoreError> {
     for id in inner.store.job_ids_with_status(JobStatus::Running)? {
         tracing::info!(job = %id, "resuming a job interrupted by a restart");
         inner.store.mark_queued(id)?;
-        inner.queue.push(id);
+        requeue(inner, id)?;
     }
     for id in inner.store.job_ids_with_status(JobStatus::Queued)? {
         if !inner.queue.lock().is_active(id) {
-            inner.queue.push(id);
+            requeue(inner, id)?;
+        }
+    }
+    Ok(())
+}
+
+fn requeue(inner: &Inner, id: JobId) -> Result<(), StoreError> {
+    let Some(job) = inner.store.job(id)? else { return Ok(()) };
+    match inner.backends.lane(job.spec.backend) {
+        Ok(lane) => inner.queue.push(id, lane),
+        Err(why) => {
+            let reason = format!("backend {}: {why}", job.spec.backend.name());
+            tracing::warn!(job = %id, reason, "cannot resume a job here");
+            inner.store.finish_job(id, JobStatus::Failed, Some(&reason))?;
         }
     }
     Ok(())
@@ -116,7 +149,8 @@ mod tests {
 
     fn queued_job(inner: &Inner) -> JobId {
         let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let spec = JobSpec::from_json(body).unwrap().validate(&Limits { config: &inner.config }).unwrap();
+        let limits = Limits { config: &inner.config, backends: &inner.backends };
+        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap();
         let id = JobId::new_v4();
         inner
             .store
@@ -131,8 +165,8 @@ mod tests {
         let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
         let (first, second) = (queued_job(&inner), queued_job(&inner));
         let cancel = AtomicBool::new(false);
-        run(&inner, first, &cancel, |_| panic!("tensor shapes disagree")).unwrap();
-        run(&inner, second, &cancel, |_| Ok(Outcome::Completed)).unwrap();
+        run(&inner, first, &cancel, Lane::Cpu, |_| panic!("tensor shapes disagree")).unwrap();
+        run(&inner, second, &cancel, Lane::Cpu, |_| Ok(Outcome::Completed)).unwrap();
 
         let failed = inner.store.job(first).unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
@@ -145,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
         let id = queued_job(&inner);
-        run(&inner, id, &AtomicBool::new(false), |_| Ok(Outcome::Interrupted)).unwrap();
+        run(&inner, id, &AtomicBool::new(false), Lane::Cpu, |_| Ok(Outcome::Interrupted)).unwrap();
         assert_eq!(inner.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
 
         inner.store.mark_running(id, "cpu").unwrap();
@@ -153,5 +187,25 @@ mod tests {
         recover(&restarted).unwrap();
         assert_eq!(restarted.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
         assert_eq!(restarted.queue.lock().waiting(), 1);
+    }
+
+    #[test]
+    fn recovery_fails_a_job_whose_device_is_gone_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
+        let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
+        let limits = Limits { config: &inner.config, backends: &inner.backends };
+        let mut spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap();
+        // As if submitted to a server with ten GPUs, restarted on this one.
+        spec.backend = crate::jobs::spec::BackendKind::Wgpu(Some(9));
+        let id = JobId::new_v4();
+        inner.store.insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 }).unwrap();
+
+        recover(&inner).unwrap();
+        let job = inner.store.job(id).unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Failed);
+        let error = job.error.unwrap();
+        assert!(error.contains("backend wgpu:9: this server has no device wgpu:9; it can run: cpu"), "{error}");
+        assert_eq!(inner.queue.lock().waiting(), 0);
     }
 }

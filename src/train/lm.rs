@@ -22,9 +22,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::checkpoint;
 use super::metrics::{EpochMetrics, StepPoint};
 use super::{
-    Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init, stop_if_asked,
+    FirstStep, Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init, stop_if_asked,
 };
-use crate::backend;
 use crate::jobs::spec::TextDataSpec;
 use crate::models::rnn_lm::State;
 use crate::models::{LanguageModelSpec, RnnLm, RnnLmConfig};
@@ -96,7 +95,8 @@ fn check_size(config: &RnnLmConfig, job: &TrainJob<'_>, num_steps: usize) -> Res
 /// Trains language-model `job` to its end, or until it is cancelled or the server stops.
 pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) -> Result<Outcome, TrainError> {
     let training = &job.spec.training;
-    let resolved = backend::resolve(job.spec.backend);
+    let mut first_step = FirstStep::start();
+    let resolved = job.device;
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
     let corpus = text::build_corpus(&data.source.load(job.config)?, &data.options())?;
@@ -135,7 +135,7 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
         super::fit::optimizer(&training.optimizer),
         same_vocab,
         || config.init(&resolved.device),
-        || config.init(&device),
+        |cpu| config.init(cpu),
     )?;
     if start.position.step_in_epoch as usize > per_epoch {
         return Err(TrainError::Corpus(format!(
@@ -190,6 +190,7 @@ pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) ->
                 StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: Some(grad_norm) };
             let last = position.step_in_epoch as usize == per_epoch;
             record_step(job, &mut pending, point, progress, last)?;
+            first_step.done(job)?;
         }
 
         let stop = || super::stop_requested(job).is_some();

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 
+use crate::backend::Resolved;
 use crate::config::Config;
 use crate::data::DataError;
 use crate::jobs::JobId;
@@ -43,6 +44,8 @@ pub struct TrainJob<'a> {
     pub id: JobId,
     pub spec: &'a ValidJobSpec,
     pub config: &'a Config,
+    /// The device of the worker's lane.
+    pub device: &'a Resolved,
     pub store: &'a Store,
     /// Set by `POST /jobs/{id}/cancel`.
     pub cancel: &'a AtomicBool,
@@ -128,15 +131,19 @@ struct Start<M> {
 }
 
 /// Reads the job's newest checkpoint into `fresh()` (a model built on the plain device), once
-/// `check` accepts its manifest, or builds `init()` on the training device with the job's seed
-/// when there is none.
+/// `check` accepts its manifest, or, when there is none, builds `init(cpu)` with the job's seed
+/// and forks it onto the training `device`.
+///
+/// Initial weights are always drawn on the CPU: each backend has its own random generator, so a
+/// model initialised on a GPU from the same seed would start elsewhere. Drawn once on the CPU, the
+/// same definition starts from the same weights on every backend.
 fn restore_or_init<M: Module>(
     job: &TrainJob<'_>,
     device: &burn::tensor::Device,
     optim: ModuleOptimizer,
     check: impl FnOnce(&checkpoint::Manifest) -> Result<(), TrainError>,
     fresh: impl FnOnce() -> M,
-    init: impl FnOnce() -> M,
+    init: impl FnOnce(&burn::tensor::Device) -> M,
 ) -> Result<Start<M>, TrainError> {
     match job.store.checkpoints(job.id)?.pop() {
         Some((info, dir)) => {
@@ -147,12 +154,41 @@ fn restore_or_init<M: Module>(
             Ok(Start { model: restored.model, optim: restored.optim, position: restored.position })
         }
         None => {
-            let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-            device.seed(job.spec.training.seed);
-            let model = init();
-            crate::models::materialize(&model);
-            Ok(Start { model, optim, position: Position::default() })
+            let cpu = burn::tensor::Device::flex().autodiff();
+            let model = {
+                let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+                cpu.seed(job.spec.training.seed);
+                let model = init(&cpu);
+                crate::models::materialize(&model);
+                model
+            };
+            Ok(Start { model: model.fork(device), optim, position: Position::default() })
         }
+    }
+}
+
+/// Times a run from its start to the end of its first optimizer step — data loading, model
+/// building and, on a GPU, compiling and autotuning the kernels the step needs — and records it
+/// as the job's `first_step_seconds`.
+struct FirstStep {
+    started: std::time::Instant,
+    recorded: bool,
+}
+
+impl FirstStep {
+    fn start() -> Self {
+        Self { started: std::time::Instant::now(), recorded: false }
+    }
+
+    /// Call after each step (whose loss was read back, so the device has finished it).
+    fn done(&mut self, job: &TrainJob<'_>) -> Result<(), TrainError> {
+        if !self.recorded {
+            self.recorded = true;
+            let seconds = self.started.elapsed().as_secs_f64();
+            tracing::info!(job = %job.id, device = job.device.name, seconds, "first step done");
+            job.store.set_first_step_seconds(job.id, seconds)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of job validation.
 
 use super::*;
+use crate::backend::Backends;
 use crate::config::Config;
 
 fn limits() -> Config {
@@ -9,7 +10,7 @@ fn limits() -> Config {
 
 fn validate(json: &str) -> Result<ValidJobSpec, Vec<FieldError>> {
     let config = limits();
-    JobSpec::from_json(json.as_bytes()).expect("parses").validate(&Limits { config: &config })
+    JobSpec::from_json(json.as_bytes()).expect("parses").validate(&Limits { config: &config, backends: &Backends::cpu_only() })
 }
 
 #[test]
@@ -34,7 +35,7 @@ fn the_valid_spec_round_trips_through_the_raw_parser() {
     )
     .unwrap();
     let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits() }).unwrap();
+    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits(), backends: &Backends::cpu_only() }).unwrap();
     assert_eq!(spec, again);
 }
 
@@ -77,7 +78,7 @@ fn models_over_the_parameter_cap_are_refused() {
     let errors =
         JobSpec::from_json(br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#)
             .unwrap()
-            .validate(&Limits { config: &config })
+            .validate(&Limits { config: &config, backends: &Backends::cpu_only() })
             .unwrap_err();
     assert_eq!(errors[0].field, "model");
     assert!(errors[0].message.contains("44878 parameters"), "{}", errors[0].message);
@@ -94,7 +95,7 @@ fn every_example_job_file_is_a_valid_job() {
         }
         let body = std::fs::read(&path).unwrap();
         let spec = JobSpec::from_json(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if let Err(errors) = spec.validate(&Limits { config: &limits() }) {
+        if let Err(errors) = spec.validate(&Limits { config: &limits(), backends: &Backends::cpu_only() }) {
             // Only a missing data set may stop an example on this machine.
             assert!(
                 errors.iter().all(|e| e.field == "data.dataset"
@@ -141,7 +142,7 @@ fn a_language_model_gets_the_books_defaults_and_text_fields() {
     assert_eq!(spec.training.grad_clip_norm, Some(1.0));
     // The resolved spec submits again as it is.
     let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits() }).unwrap();
+    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits(), backends: &Backends::cpu_only() }).unwrap();
     assert_eq!(spec, again);
 }
 
@@ -173,4 +174,35 @@ fn a_corpus_too_short_for_one_batch_is_refused_up_front() {
     assert!(validate(ok).is_ok());
     let short = r#"{"model":{"kind":"rnn_lm"},"data":{"dataset":"synthetic_text","chars":1156,"validation_fraction":0.1}}"#;
     assert!(validate(short).is_err());
+}
+
+#[test]
+fn backends_are_read_by_name_and_checked_against_the_server() {
+    for (name, kind) in [
+        ("cpu", BackendKind::Cpu),
+        ("ndarray", BackendKind::Ndarray),
+        ("wgpu", BackendKind::Wgpu(None)),
+        ("wgpu:3", BackendKind::Wgpu(Some(3))),
+        ("auto", BackendKind::Auto),
+    ] {
+        assert_eq!(BackendKind::parse(name), Some(kind), "{name}");
+        assert_eq!(kind.name(), name);
+    }
+    for bad in ["", "gpu", "wgpu:", "wgpu:-1", "wgpu:+1", "wgpu: 1", "wgpu:x", "WGPU", "wgpu:99999999999"] {
+        assert_eq!(BackendKind::parse(bad), None, "{bad:?}");
+    }
+
+    // A server without WGPU devices takes `auto` (as the CPU) and refuses `wgpu`, saying what it has.
+    let body = |backend: &str| {
+        format!(r#"{{"model":{{"kind":"mlp_bn"}},"data":{{"dataset":"synthetic_images"}},"backend":"{backend}"}}"#)
+    };
+    assert_eq!(validate(&body("auto")).unwrap().backend, BackendKind::Auto);
+    for refused in ["wgpu", "wgpu:0"] {
+        let errors = validate(&body(refused)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "backend");
+        assert!(errors[0].message.contains("it can run: cpu, ndarray"), "{}", errors[0].message);
+    }
+    let stored = serde_json::to_string(&validate(&body("auto")).unwrap()).unwrap();
+    assert!(stored.contains(r#""backend":"auto""#), "{stored}");
 }

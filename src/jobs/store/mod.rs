@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     steps           INTEGER NOT NULL DEFAULT 0,
     created_at      TEXT NOT NULL,
     started_at      TEXT,
-    finished_at     TEXT
+    finished_at     TEXT,
+    first_step_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS epoch_metrics (
@@ -110,7 +111,7 @@ pub struct Store {
 }
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
-                           created_at, started_at, finished_at";
+                           created_at, started_at, finished_at, first_step_seconds";
 
 /// A `jobs` row before its JSON and status columns are decoded (a row closure cannot return
 /// decoding errors).
@@ -126,6 +127,7 @@ struct JobRow {
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
+    first_step_seconds: Option<f64>,
 }
 
 impl JobRow {
@@ -148,6 +150,7 @@ impl JobRow {
             created_at: row.get(11)?,
             started_at: row.get(12)?,
             finished_at: row.get(13)?,
+            first_step_seconds: row.get(14)?,
         })
     }
 
@@ -166,6 +169,7 @@ impl JobRow {
             error: self.error,
             backend: self.backend,
             parameters: self.parameters as u64,
+            first_step_seconds: self.first_step_seconds,
         })
     }
 }
@@ -179,14 +183,16 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        // Data dirs from before step points carried a gradient norm.
-        let has_grad_norm: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('step_metrics') WHERE name = 'grad_norm'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_grad_norm {
-            conn.execute_batch("ALTER TABLE step_metrics ADD COLUMN grad_norm REAL")?;
+        // Columns added since the first data dirs were made.
+        for (table, column, ty) in [("step_metrics", "grad_norm", "REAL"), ("jobs", "first_step_seconds", "REAL")] {
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+            }
         }
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -254,7 +260,7 @@ impl Store {
             "SELECT {JOB_COLUMNS}, seq FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![after, status.map(JobStatus::as_str), limit as i64], |row| {
-            Ok((JobRow::read(row)?, row.get::<_, i64>(14)?))
+            Ok((JobRow::read(row)?, row.get::<_, i64>(15)?))
         })?;
         let mut jobs = Vec::new();
         let mut last = None;
@@ -279,6 +285,15 @@ impl Store {
         self.db().execute(
             "UPDATE jobs SET status = 'running', backend = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
             params![id.to_string(), backend, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records how long the job's latest run took to finish its first step.
+    pub fn set_first_step_seconds(&self, id: JobId, seconds: f64) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET first_step_seconds = ?2 WHERE id = ?1",
+            params![id.to_string(), seconds],
         )?;
         Ok(())
     }

@@ -20,10 +20,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::metrics::{EpochMetrics, StepPoint};
 use super::{
-    Outcome, TrainError, TrainJob, batches_per_epoch, begin, end_epoch, record_step, restore_or_init,
+    FirstStep, Outcome, TrainError, TrainJob, batches_per_epoch, begin, end_epoch, record_step, restore_or_init,
     stop_if_asked,
 };
-use crate::backend;
 use crate::data::{ImageSet, epoch_order};
 use crate::jobs::spec::{ImageDataSpec, OptimizerSpec};
 use crate::models::{Classifier, ClassifierSpec};
@@ -116,7 +115,8 @@ pub fn evaluate(model: &Classifier, set: &ImageSet, device: &Device) -> (f64, f6
 /// Trains classifier `job` to its end, or until it is cancelled or the server stops.
 pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> Result<Outcome, TrainError> {
     let training = &job.spec.training;
-    let resolved = backend::resolve(job.spec.backend);
+    let mut first_step = FirstStep::start();
+    let resolved = job.device;
     let device = resolved.device.clone().autodiff();
     job.store.mark_running(job.id, &resolved.name)?;
     let data =
@@ -129,7 +129,7 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
         optimizer(&training.optimizer),
         |_| Ok(()),
         || spec.init(shape, data.classes, &resolved.device),
-        || spec.init(shape, data.classes, &device),
+        |cpu| spec.init(shape, data.classes, cpu),
     )?;
     let (mut model, mut optim, mut position) = (start.model, start.optim, start.position);
     let n = data.train.len();
@@ -165,6 +165,7 @@ pub fn run(job: &TrainJob<'_>, spec: &ClassifierSpec, data: &ImageDataSpec) -> R
             }
             let point = StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: None };
             record_step(job, &mut pending, point, progress, b + 1 == per_epoch)?;
+            first_step.done(job)?;
         }
 
         let (test_loss, test_accuracy) = evaluate(&model.valid(), &data.test, &resolved.device);

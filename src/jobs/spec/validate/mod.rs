@@ -7,6 +7,7 @@
 //! one answer lists everything wrong with a definition.
 
 use super::*;
+use crate::backend::Backends;
 use crate::config::Config;
 use crate::models::{Activation, Cell};
 
@@ -19,6 +20,8 @@ use text::{TEXT_SETS, check_language_model, validate_text};
 /// What validation checks a spec against: the server's caps and what it can find on disk.
 pub struct Limits<'a> {
     pub config: &'a Config,
+    /// The devices of this server: a job asking for one it lacks is refused at submit.
+    pub backends: &'a Backends,
 }
 
 /// Collects every problem of one spec, so a client can fix them all at once.
@@ -130,7 +133,15 @@ impl JobSpec {
         let training = validate_training(self.training.unwrap_or_default(), language, config, &mut p);
 
         let backend_name = self.backend.unwrap_or_else(|| "cpu".to_string());
-        let backend = choose(&mut p, "backend", &backend_name, BackendKind::AVAILABLE);
+        let backend = BackendKind::parse(&backend_name);
+        match backend {
+            None => p.add("backend", format!("must be one of {} (got \"{backend_name}\")", BackendKind::SYNTAX)),
+            Some(kind) => {
+                if let Err(why) = limits.backends.lane(kind) {
+                    p.add("backend", why);
+                }
+            }
+        }
 
         let ck = self.checkpoint.unwrap_or_default();
         let checkpoint = CheckpointPolicy {
