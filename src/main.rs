@@ -15,6 +15,10 @@ struct Cli {
     serve: kiln::Config,
 }
 
+/// The log filter without `KILN_LOG`. wgpu logs an error for every OpenGL (EGL) driver it fails
+/// to load while it looks for GPUs; OpenGL is only its fallback after Vulkan, so that is noise.
+const DEFAULT_LOG: &str = "info,wgpu_hal::gles=off";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service (the default).
@@ -35,7 +39,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .init();
     let result = match cli.command {
         None => serve(cli.serve),

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, get_json, submit, wait_finished};
+use common::{Process, Server, get_json, submit, wait_finished};
 use serde_json::{Value, json};
 
 async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
@@ -127,4 +127,45 @@ async fn a_server_started_without_wgpu_refuses_wgpu_jobs_and_runs_auto_on_the_cp
     let (status, body) = post(&server, "/jobs", &mlp_job("auto")).await;
     assert_eq!(status, 201, "{body}");
     server.stop().await;
+}
+
+/// Everything in `dir`, recursively, in bytes.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => bytes_under(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_its_gpu_caches_under_the_data_dir_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = json!({
+        "model": {"kind": "mlp_bn", "hidden": [16]},
+        "data": {"dataset": "synthetic_images", "train_size": 64, "test_size": 16},
+        "training": {"epochs": 1, "batch_size": 32},
+        "backend": "wgpu"
+    });
+    let caches = dir.path().join("gpu-cache");
+    let mut first_steps = Vec::new();
+    for start in ["cold", "warm"] {
+        // The driver's cache goes where the server puts it, whatever this machine's environment says.
+        let server = Process::spawn_with_env(dir.path(), &[("MESA_SHADER_CACHE_DIR", None), ("KILN_GPU_CACHE_DIR", None)]);
+        let id = submit(&server.client, &server.base, &job).await["id"].as_str().unwrap().to_string();
+        let done = wait_finished(&server.client, &server.base, &id, Duration::from_secs(900)).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        first_steps.push((start, done["first_step_seconds"].as_f64().unwrap()));
+        let (status, _) = server.terminate();
+        assert!(status.success(), "{status:?}");
+        // CubeCL's store (autotune results) and Mesa's shader cache are in the data dir.
+        assert!(bytes_under(&caches.join("cubecl")) > 0, "no CubeCL store under {caches:?}");
+        assert!(bytes_under(&caches.join("mesa")) > 0, "no Mesa shader cache under {caches:?}");
+    }
+    // Timings are reported, not asserted: the README's table comes from bench/wgpu-start.sh.
+    println!("first step: {first_steps:?}");
 }

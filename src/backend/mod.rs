@@ -19,6 +19,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
+use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 use burn::tensor::wgpu::wgpu::DeviceType as WgpuType;
 use burn::tensor::{Device, DeviceKind};
 use serde::Serialize;
@@ -125,11 +126,16 @@ impl Backends {
 
     /// The backends `config` allows: the CPU ones, and the WGPU devices of this machine unless
     /// `--wgpu false`. Discovery runs once per process, so several servers in one process (the
-    /// tests) share the devices.
+    /// tests) share the devices; the CubeCL cache root is process-wide too, and the server started
+    /// last sets it.
     pub fn from_config(config: &Config) -> Self {
         if !config.wgpu {
             return Self::cpu_only();
         }
+        // CubeCL reads its configuration (cubecl.toml, CUBECL_* variables) once, on first use,
+        // and loading it sets the cache root to its own default (`./target/environment` under a
+        // Cargo project, else the user's cache dir): load it first, then point the root here.
+        let _ = CubeClRuntimeConfig::get();
         burn::cubecl::environment::set_root(config.gpu_cache_dir().join("cubecl"));
         let (gpus, probe_error) = DISCOVERED.get_or_init(discover).clone();
         Self { gpus, probe_error, wgpu_enabled: true }

@@ -86,7 +86,19 @@ impl Process {
     /// Runs the `kiln` binary on `data_dir`, binding port 0, and reads the bound address from
     /// its log.
     pub fn spawn(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        Self::spawn_with_env(data_dir, &[])
+    }
+
+    /// [`Process::spawn`] with environment variables removed (`None`) or set.
+    pub fn spawn_with_env(data_dir: &Path, env: &[(&str, Option<&str>)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("KILN_LOG", "info")
