@@ -15,6 +15,7 @@
 //! - [`text`]: text corpora for language models — tokens, vocabulary, batches, The Time Machine.
 //! - [`backend`]: which Burn devices a job can train on.
 //! - [`bench`]: the throughput benchmark behind `kiln bench`.
+//! - [`healthcheck`]: `kiln healthcheck`, the container health check.
 //! - [`parity`]: `kiln parity`, training that `bench/parity.py` replays in PyTorch step by step.
 //!
 //! [`serve`] runs the whole service on an already-bound listener, which is how the tests start
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod healthcheck;
 pub mod http;
 pub mod jobs;
 pub mod models;

@@ -25,10 +25,12 @@ enum Command {
     Serve(kiln::Config),
     /// Print the OpenAPI document.
     Openapi,
-    /// Measure training throughput of a model on each CPU backend.
+    /// Measure training throughput of a model on each backend.
     Bench(kiln::bench::BenchArgs),
     /// Train LeNet-BN from weights and batches that bench/parity.py replays in PyTorch.
     Parity(kiln::parity::ParityArgs),
+    /// Exit 0 when the server at --bind (KILN_BIND) answers GET /readyz with 200, else 1.
+    Healthcheck(kiln::healthcheck::HealthcheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         }
         Some(Command::Bench(args)) => kiln::bench::run(&args),
         Some(Command::Parity(args)) => kiln::parity::run(&args),
+        Some(Command::Healthcheck(args)) => kiln::healthcheck::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -270,3 +270,34 @@ async fn the_served_openapi_document_is_the_committed_one() {
     );
     assert!(served["paths"]["/jobs/{id}/metrics"]["get"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_healthcheck_exits_zero_for_a_ready_server_and_one_otherwise() {
+    let server = Server::start().await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let check = |addr: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["healthcheck", "--bind", &addr, "--timeout-secs", "5"])
+            .env_remove("KILN_BIND")
+            .output()
+            .expect("run kiln healthcheck")
+    };
+    let ready = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || check(addr)
+    })
+    .await
+    .unwrap();
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+
+    // 0.0.0.0 (what a container binds) means this machine.
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let any = tokio::task::spawn_blocking(move || check(format!("0.0.0.0:{port}"))).await.unwrap();
+    assert!(any.status.success(), "{}", String::from_utf8_lossy(&any.stderr));
+
+    server.stop().await;
+    let stopped = tokio::task::spawn_blocking(move || check(addr)).await.unwrap();
+    assert_eq!(stopped.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stderr.contains("kiln: connecting to 127.0.0.1:"), "{stderr}");
+}
