@@ -99,8 +99,8 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
 /// The device `name` (as a job's `backend` names it) stands for on this machine. WGPU caches go
 /// where a server with the default data dir keeps them, `./kiln-data/gpu-cache`.
 fn device(name: &str) -> Result<Resolved, String> {
-    let kind = BackendKind::parse(name)
-        .ok_or_else(|| format!("unknown backend {name}: {}", BackendKind::SYNTAX))?;
+    let kind =
+        BackendKind::parse(name).ok_or_else(|| format!("unknown backend {name}: {}", BackendKind::SYNTAX))?;
     let backends = Backends::from_config(&crate::config::Config::with_data_dir("kiln-data"));
     let lane = backends.lane(kind)?;
     Ok(backends.resolve(kind, lane))

@@ -31,7 +31,8 @@ fn mlp_job(backend: &str) -> Value {
 async fn jobs_train_on_wgpu_and_auto_and_a_missing_device_is_refused_by_name() {
     let server = Server::start().await;
     let backends = get_json(&server.client, &server.url("/backends")).await;
-    let names: Vec<&str> = backends["backends"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        backends["backends"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["cpu", "ndarray", "wgpu"], "{backends}");
     let devices = backends["backends"][2]["devices"].as_array().unwrap();
     assert!(!devices.is_empty(), "no WGPU device; install mesa-vulkan-drivers: {backends}");
@@ -44,7 +45,10 @@ async fn jobs_train_on_wgpu_and_auto_and_a_missing_device_is_refused_by_name() {
     let (status, body) = post(&server, "/jobs", &mlp_job(&format!("wgpu:{}", devices.len()))).await;
     assert_eq!(status, 422, "{body}");
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains(&format!("backend this server has no device wgpu:{}", devices.len())), "{detail}");
+    assert!(
+        detail.contains(&format!("backend this server has no device wgpu:{}", devices.len())),
+        "{detail}"
+    );
     assert!(detail.contains(&format!("wgpu:0 ({first_name})")), "{detail}");
 
     let on_gpu = submit(&server.client, &server.base, &mlp_job("wgpu")).await;
@@ -155,7 +159,10 @@ async fn the_server_keeps_its_gpu_caches_under_the_data_dir_across_a_restart() {
     let mut first_steps = Vec::new();
     for start in ["cold", "warm"] {
         // The driver's cache goes where the server puts it, whatever this machine's environment says.
-        let server = Process::spawn_with_env(dir.path(), &[("MESA_SHADER_CACHE_DIR", None), ("KILN_GPU_CACHE_DIR", None)]);
+        let server = Process::spawn_with_env(
+            dir.path(),
+            &[("MESA_SHADER_CACHE_DIR", None), ("KILN_GPU_CACHE_DIR", None)],
+        );
         let id = submit(&server.client, &server.base, &job).await["id"].as_str().unwrap().to_string();
         let done = wait_finished(&server.client, &server.base, &id, Duration::from_secs(900)).await;
         assert_eq!(done["status"], "succeeded", "{done}");

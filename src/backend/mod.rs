@@ -149,9 +149,7 @@ impl Backends {
     /// The lane a job with `kind` waits in, or why this server cannot run it (naming what it
     /// can run).
     pub fn lane(&self, kind: BackendKind) -> Result<Lane, String> {
-        let hardware = self
-            .usable_gpus()
-            .find(|&i| self.gpus[i].info.kind != GpuType::Software);
+        let hardware = self.usable_gpus().find(|&i| self.gpus[i].info.kind != GpuType::Software);
         match kind {
             BackendKind::Cpu | BackendKind::Ndarray => Ok(Lane::Cpu),
             BackendKind::Auto => Ok(hardware.map_or(Lane::Cpu, Lane::Gpu)),
@@ -182,7 +180,12 @@ impl Backends {
                 let gpu = &self.gpus[i];
                 Resolved {
                     device: gpu.device.clone().expect("lanes exist only for usable devices"),
-                    name: format!("wgpu:{i} ({}, {}, {})", gpu.info.name, gpu.info.kind.as_str(), gpu.info.api),
+                    name: format!(
+                        "wgpu:{i} ({}, {}, {})",
+                        gpu.info.name,
+                        gpu.info.kind.as_str(),
+                        gpu.info.api
+                    ),
                 }
             }
             #[allow(deprecated)] // kept on purpose, to measure it against flex

@@ -73,7 +73,14 @@ impl Inner {
         let store = Store::open(&config.database_path())?;
         let queue = Queue::new(config.queue_capacity);
         let backends = Backends::from_config(&config);
-        Ok(Inner { config, store, queue, backends, shutdown: AtomicBool::new(false), pool: Default::default() })
+        Ok(Inner {
+            config,
+            store,
+            queue,
+            backends,
+            shutdown: AtomicBool::new(false),
+            pool: Default::default(),
+        })
     }
 }
 

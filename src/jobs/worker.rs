@@ -68,7 +68,13 @@ fn work(inner: &Inner, lane: Lane) {
 }
 
 /// Trains one job and records how it ended.
-fn run(inner: &Inner, id: JobId, cancel: &AtomicBool, lane: Lane, trainer: Trainer) -> Result<(), StoreError> {
+fn run(
+    inner: &Inner,
+    id: JobId,
+    cancel: &AtomicBool,
+    lane: Lane,
+    trainer: Trainer,
+) -> Result<(), StoreError> {
     let store = &inner.store;
     let Some(job) = store.job(id)? else {
         return Ok(());
@@ -199,13 +205,19 @@ mod tests {
         // As if submitted to a server with ten GPUs, restarted on this one.
         spec.backend = crate::jobs::spec::BackendKind::Wgpu(Some(9));
         let id = JobId::new_v4();
-        inner.store.insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 }).unwrap();
+        inner
+            .store
+            .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
+            .unwrap();
 
         recover(&inner).unwrap();
         let job = inner.store.job(id).unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Failed);
         let error = job.error.unwrap();
-        assert!(error.contains("backend wgpu:9: this server has no device wgpu:9; it can run: cpu"), "{error}");
+        assert!(
+            error.contains("backend wgpu:9: this server has no device wgpu:9; it can run: cpu"),
+            "{error}"
+        );
         assert_eq!(inner.queue.lock().waiting(), 0);
     }
 }

@@ -22,7 +22,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::checkpoint;
 use super::metrics::{EpochMetrics, StepPoint};
 use super::{
-    FirstStep, Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init, stop_if_asked,
+    FirstStep, Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init,
+    stop_if_asked,
 };
 use crate::jobs::spec::TextDataSpec;
 use crate::models::rnn_lm::State;

@@ -10,7 +10,9 @@ fn limits() -> Config {
 
 fn validate(json: &str) -> Result<ValidJobSpec, Vec<FieldError>> {
     let config = limits();
-    JobSpec::from_json(json.as_bytes()).expect("parses").validate(&Limits { config: &config, backends: &Backends::cpu_only() })
+    JobSpec::from_json(json.as_bytes())
+        .expect("parses")
+        .validate(&Limits { config: &config, backends: &Backends::cpu_only() })
 }
 
 #[test]
@@ -35,7 +37,10 @@ fn the_valid_spec_round_trips_through_the_raw_parser() {
     )
     .unwrap();
     let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits(), backends: &Backends::cpu_only() }).unwrap();
+    let again = JobSpec::from_json(&json)
+        .unwrap()
+        .validate(&Limits { config: &limits(), backends: &Backends::cpu_only() })
+        .unwrap();
     assert_eq!(spec, again);
 }
 
@@ -142,7 +147,10 @@ fn a_language_model_gets_the_books_defaults_and_text_fields() {
     assert_eq!(spec.training.grad_clip_norm, Some(1.0));
     // The resolved spec submits again as it is.
     let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json).unwrap().validate(&Limits { config: &limits(), backends: &Backends::cpu_only() }).unwrap();
+    let again = JobSpec::from_json(&json)
+        .unwrap()
+        .validate(&Limits { config: &limits(), backends: &Backends::cpu_only() })
+        .unwrap();
     assert_eq!(spec, again);
 }
 
@@ -194,7 +202,9 @@ fn backends_are_read_by_name_and_checked_against_the_server() {
 
     // A server without WGPU devices takes `auto` (as the CPU) and refuses `wgpu`, saying what it has.
     let body = |backend: &str| {
-        format!(r#"{{"model":{{"kind":"mlp_bn"}},"data":{{"dataset":"synthetic_images"}},"backend":"{backend}"}}"#)
+        format!(
+            r#"{{"model":{{"kind":"mlp_bn"}},"data":{{"dataset":"synthetic_images"}},"backend":"{backend}"}}"#
+        )
     };
     assert_eq!(validate(&body("auto")).unwrap().backend, BackendKind::Auto);
     for refused in ["wgpu", "wgpu:0"] {

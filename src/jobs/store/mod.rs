@@ -184,7 +184,9 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Columns added since the first data dirs were made.
-        for (table, column, ty) in [("step_metrics", "grad_norm", "REAL"), ("jobs", "first_step_seconds", "REAL")] {
+        for (table, column, ty) in
+            [("step_metrics", "grad_norm", "REAL"), ("jobs", "first_step_seconds", "REAL")]
+        {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
                 [table, column],

@@ -20,8 +20,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::metrics::{EpochMetrics, StepPoint};
 use super::{
-    FirstStep, Outcome, TrainError, TrainJob, batches_per_epoch, begin, end_epoch, record_step, restore_or_init,
-    stop_if_asked,
+    FirstStep, Outcome, TrainError, TrainJob, batches_per_epoch, begin, end_epoch, record_step,
+    restore_or_init, stop_if_asked,
 };
 use crate::data::{ImageSet, epoch_order};
 use crate::jobs::spec::{ImageDataSpec, OptimizerSpec};

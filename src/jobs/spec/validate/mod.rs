@@ -135,7 +135,9 @@ impl JobSpec {
         let backend_name = self.backend.unwrap_or_else(|| "cpu".to_string());
         let backend = BackendKind::parse(&backend_name);
         match backend {
-            None => p.add("backend", format!("must be one of {} (got \"{backend_name}\")", BackendKind::SYNTAX)),
+            None => {
+                p.add("backend", format!("must be one of {} (got \"{backend_name}\")", BackendKind::SYNTAX))
+            }
             Some(kind) => {
                 if let Err(why) = limits.backends.lane(kind) {
                     p.add("backend", why);
