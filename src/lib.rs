@@ -35,3 +35,13 @@ pub mod train;
 
 pub use config::Config;
 pub use http::serve;
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string), or
+/// "no message".
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}

@@ -282,7 +282,7 @@ pub fn prepare_caches(config: &Config) {
     }
 }
 
-/// The largest index tried for each adapter type.
+/// The largest index tried for each indexed adapter type.
 const MAX_PER_TYPE: usize = 16;
 
 /// Initialises every WGPU adapter of the machine once, without letting a driver's panic out.
@@ -290,24 +290,25 @@ fn discover() -> (Vec<Gpu>, Option<String>) {
     let started = std::time::Instant::now();
     let mut gpus = Vec::new();
     let mut error = None;
-    let kinds: [(fn(usize) -> DeviceKind, bool); 4] = [
-        (DeviceKind::DiscreteGpu, true),
-        (DeviceKind::IntegratedGpu, true),
-        (DeviceKind::VirtualGpu, true),
-        (|_| DeviceKind::Cpu, false),
+    // Each type counts its adapters from 0; a software adapter (`Cpu`) has no index.
+    let kinds: [(fn(usize) -> DeviceKind, usize); 4] = [
+        (DeviceKind::DiscreteGpu, MAX_PER_TYPE),
+        (DeviceKind::IntegratedGpu, MAX_PER_TYPE),
+        (DeviceKind::VirtualGpu, MAX_PER_TYPE),
+        (|_| DeviceKind::Cpu, 1),
     ];
-    for (kind, indexed) in kinds {
-        for n in 0..if indexed { MAX_PER_TYPE } else { 1 } {
+    'kinds: for (kind, count) in kinds {
+        for n in 0..count {
+            let id = format!("wgpu:{}", gpus.len());
             let tried = catch_unwind(AssertUnwindSafe(|| {
                 Device::wgpu_options().device_kind(kind(n)).init_with_setup()
             }));
-            match tried {
+            let gpu = match tried {
                 Ok(Ok((device, setup))) => {
                     let info = setup.adapter.get_info();
-                    let index = gpus.len();
-                    gpus.push(Gpu {
+                    Gpu {
                         info: GpuInfo {
-                            id: format!("wgpu:{index}"),
+                            id,
                             name: info.name,
                             kind: GpuType::of(info.device_type),
                             api: format!("{:?}", info.backend).to_lowercase(),
@@ -316,35 +317,30 @@ fn discover() -> (Vec<Gpu>, Option<String>) {
                             error: None,
                         },
                         device: Some(device),
-                    });
+                    }
                 }
-                Ok(Err(burn::tensor::wgpu::WgpuInitError::AdapterUnavailable { .. })) => break,
+                Ok(Err(burn::tensor::wgpu::WgpuInitError::AdapterUnavailable { .. })) => continue 'kinds,
+                // Found but unusable: listed with its error; the next of its type is not tried.
                 Ok(Err(e)) => {
-                    let index = gpus.len();
-                    gpus.push(Gpu {
-                        info: GpuInfo {
-                            id: format!("wgpu:{index}"),
-                            name: format!("{:?}", kind(n)),
-                            kind: GpuType::Other,
-                            api: String::new(),
-                            driver: String::new(),
-                            usable: false,
-                            error: Some(e.to_string()),
-                        },
-                        device: None,
-                    });
-                    break;
+                    let info = GpuInfo {
+                        id,
+                        name: format!("{:?}", kind(n)),
+                        kind: GpuType::Other,
+                        api: String::new(),
+                        driver: String::new(),
+                        usable: false,
+                        error: Some(e.to_string()),
+                    };
+                    gpus.push(Gpu { info, device: None });
+                    continue 'kinds;
                 }
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "no message".to_string());
+                    let what = crate::panic_message(panic.as_ref());
                     error = Some(format!("initialising {:?} panicked: {what}", kind(n)));
-                    break;
+                    continue 'kinds;
                 }
-            }
+            };
+            gpus.push(gpu);
         }
     }
     tracing::info!(

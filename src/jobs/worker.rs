@@ -103,11 +103,7 @@ fn run(
             store.finish_job(id, JobStatus::Failed, Some(&e.to_string()))?;
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
+            let what = crate::panic_message(panic.as_ref());
             tracing::error!(job = %id, panic = what, "training panicked");
             let reason = format!("training stopped on an internal error ({what}); the server kept running");
             store.finish_job(id, JobStatus::Failed, Some(&reason))?;

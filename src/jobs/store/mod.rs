@@ -112,6 +112,8 @@ pub struct Store {
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
                            created_at, started_at, finished_at, first_step_seconds";
+/// How many columns [`JOB_COLUMNS`] names: a query selecting more reads them from this index on.
+const JOB_COLUMN_COUNT: usize = 15;
 
 /// A `jobs` row before its JSON and status columns are decoded (a row closure cannot return
 /// decoding errors).
@@ -262,7 +264,7 @@ impl Store {
             "SELECT {JOB_COLUMNS}, seq FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![after, status.map(JobStatus::as_str), limit as i64], |row| {
-            Ok((JobRow::read(row)?, row.get::<_, i64>(15)?))
+            Ok((JobRow::read(row)?, row.get::<_, i64>(JOB_COLUMN_COUNT)?))
         })?;
         let mut jobs = Vec::new();
         let mut last = None;
@@ -344,5 +346,15 @@ impl Store {
     pub fn delete_job(&self, id: JobId) -> Result<()> {
         self.db().execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_column_count_is_the_number_of_job_columns() {
+        assert_eq!(JOB_COLUMNS.split(',').count(), JOB_COLUMN_COUNT);
     }
 }
