@@ -1,5 +1,7 @@
 //! The `kiln` binary: parses the configuration, sets up logging, binds and serves.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -42,6 +44,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
+        // Colour codes only on a terminal: not in `docker logs` or a log file.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let result = match cli.command {
         None => serve(cli.serve),
