@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Builds kiln's image from docker/Dockerfile and uses it as a CI pipeline would, over curl:
+# waits for /readyz and the HEALTHCHECK, runs the README's GitHub Actions job script, trains
+# examples/lenet-bn-synthetic.json and examples/gru-synthetic-text.json to success, downloads a checkpoint and checks its sha256, asks the
+# language model for text; stops the container in the middle of a third job (a clean exit within 10 s)
+# and starts a new container on the same volume, where every job, its metrics and its checkpoints are
+# still there and the interrupted job resumes from its checkpoint.
+#
+#   docker/smoke-test.sh [BINARY]
+#
+# BINARY: a kiln built on this machine (default: the one `cargo test` built) goes into the image
+# through the Dockerfile's KILN_PREBUILT, so CI compiles kiln once; the runtime stage is the one users
+# build; it is tagged kiln:latest, replacing an image of that name. No registry is needed: without
+# one, both base images are the Debian bookworm that docker/base-image.sh makes with debootstrap.
+# The containers and the volume it starts are removed at the end.
+set -euo pipefail
+target="${CARGO_TARGET_DIR:-target}"
+binary="${1:-}"
+[ -z "$binary" ] || binary="$(realpath "$binary")"
+cd "$(dirname "$0")/.."
+binary="${binary:-$(realpath -m "$target/debug/kiln")}"
+[ -x "$binary" ] || { echo "no kiln binary at $binary (run cargo test first)" >&2; exit 1; }
+command -v jq >/dev/null || {
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq jq >/dev/null
+}
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A binary built on the host runs in the bookworm image only if it needs no newer glibc than
+# bookworm's 2.36 (a host on Debian 13 or Ubuntu 24.04 builds against a newer one).
+glibc="$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+[ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n 1)" = 2.36 ] \
+  || fail "$binary needs glibc $glibc, the bookworm image has 2.36: build the image from source instead"
+
+name="kiln-smoke-$$"
+volume="kiln-smoke-$$"
+context="$(mktemp -d)"
+cleanup() {
+  docker rm -f "$name" "$name-2" >/dev/null 2>&1 || true
+  docker volume rm -f "$volume" >/dev/null 2>&1 || true
+  rm -rf "$context"
+}
+trap cleanup EXIT
+
+step "base image"
+# The real debian:bookworm-slim where a registry can be reached, else a debootstrapped one.
+if docker image inspect debian:bookworm-slim >/dev/null 2>&1 || timeout 120 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
+  base=debian:bookworm-slim
+else
+  base="$(docker/base-image.sh)"
+fi
+echo "$base"
+
+step "image kiln:latest from docker/Dockerfile (binary $binary)"
+# The build context holds only the manifests and the stripped binary, which the builder stage installs.
+strip -o "$context/kiln" "$binary"
+cp Cargo.toml Cargo.lock "$context/"
+start=$(date +%s)
+docker build -q -f docker/Dockerfile \
+  --build-arg RUST_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" \
+  --build-arg KILN_PREBUILT=kiln -t kiln:latest "$context" >/dev/null
+echo "built in $(( $(date +%s) - start )) s; size $(docker image inspect -f '{{.Size}}' kiln:latest | awk '{printf "%.0f MB", $1/1e6}')"
+# The images of earlier runs (the previous kiln:latest, the builder stage), now untagged.
+docker image prune -f --filter label=org.opencontainers.image.title=kiln >/dev/null
+docker volume create "$volume" >/dev/null
+
+# Starts a container on the volume, published on a free port of 127.0.0.1; sets $base_url.
+run_container() {
+  docker run -d --name "$1" -p 127.0.0.1::8080 -v "$volume:/data" kiln:latest >/dev/null
+  local port
+  port="$(docker port "$1" 8080/tcp | head -n 1 | sed 's/.*://')"
+  base_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 120); do
+    curl -sf "$base_url/readyz" >/dev/null && return 0
+    sleep 0.5
+  done
+  docker logs "$1" >&2
+  fail "$1 was not ready within 60 s"
+}
+# GET or POST with a JSON body; fails on an HTTP error.
+api() { curl -sS --fail-with-body -H 'content-type: application/json' "$@"; }
+# Polls a job until it leaves queued/running; prints its final status.
+wait_for() {
+  local status
+  for _ in $(seq 1 600); do
+    status="$(api "$base_url/jobs/$1" | jq -r .status)"
+    case "$status" in queued|running) sleep 1 ;; *) echo "$status"; return 0 ;; esac
+  done
+  fail "job $1 still $status after 10 minutes"
+}
+
+step "run, /readyz, HEALTHCHECK"
+run_container "$name"
+echo "ready at $base_url"
+[ "$(docker exec "$name" id -u)" != 0 ] || fail "the container runs as root"
+for _ in $(seq 1 60); do
+  health="$(docker inspect -f '{{.State.Health.Status}}' "$name")"
+  [ "$health" = healthy ] && break
+  sleep 1
+done
+[ "$health" = healthy ] || fail "health check says $health"
+echo "health: $health"
+# The image's Vulkan loader and llvmpipe give wgpu a device even without a GPU.
+gpus="$(api "$base_url/backends" | jq -c '[.backends[].devices[] | select(.usable and .api == "vulkan") | "\(.id): \(.name)"]')"
+echo "WGPU devices: $gpus"
+[ "$gpus" != "[]" ] || fail "no usable Vulkan device in the image: $(api "$base_url/backends")"
+
+step "the README's GitHub Actions job (its run: script, against this container)"
+# The script of the yaml block under "### Run in CI", unindented.
+ci_script="$(awk '/^### Run in CI/ { section = 1 } section && /^ *run: [|]$/ { body = 1; next }
+  body && /^```/ { exit } body { print substr($0, 11) }' README.md)"
+[ -n "$ci_script" ] || fail "no run: script found under '### Run in CI' in README.md"
+KILN="$base_url" bash --noprofile --norc -eo pipefail -c "$ci_script" || fail "the README's CI job failed"
+
+step "LeNet-BN on synthetic images and a GRU language model, from examples/"
+lenet="$(api -X POST "$base_url/jobs" -d @examples/lenet-bn-synthetic.json | jq -r .id)"
+gru="$(api -X POST "$base_url/jobs" -d @examples/gru-synthetic-text.json | jq -r .id)"
+for id in "$lenet" "$gru"; do
+  status="$(wait_for "$id")"
+  [ "$status" = succeeded ] || fail "job $id $status: $(api "$base_url/jobs/$id" | jq -r .error)"
+done
+lenet_acc="$(api "$base_url/jobs/$lenet/metrics" | jq '.epochs[-1].test_accuracy')"
+gru_ppl="$(api "$base_url/jobs/$gru/metrics" | jq '.epochs[-1].perplexity')"
+echo "LeNet-BN test accuracy $lenet_acc; GRU perplexity $gru_ppl"
+jq -e -n "$lenet_acc > 0.9" >/dev/null || fail "LeNet-BN reached only $lenet_acc"
+jq -e -n "$gru_ppl < 5" >/dev/null || fail "the GRU's perplexity is $gru_ppl"
+
+step "checkpoint download and generate"
+checkpoint="$(api "$base_url/jobs/$lenet/checkpoints" | jq -c '.[-1]')"
+curl -sSf -o /tmp/"$name".bpk "$base_url/jobs/$lenet/checkpoints/$(jq -r .id <<<"$checkpoint")"
+[ "$(sha256sum /tmp/"$name".bpk | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$checkpoint")" ] \
+  || fail "the checkpoint's sha256 differs from its listing"
+echo "checkpoint $(jq -r .id <<<"$checkpoint"): $(stat -c %s /tmp/"$name".bpk) bytes, sha256 matches"
+rm -f /tmp/"$name".bpk
+text="$(api -X POST "$base_url/jobs/$gru/generate" -d '{"prefix": "the ", "max_tokens": 40}' | jq -r .text)"
+echo "generated: $text"
+[ "${#text}" -ge 40 ] || fail "generate returned '$text'"
+
+step "docker stop during training: checkpoint and exit within 10 s"
+long="$(jq '.name = "smoke: interrupted" | .training.epochs = 200 | .checkpoint = {"every": 1, "keep_last": 1}' \
+  examples/lenet-bn-synthetic.json | api -X POST "$base_url/jobs" -d @- | jq -r .id)"
+epochs_before=0
+for _ in $(seq 1 120); do
+  epochs_before="$(api "$base_url/jobs/$long/metrics" | jq '.epochs | length')"
+  [ "$epochs_before" -ge 2 ] && break
+  sleep 0.5
+done
+[ "$epochs_before" -ge 2 ] || fail "the long job did not train 2 epochs within 60 s"
+start=$(date +%s.%N)
+docker stop -t 10 "$name" >/dev/null
+stop_seconds="$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+exit_code="$(docker inspect -f '{{.State.ExitCode}}' "$name")"
+echo "stopped in $stop_seconds s, exit code $exit_code, after $epochs_before epochs"
+[ "$exit_code" = 0 ] || { docker logs --tail 20 "$name" >&2; fail "exit code $exit_code (137: killed after the 10 s grace)"; }
+jq -e -n "$stop_seconds < 10" >/dev/null || fail "docker stop took $stop_seconds s"
+docker logs "$name" 2>&1 | tail -n 3
+
+step "a new container on the same volume"
+run_container "$name-2"
+for id in "$lenet" "$gru"; do
+  [ "$(api "$base_url/jobs/$id" | jq -r .status)" = succeeded ] || fail "job $id is not succeeded after the restart"
+done
+[ "$(api "$base_url/jobs/$lenet/metrics" | jq '.epochs[-1].test_accuracy')" = "$lenet_acc" ] \
+  || fail "LeNet-BN's metrics changed across the restart"
+[ "$(api "$base_url/jobs/$gru/checkpoints" | jq length)" -ge 1 ] || fail "the GRU's checkpoints are gone"
+api -X POST "$base_url/jobs/$gru/generate" -d '{"prefix": "the ", "max_tokens": 40}' | jq -e '.text | length >= 40' >/dev/null \
+  || fail "generate failed after the restart"
+for _ in $(seq 1 60); do
+  after="$(api "$base_url/jobs/$long/metrics" | jq '.epochs | length')"
+  [ "$after" -gt "$epochs_before" ] && break
+  sleep 0.5
+done
+echo "interrupted job: $(api "$base_url/jobs/$long" | jq -r .status), epochs $epochs_before before the stop, $after now"
+[ "$after" -gt "$epochs_before" ] || fail "the interrupted job did not resume"
+docker logs "$name-2" 2>&1 | grep -q "resuming from checkpoint" \
+  || fail "the new container did not resume the interrupted job from its checkpoint"
+api -X POST "$base_url/jobs/$long/cancel" >/dev/null
+[ "$(wait_for "$long")" = cancelled ] || fail "the interrupted job did not cancel"
+docker stop -t 10 "$name-2" >/dev/null
+
+echo
+echo "docker smoke test passed in $SECONDS s"
