@@ -129,11 +129,11 @@ jq -e -n "$gru_ppl < 5" >/dev/null || fail "the GRU's perplexity is $gru_ppl"
 
 step "checkpoint download and generate"
 checkpoint="$(api "$base_url/jobs/$lenet/checkpoints" | jq -c '.[-1]')"
-curl -sSf -o /tmp/"$name".bpk "$base_url/jobs/$lenet/checkpoints/$(jq -r .id <<<"$checkpoint")"
-[ "$(sha256sum /tmp/"$name".bpk | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$checkpoint")" ] \
+curl -sSf -o "$context/checkpoint.bpk" "$base_url/jobs/$lenet/checkpoints/$(jq -r .id <<<"$checkpoint")"
+[ "$(sha256sum "$context/checkpoint.bpk" | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$checkpoint")" ] \
   || fail "the checkpoint's sha256 differs from its listing"
-echo "checkpoint $(jq -r .id <<<"$checkpoint"): $(stat -c %s /tmp/"$name".bpk) bytes, sha256 matches"
-rm -f /tmp/"$name".bpk
+echo "checkpoint $(jq -r .id <<<"$checkpoint"): $(stat -c %s "$context/checkpoint.bpk") bytes, sha256 matches"
+rm -f "$context/checkpoint.bpk"
 text="$(api -X POST "$base_url/jobs/$gru/generate" -d '{"prefix": "the ", "max_tokens": 40}' | jq -r .text)"
 echo "generated: $text"
 [ "${#text}" -ge 40 ] || fail "generate returned '$text'"
@@ -174,7 +174,8 @@ for _ in $(seq 1 60); do
 done
 echo "interrupted job: $(api "$base_url/jobs/$long" | jq -r .status), epochs $epochs_before before the stop, $after now"
 [ "$after" -gt "$epochs_before" ] || fail "the interrupted job did not resume"
-docker logs "$name-2" 2>&1 | grep -q "resuming from checkpoint" \
+# grep -c reads the whole log: grep -q could close the pipe early and fail it under pipefail.
+[ "$(docker logs "$name-2" 2>&1 | grep -c "resuming from checkpoint")" -ge 1 ] \
   || fail "the new container did not resume the interrupted job from its checkpoint"
 api -X POST "$base_url/jobs/$long/cancel" >/dev/null
 [ "$(wait_for "$long")" = cancelled ] || fail "the interrupted job did not cancel"
