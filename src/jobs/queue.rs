@@ -3,8 +3,9 @@
 //! Every waiting job has a [`Lane`]: the CPU, or one GPU device. A worker serves one lane and
 //! takes the oldest job waiting in it, so a GPU job waits for its device and never for CPU jobs
 //! (nor the reverse). [`QueueState`] is plain data — the waiting jobs in order with their lanes
-//! and the cancel flag of each running job — so unit tests drive it directly. [`Queue`] wraps it in a mutex with a condition variable
-//! that idle workers (plain threads, never async tasks) wait on.
+//! and the cancel flag of each running job — so unit tests drive it directly. [`Queue`] wraps it
+//! in a mutex with a condition variable that idle workers (plain threads, never async tasks) wait
+//! on.
 //!
 //! Admission is bounded: a submit that finds `capacity` jobs waiting is refused (the API answers
 //! 429), and the check and the insert into the database happen under one lock so the bound holds.
