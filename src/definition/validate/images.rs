@@ -1,0 +1,77 @@
+//! The rules of an image classifier's job definition: its image data fields, and the image
+//! size, memory and parameter caps its model must fit.
+
+use super::*;
+
+const MAX_RESIZE: usize = 512;
+pub(super) const IMAGE_SETS: [&str; 2] = ["fashion_mnist", "synthetic_images"];
+
+/// The rules that tie an image classifier to its images.
+pub(super) fn check_classifier(
+    model: &ClassifierSpec,
+    data: &ImageDataSpec,
+    training: &TrainingSpec,
+    config: &Config,
+    p: &mut Problems,
+) {
+    let shape = data.input_shape();
+    if !model.fits(shape.height) {
+        p.add(
+            "data.resize",
+            format!(
+                "this model needs images of at least {} pixels square and gets {}; set data.resize",
+                model.smallest_side(),
+                shape.height
+            ),
+        );
+    }
+    let floats = model.activation_floats(shape) * training.batch_size;
+    check_memory(floats, training.batch_size, "this model and image size (or data.resize)", config, p);
+    check_parameters(model.parameter_count(shape), config, p);
+    if let Err(message) = data.source.check_available(&config.datasets_dir()) {
+        p.add("data.dataset", message);
+    }
+}
+
+pub(super) fn validate_images(
+    raw: RawData,
+    dataset: &str,
+    config: &Config,
+    p: &mut Problems,
+) -> Option<ImageDataSpec> {
+    let owner = format!("data.dataset = {dataset}");
+    p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
+    p.not_for(&raw.chars, "data.chars", &owner);
+    p.not_for(&raw.tokenizer, "data.tokenizer", &owner);
+    p.not_for(&raw.normalize, "data.normalize", &owner);
+    p.not_for(&raw.min_freq, "data.min_freq", &owner);
+    p.not_for(&raw.max_tokens, "data.max_tokens", &owner);
+    p.not_for(&raw.num_steps, "data.num_steps", &owner);
+    p.not_for(&raw.sampling, "data.sampling", &owner);
+    p.not_for(&raw.validation_fraction, "data.validation_fraction", &owner);
+    for (field, limit) in [("data.limit_train", raw.limit_train), ("data.limit_test", raw.limit_test)] {
+        if limit == Some(0) {
+            p.add(field, "must be at least 1 (leave it out to use every example)");
+        }
+    }
+    let all = [(IMAGE_SETS[0], 0), (IMAGE_SETS[1], 1)];
+    let source = match choose(p, "data.dataset", dataset, &all)? {
+        0 => {
+            p.not_for(&raw.train_size, "data.train_size", &owner);
+            p.not_for(&raw.test_size, "data.test_size", &owner);
+            p.not_for(&raw.seed, "data.seed", &owner);
+            DatasetSpec::FashionMnist
+        }
+        _ => {
+            let cap = config.max_synthetic_examples;
+            let train_size = p.range("data.train_size", raw.train_size.unwrap_or(2000), 1, cap);
+            let test_size = p.range("data.test_size", raw.test_size.unwrap_or(500), 1, cap);
+            if train_size + test_size > cap {
+                p.add("data", format!("train_size + test_size must be at most {cap}"));
+            }
+            DatasetSpec::SyntheticImages { train_size, test_size, seed: raw.seed.unwrap_or(0) }
+        }
+    };
+    let resize = raw.resize.map(|side| p.range("data.resize", side, 8, MAX_RESIZE));
+    Some(ImageDataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
+}
