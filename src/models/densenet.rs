@@ -8,14 +8,14 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::resnet::{Stem, stem_parameter_count};
-use super::{book_conv, book_linear};
+use super::{Window, book_conv, book_linear, pixels};
 
 /// Builds a [`DenseNet`].
 #[derive(Config, Debug)]
@@ -51,13 +51,15 @@ pub struct DenseBlock {
 }
 
 impl DenseBlock {
+    /// The 3x3 convolution of each conv block, padded by one, so it keeps the side.
+    const CONV: Window = Window::new(3, 1, 1);
+
     /// `n` conv blocks on `cin` input channels, each adding `growth`.
     pub fn new(n: usize, cin: usize, growth: usize, device: &Device) -> Self {
         let convs = (0..n)
             .map(|i| {
                 let c = cin + i * growth;
-                let conv = Conv2dConfig::new([c, growth], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+                let conv = Self::CONV.conv(c, growth);
                 ConvBlock { bn: BatchNormConfig::new(c).init(device), conv: book_conv(conv, device) }
             })
             .collect();
@@ -65,7 +67,20 @@ impl DenseBlock {
     }
 
     fn parameter_count(n: usize, cin: usize, growth: usize) -> usize {
-        (0..n).map(|i| cin + i * growth).map(|c| 2 * c + growth * c * 9 + growth).sum()
+        (0..n).map(|i| cin + i * growth).map(|c| 2 * c + growth * c * Self::CONV.area() + growth).sum()
+    }
+
+    /// Side of the output of `n` conv blocks for an input `side` (`None` when a kernel does not
+    /// fit).
+    fn output_side(n: usize, side: Option<usize>) -> Option<usize> {
+        (0..n).fold(side, |s, _| Self::CONV.after(s))
+    }
+
+    /// Floats `n` conv blocks on `cin` channels keep for one example `side` pixels wide: each
+    /// conv block's BatchNorm and ReLU outputs, its convolution's and the concatenation.
+    fn activation_floats(n: usize, cin: usize, growth: usize, side: Option<usize>) -> usize {
+        let (input, output) = (pixels(side), pixels(Self::CONV.after(side)));
+        (0..n).map(|i| cin + i * growth).map(|c| 2 * c * input + (growth + (c + growth)) * output).sum()
     }
 
     /// # Shapes
@@ -86,6 +101,41 @@ struct Transition {
     bn: BatchNorm,
     conv: Conv2d,
     pool: AvgPool2d,
+}
+
+impl Transition {
+    /// The 1x1 convolution.
+    const CONV: Window = Window::new(1, 1, 0);
+    /// The 2x2 average pooling with stride 2.
+    const POOL: Window = Window::new(2, 2, 0);
+
+    /// A transition from `c` channels to `c / 2`.
+    fn new(c: usize, device: &Device) -> Self {
+        Self {
+            bn: BatchNormConfig::new(c).init(device),
+            conv: book_conv(Self::CONV.conv(c, c / 2), device),
+            pool: Self::POOL.avg_pool().init(),
+        }
+    }
+
+    /// Trainable parameters of a transition from `c` channels.
+    fn parameter_count(c: usize) -> usize {
+        2 * c + (c / 2) * c * Self::CONV.area() + c / 2
+    }
+
+    /// Sides of the convolution's and the pooling's outputs for an input `side`: `None` from
+    /// the first whose kernel does not fit.
+    fn sides(side: Option<usize>) -> [Option<usize>; 2] {
+        let conv = Self::CONV.after(side);
+        [conv, Self::POOL.after(conv)]
+    }
+
+    /// Floats a transition from `c` channels keeps for one example `side` pixels wide: the
+    /// BatchNorm's and ReLU's outputs, the convolution's and the pooled map.
+    fn activation_floats(c: usize, side: Option<usize>) -> usize {
+        let [conv, pooled] = Self::sides(side).map(pixels);
+        2 * c * pixels(side) + (c / 2) * conv + (c / 2) * pooled
+    }
 }
 
 /// The network.
@@ -112,6 +162,40 @@ impl DenseNetConfig {
         c
     }
 
+    /// Side of the feature maps the stem, the dense blocks and the transitions leave from
+    /// `side`-pixel images, or `None` when a kernel does not fit.
+    pub fn feature_side(&self, side: usize) -> Option<usize> {
+        let mut s = Stem::output_side(side);
+        for (i, &n) in self.blocks.iter().enumerate() {
+            s = DenseBlock::output_side(n, s);
+            if i + 1 < self.blocks.len() {
+                s = Transition::sides(s)[1];
+            }
+        }
+        s
+    }
+
+    /// Floats of activation one `side`-pixel example keeps through a training step (see
+    /// [`ClassifierSpec::activation_floats`](super::ClassifierSpec::activation_floats)): the
+    /// stem's, every dense block's and transition's outputs, the last BatchNorm's and ReLU's,
+    /// the pooled features and the logits, each with its gradient.
+    pub fn activation_floats(&self, side: usize) -> usize {
+        let mut s = Stem::output_side(side);
+        let mut total = Stem::activation_floats(self.stem_channels, side);
+        let mut c = self.stem_channels;
+        for (i, &n) in self.blocks.iter().enumerate() {
+            total += DenseBlock::activation_floats(n, c, self.growth_rate, s);
+            s = DenseBlock::output_side(n, s);
+            c += n * self.growth_rate;
+            if i + 1 < self.blocks.len() {
+                total += Transition::activation_floats(c, s);
+                s = Transition::sides(s)[1];
+                c /= 2;
+            }
+        }
+        2 * (total + 2 * c * pixels(s) + c + self.classes)
+    }
+
     /// Trainable parameters of the net this config builds.
     pub fn parameter_count(&self) -> usize {
         let mut total = stem_parameter_count(self.channels, self.stem_channels);
@@ -120,7 +204,7 @@ impl DenseNetConfig {
             total += DenseBlock::parameter_count(n, c, self.growth_rate);
             c += n * self.growth_rate;
             if i + 1 < self.blocks.len() {
-                total += 2 * c + (c / 2) * c + c / 2;
+                total += Transition::parameter_count(c);
                 c /= 2;
             }
         }
@@ -136,11 +220,7 @@ impl DenseNetConfig {
             dense.push(DenseBlock::new(n, c, self.growth_rate, device));
             c += n * self.growth_rate;
             if i + 1 < self.blocks.len() {
-                transitions.push(Transition {
-                    bn: BatchNormConfig::new(c).init(device),
-                    conv: book_conv(Conv2dConfig::new([c, c / 2], [1, 1]), device),
-                    pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-                });
+                transitions.push(Transition::new(c, device));
                 c /= 2;
             }
         }

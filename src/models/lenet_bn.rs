@@ -7,11 +7,22 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::AvgPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
+
+use super::{Window, pixels};
+
+/// The two 5x5 convolutions, without padding.
+const CONV: Window = Window::new(5, 1, 0);
+/// The 2x2 average pooling after each convolution.
+const POOL: Window = Window::new(2, 2, 0);
+/// Channels out of the two convolutions.
+const CHANNELS: [usize; 2] = [6, 16];
+/// Units of the two hidden dense layers.
+const UNITS: [usize; 2] = [120, 84];
 
 /// Builds a [`LenetBn`].
 #[derive(Config, Debug)]
@@ -46,43 +57,67 @@ pub struct LenetBn {
 }
 
 impl LenetBnConfig {
-    /// Side of the feature maps after the second pooling.
-    fn final_side(&self) -> usize {
-        ((self.size - 4) / 2 - 4) / 2
+    /// Sides of the feature maps out of conv1, pool1, conv2 and pool2 for `side`-pixel inputs:
+    /// `None` from the first layer whose kernel does not fit.
+    fn sides(side: usize) -> [Option<usize>; 4] {
+        let conv1 = CONV.output_side(side);
+        let pool1 = POOL.after(conv1);
+        let conv2 = CONV.after(pool1);
+        [conv1, pool1, conv2, POOL.after(conv2)]
     }
 
+    /// Side of the feature maps the two convolutions and poolings leave from `side`-pixel
+    /// inputs, or `None` when a kernel does not fit.
+    pub fn feature_side(&self, side: usize) -> Option<usize> {
+        Self::sides(side)[3]
+    }
+
+    /// Values the flatten hands the first dense layer (none when the images are too small).
     fn flat(&self) -> usize {
-        16 * self.final_side() * self.final_side()
+        CHANNELS[1] * pixels(self.feature_side(self.size))
+    }
+
+    /// Floats of activation one example keeps through a training step (see
+    /// [`ClassifierSpec::activation_floats`](super::ClassifierSpec::activation_floats)): each
+    /// convolution's, BatchNorm's and sigmoid's outputs and the pooled map, each dense layer's,
+    /// BatchNorm's and sigmoid's outputs, and the logits, each with its gradient.
+    pub fn activation_floats(&self) -> usize {
+        let [conv1, pool1, conv2, pool2] = Self::sides(self.size).map(pixels);
+        let [c1, c2] = CHANNELS;
+        let maps = 3 * c1 * conv1 + c1 * pool1 + 3 * c2 * conv2 + c2 * pool2;
+        2 * (maps + 3 * UNITS.iter().sum::<usize>() + self.classes)
     }
 
     /// Trainable parameters of the net this config builds.
     pub fn parameter_count(&self) -> usize {
         let bn = |n: usize| if self.batch_norm { 2 * n } else { 0 };
-        let conv = (6 * self.channels * 25 + 6) + bn(6) + (16 * 6 * 25 + 16) + bn(16);
-        let dense = (self.flat() * 120 + 120)
-            + bn(120)
-            + (120 * 84 + 84)
-            + bn(84)
-            + (84 * self.classes + self.classes);
-        conv + dense
+        let conv = |cin: usize, cout: usize| cout * cin * CONV.area() + cout + bn(cout);
+        let dense = |din: usize, dout: usize| din * dout + dout;
+        let ([c1, c2], [u1, u2]) = (CHANNELS, UNITS);
+        conv(self.channels, c1)
+            + conv(c1, c2)
+            + (dense(self.flat(), u1) + bn(u1))
+            + (dense(u1, u2) + bn(u2))
+            + dense(u2, self.classes)
     }
 
     /// Builds the net on `device` with fresh weights.
     pub fn init(&self, device: &Device) -> LenetBn {
         let bn = |n: usize| self.batch_norm.then(|| BatchNormConfig::new(n).init(device));
-        let conv = |cin, cout| super::book_conv(Conv2dConfig::new([cin, cout], [5, 5]), device);
+        let conv = |cin, cout| super::book_conv(CONV.conv(cin, cout), device);
         let linear = |din, dout| super::book_linear(din, dout, device);
+        let ([c1, c2], [u1, u2]) = (CHANNELS, UNITS);
         LenetBn {
-            conv1: conv(self.channels, 6),
-            bn1: bn(6),
-            conv2: conv(6, 16),
-            bn2: bn(16),
-            pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            fc1: linear(self.flat(), 120),
-            bn3: bn(120),
-            fc2: linear(120, 84),
-            bn4: bn(84),
-            fc3: linear(84, self.classes),
+            conv1: conv(self.channels, c1),
+            bn1: bn(c1),
+            conv2: conv(c1, c2),
+            bn2: bn(c2),
+            pool: POOL.avg_pool().init(),
+            fc1: linear(self.flat(), u1),
+            bn3: bn(u1),
+            fc2: linear(u1, u2),
+            bn4: bn(u2),
+            fc3: linear(u2, self.classes),
         }
     }
 }

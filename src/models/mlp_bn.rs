@@ -43,6 +43,20 @@ pub struct MlpBn {
 }
 
 impl MlpBnConfig {
+    /// Side of the feature maps the net's feature extractor leaves from `side`-pixel images: it
+    /// has none, and flattens the image as it comes.
+    pub fn feature_side(&self, side: usize) -> Option<usize> {
+        Some(side)
+    }
+
+    /// Floats of activation one example keeps through a training step (see
+    /// [`ClassifierSpec::activation_floats`](super::ClassifierSpec::activation_floats)): the
+    /// flattened input, each hidden layer's affine, BatchNorm and activation outputs, and the
+    /// logits, each with its gradient.
+    pub fn activation_floats(&self) -> usize {
+        2 * (self.inputs + 3 * self.hidden.iter().sum::<usize>() + self.classes)
+    }
+
     /// Trainable parameters of the net this config builds.
     pub fn parameter_count(&self) -> usize {
         let mut total = 0;

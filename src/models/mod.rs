@@ -4,6 +4,10 @@
 //! built into a [`Classifier`] for a data set's image shape and class count) or a language model
 //! ([`LanguageModelSpec`], built into an [`RnnLm`] for a vocabulary). Each gives its parameter
 //! count without being built, so validation refuses models over the server's cap.
+//!
+//! Each model's config is the one place that knows its layers: it builds them, counts their
+//! parameters, and computes from the same kernel windows and widths the image sides they take and
+//! the activation they keep; [`ClassifierSpec`] only picks the config and asks it.
 
 pub mod densenet;
 pub mod lenet_bn;
@@ -13,7 +17,8 @@ pub mod rnn_lm;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -98,10 +103,122 @@ impl Classifier {
     }
 }
 
-/// Side of a convolution's or pooling's output for an input `side` pixels wide, or `None` when
-/// the kernel does not fit.
-fn output_side(side: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
-    (side + 2 * pad).checked_sub(kernel).map(|d| d / stride + 1)
+/// The square window of a convolution or a pooling: kernel side, stride and padding. A model's
+/// config builds its layers from its windows and computes from the same windows the sides those
+/// layers leave, so each layer's geometry is written once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Window {
+    pub(crate) const fn new(kernel: usize, stride: usize, pad: usize) -> Self {
+        Self { kernel, stride, pad }
+    }
+
+    /// Side of the output for an input `side` pixels wide, or `None` when the kernel does not fit.
+    pub(crate) fn output_side(self, side: usize) -> Option<usize> {
+        (side + 2 * self.pad).checked_sub(self.kernel).map(|d| d / self.stride + 1)
+    }
+
+    /// [`Self::output_side`] after a layer that may itself have left nothing.
+    pub(crate) fn after(self, side: Option<usize>) -> Option<usize> {
+        side.and_then(|s| self.output_side(s))
+    }
+
+    /// Weights of the kernel between one input and one output channel.
+    pub(crate) fn area(self) -> usize {
+        self.kernel * self.kernel
+    }
+
+    fn padding(self) -> PaddingConfig2d {
+        match self.pad {
+            0 => PaddingConfig2d::Valid,
+            p => PaddingConfig2d::Explicit(p, p, p, p),
+        }
+    }
+
+    /// A convolution from `cin` to `cout` channels over this window.
+    pub(crate) fn conv(self, cin: usize, cout: usize) -> Conv2dConfig {
+        Conv2dConfig::new([cin, cout], [self.kernel; 2])
+            .with_stride([self.stride; 2])
+            .with_padding(self.padding())
+    }
+
+    /// An average pooling over this window.
+    pub(crate) fn avg_pool(self) -> AvgPool2dConfig {
+        AvgPool2dConfig::new([self.kernel; 2]).with_strides([self.stride; 2]).with_padding(self.padding())
+    }
+
+    /// A max pooling over this window.
+    pub(crate) fn max_pool(self) -> MaxPool2dConfig {
+        MaxPool2dConfig::new([self.kernel; 2]).with_strides([self.stride; 2]).with_padding(self.padding())
+    }
+}
+
+/// Values in one channel of a square feature map `side` pixels wide; none where a layer whose
+/// kernel did not fit left no map (an activation estimate counts the layers that do fit).
+pub(crate) fn pixels(side: Option<usize>) -> usize {
+    side.map_or(0, |s| s * s)
+}
+
+/// The config a [`ClassifierSpec`] builds for one image shape and class count: the one place
+/// that knows the model's layers, and so its parameters, the sides it takes and the activation
+/// it keeps.
+enum ClassifierConfig {
+    LenetBn(LenetBnConfig),
+    MlpBn(MlpBnConfig),
+    ResNet(ResNetConfig),
+    DenseNet(DenseNetConfig),
+}
+
+impl ClassifierConfig {
+    /// Side of the feature maps the model's feature extractor leaves from `side`-pixel images,
+    /// or `None` when a kernel does not fit.
+    fn feature_side(&self, side: usize) -> Option<usize> {
+        match self {
+            Self::LenetBn(c) => c.feature_side(side),
+            Self::MlpBn(c) => c.feature_side(side),
+            Self::ResNet(c) => c.feature_side(side),
+            Self::DenseNet(c) => c.feature_side(side),
+        }
+    }
+
+    /// Whether images `side` pixels square keep at least one pixel through every layer.
+    fn fits(&self, side: usize) -> bool {
+        self.feature_side(side).is_some_and(|s| s >= 1)
+    }
+
+    /// See [`ClassifierSpec::activation_floats`]; LeNet and the MLP know their input size from
+    /// their config, ResNet and DenseNet take any `side`.
+    fn activation_floats(&self, side: usize) -> usize {
+        match self {
+            Self::LenetBn(c) => c.activation_floats(),
+            Self::MlpBn(c) => c.activation_floats(),
+            Self::ResNet(c) => c.activation_floats(side),
+            Self::DenseNet(c) => c.activation_floats(side),
+        }
+    }
+
+    fn parameter_count(&self) -> usize {
+        match self {
+            Self::LenetBn(c) => c.parameter_count(),
+            Self::MlpBn(c) => c.parameter_count(),
+            Self::ResNet(c) => c.parameter_count(),
+            Self::DenseNet(c) => c.parameter_count(),
+        }
+    }
+
+    fn init(&self, device: &Device) -> Classifier {
+        match self {
+            Self::LenetBn(c) => Classifier::LenetBn(c.init(device)),
+            Self::MlpBn(c) => Classifier::MlpBn(c.init(device)),
+            Self::ResNet(c) => Classifier::ResNet(c.init(device)),
+            Self::DenseNet(c) => Classifier::DenseNet(c.init(device)),
+        }
+    }
 }
 
 /// Initialisation as the book's PyTorch code does it: `xavier_uniform_` on the weights, and
@@ -205,111 +322,52 @@ impl ClassifierSpec {
         Self::Densenet { growth_rate: 32, blocks: vec![4, 4, 4, 4], stem_channels: 64 }
     }
 
-    /// Whether images `side` pixels square keep at least one pixel through every layer.
-    pub fn fits(&self, side: usize) -> bool {
-        let pooled = output_side;
-        let stem = |s: usize| pooled(s, 7, 2, 3).and_then(|s| pooled(s, 3, 2, 1));
-        let side = match self {
-            Self::LenetBn { .. } => pooled(side, 5, 1, 0)
-                .and_then(|s| pooled(s, 2, 2, 0))
-                .and_then(|s| pooled(s, 5, 1, 0))
-                .and_then(|s| pooled(s, 2, 2, 0)),
-            Self::MlpBn { .. } => Some(side),
-            Self::Resnet { .. } => stem(side),
-            Self::Densenet { blocks, .. } => {
-                (1..blocks.len()).try_fold(stem(side).unwrap_or(0), |s, _| pooled(s, 2, 2, 0))
+    /// The model's config for images of `shape` and `classes` classes.
+    fn config(&self, shape: ImageShape, classes: usize) -> ClassifierConfig {
+        match self {
+            Self::LenetBn { batch_norm } => {
+                ClassifierConfig::LenetBn(Self::lenet(shape, classes, *batch_norm))
             }
-        };
-        side.is_some_and(|s| s >= 1)
+            Self::MlpBn { hidden, activation, batch_norm } => {
+                ClassifierConfig::MlpBn(Self::mlp(shape, classes, hidden, *activation, *batch_norm))
+            }
+            Self::Resnet { widths, blocks, .. } => {
+                ClassifierConfig::ResNet(Self::resnet(shape, classes, widths, blocks))
+            }
+            Self::Densenet { growth_rate, blocks, stem_channels } => ClassifierConfig::DenseNet(
+                Self::densenet(shape, classes, *growth_rate, blocks, *stem_channels),
+            ),
+        }
+    }
+
+    /// Whether images of `shape` keep at least one pixel through every layer of the model for
+    /// `classes` classes.
+    pub fn fits(&self, shape: ImageShape, classes: usize) -> bool {
+        self.config(shape, classes).fits(shape.height)
+    }
+
+    /// The smallest square image side the model (for images of `shape`'s channels and
+    /// `classes` classes) can take.
+    pub fn smallest_side(&self, shape: ImageShape, classes: usize) -> usize {
+        let config = self.config(shape, classes);
+        (1..4096).find(|s| config.fits(*s)).unwrap_or(4096)
     }
 
     /// Floats of activation one example keeps alive through a training step: every layer's
     /// output, each kept for the backward pass and matched by a gradient of the same size.
     /// An estimate for admission control (with Burn's own workspace on top), not an accounting.
-    pub fn activation_floats(&self, shape: ImageShape) -> usize {
-        let out = |s, k, stride, pad| output_side(s, k, stride, pad).unwrap_or(0);
-        let side = shape.height;
-        let forward = match self {
-            Self::LenetBn { .. } => {
-                let c1 = side.saturating_sub(4);
-                let c2 = (c1 / 2).saturating_sub(4);
-                3 * 6 * c1 * c1
-                    + 6 * (c1 / 2).pow(2)
-                    + 3 * 16 * c2 * c2
-                    + 16 * (c2 / 2).pow(2)
-                    + 3 * (120 + 84)
-                    + 10
-            }
-            Self::MlpBn { hidden, .. } => shape.len() + hidden.iter().map(|h| 3 * h).sum::<usize>() + 10,
-            Self::Resnet { widths, blocks, .. } => {
-                let a = out(side, 7, 2, 3);
-                let mut s = out(a, 3, 2, 1);
-                let mut total = 3 * widths[0] * a * a + widths[0] * s * s;
-                for (cin, cout, stride) in Self::resnet(shape, 10, widths, blocks).layout() {
-                    s = out(s, 3, stride, 1);
-                    let projected = stride != 1 || cin != cout;
-                    total += (7 + usize::from(projected)) * cout * s * s;
-                }
-                total + widths.last().copied().unwrap_or(0) + 10
-            }
-            Self::Densenet { growth_rate, blocks, stem_channels } => {
-                let a = out(side, 7, 2, 3);
-                let mut s = out(a, 3, 2, 1);
-                let mut c = *stem_channels;
-                let mut total = 3 * c * a * a + c * s * s;
-                for (i, &n) in blocks.iter().enumerate() {
-                    for _ in 0..n {
-                        total += (3 * c + 2 * growth_rate) * s * s;
-                        c += growth_rate;
-                    }
-                    if i + 1 < blocks.len() {
-                        total += (2 * c + c / 2) * s * s;
-                        c /= 2;
-                        s /= 2;
-                        total += c * s * s;
-                    }
-                }
-                total + 2 * c * s * s + c + 10
-            }
-        };
-        2 * forward
+    pub fn activation_floats(&self, shape: ImageShape, classes: usize) -> usize {
+        self.config(shape, classes).activation_floats(shape.height)
     }
 
-    /// The smallest square image side the model can take.
-    pub fn smallest_side(&self) -> usize {
-        (1..4096).find(|s| self.fits(*s)).unwrap_or(4096)
-    }
-
-    /// Trainable parameters of the model for inputs of `shape` and 10 classes.
-    pub fn parameter_count(&self, shape: ImageShape) -> usize {
-        match self {
-            Self::LenetBn { batch_norm } => Self::lenet(shape, 10, *batch_norm).parameter_count(),
-            Self::MlpBn { hidden, activation, batch_norm } => {
-                Self::mlp(shape, 10, hidden, *activation, *batch_norm).parameter_count()
-            }
-            Self::Resnet { widths, blocks, .. } => Self::resnet(shape, 10, widths, blocks).parameter_count(),
-            Self::Densenet { growth_rate, blocks, stem_channels } => {
-                Self::densenet(shape, 10, *growth_rate, blocks, *stem_channels).parameter_count()
-            }
-        }
+    /// Trainable parameters of the model for inputs of `shape` and `classes` classes.
+    pub fn parameter_count(&self, shape: ImageShape, classes: usize) -> usize {
+        self.config(shape, classes).parameter_count()
     }
 
     /// Builds the model with fresh weights on `device`.
     pub fn init(&self, shape: ImageShape, classes: usize, device: &Device) -> Classifier {
-        match self {
-            Self::LenetBn { batch_norm } => {
-                Classifier::LenetBn(Self::lenet(shape, classes, *batch_norm).init(device))
-            }
-            Self::MlpBn { hidden, activation, batch_norm } => {
-                Classifier::MlpBn(Self::mlp(shape, classes, hidden, *activation, *batch_norm).init(device))
-            }
-            Self::Resnet { widths, blocks, .. } => {
-                Classifier::ResNet(Self::resnet(shape, classes, widths, blocks).init(device))
-            }
-            Self::Densenet { growth_rate, blocks, stem_channels } => Classifier::DenseNet(
-                Self::densenet(shape, classes, *growth_rate, blocks, *stem_channels).init(device),
-            ),
-        }
+        self.config(shape, classes).init(device)
     }
 }
 

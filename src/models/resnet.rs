@@ -8,13 +8,13 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::{book_conv, book_linear};
+use super::{Window, book_conv, book_linear, pixels};
 
 /// Builds a [`ResNet`].
 #[derive(Config, Debug)]
@@ -45,16 +45,28 @@ pub struct Residual {
 }
 
 impl Residual {
+    /// The block's 3x3 convolutions, padded by one: the first has the block's `stride`, the
+    /// second 1, so it keeps the side.
+    fn conv3(stride: usize) -> Window {
+        Window::new(3, stride, 1)
+    }
+
+    /// The 1x1 convolution on the shortcut, with the block's `stride`.
+    fn projection(stride: usize) -> Window {
+        Window::new(1, stride, 0)
+    }
+
+    /// Whether a block from `cin` to `cout` channels with `stride` changes the shape, and so
+    /// projects its shortcut.
+    fn projects(cin: usize, cout: usize, stride: usize) -> bool {
+        stride != 1 || cin != cout
+    }
+
     /// A block from `cin` to `cout` channels with `stride` on its first convolution.
     pub fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
-        let conv3 = |cin, stride| {
-            let config = Conv2dConfig::new([cin, cout], [3, 3])
-                .with_stride([stride, stride])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
-            book_conv(config, device)
-        };
-        let shortcut = (stride != 1 || cin != cout)
-            .then(|| book_conv(Conv2dConfig::new([cin, cout], [1, 1]).with_stride([stride, stride]), device));
+        let conv3 = |cin, stride| book_conv(Self::conv3(stride).conv(cin, cout), device);
+        let shortcut = Self::projects(cin, cout, stride)
+            .then(|| book_conv(Self::projection(stride).conv(cin, cout), device));
         Self {
             conv1: conv3(cin, stride),
             bn1: BatchNormConfig::new(cout).init(device),
@@ -66,8 +78,25 @@ impl Residual {
 
     /// Trainable parameters of a block from `cin` to `cout` channels.
     pub fn parameter_count(cin: usize, cout: usize, stride: usize) -> usize {
-        let shortcut = if stride != 1 || cin != cout { cin * cout + cout } else { 0 };
-        (cout * cin * 9 + cout) + 2 * cout + (cout * cout * 9 + cout) + 2 * cout + shortcut
+        let shortcut = if Self::projects(cin, cout, stride) {
+            cin * cout * Self::projection(stride).area() + cout
+        } else {
+            0
+        };
+        let k = Self::conv3(stride).area();
+        (cout * cin * k + cout) + 2 * cout + (cout * cout * k + cout) + 2 * cout + shortcut
+    }
+
+    /// Side of the block's output for an input `side` (`None` when a kernel does not fit).
+    fn output_side(stride: usize, side: Option<usize>) -> Option<usize> {
+        Self::conv3(1).after(Self::conv3(stride).after(side))
+    }
+
+    /// Floats a block from `cin` to `cout` channels keeps for one example whose output is
+    /// `side` pixels wide: both convolutions' and BatchNorms' outputs, the first ReLU's, the sum
+    /// and its ReLU, and the projected shortcut where there is one.
+    fn activation_floats(cin: usize, cout: usize, stride: usize, side: Option<usize>) -> usize {
+        (7 + usize::from(Self::projects(cin, cout, stride))) * cout * pixels(side)
     }
 
     /// # Shapes
@@ -111,16 +140,35 @@ pub struct Stem {
 }
 
 impl Stem {
+    /// The 7x7 convolution with stride 2, padded by 3.
+    const CONV: Window = Window::new(7, 2, 3);
+    /// The 3x3 max pooling with stride 2, padded by 1.
+    const POOL: Window = Window::new(3, 2, 1);
+
     /// A stem from `cin` to `out` channels.
     pub fn new(cin: usize, out: usize, device: &Device) -> Self {
-        let conv = Conv2dConfig::new([cin, out], [7, 7])
-            .with_stride([2, 2])
-            .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3));
-        let pool = MaxPool2dConfig::new([3, 3])
-            .with_strides([2, 2])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init();
+        let conv = Self::CONV.conv(cin, out);
+        let pool = Self::POOL.max_pool().init();
         Self { conv: book_conv(conv, device), bn: BatchNormConfig::new(out).init(device), pool }
+    }
+
+    /// Sides of the convolution's and the pooling's outputs for `side`-pixel images: `None`
+    /// from the first whose kernel does not fit.
+    fn sides(side: usize) -> [Option<usize>; 2] {
+        let conv = Self::CONV.output_side(side);
+        [conv, Self::POOL.after(conv)]
+    }
+
+    /// Side of the stem's output for `side`-pixel images (`None` when a kernel does not fit).
+    pub(crate) fn output_side(side: usize) -> Option<usize> {
+        Self::sides(side)[1]
+    }
+
+    /// Floats a stem to `out` channels keeps for one `side`-pixel image: the convolution's,
+    /// BatchNorm's and ReLU's outputs and the pooled map.
+    pub(crate) fn activation_floats(out: usize, side: usize) -> usize {
+        let [conv, pooled] = Self::sides(side).map(pixels);
+        3 * out * conv + out * pooled
     }
 
     /// # Shapes
@@ -133,12 +181,12 @@ impl Stem {
 
 /// Trainable parameters of a [`Stem`].
 pub(crate) fn stem_parameter_count(cin: usize, out: usize) -> usize {
-    out * cin * 49 + out + 2 * out
+    out * cin * Stem::CONV.area() + out + 2 * out
 }
 
 impl ResNetConfig {
     /// The (input channels, output channels, stride) of every block, in order.
-    pub(crate) fn layout(&self) -> Vec<(usize, usize, usize)> {
+    fn layout(&self) -> Vec<(usize, usize, usize)> {
         let mut layout = Vec::new();
         let mut cin = self.widths[0];
         for (stage, (&width, &n)) in self.widths.iter().zip(&self.blocks).enumerate() {
@@ -149,6 +197,28 @@ impl ResNetConfig {
             }
         }
         layout
+    }
+
+    /// Side of the feature maps the stem and the residual blocks leave from `side`-pixel
+    /// images, or `None` when a kernel does not fit.
+    pub fn feature_side(&self, side: usize) -> Option<usize> {
+        let stem = Stem::output_side(side);
+        self.layout().into_iter().fold(stem, |s, (_, _, stride)| Residual::output_side(stride, s))
+    }
+
+    /// Floats of activation one `side`-pixel example keeps through a training step (see
+    /// [`ClassifierSpec::activation_floats`](super::ClassifierSpec::activation_floats)): the
+    /// stem's and every block's outputs, the pooled features and the logits, each with its
+    /// gradient.
+    pub fn activation_floats(&self, side: usize) -> usize {
+        let last = *self.widths.last().expect("at least one stage");
+        let mut s = Stem::output_side(side);
+        let mut total = Stem::activation_floats(self.widths[0], side);
+        for (cin, cout, stride) in self.layout() {
+            s = Residual::output_side(stride, s);
+            total += Residual::activation_floats(cin, cout, stride, s);
+        }
+        2 * (total + last + self.classes)
     }
 
     /// Trainable parameters of the net this config builds.

@@ -274,11 +274,6 @@ impl Layer {
 }
 
 impl RnnLm {
-    /// Tokens in the vocabulary.
-    pub fn vocab(&self) -> usize {
-        self.vocab
-    }
-
     /// The zero state for `batch` sequences, the book's `begin_state`.
     pub fn begin_state(&self, batch: usize, device: &Device) -> State {
         State(
