@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 
+use crate::backend::BackendKind;
 use crate::backend::{Backends, Resolved};
 use crate::data::DatasetSpec;
-use crate::jobs::spec::{BackendKind, OptimizerSpec};
+use crate::definition::OptimizerSpec;
 use crate::models::{Cell, ClassifierSpec, RnnLmConfig};
 use crate::text::Batch;
-use crate::train::{clip, fit, lm};
+use crate::train::{clip, fit, lm, optim};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -34,9 +35,9 @@ pub struct BenchArgs {
     /// Untimed steps first (allocation, caches).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Backends to measure, comma-separated, named as a job's `backend` (cpu, ndarray, wgpu,
+    /// Backends to measure, comma-separated, named as a job's `backend` (cpu, wgpu,
     /// wgpu:N).
-    #[arg(long, value_delimiter = ',', default_value = "cpu,ndarray")]
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
     pub backends: Vec<String>,
     /// Model, named as `torch_ref.py` names them: lenet_bn (28x28 input), resnet18 or densenet
     /// (96x96 input, the book's size); rnn, gru or lstm (language models over 28 symbols).
@@ -62,7 +63,7 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         device.seed(0);
         let config = RnnLmConfig::new(VOCAB, cell).with_hidden(args.hidden);
         let mut model = config.init(&device);
-        let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
+        let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let mut last_loss = 0.0;
         let mut timed = Duration::ZERO;
@@ -103,7 +104,7 @@ fn device(name: &str) -> Result<Resolved, String> {
         BackendKind::parse(name).ok_or_else(|| format!("unknown backend {name}: {}", BackendKind::SYNTAX))?;
     let backends = Backends::from_config(&crate::config::Config::with_data_dir("kiln-data"));
     let lane = backends.lane(kind)?;
-    Ok(backends.resolve(kind, lane))
+    Ok(backends.resolve(lane))
 }
 
 /// The model and input side `torch_ref.py` uses for `name`, and its learning rate.
@@ -140,7 +141,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let device = resolved.device.autodiff();
         device.seed(0);
         let mut model = spec.init(data.train.input_shape(), 10, &device);
-        let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr, momentum: 0.0, weight_decay: 0.0 });
+        let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let mut phases = [Duration::ZERO; 5];
         let mut last_loss = 0.0;

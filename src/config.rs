@@ -119,6 +119,16 @@ impl Config {
         self.data_dir.join("jobs")
     }
 
+    /// Directory holding one job's files.
+    pub fn job_dir(&self, id: Uuid) -> PathBuf {
+        self.jobs_dir().join(id.to_string())
+    }
+
+    /// Directory holding one job's checkpoints, one folder each.
+    pub fn checkpoints_dir(&self, id: Uuid) -> PathBuf {
+        self.job_dir(id).join("checkpoints")
+    }
+
     /// Directory holding data sets a user placed or uploaded.
     pub fn datasets_dir(&self) -> PathBuf {
         self.data_dir.join("datasets")

@@ -8,8 +8,11 @@
 //!
 //! - [`config`]: the one configuration, from flags and `KILN_*` variables.
 //! - [`http`]: the axum API — router, one module per resource, the error type, OpenAPI.
-//! - [`jobs`]: job definitions and their validation, the SQLite store, the queue, the workers.
-//! - [`train`]: the training loop, its metrics and checkpoints.
+//! - [`definition`]: the job definition — what a client sends, its validation, what kiln runs —
+//!   and the generate request.
+//! - [`jobs`]: the job service — the SQLite store, the queue, the workers, uploaded corpora.
+//! - [`train`]: the training engine, the tasks it drives, checkpoints, generation.
+//! - [`metrics`]: what training reports and the API shows (progress, epoch rows, step points).
 //! - [`models`]: the networks, each built from a Burn `Config`.
 //! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
 //! - [`text`]: text corpora for language models — tokens, vocabulary, batches, The Time Machine.
@@ -25,23 +28,16 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod definition;
 pub mod healthcheck;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod models;
+mod panics;
 pub mod parity;
 pub mod text;
 pub mod train;
 
 pub use config::Config;
 pub use http::serve;
-
-/// The message of a caught panic (`panic!` with a literal or a formatted string), or
-/// "no message".
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("no message")
-}

@@ -1,8 +1,25 @@
-//! What training reports: one row per epoch and a loss point every few steps. Classifiers and
-//! language models share the rows; a field that does not apply to a job's kind is absent.
+//! What training reports, as the store keeps it and the API shows it: how far a job has come, one
+//! row per epoch and a loss point every few steps. Classifiers and language models share the
+//! rows; a field that does not apply to a job's kind is absent.
+//!
+//! These are plain values below every layer that uses them: the training engine produces them,
+//! the job store persists them and the HTTP layer serialises them.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// How far training has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: u32,
+    /// Epochs the job will run.
+    pub epochs: u32,
+    /// Optimizer steps taken since the start.
+    pub step: u64,
+    /// Optimizer steps the whole job will take.
+    pub steps: u64,
+}
 
 /// The summary of one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -85,55 +102,18 @@ pub struct StepPoint {
     pub grad_norm: Option<f64>,
 }
 
-/// Running sums over an epoch's training steps; part of a checkpoint so a resumed epoch
-/// reports the same totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EpochTotals {
-    pub loss_sum: f64,
-    pub correct: u64,
-    /// Examples of a classifier, tokens of a language model.
-    pub examples: u64,
-    pub batches: u64,
-    pub train_seconds: f64,
-    #[serde(default)]
-    pub grad_norm_sum: f64,
-    #[serde(default)]
-    pub grad_norm_max: f64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl EpochTotals {
-    /// Adds one batch.
-    pub fn add(&mut self, loss: f64, correct: u64, examples: u64, seconds: f64) {
-        self.loss_sum += loss * examples as f64;
-        self.correct += correct;
-        self.examples += examples;
-        self.batches += 1;
-        self.train_seconds += seconds;
-    }
-
-    /// Adds one step's gradient norm.
-    pub fn add_grad_norm(&mut self, norm: f64) {
-        self.grad_norm_sum += norm;
-        self.grad_norm_max = self.grad_norm_max.max(norm);
-    }
-
-    /// Mean gradient norm per step.
-    pub fn mean_grad_norm(&self) -> f64 {
-        self.grad_norm_sum / self.batches.max(1) as f64
-    }
-
-    /// Mean loss per example.
-    pub fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.examples.max(1) as f64
-    }
-
-    /// Fraction right.
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.examples.max(1) as f64
-    }
-
-    /// Examples per second of training.
-    pub fn throughput(&self) -> f64 {
-        if self.train_seconds > 0.0 { self.examples as f64 / self.train_seconds } else { 0.0 }
+    #[test]
+    fn a_classifier_scores_by_test_accuracy_and_a_language_model_by_lower_perplexity() {
+        let row = EpochMetrics::new(1, 0.5, 1.0);
+        assert_eq!(row.score(), None);
+        assert_eq!(EpochMetrics { test_accuracy: Some(0.9), ..row.clone() }.score(), Some(0.9));
+        let lm = EpochMetrics { perplexity: Some(3.0), ..row.clone() };
+        assert_eq!(lm.score(), Some(-3.0));
+        let held_out = EpochMetrics { validation_perplexity: Some(4.0), ..lm };
+        assert_eq!(held_out.score(), Some(-4.0), "validation perplexity is preferred");
     }
 }

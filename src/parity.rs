@@ -12,9 +12,9 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor};
 
 use crate::data::DatasetSpec;
-use crate::jobs::spec::OptimizerSpec;
+use crate::definition::OptimizerSpec;
 use crate::models::{ClassifierSpec, materialize};
-use crate::train::fit;
+use crate::train::{fit, optim};
 
 /// What to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,7 +76,7 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
     std::fs::write(&args.out, format!("[{}]", dump.0.join(",")))
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
 
-    let mut optim = fit::optimizer(&OptimizerSpec::Sgd { lr: args.lr, momentum: 0.0, weight_decay: 0.0 });
+    let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr: args.lr, momentum: 0.0, weight_decay: 0.0 });
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let order: Vec<usize> = (0..data.train.len()).collect();
     let mut step = 0usize;
@@ -90,7 +90,8 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
             }
             step += 1;
         }
-        let (_, accuracy) = fit::evaluate(&model.valid(), &data.test, &plain);
+        let (_, accuracy) = fit::evaluate(&model.valid(), &data.test, &plain, &|| false)
+            .unwrap_or_else(|_| unreachable!("nothing stops a parity run"));
         println!("epoch {epoch} test_accuracy {accuracy:.4}");
     }
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! Burn 0.22 picks the backend at run time through its `Device`, so the training code has no
 //! backend type parameter: this module is the one place that knows which devices exist. The CPU
-//! backends (`cpu`, Burn's flex, and the deprecated `ndarray`) always exist. WGPU devices are
+//! backend (`cpu`, Burn's flex) always exists. WGPU devices are
 //! discovered once per process by [`Backends::from_config`]: each adapter is initialised once
 //! with `Device::wgpu_options()…init()`, which reports a missing or broken adapter as an error
 //! where the lazy `Device::wgpu(..)` would panic inside a device thread, and the initialised
@@ -26,7 +26,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::config::Config;
-use crate::jobs::spec::BackendKind;
+
+mod kind;
+
+pub use kind::BackendKind;
 
 /// Where a job waits and runs: the CPU workers, or one GPU device's workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,7 +154,7 @@ impl Backends {
     pub fn lane(&self, kind: BackendKind) -> Result<Lane, String> {
         let hardware = self.usable_gpus().find(|&i| self.gpus[i].info.kind != GpuType::Software);
         match kind {
-            BackendKind::Cpu | BackendKind::Ndarray => Ok(Lane::Cpu),
+            BackendKind::Cpu => Ok(Lane::Cpu),
             BackendKind::Auto => Ok(hardware.map_or(Lane::Cpu, Lane::Gpu)),
             BackendKind::Wgpu(None) => hardware
                 .or_else(|| self.usable_gpus().next())
@@ -173,8 +176,8 @@ impl Backends {
         }
     }
 
-    /// The device for a job with `kind` in `lane`.
-    pub fn resolve(&self, kind: BackendKind, lane: Lane) -> Resolved {
+    /// The device of `lane`.
+    pub fn resolve(&self, lane: Lane) -> Resolved {
         match lane {
             Lane::Gpu(i) => {
                 let gpu = &self.gpus[i];
@@ -188,10 +191,6 @@ impl Backends {
                     ),
                 }
             }
-            #[allow(deprecated)] // kept on purpose, to measure it against flex
-            Lane::Cpu if kind == BackendKind::Ndarray => {
-                Resolved { device: Device::ndarray(), name: "cpu (burn-ndarray)".to_string() }
-            }
             Lane::Cpu => Resolved { device: Device::flex(), name: "cpu (burn-flex)".to_string() },
         }
     }
@@ -204,10 +203,7 @@ impl Backends {
             concurrent_jobs: workers,
             devices: Vec::new(),
         };
-        let mut backends = vec![
-            cpu("cpu", "Burn's flex backend: pure-Rust CPU kernels, the fast CPU choice"),
-            cpu("ndarray", "Burn's ndarray CPU backend (deprecated upstream), kept for comparison"),
-        ];
+        let mut backends = vec![cpu("cpu", "Burn's flex backend: pure-Rust CPU kernels")];
         if self.wgpu_enabled {
             backends.push(BackendView {
                 name: "wgpu".to_string(),
@@ -225,9 +221,9 @@ impl Backends {
         BackendsView { backends, auto, wgpu_probe_error: self.probe_error.clone() }
     }
 
-    /// "it can run: cpu, ndarray, wgpu:0 (…)", for error messages.
+    /// "it can run: cpu, wgpu:0 (…)", for error messages.
     fn choices(&self) -> String {
-        let mut names = vec!["cpu".to_string(), "ndarray".to_string()];
+        let mut names = vec!["cpu".to_string()];
         for i in self.usable_gpus() {
             names.push(format!("wgpu:{i} ({})", self.gpus[i].info.name));
         }
@@ -335,7 +331,7 @@ fn discover() -> (Vec<Gpu>, Option<String>) {
                     continue 'kinds;
                 }
                 Err(panic) => {
-                    let what = crate::panic_message(panic.as_ref());
+                    let what = crate::panics::message(panic.as_ref());
                     error = Some(format!("initialising {:?} panicked: {what}", kind(n)));
                     continue 'kinds;
                 }

@@ -129,6 +129,13 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     order
 }
 
+/// Batches in one epoch of `n` examples. A last batch of a single example is dropped, since
+/// batch statistics of one example are degenerate.
+pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
+    let full = n / batch_size;
+    if n % batch_size > 1 || full == 0 { full + 1 } else { full }
+}
+
 impl DatasetSpec {
     /// Shape of one input image.
     pub fn shape(&self) -> ImageShape {
@@ -189,6 +196,15 @@ impl DatasetSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_example_tail_is_dropped_but_larger_tails_are_kept() {
+        assert_eq!(batches_per_epoch(512, 256), 2);
+        assert_eq!(batches_per_epoch(513, 256), 2);
+        assert_eq!(batches_per_epoch(514, 256), 3);
+        assert_eq!(batches_per_epoch(100, 256), 1);
+        assert_eq!(batches_per_epoch(60_000, 256), 235);
+    }
 
     #[test]
     fn epoch_order_is_a_permutation_fixed_by_seed_and_epoch() {

@@ -2,20 +2,24 @@
 //!
 //! A request body is parsed once, strictly (unknown fields are errors), into the raw [`JobSpec`]
 //! whose every field may be missing. [`JobSpec::validate`] applies the defaults and the server's
-//! caps and either returns a [`ValidJobSpec`] — no optional knob left, every value in range — or
-//! every problem found, each naming its field path. Nothing downstream checks a spec again.
+//! caps and either returns a [`ValidJob`] — a [`ValidJobSpec`] with no optional knob left and
+//! every value in range, plus what admission needs: the lane, the parameter count, the step
+//! total — or every problem found, each naming its field path. Nothing downstream checks a spec
+//! again. [`generate`] does the same for a generate request.
 //!
-//! The valid spec serialises to the same shape a client sends, with the defaults filled in, so
-//! the spec a job reports can be submitted again as it is.
+//! The job service writes the definition and the training engine reads it; both import it from
+//! here, below them. The valid spec serialises to the same shape a client sends, with the
+//! defaults filled in, so the spec a job reports can be submitted again as it is.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::backend::BackendKind;
-use crate::data::{DatasetSpec, TextSource};
+use crate::backend::{BackendKind, Lane};
+use crate::data::{DatasetSpec, TextSource, batches_per_epoch};
 use crate::models::{ClassifierSpec, LanguageModelSpec, ModelSpec};
 use crate::text::{Normalize, Sampling, Tokenizer};
 
+pub mod generate;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -191,6 +195,33 @@ pub struct ValidJobSpec {
     pub checkpoint: CheckpointPolicy,
 }
 
+/// A job that passed validation: its definition and what admission needs to queue it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidJob {
+    pub spec: ValidJobSpec,
+    /// The lane it waits in: the CPU, or the GPU its `backend` names on this server.
+    pub lane: Lane,
+    /// Trainable parameters of its model; 0 for a language model, whose vocabulary (read when
+    /// it trains) decides its size.
+    pub parameters: u64,
+    /// Optimizer steps of the whole job; 0 for a language model, whose corpus decides them.
+    pub steps: u64,
+}
+
+impl ValidJob {
+    fn new(spec: ValidJobSpec, lane: Lane) -> Self {
+        let (parameters, steps) = match spec.task() {
+            Some(Task::Classify { model, data }) => {
+                let per_epoch = batches_per_epoch(data.train_len(), spec.training.batch_size);
+                let steps = per_epoch as u64 * u64::from(spec.training.epochs);
+                (model.parameter_count(data.input_shape(), data.source.classes()) as u64, steps)
+            }
+            _ => (0, 0),
+        };
+        Self { spec, lane, parameters, steps }
+    }
+}
+
 /// The `data` of a valid job: images for a classifier, text for a language model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -214,6 +245,12 @@ impl ImageDataSpec {
     /// The shape of one image as the model sees it, after any resize.
     pub fn input_shape(&self) -> crate::data::ImageShape {
         self.source.shape().resized(self.resize)
+    }
+
+    /// Training examples used, after `limit_train`.
+    pub fn train_len(&self) -> usize {
+        let n = self.source.train_len();
+        self.limit_train.map_or(n, |l| l.min(n))
     }
 }
 

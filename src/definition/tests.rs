@@ -8,11 +8,37 @@ fn limits() -> Config {
     Config::with_data_dir(std::env::temp_dir().join("kiln-spec-tests"))
 }
 
-fn validate(json: &str) -> Result<ValidJobSpec, Vec<FieldError>> {
+fn admit(json: &str) -> Result<ValidJob, Vec<FieldError>> {
     let config = limits();
     JobSpec::from_json(json.as_bytes())
         .expect("parses")
         .validate(&Limits { config: &config, backends: &Backends::cpu_only() })
+}
+
+fn validate(json: &str) -> Result<ValidJobSpec, Vec<FieldError>> {
+    admit(json).map(|valid| valid.spec)
+}
+
+/// A valid spec serialised and validated again.
+fn resubmitted(spec: &ValidJobSpec) -> ValidJobSpec {
+    validate(std::str::from_utf8(&serde_json::to_vec(spec).unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_valid_job_carries_its_lane_parameter_count_and_step_total() {
+    let lenet = admit(r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#).unwrap();
+    assert_eq!(lenet.lane, crate::backend::Lane::Cpu);
+    assert_eq!(lenet.parameters, 44_878);
+    // 2000 examples in batches of 256: 7 full ones and a tail of 208, for 10 epochs.
+    assert_eq!(lenet.steps, 80);
+    let limited = admit(
+        r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images","limit_train":513},
+            "training":{"epochs":3}}"#,
+    )
+    .unwrap();
+    assert_eq!(limited.steps, 6, "a one-example tail is dropped");
+    let lm = admit(r#"{"model":{"kind":"rnn_lm"},"data":{"dataset":"synthetic_text"}}"#).unwrap();
+    assert_eq!((lm.parameters, lm.steps), (0, 0), "the corpus decides them when the job trains");
 }
 
 #[test]
@@ -36,12 +62,7 @@ fn the_valid_spec_round_trips_through_the_raw_parser() {
             "training":{"optimizer":{"kind":"adam","lr":0.01}},"backend":"auto"}"#,
     )
     .unwrap();
-    let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json)
-        .unwrap()
-        .validate(&Limits { config: &limits(), backends: &Backends::cpu_only() })
-        .unwrap();
-    assert_eq!(spec, again);
+    assert_eq!(resubmitted(&spec), spec);
 }
 
 #[test]
@@ -146,12 +167,7 @@ fn a_language_model_gets_the_books_defaults_and_text_fields() {
     assert_eq!(spec.training.optimizer.lr(), 1.0);
     assert_eq!(spec.training.grad_clip_norm, Some(1.0));
     // The resolved spec submits again as it is.
-    let json = serde_json::to_vec(&spec).unwrap();
-    let again = JobSpec::from_json(&json)
-        .unwrap()
-        .validate(&Limits { config: &limits(), backends: &Backends::cpu_only() })
-        .unwrap();
-    assert_eq!(spec, again);
+    assert_eq!(resubmitted(&spec), spec);
 }
 
 #[test]
@@ -195,7 +211,9 @@ fn backends_are_read_by_name_and_checked_against_the_server() {
         assert_eq!(BackendKind::parse(name), Some(kind), "{name}");
         assert_eq!(kind.name(), name);
     }
-    for bad in ["", "gpu", "ndarray", "wgpu:", "wgpu:-1", "wgpu:+1", "wgpu: 1", "wgpu:x", "WGPU", "wgpu:99999999999"] {
+    for bad in
+        ["", "gpu", "ndarray", "wgpu:", "wgpu:-1", "wgpu:+1", "wgpu: 1", "wgpu:x", "WGPU", "wgpu:99999999999"]
+    {
         assert_eq!(BackendKind::parse(bad), None, "{bad:?}");
     }
 
@@ -210,7 +228,7 @@ fn backends_are_read_by_name_and_checked_against_the_server() {
         let errors = validate(&body(refused)).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].field, "backend");
-        assert!(errors[0].message.contains("it can run: cpu (see GET /backends)"), "{}", errors[0].message);
+        assert!(errors[0].message.contains("it can run: cpu, (wgpu is off: --wgpu false)"), "{}", errors[0].message);
     }
     let stored = serde_json::to_string(&validate(&body("auto")).unwrap()).unwrap();
     assert!(stored.contains(r#""backend":"auto""#), "{stored}");
@@ -219,4 +237,33 @@ fn backends_are_read_by_name_and_checked_against_the_server() {
     // definition naming it is refused (above).
     let legacy: BackendKind = serde_json::from_str(r#""ndarray""#).unwrap();
     assert_eq!(legacy, BackendKind::Cpu);
+}
+
+#[test]
+fn images_too_small_for_the_model_are_refused_naming_the_smallest_side_it_takes() {
+    // LeNet's convolutions and poolings leave nothing of 8 pixels (and counting its parameters
+    // there must not underflow); the book's DenseNet pools 28 pixels away.
+    for (json, smallest) in [
+        (r#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images","resize":8}}"#, 16),
+        (r#"{"model":{"kind":"densenet"},"data":{"dataset":"synthetic_images"}}"#, 29),
+    ] {
+        let errors = validate(json).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "data.resize", "{errors:?}");
+        let expected = format!("needs images of at least {smallest} pixels square and gets");
+        assert!(errors[0].message.contains(&expected), "{errors:?}");
+    }
+}
+
+#[test]
+fn a_model_with_no_stages_is_refused_by_field_not_measured() {
+    for (json, field) in [
+        (r#"{"model":{"kind":"resnet","widths":[],"blocks":[]},"data":{"dataset":"synthetic_images"}}"#, "model.widths"),
+        (r#"{"model":{"kind":"resnet","widths":[8,16],"blocks":[1]},"data":{"dataset":"synthetic_images"}}"#, "model.blocks"),
+        (r#"{"model":{"kind":"densenet","blocks":[]},"data":{"dataset":"synthetic_images","resize":64}}"#, "model.blocks"),
+        (r#"{"model":{"kind":"mlp_bn","hidden":[]},"data":{"dataset":"synthetic_images"}}"#, "model.hidden"),
+    ] {
+        let errors = validate(json).unwrap_err();
+        assert!(errors.iter().any(|e| e.field == field), "{json}: {errors:?}");
+    }
 }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::definition::{FieldError, SpecParseError};
 use crate::jobs::JobError;
-use crate::jobs::spec::{FieldError, SpecParseError};
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! Liveness, readiness and the API's own description.
+//! Liveness and readiness.
 
 use std::sync::atomic::Ordering;
 
@@ -13,10 +13,7 @@ use super::AppState;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
 /// Health of the server.
@@ -43,13 +40,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     }
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::document())
-}
-
 /// Path list for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(healthz, readyz, openapi))]
+#[openapi(paths(healthz, readyz))]
 pub struct Paths;

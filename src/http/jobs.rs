@@ -14,10 +14,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, Problem};
-use crate::jobs::{Job, JobId, JobStatus};
-use crate::train::checkpoint::CheckpointInfo;
-use crate::train::generate::{GenerateRequest, Generated};
-use crate::train::metrics::{EpochMetrics, StepPoint};
+use crate::definition::generate::GenerateRequest;
+use crate::jobs::generation::Generated;
+use crate::jobs::store::MetricsPage;
+use crate::jobs::{CheckpointInfo, Job, JobId, JobStatus};
+use crate::metrics::{EpochMetrics, StepPoint};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -68,7 +69,7 @@ fn located(status: StatusCode, job: Job) -> Response {
 
 /// Submit a job definition. It is validated, stored and queued.
 #[utoipa::path(post, path = "/jobs", tag = "jobs",
-    request_body(content = crate::jobs::spec::JobSpec, description = "The job definition"),
+    request_body(content = crate::definition::JobSpec, description = "The job definition"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a submit safely: the same key returns the same job")),
     responses(
         (status = 201, description = "Queued", body = Job, headers(("Location" = String, description = "/jobs/{id}"))),
@@ -217,6 +218,36 @@ struct Metrics {
     next_after: Option<String>,
 }
 
+impl Metrics {
+    /// The answer for a page read after cursor `after`, with the newest value of each metric.
+    fn new(page: MetricsPage, after: i64) -> Self {
+        let last_epoch = page.epochs.last();
+        let last_step = page.last_step.as_ref();
+        let latest = Latest {
+            epoch: last_epoch.map(|e| e.epoch),
+            step: last_step.map(|s| s.step),
+            loss: last_step.map(|s| s.loss),
+            train_loss: last_epoch.map(|e| e.train_loss),
+            train_accuracy: last_epoch.and_then(|e| e.train_accuracy),
+            test_loss: last_epoch.and_then(|e| e.test_loss),
+            test_accuracy: last_epoch.and_then(|e| e.test_accuracy),
+            examples_per_sec: last_epoch.and_then(|e| e.examples_per_sec),
+            perplexity: last_epoch.and_then(|e| e.perplexity),
+            validation_perplexity: last_epoch.and_then(|e| e.validation_perplexity),
+            tokens_per_sec: last_epoch.and_then(|e| e.tokens_per_sec),
+            grad_norm: last_step.and_then(|s| s.grad_norm),
+        };
+        let next_after = page.next_after.unwrap_or(after);
+        Self {
+            status: page.status,
+            latest,
+            epochs: page.epochs,
+            steps: page.steps,
+            next_after: Some(next_after.to_string()),
+        }
+    }
+}
+
 /// A job's per-epoch metrics and its step-level loss, paged by cursor.
 #[utoipa::path(get, path = "/jobs/{id}/metrics", tag = "jobs", params(MetricsQuery),
     responses((status = 200, body = Metrics), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -227,29 +258,7 @@ async fn metrics(
 ) -> Result<Json<Metrics>, ApiError> {
     let (after, limit) = page(q.after.as_deref(), q.limit.as_deref())?;
     let page = state.jobs.metrics(job_id(&id)?, after, limit)?;
-    let last_epoch = page.epochs.last();
-    let latest = Latest {
-        epoch: last_epoch.map(|e| e.epoch),
-        step: page.last_step.as_ref().map(|s| s.step),
-        loss: page.last_step.as_ref().map(|s| s.loss),
-        train_loss: last_epoch.map(|e| e.train_loss),
-        train_accuracy: last_epoch.and_then(|e| e.train_accuracy),
-        test_loss: last_epoch.and_then(|e| e.test_loss),
-        test_accuracy: last_epoch.and_then(|e| e.test_accuracy),
-        examples_per_sec: last_epoch.and_then(|e| e.examples_per_sec),
-        perplexity: last_epoch.and_then(|e| e.perplexity),
-        validation_perplexity: last_epoch.and_then(|e| e.validation_perplexity),
-        tokens_per_sec: last_epoch.and_then(|e| e.tokens_per_sec),
-        grad_norm: page.last_step.as_ref().and_then(|s| s.grad_norm),
-    };
-    let next_after = page.next_after.unwrap_or(after);
-    Ok(Json(Metrics {
-        status: page.status,
-        latest,
-        epochs: page.epochs,
-        steps: page.steps,
-        next_after: Some(next_after.to_string()),
-    }))
+    Ok(Json(Metrics::new(page, after)))
 }
 
 /// A job's checkpoints, oldest first.

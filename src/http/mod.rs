@@ -1,8 +1,8 @@
 //! The HTTP API: the router, its shared state and the server's life cycle.
 //!
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
-//! checkpoints), [`datasets`] (uploaded text corpora), [`backends`] (devices) and [`health`] (liveness, readiness, the
-//! OpenAPI document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
+//! checkpoints), [`datasets`] (uploaded text corpora), [`backends`] (devices), [`health`]
+//! (liveness, readiness) and [`openapi`] (the API document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
 //! and map the result; every error goes through [`error::ApiError`].
 
 pub mod backends;
@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(datasets::router(state.jobs.config().max_dataset_bytes))
         .merge(backends::router())
         .merge(health::router())
+        .merge(openapi::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,27 +1,38 @@
-//! Jobs: their definition, their durable record, the queue that admits them, the workers that
-//! train them and the uploaded text they may train on.
+//! Jobs: their durable record, the queue that admits them, the workers that train them and the
+//! uploaded text they may train on. A job's definition is [`crate::definition`]'s; training is
+//! [`crate::train`]'s.
 //!
-//! - [`spec`]: `JobSpec` (what a client sends) → `ValidJobSpec` (what kiln runs).
-//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All SQL lives there.
+//! - [`service`]: [`Jobs`], the operations the HTTP layer calls (submit, cancel, delete ...);
+//!   [`generation`] and [`datasets`] add the operations on text models and uploaded corpora.
+//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All
+//!   SQL lives there.
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
-//! - [`service`]: the operations the HTTP layer calls (submit, cancel, delete ...).
-//! - [`datasets`]: uploaded text corpora — checked, stored as files, indexed, kept while a job
-//!   reads them.
+//! - [`recorder`]: what a training run reports, written to the store.
+//! - [`uploads`]: the files of uploaded corpora.
+//! - [`shared`]: the state the service and the workers share.
+//! - [`error`]: [`JobError`], why an operation did not happen.
 
 pub mod datasets;
+pub mod error;
+pub mod generation;
 pub mod queue;
+pub mod recorder;
 pub mod service;
-pub mod spec;
+pub mod shared;
 pub mod store;
+pub mod uploads;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use service::{JobError, Jobs};
-pub use spec::ValidJobSpec;
+pub use error::JobError;
+pub use service::Jobs;
+
+use crate::definition::ValidJobSpec;
+use crate::metrics::{EpochMetrics, Progress};
 
 /// Identifies a job.
 pub type JobId = Uuid;
@@ -64,19 +75,6 @@ impl JobStatus {
     }
 }
 
-/// How far training has come.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Progress {
-    /// Epochs completed.
-    pub epoch: u32,
-    /// Epochs the job will run.
-    pub epochs: u32,
-    /// Optimizer steps taken since the start.
-    pub step: u64,
-    /// Optimizer steps the whole job will take.
-    pub steps: u64,
-}
-
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Job {
@@ -102,6 +100,25 @@ pub struct Job {
     /// optimizer step: loading the data, building the model and, on a GPU, compiling and
     /// autotuning kernels. Compare a cold and a warm start with it.
     pub first_step_seconds: Option<f64>,
+}
+
+/// A checkpoint as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointInfo {
+    /// Id to download it with.
+    pub id: i64,
+    /// Epochs completed when it was written.
+    pub epoch: u32,
+    /// Optimizer steps taken when it was written.
+    pub step: u64,
+    /// Size of the model file.
+    pub bytes: u64,
+    /// SHA-256 of the model file, hex.
+    pub sha256: String,
+    /// The epoch's metrics, for checkpoints written at the end of an epoch.
+    pub metrics: Option<EpochMetrics>,
+    /// RFC 3339 time it was written.
+    pub created_at: String,
 }
 
 /// The current time as RFC 3339.

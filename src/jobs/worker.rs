@@ -4,8 +4,10 @@
 //! `--workers` threads serve the CPU lane; each usable GPU device gets `--gpu-jobs-per-device`
 //! threads of its own (see [`crate::backend::Lane`]).
 //!
-//! A job ends `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason); at
-//! shutdown it is checkpointed and queued again. [`recover`] runs once at start-up and puts back
+//! The worker is the one place that writes a job's status: `running` on its device before
+//! training, then `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason); at
+//! shutdown it is checkpointed and queued again. What happens in between, training reports
+//! through a [`Recorder`]. [`recover`] runs once at start-up and puts back
 //! in the queue whatever a previous process left queued or running — a running job resumes from
 //! its newest checkpoint, or starts over without one.
 
@@ -14,14 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use super::service::Inner;
+use super::recorder::Recorder;
+use super::shared::Shared;
 use super::store::StoreError;
 use super::{JobId, JobStatus};
 use crate::backend::Lane;
-use crate::train::{self, Outcome, TrainError, TrainJob};
+use crate::train::{self, Outcome, Run, TrainError};
 
 /// What trains a job: [`train::run`], or a stand-in in tests of the worker itself.
-type Trainer = fn(&TrainJob<'_>) -> Result<Outcome, TrainError>;
+type Trainer = fn(&Run<'_>) -> Result<Outcome, TrainError>;
 
 /// The running worker threads.
 pub struct Pool {
@@ -30,20 +33,20 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `--workers` CPU threads and `--gpu-jobs-per-device` threads per usable GPU.
-    pub(crate) fn start(inner: Arc<Inner>) -> Self {
-        let cpu = (0..inner.config.workers).map(|n| (format!("kiln-worker-{n}"), Lane::Cpu));
-        let gpus: Vec<usize> = inner.backends.usable_gpus().collect();
-        let per_gpu = inner.config.gpu_jobs_per_device;
+    pub(crate) fn start(shared: Arc<Shared>) -> Self {
+        let cpu = (0..shared.config.workers).map(|n| (format!("kiln-worker-{n}"), Lane::Cpu));
+        let gpus: Vec<usize> = shared.backends.usable_gpus().collect();
+        let per_gpu = shared.config.gpu_jobs_per_device;
         let gpu = gpus
             .into_iter()
             .flat_map(|g| (0..per_gpu).map(move |n| (format!("kiln-gpu{g}-{n}"), Lane::Gpu(g))));
         let threads = cpu
             .chain(gpu)
             .map(|(name, lane)| {
-                let inner = inner.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || work(&inner, lane))
+                    .spawn(move || work(&shared, lane))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -58,24 +61,24 @@ impl Pool {
     }
 }
 
-fn work(inner: &Inner, lane: Lane) {
-    while let Some((id, cancel)) = inner.queue.next_blocking(lane) {
-        if let Err(e) = run(inner, id, &cancel, lane, train::run) {
+fn work(shared: &Shared, lane: Lane) {
+    while let Some((id, cancel)) = shared.queue.next_blocking(lane) {
+        if let Err(e) = run(shared, id, &cancel, lane, train::run) {
             tracing::error!(job = %id, error = %e, "could not record the outcome of a job");
         }
-        inner.queue.lock().finish(id);
+        shared.queue.lock().finish(id);
     }
 }
 
 /// Trains one job and records how it ended.
 fn run(
-    inner: &Inner,
+    shared: &Shared,
     id: JobId,
     cancel: &AtomicBool,
     lane: Lane,
     trainer: Trainer,
 ) -> Result<(), StoreError> {
-    let store = &inner.store;
+    let store = &shared.store;
     let Some(job) = store.job(id)? else {
         return Ok(());
     };
@@ -83,17 +86,19 @@ fn run(
         return Ok(());
     }
     tracing::info!(job = %id, model = ?job.spec.model, "job starting");
-    let device = inner.backends.resolve(job.spec.backend, lane);
-    let task = TrainJob {
+    let device = shared.backends.resolve(lane);
+    store.mark_running(id, &device.name)?;
+    let log = Recorder { store, id };
+    let run = Run {
         id,
         spec: &job.spec,
-        config: &inner.config,
+        config: &shared.config,
         device: &device,
-        store,
+        log: &log,
         cancel,
-        shutdown: &inner.shutdown,
+        shutdown: &shared.shutdown,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&task)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&run)));
     match outcome {
         Ok(Ok(Outcome::Completed)) => store.finish_job(id, JobStatus::Succeeded, None)?,
         Ok(Ok(Outcome::Cancelled)) => store.finish_job(id, JobStatus::Cancelled, None)?,
@@ -103,7 +108,7 @@ fn run(
             store.finish_job(id, JobStatus::Failed, Some(&e.to_string()))?;
         }
         Err(panic) => {
-            let what = crate::panic_message(panic.as_ref());
+            let what = crate::panics::message(panic.as_ref());
             tracing::error!(job = %id, panic = what, "training panicked");
             let reason = format!("training stopped on an internal error ({what}); the server kept running");
             store.finish_job(id, JobStatus::Failed, Some(&reason))?;
@@ -115,28 +120,28 @@ fn run(
 
 /// Queues again what a previous process left unfinished, oldest first. A job whose device this
 /// server lacks (a GPU gone since it was submitted) fails, saying so, rather than wait forever.
-pub(crate) fn recover(inner: &Inner) -> Result<(), StoreError> {
-    for id in inner.store.job_ids_with_status(JobStatus::Running)? {
+pub(crate) fn recover(shared: &Shared) -> Result<(), StoreError> {
+    for id in shared.store.job_ids_with_status(JobStatus::Running)? {
         tracing::info!(job = %id, "resuming a job interrupted by a restart");
-        inner.store.mark_queued(id)?;
-        requeue(inner, id)?;
+        shared.store.mark_queued(id)?;
+        requeue(shared, id)?;
     }
-    for id in inner.store.job_ids_with_status(JobStatus::Queued)? {
-        if !inner.queue.lock().is_active(id) {
-            requeue(inner, id)?;
+    for id in shared.store.job_ids_with_status(JobStatus::Queued)? {
+        if !shared.queue.lock().is_active(id) {
+            requeue(shared, id)?;
         }
     }
     Ok(())
 }
 
-fn requeue(inner: &Inner, id: JobId) -> Result<(), StoreError> {
-    let Some(job) = inner.store.job(id)? else { return Ok(()) };
-    match inner.backends.lane(job.spec.backend) {
-        Ok(lane) => inner.queue.push(id, lane),
+fn requeue(shared: &Shared, id: JobId) -> Result<(), StoreError> {
+    let Some(job) = shared.store.job(id)? else { return Ok(()) };
+    match shared.backends.lane(job.spec.backend) {
+        Ok(lane) => shared.queue.push(id, lane),
         Err(why) => {
             let reason = format!("backend {}: {why}", job.spec.backend.name());
             tracing::warn!(job = %id, reason, "cannot resume a job here");
-            inner.store.finish_job(id, JobStatus::Failed, Some(&reason))?;
+            shared.store.finish_job(id, JobStatus::Failed, Some(&reason))?;
         }
     }
     Ok(())
@@ -146,15 +151,15 @@ fn requeue(inner: &Inner, id: JobId) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::jobs::spec::{JobSpec, Limits};
+    use crate::definition::{JobSpec, Limits};
     use crate::jobs::store::NewJob;
 
-    fn queued_job(inner: &Inner) -> JobId {
+    fn queued_job(shared: &Shared) -> JobId {
         let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let limits = Limits { config: &inner.config, backends: &inner.backends };
-        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap();
+        let limits = Limits { config: &shared.config, backends: &shared.backends };
+        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
         let id = JobId::new_v4();
-        inner
+        shared
             .store
             .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
             .unwrap();
@@ -164,28 +169,28 @@ mod tests {
     #[test]
     fn a_panicking_job_fails_with_its_message_and_the_worker_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
-        let (first, second) = (queued_job(&inner), queued_job(&inner));
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let (first, second) = (queued_job(&shared), queued_job(&shared));
         let cancel = AtomicBool::new(false);
-        run(&inner, first, &cancel, Lane::Cpu, |_| panic!("tensor shapes disagree")).unwrap();
-        run(&inner, second, &cancel, Lane::Cpu, |_| Ok(Outcome::Completed)).unwrap();
+        run(&shared, first, &cancel, Lane::Cpu, |_| panic!("tensor shapes disagree")).unwrap();
+        run(&shared, second, &cancel, Lane::Cpu, |_| Ok(Outcome::Completed)).unwrap();
 
-        let failed = inner.store.job(first).unwrap().unwrap();
+        let failed = shared.store.job(first).unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
         assert!(failed.error.unwrap().contains("internal error (tensor shapes disagree)"));
-        assert_eq!(inner.store.job(second).unwrap().unwrap().status, JobStatus::Succeeded);
+        assert_eq!(shared.store.job(second).unwrap().unwrap().status, JobStatus::Succeeded);
     }
 
     #[test]
     fn interrupted_jobs_go_back_to_the_queue_and_recovery_requeues_running_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
-        let id = queued_job(&inner);
-        run(&inner, id, &AtomicBool::new(false), Lane::Cpu, |_| Ok(Outcome::Interrupted)).unwrap();
-        assert_eq!(inner.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let id = queued_job(&shared);
+        run(&shared, id, &AtomicBool::new(false), Lane::Cpu, |_| Ok(Outcome::Interrupted)).unwrap();
+        assert_eq!(shared.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
 
-        inner.store.mark_running(id, "cpu").unwrap();
-        let restarted = Inner::open(inner.config.clone()).unwrap();
+        shared.store.mark_running(id, "cpu").unwrap();
+        let restarted = Shared::open(shared.config.clone()).unwrap();
         recover(&restarted).unwrap();
         assert_eq!(restarted.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
         assert_eq!(restarted.queue.lock().waiting(), 1);
@@ -194,26 +199,26 @@ mod tests {
     #[test]
     fn recovery_fails_a_job_whose_device_is_gone_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = Inner::open(Config::with_data_dir(dir.path())).unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
         let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let limits = Limits { config: &inner.config, backends: &inner.backends };
-        let mut spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap();
+        let limits = Limits { config: &shared.config, backends: &shared.backends };
+        let mut spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
         // As if submitted to a server with ten GPUs, restarted on this one.
-        spec.backend = crate::jobs::spec::BackendKind::Wgpu(Some(9));
+        spec.backend = crate::backend::BackendKind::Wgpu(Some(9));
         let id = JobId::new_v4();
-        inner
+        shared
             .store
             .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
             .unwrap();
 
-        recover(&inner).unwrap();
-        let job = inner.store.job(id).unwrap().unwrap();
+        recover(&shared).unwrap();
+        let job = shared.store.job(id).unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Failed);
         let error = job.error.unwrap();
         assert!(
             error.contains("backend wgpu:9: this server has no device wgpu:9; it can run: cpu"),
             "{error}"
         );
-        assert_eq!(inner.queue.lock().waiting(), 0);
+        assert_eq!(shared.queue.lock().waiting(), 0);
     }
 }

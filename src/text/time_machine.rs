@@ -65,17 +65,9 @@ mod tests {
     use super::*;
     use crate::text::{Normalize, Tokenizer, Vocab, normalize, tokenize};
 
-    /// The book's file, which lives in `shared/data/` beside the repository.
+    /// The book's file, kept in the repository at `data/timemachine.txt` (public domain).
     fn book_file() -> PathBuf {
-        let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(FILE_NAME);
-        let candidates: Vec<PathBuf> = std::env::var_os("KILN_TEST_TIME_MACHINE")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain([beside, Path::new("/work/shared/data").join(FILE_NAME)])
-            .collect();
-        candidates.iter().find(|path| path.is_file()).cloned().unwrap_or_else(|| {
-            panic!("the test needs timemachine.txt at one of {candidates:?}");
-        })
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(FILE_NAME)
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //! It is written into a temporary directory, each file fsynced, then renamed into place and the
 //! parent fsynced: a crash leaves either the whole checkpoint or none. The index (sizes, hash,
-//! metrics) is in the store.
+//! metrics) is kept by whoever the engine reports to ([`super::report::RunLog`]); [`to_prune`]
+//! is the retention policy the engine applies to it.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -19,52 +20,19 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
+use uuid::Uuid;
 
-use super::metrics::{EpochMetrics, EpochTotals};
-use crate::config::Config;
-use crate::jobs::JobId;
-use crate::jobs::spec::ValidJobSpec;
+use super::position::Position;
+use super::report::KeptCheckpoint;
+use crate::definition::ValidJobSpec;
 use crate::text::Vocab;
-
-/// A checkpoint as the API lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointInfo {
-    /// Id to download it with.
-    pub id: i64,
-    /// Epochs completed when it was written.
-    pub epoch: u32,
-    /// Optimizer steps taken when it was written.
-    pub step: u64,
-    /// Size of the model file.
-    pub bytes: u64,
-    /// SHA-256 of the model file, hex.
-    pub sha256: String,
-    /// The epoch's metrics, for checkpoints written at the end of an epoch.
-    pub metrics: Option<EpochMetrics>,
-    /// RFC 3339 time it was written.
-    pub created_at: String,
-}
-
-/// Where training stands; saved in `checkpoint.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Position {
-    /// Epochs completed.
-    pub epoch: u32,
-    /// Steps taken in the epoch under way (0 at an epoch boundary).
-    pub step_in_epoch: u64,
-    /// Steps taken since the start.
-    pub step: u64,
-    /// Running sums of the epoch under way.
-    pub totals: EpochTotals,
-}
 
 /// The contents of `checkpoint.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
     /// Bumped when the layout changes.
     pub format: u32,
-    pub job_id: JobId,
+    pub job_id: Uuid,
     pub spec: ValidJobSpec,
     pub position: Position,
     /// A language model's vocabulary: token ids mean nothing without it.
@@ -92,11 +60,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
 
 fn invalid(path: &Path, reason: impl ToString) -> CheckpointError {
     CheckpointError::Invalid { path: path.display().to_string(), reason: reason.to_string() }
-}
-
-/// The directory holding a job's files.
-pub fn job_dir(config: &Config, id: JobId) -> PathBuf {
-    config.jobs_dir().join(id.to_string())
 }
 
 /// The model file of the checkpoint in `dir`.
@@ -137,18 +100,24 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// Writes a checkpoint of `model` and `optim` at `position` atomically.
+/// What a checkpoint's manifest says besides the position: whose it is and how to rebuild it.
+pub struct Identity<'a> {
+    pub job_id: Uuid,
+    pub spec: &'a ValidJobSpec,
+    /// A language model's vocabulary.
+    pub vocab: Option<&'a Vocab>,
+}
+
+/// Writes a checkpoint of `model` and `optim` at `position` atomically, into a new directory
+/// under `parent`.
 pub fn write<M: Module>(
-    config: &Config,
-    id: JobId,
-    spec: &ValidJobSpec,
+    parent: &Path,
+    identity: &Identity<'_>,
     model: &M,
     optim: &ModuleOptimizer,
     position: &Position,
-    vocab: Option<&Vocab>,
 ) -> Result<Written, CheckpointError> {
-    let parent = job_dir(config, id).join("checkpoints");
-    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
     let dir = parent.join(format!("step-{:010}", position.step));
     let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
@@ -160,10 +129,10 @@ pub fn write<M: Module>(
     let manifest_file = tmp.join(MANIFEST_FILE);
     let manifest = Manifest {
         format: FORMAT,
-        job_id: id,
-        spec: spec.clone(),
+        job_id: identity.job_id,
+        spec: identity.spec.clone(),
         position: position.clone(),
-        vocab: vocab.cloned(),
+        vocab: identity.vocab.cloned(),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     File::create(&manifest_file).and_then(|mut f| f.write_all(&json)).map_err(io_err(&manifest_file))?;
@@ -176,7 +145,7 @@ pub fn write<M: Module>(
         fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
     fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
-    sync_dir(&parent)?;
+    sync_dir(parent)?;
     let (sha256, bytes) = digest(&model_path(&dir))?;
     Ok(Written { dir, sha256, bytes })
 }
@@ -233,12 +202,13 @@ pub fn remove(dir: &Path) -> Result<(), CheckpointError> {
 }
 
 /// Which checkpoints to delete so that the newest `keep_last` and the best (by
-/// [`EpochMetrics::score`]: test accuracy, or lower perplexity) remain. `checkpoints` is oldest first; returns indices into it.
-pub fn to_prune(checkpoints: &[CheckpointInfo], keep_last: usize) -> Vec<usize> {
+/// [`crate::metrics::EpochMetrics::score`]: test accuracy, or lower perplexity) remain.
+/// `checkpoints` is oldest first; returns indices into it.
+pub fn to_prune(checkpoints: &[KeptCheckpoint], keep_last: usize) -> Vec<usize> {
     let best = checkpoints
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.metrics.as_ref().and_then(|m| m.score()).map(|score| (i, score)))
+        .filter_map(|(i, c)| c.score.map(|score| (i, score)))
         .fold(None, |best: Option<(usize, f64)>, (i, acc)| match best {
             Some((_, b)) if b >= acc => best,
             _ => Some((i, acc)),
@@ -252,43 +222,26 @@ pub fn to_prune(checkpoints: &[CheckpointInfo], keep_last: usize) -> Vec<usize> 
 mod tests {
     use super::*;
 
-    fn info(id: i64, acc: Option<f64>) -> CheckpointInfo {
-        CheckpointInfo {
-            id,
-            epoch: id as u32,
-            step: id as u64,
-            bytes: 1,
-            sha256: String::new(),
-            metrics: acc.map(|test_accuracy| EpochMetrics {
-                test_accuracy: Some(test_accuracy),
-                ..EpochMetrics::new(id as u32, 0.0, 0.0)
-            }),
-            created_at: String::new(),
-        }
+    fn kept(id: i64, score: Option<f64>) -> KeptCheckpoint {
+        KeptCheckpoint { id, dir: PathBuf::from(format!("step-{id}")), score }
     }
 
     #[test]
     fn a_language_model_keeps_its_lowest_perplexity() {
-        let lm = |id: i64, perplexity: f64| CheckpointInfo {
-            metrics: Some(EpochMetrics {
-                perplexity: Some(perplexity),
-                ..EpochMetrics::new(id as u32, 0.0, 0.0)
-            }),
-            ..info(id, None)
-        };
-        let cps = [lm(1, 9.0), lm(2, 1.5), lm(3, 2.0), lm(4, 3.0)];
+        // A language model's score is minus its perplexity.
+        let cps = [kept(1, Some(-9.0)), kept(2, Some(-1.5)), kept(3, Some(-2.0)), kept(4, Some(-3.0))];
         assert_eq!(to_prune(&cps, 1), vec![0, 2]);
     }
 
     #[test]
     fn pruning_keeps_the_newest_and_the_best() {
         let cps =
-            [info(1, Some(0.5)), info(2, Some(0.9)), info(3, Some(0.7)), info(4, None), info(5, Some(0.8))];
+            [kept(1, Some(0.5)), kept(2, Some(0.9)), kept(3, Some(0.7)), kept(4, None), kept(5, Some(0.8))];
         assert_eq!(to_prune(&cps, 2), vec![0, 2]);
         assert_eq!(to_prune(&cps, 5), Vec::<usize>::new());
         assert_eq!(to_prune(&cps[..1], 1), Vec::<usize>::new());
         // The best among the newest is kept anyway; nothing older is spared for it.
-        let cps = [info(1, Some(0.1)), info(2, Some(0.2)), info(3, Some(0.9))];
+        let cps = [kept(1, Some(0.1)), kept(2, Some(0.2)), kept(3, Some(0.9))];
         assert_eq!(to_prune(&cps, 1), vec![0, 1]);
     }
 }

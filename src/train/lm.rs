@@ -1,4 +1,4 @@
-//! The training loop of a language model, the book's `train_ch8`.
+//! The task of a language model, the book's `train_ch8`.
 //!
 //! The corpus becomes a vocabulary and a stream of token ids ([`crate::text`]); each epoch cuts
 //! the training stream into `[batch, num_steps]` batches, sequential or random as the job says,
@@ -12,23 +12,19 @@
 //! Each epoch records the mean loss, its exponential (perplexity), the perplexity of the
 //! held-out tail, tokens per second and the gradient norm before clipping (mean and max).
 
-use std::time::{Duration, Instant};
-
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::checkpoint;
-use super::metrics::{EpochMetrics, StepPoint};
-use super::{
-    FirstStep, Outcome, TrainError, TrainJob, begin, clip, end_epoch, record_step, restore_or_init,
-    stop_if_asked,
-};
-use crate::jobs::spec::TextDataSpec;
+use super::checkpoint::Manifest;
+use super::engine::{Evaluated, Interrupted, Settings, StepResult, Stepped, Stop, Task};
+use super::position::Position;
+use super::{Run, TrainError, clip};
+use crate::definition::TextDataSpec;
+use crate::metrics::EpochMetrics;
 use crate::models::rnn_lm::State;
 use crate::models::{LanguageModelSpec, RnnLm, RnnLmConfig};
-use crate::text::{self, Batch, Sampling};
+use crate::text::{self, Batch, Corpus, Sampling};
 
 /// Token ids of a batch as tensors: inputs `[batch, steps]` and targets `[batch * steps]`.
 pub fn tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
@@ -37,9 +33,6 @@ pub fn tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int
     let y = Tensor::from_data(TensorData::new(ids(&batch.y), [batch.batch_size * batch.num_steps]), device);
     (x, y)
 }
-
-/// A pass given up because a stop was asked for.
-pub struct Interrupted;
 
 /// Perplexity of `model` on a token stream, read in order with the state carried across
 /// batches; `None` when the stream is too short to predict anything. `stop` is asked between
@@ -70,151 +63,141 @@ pub fn perplexity(
     Ok((tokens > 0).then(|| (sum / tokens as f64).exp()))
 }
 
-/// Refuses a model that the real vocabulary makes bigger than the server allows (validation
-/// could only bound it from below).
-fn check_size(config: &RnnLmConfig, job: &TrainJob<'_>, num_steps: usize) -> Result<(), TrainError> {
-    let params = config.parameter_count();
-    if params > job.config.max_parameters {
-        return Err(TrainError::TooLarge(format!(
-            "with its vocabulary of {} tokens the model has {params} parameters, more than this \
-             server's limit of {}; raise data.min_freq, set data.max_tokens or lower model.hidden",
-            config.vocab, job.config.max_parameters
-        )));
-    }
-    let batch = job.spec.training.batch_size;
-    let mib = (config.activation_floats(batch, num_steps) * 4) as f64 / (1024.0 * 1024.0);
-    if mib > job.config.max_batch_memory_mib as f64 {
-        return Err(TrainError::TooLarge(format!(
-            "with its vocabulary of {} tokens a batch needs an estimated {mib:.0} MiB of activations, \
-             over this server's limit of {} MiB; lower training.batch_size or data.num_steps",
-            config.vocab, job.config.max_batch_memory_mib
-        )));
-    }
-    Ok(())
+/// A language model and its corpus, as the engine trains them.
+pub struct LanguageModelling<'a> {
+    data: &'a TextDataSpec,
+    corpus: Corpus,
+    config: RnnLmConfig,
+    settings: Settings,
+    per_epoch: usize,
+    /// The batches of the epoch under way, and the state carried between them.
+    batches: Vec<Batch>,
+    state: Option<State>,
 }
 
-/// Trains language-model `job` to its end, or until it is cancelled or the server stops.
-pub fn run(job: &TrainJob<'_>, spec: &LanguageModelSpec, data: &TextDataSpec) -> Result<Outcome, TrainError> {
-    let training = &job.spec.training;
-    let mut first_step = FirstStep::start();
-    let resolved = job.device;
-    let device = resolved.device.clone().autodiff();
-    job.store.mark_running(job.id, &resolved.name)?;
-    let corpus = text::build_corpus(&data.source.load(job.config)?, &data.options())?;
-    if corpus.vocab.len() < 2 {
-        return Err(TrainError::Corpus(format!(
-            "no token of the corpus is seen data.min_freq = {} times: the vocabulary would be <unk> alone",
-            data.min_freq
-        )));
+impl<'a> LanguageModelling<'a> {
+    /// Reads the corpus, builds its vocabulary and checks that the model and a batch fit this
+    /// server; reports the parameter count, which the vocabulary decides.
+    pub fn load(run: &Run<'_>, spec: &LanguageModelSpec, data: &'a TextDataSpec) -> Result<Self, TrainError> {
+        let corpus = text::build_corpus(&data.source.load(run.config)?, &data.options())?;
+        if corpus.vocab.len() < 2 {
+            return Err(TrainError::Corpus(format!(
+                "no token of the corpus is seen data.min_freq = {} times: the vocabulary would be <unk> alone",
+                data.min_freq
+            )));
+        }
+        let config = spec.config(corpus.vocab.len());
+        check_size(&config, run, data.num_steps)?;
+        run.log.parameters(config.parameter_count() as u64)?;
+        let training = &run.spec.training;
+        let (batch_size, num_steps) = (training.batch_size, data.num_steps);
+        let per_epoch = text::batches_per_epoch(corpus.train.len(), batch_size, num_steps, data.sampling);
+        if per_epoch == 0 {
+            return Err(TrainError::Corpus(format!(
+                "the corpus has {} training tokens, too few for one batch of {batch_size} sequences of \
+                 {num_steps} tokens; lower training.batch_size or data.num_steps",
+                corpus.train.len()
+            )));
+        }
+        let settings = Settings::of(run);
+        Ok(Self { data, corpus, config, settings, per_epoch, batches: Vec::new(), state: None })
     }
-    let config = spec.config(corpus.vocab.len());
-    check_size(&config, job, data.num_steps)?;
-    job.store.set_parameters(job.id, config.parameter_count() as u64)?;
+}
 
-    let (batch_size, num_steps) = (training.batch_size, data.num_steps);
-    let per_epoch = text::batches_per_epoch(corpus.train.len(), batch_size, num_steps, data.sampling);
-    if per_epoch == 0 {
-        return Err(TrainError::Corpus(format!(
-            "the corpus has {} training tokens, too few for one batch of {batch_size} sequences of \
-             {num_steps} tokens; lower training.batch_size or data.num_steps",
-            corpus.train.len()
-        )));
+impl Task for LanguageModelling<'_> {
+    type Model = RnnLm;
+
+    fn init(&self, device: &Device) -> RnnLm {
+        self.config.init(device)
     }
 
-    let same_vocab = |manifest: &checkpoint::Manifest| {
-        if manifest.vocab.as_ref() == Some(&corpus.vocab) {
+    fn accepts(&self, manifest: &Manifest) -> Result<(), TrainError> {
+        if manifest.vocab.as_ref() == Some(&self.corpus.vocab) {
             Ok(())
         } else {
             Err(TrainError::Corpus(
                 "the corpus no longer gives the vocabulary the checkpoint was trained with".into(),
             ))
         }
-    };
-    let start = restore_or_init(
-        job,
-        &device,
-        super::fit::optimizer(&training.optimizer),
-        same_vocab,
-        || config.init(&resolved.device),
-        |cpu| config.init(cpu),
-    )?;
-    if start.position.step_in_epoch as usize > per_epoch {
-        return Err(TrainError::Corpus(format!(
-            "the checkpoint stands at batch {} of an epoch, but the corpus now gives {per_epoch} batches an epoch",
-            start.position.step_in_epoch
-        )));
     }
-    let (mut model, mut optim, mut position) = (start.model, start.optim, start.position);
-    let mut progress = begin(job, &position, per_epoch)?;
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let lr = training.optimizer.lr();
-    let vocab = Some(&corpus.vocab);
-    let mut pending: Vec<StepPoint> = Vec::new();
 
-    while position.epoch < training.epochs {
-        let epoch = position.epoch + 1;
-        let started = Instant::now() - Duration::from_secs_f64(position.totals.train_seconds);
-        let batches =
-            text::epoch_batches(&corpus.train, batch_size, num_steps, data.sampling, training.seed, epoch);
-        let mut state: Option<State> = None;
-        for batch in &batches[position.step_in_epoch as usize..] {
-            if let Some(outcome) = stop_if_asked(job, &model, &optim, &position, &pending, progress, vocab)? {
-                return Ok(outcome);
-            }
-            let step_started = Instant::now();
-            let (x, y) = tensors(batch, &device);
-            let start = match (data.sampling, state.take()) {
-                (Sampling::Sequential, Some(carried)) => carried.detach(),
-                _ => model.begin_state(batch_size, &device),
-            };
-            let (logits, next) = model.forward(x, start);
-            let loss = loss_fn.forward(logits, y);
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let grad_norm = clip::clip_global_norm(&model, &mut grads, training.grad_clip_norm);
-            model = optim.step(lr, model, grads);
-            if data.sampling == Sampling::Sequential {
-                state = Some(next);
-            }
-            let loss_value = f64::from(loss.into_scalar::<f32>());
+    fn batches_per_epoch(&self) -> usize {
+        self.per_epoch
+    }
 
-            position.step += 1;
-            position.step_in_epoch += 1;
-            let tokens = (batch_size * num_steps) as u64;
-            position.totals.add(loss_value, 0, tokens, step_started.elapsed().as_secs_f64());
-            position.totals.add_grad_norm(grad_norm);
-            progress.step = position.step;
-            if !loss_value.is_finite() || !grad_norm.is_finite() {
-                job.store.record_steps(job.id, &pending, progress)?;
-                return Err(TrainError::Diverged { epoch, step: position.step, loss: loss_value });
-            }
-            let point =
-                StepPoint { step: position.step, epoch, loss: loss_value, grad_norm: Some(grad_norm) };
-            let last = position.step_in_epoch as usize == per_epoch;
-            record_step(job, &mut pending, point, progress, last)?;
-            first_step.done(job)?;
-        }
+    fn begin_epoch(&mut self, epoch: u32) {
+        let (data, s) = (self.data, &self.settings);
+        self.batches = text::epoch_batches(
+            &self.corpus.train,
+            s.batch_size,
+            data.num_steps,
+            data.sampling,
+            s.seed,
+            epoch,
+        );
+        self.state = None;
+    }
 
-        let stop = || super::stop_requested(job).is_some();
-        let validation = &corpus.validation;
-        let Ok(validation_perplexity) =
-            perplexity(&model.valid(), validation, batch_size, num_steps, &resolved.device, &stop)
-        else {
-            // Every step of the epoch is done: the checkpoint resumes at its evaluation.
-            let outcome = stop_if_asked(job, &model, &optim, &position, &pending, progress, vocab)?;
-            return Ok(outcome.unwrap_or(Outcome::Interrupted));
+    fn step(&mut self, model: RnnLm, optim: &mut ModuleOptimizer, index: usize) -> Stepped<RnnLm> {
+        let (batch, s) = (&self.batches[index], &self.settings);
+        let (x, y) = tensors(batch, &s.train_device);
+        let start = match (self.data.sampling, self.state.take()) {
+            (Sampling::Sequential, Some(carried)) => carried.detach(),
+            _ => model.begin_state(s.batch_size, &s.train_device),
         };
-        let totals = std::mem::take(&mut position.totals);
+        let (logits, next) = model.forward(x, start);
+        let loss = s.loss.forward(logits, y);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grad_norm = clip::clip_global_norm(&model, &mut grads, s.clip);
+        let model = optim.step(s.lr, model, grads);
+        if self.data.sampling == Sampling::Sequential {
+            self.state = Some(next);
+        }
+        let loss = f64::from(loss.into_scalar::<f32>());
+        let tokens = (batch.batch_size * batch.num_steps) as u64;
+        (model, StepResult { loss, correct: 0, examples: tokens, grad_norm: Some(grad_norm) })
+    }
+
+    fn evaluate(&mut self, model: &RnnLm, position: &Position, stop: Stop<'_>) -> Evaluated {
+        let (validation, s) = (&self.corpus.validation, &self.settings);
+        let validation_perplexity =
+            perplexity(model, validation, s.batch_size, self.data.num_steps, &s.device, stop)?;
+        let (epoch, totals) = (position.epoch + 1, &position.totals);
         let train_loss = totals.mean_loss();
-        let metrics = EpochMetrics {
+        Ok(EpochMetrics {
             perplexity: Some(train_loss.exp()),
             validation_perplexity,
             tokens_per_sec: Some(totals.throughput()),
             grad_norm: Some(totals.mean_grad_norm()),
             grad_norm_max: Some(totals.grad_norm_max),
-            ..EpochMetrics::new(epoch, train_loss, started.elapsed().as_secs_f64())
-        };
-        tracing::info!(job = %job.id, epoch, train_loss, perplexity = metrics.perplexity, "epoch done");
-        end_epoch(job, &model, &optim, &mut position, &mut progress, metrics, vocab)?;
+            ..EpochMetrics::new(epoch, train_loss, 0.0)
+        })
     }
-    Ok(Outcome::Completed)
+
+    fn vocab(&self) -> Option<&text::Vocab> {
+        Some(&self.corpus.vocab)
+    }
+}
+
+/// Refuses a model that the real vocabulary makes bigger than the server allows (validation
+/// could only bound it from below).
+fn check_size(config: &RnnLmConfig, run: &Run<'_>, num_steps: usize) -> Result<(), TrainError> {
+    let params = config.parameter_count();
+    if params > run.config.max_parameters {
+        return Err(TrainError::TooLarge(format!(
+            "with its vocabulary of {} tokens the model has {params} parameters, more than this \
+             server's limit of {}; raise data.min_freq, set data.max_tokens or lower model.hidden",
+            config.vocab, run.config.max_parameters
+        )));
+    }
+    let batch = run.spec.training.batch_size;
+    let mib = (config.activation_floats(batch, num_steps) * 4) as f64 / (1024.0 * 1024.0);
+    if mib > run.config.max_batch_memory_mib as f64 {
+        return Err(TrainError::TooLarge(format!(
+            "with its vocabulary of {} tokens a batch needs an estimated {mib:.0} MiB of activations, \
+             over this server's limit of {} MiB; lower training.batch_size or data.num_steps",
+            config.vocab, run.config.max_batch_memory_mib
+        )));
+    }
+    Ok(())
 }

@@ -14,20 +14,20 @@ pub(super) fn check_classifier(
     config: &Config,
     p: &mut Problems,
 ) {
-    let shape = data.input_shape();
-    if !model.fits(shape.height) {
+    let (shape, classes) = (data.input_shape(), data.source.classes());
+    if !model.fits(shape, classes) {
         p.add(
             "data.resize",
             format!(
                 "this model needs images of at least {} pixels square and gets {}; set data.resize",
-                model.smallest_side(),
+                model.smallest_side(shape, classes),
                 shape.height
             ),
         );
     }
-    let floats = model.activation_floats(shape) * training.batch_size;
+    let floats = model.activation_floats(shape, classes) * training.batch_size;
     check_memory(floats, training.batch_size, "this model and image size (or data.resize)", config, p);
-    check_parameters(model.parameter_count(shape), config, p);
+    check_parameters(model.parameter_count(shape, classes), config, p);
     if let Err(message) = data.source.check_available(&config.datasets_dir()) {
         p.add("data.dataset", message);
     }

@@ -114,8 +114,9 @@ impl JobSpec {
         parse_strict(body)
     }
 
-    /// Fills defaults and checks every field against `limits`.
-    pub fn validate(self, limits: &Limits<'_>) -> Result<ValidJobSpec, Vec<FieldError>> {
+    /// Fills defaults and checks every field against `limits`; a valid job carries what
+    /// admission needs besides the definition.
+    pub fn validate(self, limits: &Limits<'_>) -> Result<ValidJob, Vec<FieldError>> {
         let config = limits.config;
         let mut p = Problems::default();
 
@@ -128,22 +129,22 @@ impl JobSpec {
 
         let kind = self.model.as_ref().and_then(|m| m.kind.as_deref());
         let language = kind == Some("rnn_lm");
-        let model = validate_model(self.model, &mut p);
+        // A model whose own fields are wrong is not measured against its data and the caps: its
+        // geometry is not defined (e.g. a ResNet without stages).
+        let before = p.0.len();
+        let model = validate_model(self.model, &mut p).filter(|_| p.0.len() == before);
         let data = validate_data(self.data, language, config, &mut p);
         let training = validate_training(self.training.unwrap_or_default(), language, config, &mut p);
 
         let backend_name = self.backend.unwrap_or_else(|| "cpu".to_string());
         let backend = BackendKind::parse(&backend_name);
-        match backend {
+        let lane = match backend {
             None => {
-                p.add("backend", format!("must be one of {} (got \"{backend_name}\")", BackendKind::SYNTAX))
+                p.add("backend", format!("must be one of {} (got \"{backend_name}\")", BackendKind::SYNTAX));
+                None
             }
-            Some(kind) => {
-                if let Err(why) = limits.backends.lane(kind) {
-                    p.add("backend", why);
-                }
-            }
-        }
+            Some(kind) => limits.backends.lane(kind).map_err(|why| p.add("backend", why)).ok(),
+        };
 
         let ck = self.checkpoint.unwrap_or_default();
         let checkpoint = CheckpointPolicy {
@@ -161,9 +162,9 @@ impl JobSpec {
             _ => {}
         }
 
-        match (model, data, backend, p.0.is_empty()) {
-            (Some(model), Some(data), Some(backend), true) => {
-                Ok(ValidJobSpec { name, model, data, training, backend, checkpoint })
+        match (model, data, backend, lane, p.0.is_empty()) {
+            (Some(model), Some(data), Some(backend), Some(lane), true) => {
+                Ok(ValidJob::new(ValidJobSpec { name, model, data, training, backend, checkpoint }, lane))
             }
             _ => Err(p.0),
         }
@@ -194,17 +195,8 @@ fn check_parameters(params: usize, config: &Config, p: &mut Problems) {
     }
 }
 
-fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> {
-    let Some(raw) = raw else {
-        p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
-        return None;
-    };
-    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet", "rnn_lm"];
-    let Some(kind) = raw.kind.as_deref() else {
-        p.add("model.kind", format!("is required: one of {}", kinds.join(", ")));
-        return None;
-    };
-    let kind = choose(p, "model.kind", kind, &kinds.map(|k| (k, k)))?;
+/// Records every `model` field that does not belong to model `kind`.
+fn refuse_foreign_fields(kind: &str, raw: &RawModel, p: &mut Problems) {
     let allowed: &[&str] = match kind {
         "lenet_bn" => &["batch_norm"],
         "mlp_bn" => &["batch_norm", "hidden", "activation"],
@@ -228,6 +220,20 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
     for (name, _) in present.iter().filter(|(name, set)| *set && !allowed.contains(name)) {
         p.add(&format!("model.{name}"), format!("is not allowed with model.kind = {kind}"));
     }
+}
+
+fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> {
+    let Some(raw) = raw else {
+        p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
+        return None;
+    };
+    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet", "rnn_lm"];
+    let Some(kind) = raw.kind.as_deref() else {
+        p.add("model.kind", format!("is required: one of {}", kinds.join(", ")));
+        return None;
+    };
+    let kind = choose(p, "model.kind", kind, &kinds.map(|k| (k, k)))?;
+    refuse_foreign_fields(kind, &raw, p);
     let batch_norm = raw.batch_norm.unwrap_or(true);
     let list = |p: &mut Problems, field: &str, values: &[usize], max_len: usize, max: usize| {
         if values.is_empty() || values.len() > max_len {

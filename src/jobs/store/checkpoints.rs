@@ -3,28 +3,47 @@
 use rusqlite::params;
 
 use super::{Result, Store};
-use crate::jobs::JobId;
-use crate::train::checkpoint::CheckpointInfo;
+use crate::jobs::{CheckpointInfo, JobId};
+use crate::metrics::EpochMetrics;
+
+/// A checkpoint written to disk, about to be indexed.
+pub struct NewCheckpoint<'a> {
+    /// The directory holding its files.
+    pub dir: &'a str,
+    pub epoch: u32,
+    pub step: u64,
+    pub bytes: u64,
+    pub sha256: &'a str,
+    pub metrics: Option<&'a EpochMetrics>,
+}
 
 impl Store {
-    /// Indexes a checkpoint written to `dir`; returns its id.
-    pub fn insert_checkpoint(&self, id: JobId, info: &CheckpointInfo, dir: &str) -> Result<i64> {
-        let db = self.db();
-        db.execute(
+    /// Indexes a checkpoint of job `id`, replacing any row for the same directory (a resumed
+    /// job writing a step again), in one transaction; returns its id.
+    pub fn insert_checkpoint(&self, id: JobId, new: &NewCheckpoint<'_>) -> Result<i64> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "DELETE FROM checkpoints WHERE job_id = ?1 AND dir = ?2",
+            params![id.to_string(), new.dir],
+        )?;
+        tx.execute(
             "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 id.to_string(),
-                info.epoch,
-                info.step as i64,
-                info.bytes as i64,
-                info.sha256,
-                dir,
-                info.metrics.as_ref().map(serde_json::to_string).transpose()?,
-                info.created_at,
+                new.epoch,
+                new.step as i64,
+                new.bytes as i64,
+                new.sha256,
+                new.dir,
+                new.metrics.map(serde_json::to_string).transpose()?,
+                crate::jobs::now(),
             ],
         )?;
-        Ok(db.last_insert_rowid())
+        let checkpoint_id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(checkpoint_id)
     }
 
     /// A job's checkpoints, oldest first, each with the directory holding its files.

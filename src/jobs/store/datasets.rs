@@ -115,19 +115,6 @@ impl Store {
         rows.map(|row| row?.into_dataset()).collect()
     }
 
-    /// The queued or running jobs that read uploaded data set `id`, oldest first.
-    pub fn jobs_reading_dataset(&self, id: DatasetId) -> Result<Vec<(JobId, JobStatus)>> {
-        let db = self.db();
-        let mut stmt = db.prepare(ACTIVE_JOBS_READING)?;
-        let rows =
-            stmt.query_map(active_params(id), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        rows.map(|row| {
-            let (id, status) = row?;
-            active_job(id, status)
-        })
-        .collect()
-    }
-
     /// Removes the row of data set `id` unless a queued or running job reads it.
     ///
     /// The check and the delete run in one transaction under the store's one connection lock,
@@ -184,6 +171,21 @@ mod tests {
         id
     }
 
+    /// The queued or running jobs that read uploaded data set `id`, oldest first: the readers
+    /// that keep it from being deleted.
+    fn readers(store: &Store, id: DatasetId) -> Vec<(JobId, JobStatus)> {
+        let db = store.db();
+        let mut stmt = db.prepare(ACTIVE_JOBS_READING).unwrap();
+        let rows = stmt
+            .query_map(active_params(id), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap();
+        rows.map(|row| {
+            let (id, status) = row.unwrap();
+            active_job(id, status).unwrap()
+        })
+        .collect()
+    }
+
     fn on_upload(id: DatasetId) -> Value {
         json!({"model": {"kind": "rnn"}, "data": {"dataset": "uploaded", "dataset_id": id.to_string()}})
     }
@@ -200,12 +202,12 @@ mod tests {
         job(&store, JobStatus::Failed, on_upload(used.id));
         job(&store, JobStatus::Queued, json!({"data": {"dataset": "synthetic_images"}}));
         job(&store, JobStatus::Queued, json!({"data": {"dataset": "other", "dataset_id": used.id}}));
-        assert!(store.jobs_reading_dataset(used.id).unwrap().is_empty());
+        assert!(readers(&store, used.id).is_empty());
 
         let queued = job(&store, JobStatus::Queued, on_upload(used.id));
         let running = job(&store, JobStatus::Running, on_upload(used.id));
         assert_eq!(
-            store.jobs_reading_dataset(used.id).unwrap(),
+            readers(&store, used.id),
             vec![(queued, JobStatus::Queued), (running, JobStatus::Running)]
         );
         assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::InUse(queued, JobStatus::Queued));

@@ -3,8 +3,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Result, Store, StoreError};
-use crate::jobs::{JobId, JobStatus, Progress};
-use crate::train::metrics::{EpochMetrics, StepPoint};
+use crate::jobs::{JobId, JobStatus};
+use crate::metrics::{EpochMetrics, Progress, StepPoint};
 
 /// A page of a job's metrics.
 pub struct MetricsPage {
@@ -38,27 +38,34 @@ impl Store {
         Ok(())
     }
 
-    /// Records an epoch's summary.
-    pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics) -> Result<()> {
-        self.db().execute(
+    /// Records an epoch's summary and the progress at its end, in one transaction.
+    pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics, progress: Progress) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
             "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
             params![id.to_string(), metrics.epoch, serde_json::to_string(metrics)?],
         )?;
+        super::write_progress(&tx, id, progress)?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Forgets the metrics a resumed job will produce again: step points after `step` and epoch
-    /// rows after `epoch`.
-    pub fn truncate_metrics(&self, id: JobId, epoch: u32, step: u64) -> Result<()> {
-        let db = self.db();
-        db.execute(
+    /// A run starts at `progress`: forgets the metrics it will produce again (step points after
+    /// its step, epoch rows after its epoch) and records the progress, in one transaction.
+    pub fn begin_run(&self, id: JobId, progress: Progress) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
             "DELETE FROM step_metrics WHERE job_id = ?1 AND step > ?2",
-            params![id.to_string(), step as i64],
+            params![id.to_string(), progress.step as i64],
         )?;
-        db.execute(
+        tx.execute(
             "DELETE FROM epoch_metrics WHERE job_id = ?1 AND epoch > ?2",
-            params![id.to_string(), epoch],
+            params![id.to_string(), progress.epoch],
         )?;
+        super::write_progress(&tx, id, progress)?;
+        tx.commit()?;
         Ok(())
     }
 

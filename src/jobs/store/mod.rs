@@ -6,16 +6,18 @@
 //! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
 //! (an indexed lookup or a single-row write) and the database runs in WAL mode, so holding the
-//! lock never waits on training. The checkpoint *files* are not here: see
-//! [`crate::train::checkpoint`]; nor are the uploaded texts: see [`crate::jobs::datasets`].
+//! lock never waits on training. The checkpoint *files* are not here (training writes them), nor
+//! are the uploaded texts (see [`crate::jobs::datasets`]). The store persists plain values: the job
+//! definition and epoch rows as JSON, everything else in columns.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::spec::ValidJobSpec;
-use super::{Job, JobId, JobStatus, Progress};
+use super::{Job, JobId, JobStatus};
+use crate::definition::ValidJobSpec;
+use crate::metrics::Progress;
 
 /// A database failure; never shown to clients.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ mod checkpoints;
 mod datasets;
 mod metrics;
 
+pub use checkpoints::NewCheckpoint;
 pub use datasets::DatasetDeletion;
 pub use metrics::MetricsPage;
 
@@ -327,26 +330,20 @@ impl Store {
         Ok(())
     }
 
-    /// Records how far a job has come.
-    pub fn set_progress(&self, id: JobId, progress: Progress) -> Result<()> {
-        self.db().execute(
-            "UPDATE jobs SET epoch = ?2, epochs = ?3, step = ?4, steps = ?5 WHERE id = ?1",
-            params![
-                id.to_string(),
-                progress.epoch,
-                progress.epochs,
-                progress.step as i64,
-                progress.steps as i64
-            ],
-        )?;
-        Ok(())
-    }
-
     /// Removes a job with its metrics and checkpoint index.
     pub fn delete_job(&self, id: JobId) -> Result<()> {
         self.db().execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
         Ok(())
     }
+}
+
+/// Records how far a job has come, inside a caller's transaction.
+fn write_progress(tx: &rusqlite::Transaction<'_>, id: JobId, progress: Progress) -> Result<()> {
+    tx.execute(
+        "UPDATE jobs SET epoch = ?2, epochs = ?3, step = ?4, steps = ?5 WHERE id = ?1",
+        params![id.to_string(), progress.epoch, progress.epochs, progress.step as i64, progress.steps as i64],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

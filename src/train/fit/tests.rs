@@ -1,11 +1,15 @@
 //! Tests of the training step, BatchNorm modes and checkpoint round trips.
 use super::*;
-use crate::config::Config;
+use burn::module::Module;
+use crate::backend::BackendKind;
 use crate::data::DatasetSpec;
-use crate::jobs::spec::{BackendKind, CheckpointPolicy, DataSpec, ImageDataSpec, TrainingSpec, ValidJobSpec};
+use crate::definition::{
+    CheckpointPolicy, DataSpec, ImageDataSpec, OptimizerSpec, TrainingSpec, ValidJobSpec,
+};
 use crate::models::{ClassifierSpec, ModelSpec};
-use crate::train::checkpoint::{self, Position};
-use crate::train::metrics::EpochTotals;
+use crate::train::checkpoint::{self, Identity};
+use crate::train::optim::optimizer;
+use crate::train::position::{EpochTotals, Position};
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
     let set = DatasetSpec::SyntheticImages { train_size: n, test_size: 1, seed: 5 }
@@ -54,7 +58,6 @@ fn batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
 #[test]
 fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::with_data_dir(dir.path());
     let spec = ValidJobSpec {
         name: None,
         model: ModelSpec::Classifier(ClassifierSpec::LenetBn { batch_norm: true }),
@@ -90,9 +93,8 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
         model = step(model, &mut optim, &loss_fn, 0.1, None, x, y).0;
     }
     let position = Position { epoch: 0, step_in_epoch: 3, step: 3, totals: EpochTotals::default() };
-    let written =
-        checkpoint::write(&config, crate::jobs::JobId::new_v4(), &spec, &model, &optim, &position, None)
-            .unwrap();
+    let identity = Identity { job_id: uuid::Uuid::new_v4(), spec: &spec, vocab: None };
+    let written = checkpoint::write(dir.path(), &identity, &model, &optim, &position).unwrap();
     let restore = || {
         let fresh = model_spec.init(shape, 10, &plain);
         let manifest = checkpoint::manifest(&written.dir).unwrap();

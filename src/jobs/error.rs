@@ -1,0 +1,28 @@
+//! [`JobError`]: why an operation of the job service did not happen. The HTTP layer maps each
+//! variant to a status and a problem+json body.
+
+use crate::definition::{FieldError, SpecParseError};
+use crate::train::checkpoint::CheckpointError;
+
+use super::store::StoreError;
+
+/// Why an operation on jobs did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Parse(#[from] SpecParseError),
+    #[error("the job definition is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the queue is full ({waiting} jobs waiting)")]
+    QueueFull { waiting: usize, retry_after_secs: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Checkpoint(#[from] CheckpointError),
+}

@@ -1,0 +1,35 @@
+//! What the job service and its workers share: the configuration, the store, the queue, the
+//! devices and the shutdown flag. The service ([`super::service`]) and the workers
+//! ([`super::worker`]) both hold it behind an `Arc`; neither imports the other for it.
+
+use std::sync::atomic::AtomicBool;
+
+use super::error::JobError;
+use super::queue::Queue;
+use super::store::Store;
+use crate::backend::Backends;
+use crate::config::Config;
+
+/// The state of one running job service.
+pub(crate) struct Shared {
+    pub(super) config: Config,
+    pub(super) store: Store,
+    pub(super) queue: Queue,
+    /// The devices jobs may train on.
+    pub(super) backends: Backends,
+    /// Set once at shutdown: every training run checkpoints and stops at its next step.
+    pub(super) shutdown: AtomicBool,
+}
+
+impl Shared {
+    /// Opens the data dir and its database; starts nothing.
+    pub(super) fn open(config: Config) -> Result<Self, JobError> {
+        std::fs::create_dir_all(config.jobs_dir())?;
+        std::fs::create_dir_all(config.datasets_dir())?;
+        std::fs::create_dir_all(config.uploads_dir())?;
+        let store = Store::open(&config.database_path())?;
+        let queue = Queue::new(config.queue_capacity);
+        let backends = Backends::from_config(&config);
+        Ok(Shared { config, store, queue, backends, shutdown: AtomicBool::new(false) })
+    }
+}

@@ -1,0 +1,300 @@
+//! The training engine: the one epoch loop every kind of job runs.
+//!
+//! A [`Task`] knows its model and data — how to build the model, how many batches an epoch has,
+//! one optimizer step on one batch, the evaluation that ends an epoch — the way Burn's own
+//! `TrainStep`/`ValidStep` split does. The engine knows everything else, once: resuming from the
+//! newest checkpoint (or drawing the initial weights from the seed), the cancel and shutdown
+//! flags looked at between steps, divergence, timing the first step, logging a step point every
+//! `training.log_every` steps, the epoch's row, and the checkpoint policy (every
+//! `checkpoint.every` epochs and at the end, keeping the newest `checkpoint.keep_last` and the
+//! best). It reports what happens through the run's [`super::report::RunLog`] and never touches
+//! a database.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+
+use super::checkpoint::{self, Identity, Manifest};
+use super::position::Position;
+pub use super::position::StepResult;
+use super::report::SavedCheckpoint;
+use super::{Outcome, Run, TrainError};
+use crate::metrics::{EpochMetrics, Progress, StepPoint};
+use crate::text::Vocab;
+
+/// Burn's parameter initialisation draws from a process-wide generator: seeding and building
+/// under one lock makes a job's initial weights depend on its seed alone.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// A pass given up because a stop was asked for.
+#[derive(Debug)]
+pub struct Interrupted;
+
+/// Asked between evaluation batches: whether a stop was asked for.
+pub type Stop<'a> = &'a dyn Fn() -> bool;
+
+/// An epoch's row, or the evaluation given up for a stop.
+pub type Evaluated = Result<EpochMetrics, Interrupted>;
+
+/// A model and its data, as the engine drives them.
+pub trait Task {
+    type Model: Module;
+
+    /// Builds the model with fresh weights on `device`.
+    fn init(&self, device: &Device) -> Self::Model;
+
+    /// Refuses a checkpoint that this task cannot continue (a different vocabulary).
+    fn accepts(&self, _manifest: &Manifest) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Optimizer steps in every epoch.
+    fn batches_per_epoch(&self) -> usize;
+
+    /// Prepares epoch `epoch` (1-based): its order of batches, fixed by the seed and the epoch.
+    /// Any state carried from batch to batch starts afresh.
+    fn begin_epoch(&mut self, epoch: u32);
+
+    /// One optimizer step on batch `index` of the epoch; returns the updated model.
+    fn step(&mut self, model: Self::Model, optim: &mut ModuleOptimizer, index: usize)
+    -> Stepped<Self::Model>;
+
+    /// The row of the epoch under way, all its steps taken, from its training totals (in
+    /// `position`) and an evaluation of `model` (in evaluation mode); `seconds` is left for the
+    /// engine.
+    fn evaluate(&mut self, model: &Self::Model, position: &Position, stop: Stop<'_>) -> Evaluated;
+
+    /// A language model's vocabulary, which its checkpoints carry.
+    fn vocab(&self) -> Option<&Vocab> {
+        None
+    }
+}
+
+/// What the steps of every task take from the run: its devices, the loss, the learning rate,
+/// clipping, the batch size and the seed.
+pub struct Settings {
+    /// The plain device evaluation runs on.
+    pub device: Device,
+    /// Its autodiff twin, which training runs on.
+    pub train_device: Device,
+    pub loss: CrossEntropyLoss,
+    pub lr: f64,
+    /// The global gradient-norm threshold, if gradients are clipped.
+    pub clip: Option<f64>,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Settings {
+    /// The settings of `run`'s job on `run`'s device.
+    pub fn of(run: &Run<'_>) -> Self {
+        let training = &run.spec.training;
+        let device = run.device.device.clone();
+        let train_device = device.clone().autodiff();
+        Self {
+            loss: CrossEntropyLossConfig::new().init(&train_device),
+            device,
+            train_device,
+            lr: training.optimizer.lr(),
+            clip: training.grad_clip_norm,
+            batch_size: training.batch_size,
+            seed: training.seed,
+        }
+    }
+}
+
+/// A model after one step, and what the step reports.
+pub type Stepped<M> = (M, StepResult);
+
+/// What a run carries from step to step: the model, its optimizer and where it stands.
+struct State<M> {
+    model: M,
+    optim: ModuleOptimizer,
+    position: Position,
+}
+
+/// Trains `task` for `run`, from its newest checkpoint or from fresh weights, to its end or
+/// until it is cancelled or the server stops. `started` is when the run began, before its data
+/// was read: the first step is timed from it.
+pub fn train<T: Task>(
+    run: &Run<'_>,
+    task: &mut T,
+    optim: ModuleOptimizer,
+    started: Instant,
+) -> Result<Outcome, TrainError> {
+    let training = &run.spec.training;
+    let device = run.device.device.clone().autodiff();
+    let per_epoch = task.batches_per_epoch();
+    let mut state = restore_or_init(run, task, &device, optim)?;
+    let position = &state.position;
+    if position.step_in_epoch as usize > per_epoch {
+        return Err(TrainError::Resume(format!(
+            "the checkpoint stands at batch {} of an epoch, but the data now gives {per_epoch} batches an epoch",
+            position.step_in_epoch
+        )));
+    }
+    let mut progress = Progress {
+        epoch: position.epoch,
+        epochs: training.epochs,
+        step: position.step,
+        steps: per_epoch as u64 * u64::from(training.epochs),
+    };
+    run.log.begin(progress)?;
+    let mut first_step = Some(started);
+
+    while state.position.epoch < training.epochs {
+        let epoch = state.position.epoch + 1;
+        let epoch_started = Instant::now() - Duration::from_secs_f64(state.position.totals.train_seconds);
+        task.begin_epoch(epoch);
+        for index in state.position.step_in_epoch as usize..per_epoch {
+            if let Some(outcome) = stop_requested(run) {
+                return stop(run, task, &state, progress, outcome);
+            }
+            let step_started = Instant::now();
+            let (model, result) = task.step(state.model, &mut state.optim, index);
+            state.model = model;
+            state.position.advance(&result, step_started.elapsed().as_secs_f64());
+            progress.step = state.position.step;
+            record_step(run, &result, epoch, progress, index + 1 == per_epoch)?;
+            if let Some(started) = first_step.take() {
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(job = %run.id, device = run.device.name, seconds, "first step done");
+                run.log.first_step(seconds)?;
+            }
+        }
+
+        let asked = || stop_requested(run).is_some();
+        let Ok(metrics) = task.evaluate(&state.model.valid(), &state.position, &asked) else {
+            // Every step of the epoch is done: the checkpoint resumes at its evaluation.
+            let outcome = stop_requested(run).unwrap_or(Outcome::Interrupted);
+            return stop(run, task, &state, progress, outcome);
+        };
+        let metrics = EpochMetrics { seconds: epoch_started.elapsed().as_secs_f64(), ..metrics };
+        tracing::info!(job = %run.id, epoch, train_loss = metrics.train_loss, "epoch done");
+        state.position.end_epoch(epoch);
+        progress.epoch = epoch;
+        run.log.epoch(&metrics, progress)?;
+        if epoch % run.spec.checkpoint.every == 0 || epoch == training.epochs {
+            save(run, task, &state, Some(metrics))?;
+        }
+    }
+    Ok(Outcome::Completed)
+}
+
+/// The stop asked for since the last step, if any: cancel before shutdown.
+fn stop_requested(run: &Run<'_>) -> Option<Outcome> {
+    if run.cancel.load(Ordering::SeqCst) {
+        Some(Outcome::Cancelled)
+    } else if run.shutdown.load(Ordering::SeqCst) {
+        Some(Outcome::Interrupted)
+    } else {
+        None
+    }
+}
+
+/// Ends a run at a step boundary on request: records the progress, checkpoints, says how.
+fn stop<T: Task>(
+    run: &Run<'_>,
+    task: &T,
+    state: &State<T::Model>,
+    progress: Progress,
+    outcome: Outcome,
+) -> Result<Outcome, TrainError> {
+    run.log.steps(&[], progress)?;
+    save(run, task, state, None)?;
+    Ok(outcome)
+}
+
+/// After a step: refuses a diverged loss or gradient norm, and logs a step point every
+/// `log_every` steps and at the end of an epoch.
+fn record_step(
+    run: &Run<'_>,
+    result: &StepResult,
+    epoch: u32,
+    progress: Progress,
+    last_of_epoch: bool,
+) -> Result<(), TrainError> {
+    let step = progress.step;
+    if !result.loss.is_finite() || !result.grad_norm.is_none_or(f64::is_finite) {
+        run.log.steps(&[], progress)?;
+        return Err(TrainError::Diverged { epoch, step, loss: result.loss });
+    }
+    if step % u64::from(run.spec.training.log_every) == 0 || last_of_epoch {
+        let point = StepPoint { step, epoch, loss: result.loss, grad_norm: result.grad_norm };
+        run.log.steps(&[point], progress)?;
+    }
+    Ok(())
+}
+
+/// Reads the job's newest checkpoint, once the task accepts it, into a model built on the plain
+/// device; without one, builds the model on the CPU from the job's seed and forks it onto the
+/// training `device`.
+///
+/// Initial weights are always drawn on the CPU: each backend has its own random generator, so a
+/// model initialised on a GPU from the same seed would start elsewhere. Drawn once on the CPU, the
+/// same definition starts from the same weights on every backend.
+fn restore_or_init<T: Task>(
+    run: &Run<'_>,
+    task: &T,
+    device: &Device,
+    optim: ModuleOptimizer,
+) -> Result<State<T::Model>, TrainError> {
+    if let Some(newest) = run.log.checkpoints()?.pop() {
+        let manifest = checkpoint::manifest(&newest.dir)?;
+        let position = &manifest.position;
+        tracing::info!(job = %run.id, epoch = position.epoch, step = position.step, "resuming from checkpoint");
+        task.accepts(&manifest)?;
+        let restored = checkpoint::read(&newest.dir, &manifest, task.init(&run.device.device), optim)?;
+        return Ok(State { model: restored.model, optim: restored.optim, position: restored.position });
+    }
+    let cpu = Device::flex().autodiff();
+    let model = {
+        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        cpu.seed(run.spec.training.seed);
+        let model = task.init(&cpu);
+        crate::models::materialize(&model);
+        model
+    };
+    Ok(State { model: model.fork(device), optim, position: Position::default() })
+}
+
+/// Writes a checkpoint, reports it, and drops what the retention policy no longer keeps: the
+/// newest `checkpoint.keep_last` and the best by [`EpochMetrics::score`] stay.
+fn save<T: Task>(
+    run: &Run<'_>,
+    task: &T,
+    state: &State<T::Model>,
+    metrics: Option<EpochMetrics>,
+) -> Result<(), TrainError> {
+    let identity = Identity { job_id: run.id, spec: run.spec, vocab: task.vocab() };
+    let parent = run.config.checkpoints_dir(run.id);
+    let position = &state.position;
+    let written = checkpoint::write(&parent, &identity, &state.model, &state.optim, position)?;
+    let mut kept = run.log.checkpoints()?;
+    // A resumed run may write the same step again: that checkpoint replaced the old one.
+    kept.retain(|k| k.dir != written.dir);
+    let score = metrics.as_ref().and_then(EpochMetrics::score);
+    let saved = SavedCheckpoint {
+        dir: written.dir,
+        epoch: position.epoch,
+        step: position.step,
+        bytes: written.bytes,
+        sha256: written.sha256,
+        metrics,
+    };
+    let id = run.log.checkpoint_saved(&saved)?;
+    kept.push(super::report::KeptCheckpoint { id, dir: saved.dir, score });
+    for i in checkpoint::to_prune(&kept, run.spec.checkpoint.keep_last as usize) {
+        run.log.checkpoint_dropped(kept[i].id)?;
+        checkpoint::remove(&kept[i].dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

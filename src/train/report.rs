@@ -1,0 +1,71 @@
+//! The reporting port: how a training run tells the rest of kiln what happens, without knowing
+//! who listens.
+//!
+//! The engine calls a [`RunLog`] when a run begins, after logged steps, at the end of an epoch,
+//! when it writes or drops a checkpoint and when its first step is done. The service's
+//! implementation (`jobs::recorder`) writes them to the job store; the engine's tests keep them in
+//! memory. Nothing in `train` touches a database.
+
+use std::path::PathBuf;
+
+use crate::metrics::{EpochMetrics, Progress, StepPoint};
+
+/// A report that could not be recorded; training stops with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportError(pub String);
+
+/// A checkpoint the engine wrote, as it reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedCheckpoint {
+    /// The directory holding its files.
+    pub dir: PathBuf,
+    /// Epochs completed and steps taken when it was written.
+    pub epoch: u32,
+    pub step: u64,
+    /// Size and SHA-256 (hex) of its model file.
+    pub bytes: u64,
+    pub sha256: String,
+    /// The epoch's metrics, for a checkpoint written at the end of an epoch.
+    pub metrics: Option<EpochMetrics>,
+}
+
+/// A checkpoint the log keeps, as the engine's retention policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptCheckpoint {
+    /// The id the log gave it.
+    pub id: i64,
+    pub dir: PathBuf,
+    /// How good it is ([`EpochMetrics::score`]), when it was written at the end of an epoch.
+    pub score: Option<f64>,
+}
+
+/// Where a run reports to. Every method records one fact; an error stops the run.
+pub trait RunLog {
+    /// The checkpoints kept for this job so far, oldest first: a run resumes from the last.
+    fn checkpoints(&self) -> Result<Vec<KeptCheckpoint>, ReportError>;
+
+    /// A run begins at `progress`: what a previous run recorded past it (step points, epoch rows)
+    /// will be produced again, so it is forgotten.
+    fn begin(&self, progress: Progress) -> Result<(), ReportError>;
+
+    /// The model has this many trainable parameters (a language model's count is known only once
+    /// its vocabulary is).
+    fn parameters(&self, count: u64) -> Result<(), ReportError>;
+
+    /// Seconds from the start of the run to the end of its first optimizer step.
+    fn first_step(&self, seconds: f64) -> Result<(), ReportError>;
+
+    /// Step points (possibly none) and the progress they bring.
+    fn steps(&self, points: &[StepPoint], progress: Progress) -> Result<(), ReportError>;
+
+    /// An epoch ended with `metrics`; training stands at `progress`.
+    fn epoch(&self, metrics: &EpochMetrics, progress: Progress) -> Result<(), ReportError>;
+
+    /// A checkpoint was written; returns the id it is kept under. One kept in the same directory
+    /// (a resumed run reaching the same step again) is replaced.
+    fn checkpoint_saved(&self, checkpoint: &SavedCheckpoint) -> Result<i64, ReportError>;
+
+    /// A kept checkpoint is dropped by the retention policy; its files are removed next.
+    fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError>;
+}
