@@ -6,14 +6,14 @@
 #   bench/time-machine.sh [KILN_BINARY] [JOB.json ...]
 #
 # Defaults: the test-built binary and examples/rnn-time-machine.json. The corpus comes from
-# ../shared/data/timemachine.txt (override with TIME_MACHINE=path).
+# data/timemachine.txt in this repository (override with TIME_MACHINE=path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kiln=${1:-${CARGO_TARGET_DIR:-target}/debug/kiln}
 shift || true
 jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(examples/rnn-time-machine.json)
-corpus=${TIME_MACHINE:-../shared/data/timemachine.txt}
+corpus=${TIME_MACHINE:-data/timemachine.txt}
 
 data=$(mktemp -d)
 mkdir -p "$data/datasets"

@@ -1,11 +1,9 @@
 //! The job API over real HTTP: validation, the job life cycle, metrics paging, checkpoints,
 //! cancel and delete, idempotency, admission control and the OpenAPI document.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, get_json, submit, synthetic_job, wait_finished, wait_for};
+use crate::common::{Server, get_json, submit, synthetic_job, wait_finished, wait_for};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -50,7 +48,7 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     )
     .await;
     assert_eq!(status, 422);
-    assert!(body["detail"].as_str().unwrap().contains("backend must be one of cpu, ndarray"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("backend must be one of cpu, wgpu, wgpu:N"), "{body}");
 
     let (status, _, body) = problem(&server, r#"{"model": "#).await;
     assert_eq!(status, 400);
@@ -131,7 +129,7 @@ async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     let cps = cps.as_array().unwrap();
     assert!((2..=3).contains(&cps.len()), "{cps:?}");
     assert_eq!(cps.last().unwrap()["epoch"], 3);
-    let on_disk = std::fs::read_dir(common::checkpoints_dir(server.dir.path(), &id)).unwrap().count();
+    let on_disk = std::fs::read_dir(crate::common::checkpoints_dir(server.dir.path(), &id)).unwrap().count();
     assert_eq!(on_disk, cps.len(), "pruned checkpoints leave no files behind");
     let newest = cps.last().unwrap();
     let r = c.get(server.url(&format!("/jobs/{id}/checkpoints/{}", newest["id"]))).send().await.unwrap();

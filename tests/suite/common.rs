@@ -212,16 +212,7 @@ pub fn checkpoints_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("jobs").join(id).join("checkpoints")
 }
 
-/// The book's corpus, `shared/data/timemachine.txt` beside the repository (or at
-/// `$KILN_TEST_TIME_MACHINE`, or in this project's workspace).
+/// The book's corpus, kept in the repository at `data/timemachine.txt` (public domain).
 pub fn time_machine_file() -> PathBuf {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/timemachine.txt");
-    let candidates: Vec<PathBuf> = std::env::var_os("KILN_TEST_TIME_MACHINE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([beside, PathBuf::from("/work/shared/data/timemachine.txt")])
-        .collect();
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!("this test needs The Time Machine at one of {candidates:?} (set KILN_TEST_TIME_MACHINE)")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/timemachine.txt")
 }

@@ -1,9 +1,7 @@
 //! Uploaded text corpora over real HTTP: upload, list, show and delete; the media type, size,
 //! UTF-8 and label checks; and where the text lands in the data dir.
 
-mod common;
-
-use common::{Server, get_json};
+use crate::common::{Server, get_json};
 use serde_json::Value;
 use sha2::Digest;
 

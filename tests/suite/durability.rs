@@ -2,11 +2,9 @@
 //! nothing it accepted. Queued jobs stay queued; running jobs resume from their newest
 //! checkpoint with their metrics up to it intact.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Process, get_json, submit, synthetic_job, wait_finished, wait_for};
+use crate::common::{Process, get_json, submit, synthetic_job, wait_finished, wait_for};
 use serde_json::{Value, json};
 
 fn long_job() -> Value {

@@ -3,11 +3,9 @@
 //! and generated text work as data sets; definitions and generate requests that cannot work are
 //! refused with the field named.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, get_json, submit, wait_finished, wait_for};
+use crate::common::{Server, get_json, submit, wait_finished, wait_for};
 use serde_json::{Value, json};
 
 /// One sentence in which three characters of context always decide the next one.
@@ -188,7 +186,7 @@ async fn the_time_machine_is_read_from_the_data_dir_and_checked() {
     assert_eq!(fields(&problem), ["data.dataset"]);
     assert!(problem["detail"].as_str().unwrap().contains("timemachine.txt"), "{problem}");
 
-    let source = common::time_machine_file();
+    let source = crate::common::time_machine_file();
     let datasets = server.dir.path().join("datasets");
     std::fs::create_dir_all(&datasets).unwrap();
     std::fs::copy(&source, datasets.join("timemachine.txt")).unwrap();
@@ -239,7 +237,7 @@ async fn language_model_definitions_that_cannot_work_are_refused_by_field() {
     }
 
     // A classifier job has no text to generate.
-    let job = submit(&server.client, &server.base, &common::synthetic_job(1)).await;
+    let job = submit(&server.client, &server.base, &crate::common::synthetic_job(1)).await;
     let id = job["id"].as_str().unwrap();
     let (status, problem) = post(&server, &format!("/jobs/{id}/generate"), &json!({"prefix": "a"})).await;
     assert_eq!(status, 409, "{problem}");

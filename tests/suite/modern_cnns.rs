@@ -1,11 +1,9 @@
 //! ResNet and DenseNet as job kinds over HTTP: small variants on generated images train to high
 //! accuracy, and definitions the models cannot take are refused up front.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, get_json, submit, wait_finished};
+use crate::common::{Server, get_json, submit, wait_finished};
 use serde_json::{Value, json};
 
 /// Trains `model` for 3 epochs on generated images and checks it learned them; returns the job.

@@ -1,0 +1,13 @@
+//! kiln's integration tests: each module starts real servers on 127.0.0.1:0 (in this process, or
+//! the `kiln` binary as a child process) and talks to them over HTTP. They are one test binary,
+//! so Burn is linked into one executable instead of one per file.
+
+mod common;
+
+mod api;
+mod datasets;
+mod durability;
+mod fashion_mnist;
+mod language_models;
+mod modern_cnns;
+mod wgpu;
