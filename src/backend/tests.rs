@@ -14,6 +14,7 @@ use crate::data::{DatasetSpec, ImageSet};
 use crate::definition::OptimizerSpec;
 use crate::models::{Activation, Cell, ClassifierSpec, RnnLmConfig};
 use crate::text::Batch;
+use crate::train::optim::optimizer;
 use crate::train::{clip, fit, lm};
 
 /// Relative tolerance between a loss computed on WGPU and on the CPU. Both compute in f32, with
@@ -99,7 +100,7 @@ fn an_mlp_bn_trains_to_the_same_losses_on_wgpu_and_cpu_and_its_weights_move_both
     let (mut on_cpu, mut on_gpu) = (on_cpu.train(), on_gpu.train());
 
     let sgd = OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
-    let (mut cpu_optim, mut gpu_optim) = (crate::train::optim::optimizer(&sgd), crate::train::optim::optimizer(&sgd));
+    let (mut cpu_optim, mut gpu_optim) = (optimizer(&sgd), optimizer(&sgd));
     let cpu_ad = cpu.device.clone().autodiff();
     let gpu_ad = gpu.device.clone().autodiff();
     let (cpu_loss, gpu_loss) =
@@ -140,7 +141,7 @@ fn a_gru_language_model_trains_to_the_same_losses_on_wgpu_and_cpu() {
     let (mut on_cpu, mut on_gpu) = (on_cpu.train(), on_gpu.train());
     let (cpu_ad, gpu_ad) = (cpu.device.clone().autodiff(), gpu.device.clone().autodiff());
     let sgd = OptimizerSpec::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 };
-    let (mut cpu_optim, mut gpu_optim) = (crate::train::optim::optimizer(&sgd), crate::train::optim::optimizer(&sgd));
+    let (mut cpu_optim, mut gpu_optim) = (optimizer(&sgd), optimizer(&sgd));
     let loss_fn = |d: &Device| CrossEntropyLossConfig::new().init(d);
 
     let tokens = |offset: u32| (0..4 * 6).map(|i| (i * 7 + offset) % 12).collect::<Vec<u32>>();

@@ -228,7 +228,11 @@ fn backends_are_read_by_name_and_checked_against_the_server() {
         let errors = validate(&body(refused)).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].field, "backend");
-        assert!(errors[0].message.contains("it can run: cpu, (wgpu is off: --wgpu false)"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("it can run: cpu, (wgpu is off: --wgpu false)"),
+            "{}",
+            errors[0].message
+        );
     }
     let stored = serde_json::to_string(&validate(&body("auto")).unwrap()).unwrap();
     assert!(stored.contains(r#""backend":"auto""#), "{stored}");
@@ -258,9 +262,18 @@ fn images_too_small_for_the_model_are_refused_naming_the_smallest_side_it_takes(
 #[test]
 fn a_model_with_no_stages_is_refused_by_field_not_measured() {
     for (json, field) in [
-        (r#"{"model":{"kind":"resnet","widths":[],"blocks":[]},"data":{"dataset":"synthetic_images"}}"#, "model.widths"),
-        (r#"{"model":{"kind":"resnet","widths":[8,16],"blocks":[1]},"data":{"dataset":"synthetic_images"}}"#, "model.blocks"),
-        (r#"{"model":{"kind":"densenet","blocks":[]},"data":{"dataset":"synthetic_images","resize":64}}"#, "model.blocks"),
+        (
+            r#"{"model":{"kind":"resnet","widths":[],"blocks":[]},"data":{"dataset":"synthetic_images"}}"#,
+            "model.widths",
+        ),
+        (
+            r#"{"model":{"kind":"resnet","widths":[8,16],"blocks":[1]},"data":{"dataset":"synthetic_images"}}"#,
+            "model.blocks",
+        ),
+        (
+            r#"{"model":{"kind":"densenet","blocks":[]},"data":{"dataset":"synthetic_images","resize":64}}"#,
+            "model.blocks",
+        ),
         (r#"{"model":{"kind":"mlp_bn","hidden":[]},"data":{"dataset":"synthetic_images"}}"#, "model.hidden"),
     ] {
         let errors = validate(json).unwrap_err();

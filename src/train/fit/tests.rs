@@ -1,6 +1,5 @@
 //! Tests of the training step, BatchNorm modes and checkpoint round trips.
 use super::*;
-use burn::module::Module;
 use crate::backend::BackendKind;
 use crate::data::DatasetSpec;
 use crate::definition::{
@@ -10,6 +9,7 @@ use crate::models::{ClassifierSpec, ModelSpec};
 use crate::train::checkpoint::{self, Identity};
 use crate::train::optim::optimizer;
 use crate::train::position::{EpochTotals, Position};
+use burn::module::Module;
 
 fn images(n: usize, device: &Device) -> Tensor<4> {
     let set = DatasetSpec::SyntheticImages { train_size: n, test_size: 1, seed: 5 }
