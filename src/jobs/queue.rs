@@ -27,7 +27,7 @@ pub struct QueueFull;
 pub enum CancelOutcome {
     /// The job was waiting and has been taken out of the queue.
     Dequeued,
-    /// The job is training; it stops at its next step boundary.
+    /// The job is training; it stops before its next step or evaluation batch.
     Signalled,
     /// The job is neither waiting nor running here.
     NotActive,

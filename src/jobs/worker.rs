@@ -87,7 +87,11 @@ fn run(
     }
     tracing::info!(job = %id, model = ?job.spec.model, "job starting");
     let device = shared.backends.resolve(lane);
-    store.mark_running(id, &device.name)?;
+    if let Err(e) = store.mark_running(id, &device.name) {
+        // The job has left the queue: leaving it `queued` would strand it until a restart.
+        store.finish_job(id, JobStatus::Failed, Some(&format!("recording progress: {e}")))?;
+        return Err(e);
+    }
     let log = Recorder { store, id };
     let run = Run {
         id,

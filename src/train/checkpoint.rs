@@ -8,7 +8,9 @@
 //!   step, and the running sums of an epoch cut short by a shutdown.
 //!
 //! It is written into a temporary directory, each file fsynced, then renamed into place and the
-//! parent fsynced: a crash leaves either the whole checkpoint or none. The index (sizes, hash,
+//! parent fsynced: a crash leaves either the whole checkpoint or none. One exception: a step
+//! written again (a run resumed from its evaluation, ending that epoch) replaces the old
+//! directory by removing it first, so a crash between the two leaves neither. The index (sizes, hash,
 //! metrics) is kept by whoever the engine reports to ([`super::report::RunLog`]); [`to_prune`]
 //! is the retention policy the engine applies to it.
 
@@ -108,8 +110,9 @@ pub struct Identity<'a> {
     pub vocab: Option<&'a Vocab>,
 }
 
-/// Writes a checkpoint of `model` and `optim` at `position` atomically, into a new directory
-/// under `parent`.
+/// Writes a checkpoint of `model` and `optim` at `position` into its step's directory under
+/// `parent`, through a temporary directory renamed into place (see the module's note on a step
+/// written again).
 pub fn write<M: Module>(
     parent: &Path,
     identity: &Identity<'_>,

@@ -88,7 +88,6 @@ impl<'a> LanguageModelling<'a> {
         }
         let config = spec.config(corpus.vocab.len());
         check_size(&config, run, data.num_steps)?;
-        run.log.parameters(config.parameter_count() as u64)?;
         let training = &run.spec.training;
         let (batch_size, num_steps) = (training.batch_size, data.num_steps);
         let per_epoch = text::batches_per_epoch(corpus.train.len(), batch_size, num_steps, data.sampling);
@@ -176,6 +175,10 @@ impl Task for LanguageModelling<'_> {
 
     fn vocab(&self) -> Option<&text::Vocab> {
         Some(&self.corpus.vocab)
+    }
+
+    fn parameters(&self) -> Option<u64> {
+        Some(self.config.parameter_count() as u64)
     }
 }
 

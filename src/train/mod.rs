@@ -59,9 +59,10 @@ pub struct Run<'a> {
 pub enum Outcome {
     /// Every epoch ran.
     Completed,
-    /// Stopped at a step boundary on request, after a checkpoint.
+    /// Stopped on request between two steps (or evaluation batches), after a checkpoint.
     Cancelled,
-    /// Stopped at a step boundary for a server shutdown, after a checkpoint; resume later.
+    /// Stopped for a server shutdown between two steps (or evaluation batches), after a
+    /// checkpoint; resume later.
     Interrupted,
 }
 

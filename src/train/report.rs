@@ -40,7 +40,8 @@ pub struct KeptCheckpoint {
     pub score: Option<f64>,
 }
 
-/// Where a run reports to. Every method records one fact; an error stops the run.
+/// Where a run reports to. `checkpoints` reads what the log keeps; every other method records
+/// one fact. An error stops the run.
 pub trait RunLog {
     /// The checkpoints kept for this job so far, oldest first: a run resumes from the last.
     fn checkpoints(&self) -> Result<Vec<KeptCheckpoint>, ReportError>;

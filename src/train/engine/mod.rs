@@ -73,6 +73,12 @@ pub trait Task {
     fn vocab(&self) -> Option<&Vocab> {
         None
     }
+
+    /// Trainable parameters, when the data decides them (a language model's vocabulary): the
+    /// engine reports them once a checkpoint to resume from, if any, is accepted.
+    fn parameters(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What the steps of every task take from the run: its devices, the loss, the learning rate,
@@ -116,6 +122,9 @@ struct State<M> {
     model: M,
     optim: ModuleOptimizer,
     position: Position,
+    /// The step of the checkpoint that holds exactly this state, if one does (the one resumed
+    /// from, or the one written at the end of an epoch, until the next step).
+    saved_at: Option<u64>,
 }
 
 /// Trains `task` for `run`, from its newest checkpoint or from fresh weights, to its end or
@@ -131,6 +140,9 @@ pub fn train<T: Task>(
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
     let mut state = restore_or_init(run, task, &device, optim)?;
+    if let Some(count) = task.parameters() {
+        run.log.parameters(count)?;
+    }
     let position = &state.position;
     if position.step_in_epoch as usize > per_epoch {
         return Err(TrainError::Resume(format!(
@@ -158,6 +170,7 @@ pub fn train<T: Task>(
             let step_started = Instant::now();
             let (model, result) = task.step(state.model, &mut state.optim, index);
             state.model = model;
+            state.saved_at = None;
             state.position.advance(&result, step_started.elapsed().as_secs_f64());
             progress.step = state.position.step;
             record_step(run, &result, epoch, progress, index + 1 == per_epoch)?;
@@ -171,7 +184,7 @@ pub fn train<T: Task>(
         let asked = || stop_requested(run).is_some();
         let Ok(metrics) = task.evaluate(&state.model.valid(), &state.position, &asked) else {
             // Every step of the epoch is done: the checkpoint resumes at its evaluation.
-            let outcome = stop_requested(run).unwrap_or(Outcome::Interrupted);
+            let outcome = stop_requested(run).expect("an evaluation gives up only when a stop is asked for");
             return stop(run, task, &state, progress, outcome);
         };
         let metrics = EpochMetrics { seconds: epoch_started.elapsed().as_secs_f64(), ..metrics };
@@ -181,6 +194,7 @@ pub fn train<T: Task>(
         run.log.epoch(&metrics, progress)?;
         if epoch % run.spec.checkpoint.every == 0 || epoch == training.epochs {
             save(run, task, &state, Some(metrics))?;
+            state.saved_at = Some(state.position.step);
         }
     }
     Ok(Outcome::Completed)
@@ -197,7 +211,9 @@ fn stop_requested(run: &Run<'_>) -> Option<Outcome> {
     }
 }
 
-/// Ends a run at a step boundary on request: records the progress, checkpoints, says how.
+/// Ends a run on request: records the progress, checkpoints unless a checkpoint already holds
+/// this very state (writing it again would replace a scored end-of-epoch checkpoint with an
+/// unscored copy), and says how.
 fn stop<T: Task>(
     run: &Run<'_>,
     task: &T,
@@ -206,7 +222,9 @@ fn stop<T: Task>(
     outcome: Outcome,
 ) -> Result<Outcome, TrainError> {
     run.log.steps(&[], progress)?;
-    save(run, task, state, None)?;
+    if state.saved_at != Some(state.position.step) {
+        save(run, task, state, None)?;
+    }
     Ok(outcome)
 }
 
@@ -250,7 +268,13 @@ fn restore_or_init<T: Task>(
         tracing::info!(job = %run.id, epoch = position.epoch, step = position.step, "resuming from checkpoint");
         task.accepts(&manifest)?;
         let restored = checkpoint::read(&newest.dir, &manifest, task.init(&run.device.device), optim)?;
-        return Ok(State { model: restored.model, optim: restored.optim, position: restored.position });
+        let saved_at = Some(restored.position.step);
+        return Ok(State {
+            model: restored.model,
+            optim: restored.optim,
+            position: restored.position,
+            saved_at,
+        });
     }
     let cpu = Device::flex().autodiff();
     let model = {
@@ -260,7 +284,7 @@ fn restore_or_init<T: Task>(
         crate::models::materialize(&model);
         model
     };
-    Ok(State { model: model.fork(device), optim, position: Position::default() })
+    Ok(State { model: model.fork(device), optim, position: Position::default(), saved_at: None })
 }
 
 /// Writes a checkpoint, reports it, and drops what the retention policy no longer keeps: the

@@ -25,6 +25,8 @@ struct Memory {
     shutdown: AtomicBool,
     /// After this step is reported, set `cancel` (true) or `shutdown` (false).
     stop_after: Cell<Option<(u64, bool)>>,
+    /// After this epoch's row is reported, set `cancel`.
+    cancel_after_epoch: Cell<Option<u32>>,
 }
 
 impl RunLog for Memory {
@@ -63,6 +65,9 @@ impl RunLog for Memory {
     fn epoch(&self, metrics: &EpochMetrics, progress: Progress) -> Result<(), ReportError> {
         self.epochs.borrow_mut().push(metrics.clone());
         self.progress.set(progress);
+        if self.cancel_after_epoch.get() == Some(metrics.epoch) {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -143,25 +148,24 @@ fn a_cancel_mid_epoch_stops_at_the_next_step_after_a_checkpoint() {
     assert!(log.first_step.get().is_some());
 }
 
-#[test]
-fn a_run_resumed_mid_epoch_reports_what_an_uninterrupted_one_does() {
-    let whole = Memory::default();
-    assert_eq!(run_job(&setup(3, 3), &whole).unwrap(), Outcome::Completed);
-
+/// Runs a job interrupted by a shutdown after step `stop_at`, then resumed, and checks that it
+/// reports what an uninterrupted run does.
+fn resumed_after(stop_at: u64, whole: &Memory) {
     let interrupted = setup(3, 3);
     let log = Memory::default();
-    log.stop_after.set(Some((6, false)));
+    log.stop_after.set(Some((stop_at, false)));
     assert_eq!(run_job(&interrupted, &log).unwrap(), Outcome::Interrupted);
+    assert_eq!(newest_position(&log).step, stop_at);
     log.shutdown.store(false, Ordering::SeqCst);
     log.stop_after.set(None);
     assert_eq!(run_job(&interrupted, &log).unwrap(), Outcome::Completed);
 
     let losses = |m: &Memory| m.points.borrow().iter().map(|p| (p.step, p.loss)).collect::<Vec<_>>();
-    let (a, b) = (losses(&whole), losses(&log));
+    let (a, b) = (losses(whole), losses(&log));
     assert_eq!(a.len(), 12);
     assert_eq!(a.iter().map(|p| p.0).collect::<Vec<_>>(), b.iter().map(|p| p.0).collect::<Vec<_>>());
     for ((step, x), (_, y)) in a.iter().zip(&b) {
-        assert!((x - y).abs() < 1e-6, "step {step}: {x} uninterrupted, {y} resumed");
+        assert!((x - y).abs() < 1e-6, "step {step}: {x} uninterrupted, {y} resumed after {stop_at}");
     }
     let (a, b) = (whole.epochs.borrow(), log.epochs.borrow());
     assert_eq!(a.len(), 3);
@@ -173,6 +177,42 @@ fn a_run_resumed_mid_epoch_reports_what_an_uninterrupted_one_does() {
         assert!((x.test_loss.unwrap() - y.test_loss.unwrap()).abs() < 1e-6, "{x:?} vs {y:?}");
     }
     assert_eq!(log.progress.get(), whole.progress.get());
+    // The checkpoint left at each epoch's end carries that epoch's score, also where a stop wrote
+    // an unscored one at the same step first.
+    let saved = log.saved.borrow();
+    for end in [4, 8, 12] {
+        let (_, last) = saved.iter().rev().find(|(_, s)| s.step == end).expect("a checkpoint");
+        assert!(last.metrics.is_some(), "step {end}");
+    }
+}
+
+#[test]
+fn a_run_resumed_mid_epoch_reports_what_an_uninterrupted_one_does() {
+    let whole = Memory::default();
+    assert_eq!(run_job(&setup(3, 3), &whole).unwrap(), Outcome::Completed);
+    resumed_after(6, &whole);
+}
+
+#[test]
+fn a_run_stopped_in_its_evaluation_resumes_at_the_evaluation() {
+    let whole = Memory::default();
+    assert_eq!(run_job(&setup(3, 3), &whole).unwrap(), Outcome::Completed);
+    // Step 4 ends epoch 1: the stop comes while epoch 1 is evaluated.
+    resumed_after(4, &whole);
+}
+
+#[test]
+fn a_cancel_right_after_an_epoch_keeps_its_scored_checkpoint() {
+    let setup = setup(3, 3);
+    let log = Memory::default();
+    log.cancel_after_epoch.set(Some(1));
+    assert_eq!(run_job(&setup, &log).unwrap(), Outcome::Cancelled);
+    let saved = log.saved.borrow();
+    assert_eq!(saved.len(), 1, "the epoch's checkpoint already holds the state: no second write");
+    let kept = log.kept.borrow();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].id, saved[0].0);
+    assert!(kept[0].score.is_some(), "its test accuracy is kept");
 }
 
 /// A task whose loss becomes NaN at one step.
