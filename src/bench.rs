@@ -1,5 +1,6 @@
 //! `kiln bench`: training throughput of kiln's own step on each CPU backend, printed in the
-//! same form as `../shared/bench/torch_ref.py` so the two can be read side by side.
+//! same form as the project's PyTorch reference script (`torch_ref.py`, named in
+//! `docs/benchmarks.md`) so the two can be read side by side.
 //!
 //! Each backend runs the model for `warmup` untimed steps and `steps` timed ones on one fixed
 //! batch, through the same [`crate::train::fit::step`] the service uses. A breakdown times the

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::engine::{Evaluated, Interrupted, Settings, StepResult, Stepped, Stop, Task};
 use super::position::Position;
 use super::{Run, TrainError};
-use crate::data::{ImageData, ImageSet, ImageShape, batches_per_epoch, epoch_order};
+use crate::data::{ImageData, ImageSet, batches_per_epoch, epoch_order};
 use crate::definition::ImageDataSpec;
 use crate::metrics::EpochMetrics;
 use crate::models::{Classifier, ClassifierSpec};
@@ -100,7 +100,6 @@ pub fn evaluate(
 pub struct Classification<'a> {
     spec: &'a ClassifierSpec,
     data: ImageData,
-    shape: ImageShape,
     settings: Settings,
     /// The training set's order in the epoch under way.
     order: Vec<usize>,
@@ -111,13 +110,7 @@ impl<'a> Classification<'a> {
     pub fn load(run: &Run<'_>, spec: &'a ClassifierSpec, data: &ImageDataSpec) -> Result<Self, TrainError> {
         let datasets = run.config.datasets_dir();
         let data = data.source.load(&datasets, data.limit_train, data.limit_test, data.resize)?;
-        Ok(Self {
-            spec,
-            shape: data.train.input_shape(),
-            data,
-            settings: Settings::of(run),
-            order: Vec::new(),
-        })
+        Ok(Self { spec, data, settings: Settings::of(run), order: Vec::new() })
     }
 }
 
@@ -125,7 +118,7 @@ impl Task for Classification<'_> {
     type Model = Classifier;
 
     fn init(&self, device: &Device) -> Classifier {
-        self.spec.init(self.shape, self.data.classes, device)
+        self.spec.init(self.data.train.input_shape(), self.data.classes, device)
     }
 
     fn batches_per_epoch(&self) -> usize {
