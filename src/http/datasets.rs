@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +16,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
+use super::limits::{BodyCap, declared_length};
 use crate::jobs::JobError;
 use crate::jobs::datasets::{Dataset, DatasetId};
 
@@ -22,6 +24,7 @@ use crate::jobs::datasets::{Dataset, DatasetId};
 pub fn router(max_dataset_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/datasets", get(list).post(upload.layer(DefaultBodyLimit::max(max_dataset_bytes))))
+        .route_layer(from_fn_with_state(BodyCap::text(max_dataset_bytes), declared_length))
         .route("/datasets/{id}", get(show).delete(remove))
 }
 
@@ -45,14 +48,8 @@ impl FromRequest<AppState> for PlainText {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         require_plain_text(request.headers())?;
-        let body =
-            Bytes::from_request(request, state).await.map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
-                    "the text is larger than this server's limit of {} bytes (--max-dataset-bytes)",
-                    state.jobs.config().max_dataset_bytes
-                )),
-                _ => ApiError::BadRequest(rejection.body_text()),
-            })?;
+        let body = BodyCap::text(state.jobs.config().max_dataset_bytes)
+            .read(Bytes::from_request(request, state).await)?;
         Ok(Self(body))
     }
 }

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, Problem};
+use super::limits::BodyCap;
 use crate::definition::generate::GenerateRequest;
 use crate::jobs::generation::Generated;
 use crate::jobs::store::MetricsPage;
@@ -98,13 +99,7 @@ async fn submit(
             )?)
         }
     };
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
-            "the body is larger than this server's limit of {} bytes (--max-body-bytes)",
-            state.jobs.config().max_body_bytes
-        )),
-        _ => ApiError::BadRequest(rejection.body_text()),
-    })?;
+    let body = BodyCap::json(state.jobs.config().max_body_bytes).read(body)?;
     let submitted = state.jobs.submit(&body, key)?;
     let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(located(status, submitted.job))
@@ -308,6 +303,7 @@ async fn download(
         (status = 400, description = "Body is not JSON", body = Problem),
         (status = 404, description = "No such job or checkpoint", body = Problem),
         (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
+        (status = 413, description = "Body over --max-body-bytes", body = Problem),
         (status = 422, description = "Invalid request; each problem names its field", body = Problem),
     ))]
 async fn generate(
@@ -316,7 +312,7 @@ async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Generated>, ApiError> {
     let id = job_id(&id)?;
-    let body = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let body = BodyCap::json(state.jobs.config().max_body_bytes).read(body)?;
     let jobs = state.jobs.clone();
     let generated = tokio::task::spawn_blocking(move || jobs.generate(id, &body))
         .await

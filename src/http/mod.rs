@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod openapi;
 
 use std::future::Future;
@@ -18,9 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use self::limits::{BodyCap, declared_length};
 use crate::config::Config;
 use crate::jobs::{JobError, Jobs};
 
@@ -37,7 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.jobs.config().max_body_bytes;
     Router::new()
-        .merge(jobs::router())
+        .merge(jobs::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
         .merge(datasets::router(state.jobs.config().max_dataset_bytes))
         .merge(backends::router())
         .merge(health::router())

@@ -216,3 +216,48 @@ pub fn checkpoints_dir(data_dir: &Path, id: &str) -> PathBuf {
 pub fn time_machine_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/timemachine.txt")
 }
+
+/// Sends `head` (a request line and headers, without the blank line) over a raw connection and
+/// none of the body it may declare, and reads the answer: status, headers (names lower-cased)
+/// and body. For limits that must be answered before a body is read.
+pub async fn head_only(server: &Server, head: &str) -> (u16, Vec<(String, String)>, Value) {
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let head = head.to_string();
+    tokio::task::spawn_blocking(move || raw_exchange(&addr, &head)).await.unwrap()
+}
+
+fn raw_exchange(addr: &str, head: &str) -> (u16, Vec<(String, String)>, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(format!("{head}\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read = |raw: &mut Vec<u8>| {
+        let n = stream.read(&mut buf).expect("the server answers without waiting for the body");
+        assert!(n > 0, "connection closed before a full answer: {}", String::from_utf8_lossy(raw));
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let end = loop {
+        read(&mut raw);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let text = String::from_utf8_lossy(&raw[..end]).to_string();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("a sized answer");
+    while raw.len() < end + 4 + length {
+        read(&mut raw);
+    }
+    (status, headers, serde_json::from_slice(&raw[end + 4..end + 4 + length]).unwrap())
+}

@@ -1,7 +1,7 @@
 //! Uploaded text corpora over real HTTP: upload, list, show and delete; the media type, size,
 //! UTF-8 and label checks; and where the text lands in the data dir.
 
-use crate::common::{Server, get_json};
+use crate::common::{Server, get_json, head_only};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -155,4 +155,12 @@ async fn uploads_have_their_own_size_cap_instead_of_the_json_body_limit() {
     );
     let r = server.client.post(server.url("/jobs")).body("x".repeat(65)).send().await.unwrap();
     assert_eq!(r.status(), 413, "job definitions keep --max-body-bytes");
+
+    let head = "POST /datasets HTTP/1.1\r\ncontent-type: text/plain\r\ncontent-length: 1001";
+    let (status, _, problem) = head_only(&server, head).await;
+    assert_eq!(status, 413, "a declared length over the cap is answered before the body: {problem}");
+    assert_eq!(
+        detail(&problem),
+        "the text is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
+    );
 }

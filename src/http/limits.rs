@@ -1,0 +1,67 @@
+//! Request body caps answered before the body is read.
+//!
+//! Axum's `DefaultBodyLimit` stops reading a body once it passes the cap, but only after
+//! reading up to the cap; a client that keeps sending then races the server's close and may see
+//! a reset connection instead of the 413. [`declared_length`] answers a request whose
+//! `Content-Length` already says it is too large at once, before any of its body is read. Bodies
+//! without a declared length (chunked) are still cut by `DefaultBodyLimit` as they arrive.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// One cap: its size, what the body is called in errors and the flag that sets it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyCap {
+    pub bytes: usize,
+    /// "body" for JSON, "text" for uploads.
+    pub noun: &'static str,
+    pub flag: &'static str,
+}
+
+impl BodyCap {
+    /// The cap on JSON bodies.
+    pub fn json(bytes: usize) -> Self {
+        Self { bytes, noun: "body", flag: "--max-body-bytes" }
+    }
+
+    /// The cap on uploaded text.
+    pub fn text(bytes: usize) -> Self {
+        Self { bytes, noun: "text", flag: "--max-dataset-bytes" }
+    }
+
+    /// The body a `Bytes` extractor read, or the error to answer: 413 past this cap, 400 for
+    /// any other failure to read it.
+    pub fn read(&self, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+        body.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => self.exceeded(),
+            _ => ApiError::BadRequest(rejection.body_text()),
+        })
+    }
+
+    /// The 413 this cap answers.
+    pub fn exceeded(&self) -> ApiError {
+        ApiError::TooLarge(format!(
+            "the {} is larger than this server's limit of {} bytes ({})",
+            self.noun, self.bytes, self.flag
+        ))
+    }
+}
+
+/// Middleware: refuses a request whose declared `Content-Length` is over `cap`.
+pub async fn declared_length(State(cap): State<BodyCap>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > cap.bytes as u64 => cap.exceeded().into_response(),
+        _ => next.run(request).await,
+    }
+}
