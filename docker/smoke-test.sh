@@ -58,6 +58,7 @@ step "image kiln:latest from docker/Dockerfile (binary $binary)"
 # The build context holds only the manifests and the stripped binary, which the builder stage installs.
 strip -o "$context/kiln" "$binary"
 cp Cargo.toml Cargo.lock "$context/"
+mkdir -p "$context/kernels" && cp kernels/Cargo.toml "$context/kernels/"
 start=$(date +%s)
 docker build -q -f docker/Dockerfile \
   --build-arg RUST_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" \

@@ -15,7 +15,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 
 use crate::backend::BackendKind;
-use crate::backend::{Backends, Resolved};
+use crate::backend::{Backends, Resolved, SHADERS};
 use crate::data::DatasetSpec;
 use crate::definition::OptimizerSpec;
 use crate::models::{Cell, ClassifierSpec, RnnLmConfig};
@@ -83,7 +83,7 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         }
         let per_sec = (args.steps * args.batch * NUM_STEPS) as f64 / timed.as_secs_f64();
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} tokens_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} tokens_per_sec={per_sec:.1}",
             args.model,
             resolved.name,
             args.batch,
@@ -175,7 +175,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
         let per_sec = (args.steps * args.batch) as f64 / timed.as_secs_f64();
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
             args.model, resolved.name, args.batch, args.steps
         );
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / args.steps as f64;

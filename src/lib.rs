@@ -14,6 +14,8 @@
 //! - [`train`]: the training engine, the tasks it drives, checkpoints, generation.
 //! - [`metrics`]: what training reports and the API shows (progress, epoch rows, step points).
 //! - [`models`]: the networks, each built from a Burn `Config`.
+//! - [`fused`]: the recurrent cells' pointwise step and the sigmoid as one operation each, with
+//!   fused CPU kernels (the `kiln-kernels` crate in `kernels/`).
 //! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
 //! - [`text`]: text corpora for language models — tokens, vocabulary, batches, The Time Machine.
 //! - [`backend`]: which Burn devices a job can train on.
@@ -29,6 +31,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod definition;
+pub mod fused;
 pub mod healthcheck;
 pub mod http;
 pub mod jobs;

@@ -31,6 +31,10 @@ mod kind;
 
 pub use kind::BackendKind;
 
+/// The language WGPU kernels are compiled to on Vulkan: SPIR-V in a build with the `vulkan`
+/// feature, WGSL (translated by naga) otherwise.
+pub const SHADERS: &str = if cfg!(feature = "vulkan") { "spirv" } else { "wgsl" };
+
 /// Where a job waits and runs: the CPU workers, or one GPU device's workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {

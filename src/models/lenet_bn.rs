@@ -10,10 +10,10 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::AvgPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use super::{Window, pixels};
+use crate::fused::sigmoid;
 
 /// The two 5x5 convolutions, without padding.
 const CONV: Window = Window::new(5, 1, 0);

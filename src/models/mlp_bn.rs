@@ -4,10 +4,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear};
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::Activation;
+use crate::fused::sigmoid;
 
 /// Builds an [`MlpBn`].
 #[derive(Config, Debug)]

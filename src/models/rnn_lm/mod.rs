@@ -9,25 +9,27 @@
 //! N(0, 0.01²) and the biases zero — 80,156 parameters at 256 hidden units over 28 symbols. With
 //! one-hot input, X_t W_xh is row X_t of W_xh, so it is computed as a row lookup: the same value
 //! and the same gradient as the matrix product, without building the one-hot matrix. GRU and
-//! LSTM use Burn's modules, initialised as PyTorch's `nn.GRU`/`nn.LSTM` are (U(±1/√hidden)),
-//! which is what the book's concise implementations train; their gates carry a bias on both
-//! sides as PyTorch's do, so the counts match PyTorch's (226,844 and 300,060 at 256 hidden over
-//! 28 symbols). A fused layout (one product per step for all gates) measured slower on Burn's
-//! CPU backend than these modules, so they stay.
+//! LSTM keep their weights in Burn's modules, initialised as PyTorch's `nn.GRU`/`nn.LSTM` are
+//! (U(±1/√hidden)), which is what the book's concise implementations train; their gates carry a
+//! bias on both sides as PyTorch's do, so the counts match PyTorch's (226,844 and 300,060 at 256
+//! hidden over 28 symbols). All three run through [`layers`], one fused operation per layer
+//! (see there why).
 //!
-//! Tensors run time-major inside the scratch RNN (as the book's code does) and batch-major at
-//! the module's edges: tokens `[batch, steps]`, logits `[batch * steps, vocab]` in row-major
-//! order of the tokens.
+//! Tensors are batch-major at the module's edges: tokens `[batch, steps]`, logits
+//! `[batch * steps, vocab]` in row-major order of the tokens.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{
     Embedding, EmbeddingConfig, Gru, GruConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig,
-    LstmState,
 };
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use layers::Sequence;
+
+mod layers;
 
 /// The recurrent cell of a language model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -35,9 +37,9 @@ use utoipa::ToSchema;
 pub enum Cell {
     /// The book's from-scratch RNN with a tanh activation.
     Rnn,
-    /// Burn's GRU.
+    /// A GRU: the equations, weights and initialisation of PyTorch's `nn.GRU`.
     Gru,
-    /// Burn's LSTM.
+    /// An LSTM: the equations, weights and initialisation of PyTorch's `nn.LSTM`.
     Lstm,
 }
 
@@ -125,14 +127,6 @@ impl State {
     }
 }
 
-/// What enters a recurrent layer.
-enum Input {
-    /// Token ids `[batch, steps]`: the first layer without an embedding.
-    Tokens(Tensor<2, Int>),
-    /// Features `[batch, steps, width]`.
-    Dense(Tensor<3>),
-}
-
 impl RnnLmConfig {
     /// Width of what the first recurrent layer reads.
     fn input_width(&self) -> usize {
@@ -208,64 +202,22 @@ impl RnnLmConfig {
     }
 }
 
-impl RnnCell {
-    /// Runs the cell over a sequence from `state`; returns every hidden state, time-major
-    /// `[steps, batch, hidden]`, and the last one.
-    fn forward(&self, input: Input, state: Tensor<2>) -> (Tensor<3>, Tensor<2>) {
-        let [_, hidden] = self.w_hh.dims();
-        // X_t W_xh for every step at once, time-major.
-        let projected: Tensor<3> = match input {
-            Input::Tokens(tokens) => {
-                let [batch, steps] = tokens.dims();
-                let ids = tokens.transpose().reshape([steps * batch]);
-                self.w_xh.val().select(0, ids).reshape([steps, batch, hidden])
-            }
-            Input::Dense(x) => {
-                let [batch, steps, width] = x.dims();
-                let x = x.swap_dims(0, 1).reshape([steps * batch, width]);
-                x.matmul(self.w_xh.val()).reshape([steps, batch, hidden])
-            }
-        };
-        let [steps, batch, _] = projected.dims();
-        let projected = projected + self.b_h.val().reshape([1, 1, hidden]);
-        let w_hh = self.w_hh.val();
-        let mut h = state;
-        let mut outputs = Vec::with_capacity(steps);
-        for x_t in projected.iter_dim(0) {
-            h = (x_t.reshape([batch, hidden]) + h.matmul(w_hh.clone())).tanh();
-            outputs.push(h.clone());
-        }
-        (Tensor::stack(outputs, 0), h)
-    }
-}
-
 impl Layer {
-    /// Runs the layer over a sequence; returns its outputs batch-major `[batch, steps, hidden]`
-    /// and its final state.
-    fn forward(&self, input: Input, state: LayerState, vocab: usize) -> (Tensor<3>, LayerState) {
-        let dense = |input: Input| match input {
-            Input::Tokens(tokens) => tokens.one_hot::<3>(vocab).float(),
-            Input::Dense(x) => x,
-        };
-        match self {
-            Self::Rnn(cell) => {
-                let (outputs, hidden) = cell.forward(input, state.hidden);
-                (outputs.swap_dims(0, 1), LayerState { hidden, cell: None })
-            }
-            Self::Gru(gru) => {
-                let outputs = gru.forward(dense(input), Some(state.hidden));
-                let [batch, steps, hidden] = outputs.dims();
-                let last = outputs.clone().narrow(1, steps - 1, 1).reshape([batch, hidden]);
-                (outputs, LayerState { hidden: last, cell: None })
-            }
+    /// Runs the layer over a sequence from `state`; returns its output at each step, time-major
+    /// `[steps, batch, hidden]`, and its final state.
+    fn forward(&self, input: &Sequence, state: LayerState) -> (Tensor<3>, LayerState) {
+        let (outputs, cell) = match self {
+            Self::Rnn(cell) => (layers::rnn(cell, input, state.hidden), None),
+            Self::Gru(gru) => (layers::gru(gru, input, state.hidden), None),
             Self::Lstm(lstm) => {
-                let [batch, hidden] = state.hidden.dims();
-                let cell =
-                    state.cell.unwrap_or_else(|| Tensor::zeros([batch, hidden], &state.hidden.device()));
-                let (outputs, last) = lstm.forward(dense(input), Some(LstmState::new(cell, state.hidden)));
-                (outputs, LayerState { hidden: last.hidden, cell: Some(last.cell) })
+                let cell = state.cell.unwrap_or_else(|| state.hidden.zeros_like());
+                let (outputs, cell) = layers::lstm(lstm, input, state.hidden, cell);
+                (outputs, Some(cell))
             }
-        }
+        };
+        let [steps, batch, hidden] = outputs.dims();
+        let last = outputs.clone().narrow(0, steps - 1, 1).reshape([batch, hidden]);
+        (outputs, LayerState { hidden: last, cell })
     }
 
     fn has_cell_state(&self) -> bool {
@@ -295,18 +247,22 @@ impl RnnLm {
     ///   `tokens[b][t]`
     pub fn forward(&self, tokens: Tensor<2, Int>, state: State) -> (Tensor<2>, State) {
         let [batch, steps] = tokens.dims();
+        let ids = tokens.swap_dims(0, 1).reshape([steps * batch]);
         let mut input = match &self.embedding {
-            Some(embedding) => Input::Dense(embedding.forward(tokens)),
-            None => Input::Tokens(tokens),
+            Some(embedding) => {
+                let [_, width] = embedding.weight.dims();
+                Sequence::Dense(embedding.weight.val().select(0, ids).reshape([steps, batch, width]))
+            }
+            None => Sequence::Tokens { ids, steps, batch },
         };
         let mut next = Vec::with_capacity(self.layers.len());
         for (layer, state) in self.layers.iter().zip(state.0) {
-            let (outputs, last) = layer.forward(input, state, self.vocab);
+            let (outputs, last) = layer.forward(&input, state);
             next.push(last);
-            input = Input::Dense(outputs);
+            input = Sequence::Dense(outputs);
         }
-        let Input::Dense(outputs) = input else { unreachable!("a model has at least one layer") };
-        let outputs = outputs.reshape([batch * steps, self.hidden]);
+        let Sequence::Dense(outputs) = input else { unreachable!("a model has at least one layer") };
+        let outputs = outputs.swap_dims(0, 1).reshape([batch * steps, self.hidden]);
         (self.head.forward(outputs), State(next))
     }
 }

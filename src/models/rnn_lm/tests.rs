@@ -88,3 +88,72 @@ fn every_cell_maps_tokens_to_logits_and_carries_state() {
         }
     }
 }
+
+/// The logits of a one-layer GRU or LSTM model computed by Burn's own module `forward`.
+fn logits_through_burns_module(model: &RnnLm, tokens: Tensor<2, Int>, state: &LayerState) -> Tensor<2> {
+    let [batch, steps] = tokens.dims();
+    let x = match &model.embedding {
+        Some(embedding) => embedding.forward(tokens),
+        None => tokens.one_hot::<3>(model.vocab).float(),
+    };
+    let outputs = match &model.layers[0] {
+        Layer::Gru(gru) => gru.forward(x, Some(state.hidden.clone())),
+        Layer::Lstm(lstm) => {
+            let cell = state.cell.clone().expect("an LSTM state");
+            lstm.forward(x, Some(burn::nn::LstmState::new(cell, state.hidden.clone()))).0
+        }
+        Layer::Rnn(_) => unreachable!("the scratch RNN has no Burn module"),
+    };
+    model.head.forward(outputs.reshape([batch * steps, model.hidden]))
+}
+
+/// Every parameter's gradient of `loss`, flattened, in the model's order.
+fn gradients(model: &RnnLm, loss: Tensor<1>) -> Vec<Vec<f32>> {
+    use burn::module::ModuleVisitor;
+    use burn::optim::GradientsParams;
+    struct Collect(GradientsParams, Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let grad = self.0.get::<D>(param.id).expect("every parameter gets a gradient");
+            self.1.push(grad.into_data().iter::<f32>().collect());
+        }
+    }
+    let mut collect = Collect(GradientsParams::from_grads(loss.backward(), model), Vec::new());
+    model.visit(&mut collect);
+    collect.1
+}
+
+#[test]
+fn gru_and_lstm_steps_match_burns_modules_in_value_and_gradient() {
+    let device = Device::flex().autodiff();
+    let tokens: Vec<i64> = (0..10).map(|i| (i * 5 + 3) % 7).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [2, 5]), &device);
+    for cell in [Cell::Gru, Cell::Lstm] {
+        for embedding in [None, Some(4)] {
+            let model = RnnLmConfig::new(7, cell).with_hidden(6).with_embedding(embedding).init(&device);
+            // A state that is not zero, so the hidden products matter from the first step.
+            let state = |seed: f32| {
+                let values: Vec<f32> = (0..12).map(|i| ((i as f32 + seed) * 0.37).sin() * 0.5).collect();
+                Tensor::<2>::from_data(TensorData::new(values, [2, 6]), &device)
+            };
+            let start = LayerState { hidden: state(1.0), cell: (cell == Cell::Lstm).then(|| state(2.0)) };
+            let (ours, _) = model.forward(tokens.clone(), State(vec![start.clone()]));
+            let theirs = logits_through_burns_module(&model, tokens.clone(), &start);
+            let diff: f32 = (ours.clone() - theirs.clone()).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{cell:?} {embedding:?}: logits differ by {diff}");
+
+            // A loss that weighs every logit differently, so every gradient entry is exercised.
+            let weights = Tensor::<2>::from_data(
+                TensorData::new((0..70).map(|i| (i as f32 * 0.61).cos()).collect::<Vec<_>>(), [10, 7]),
+                &device,
+            );
+            let ours = gradients(&model, (ours * weights.clone()).sum());
+            let theirs = gradients(&model, (theirs * weights).sum());
+            assert_eq!(ours.len(), theirs.len());
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert!(diff < 1e-5, "{cell:?} {embedding:?}: gradient of parameter {i} differs by {diff}");
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! kiln's fused CPU kernels: the pointwise work of the recurrent cells and of the sigmoid, over
+//! plain `f32` slices.
+//!
+//! Burn's CPU backend runs each tensor operation as its own pass over memory and computes
+//! `exp` and `tanh` one element at a time through libm; an LSTM step is some twenty such
+//! operations forward and more backward, each on a small `[batch, hidden]` tensor. These
+//! kernels do one step's gates, state update and their gradients in one pass each, with an
+//! `exp` written in plain arithmetic (range reduction and a polynomial, as Cephes' `expf`) that
+//! the compiler vectorises. kiln wires them into Burn as custom operations (`src/fused`).
+//!
+//! Layouts are row-major. A gate block is `hidden` wide, in the order each function names.
+
+use rayon::prelude::*;
+
+/// `exp(x)`, within a few ulp of libm's `expf` over the range where the result is a normal
+/// number; inputs beyond it are clamped. Branch-free, so loops over it vectorise.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so that n·ln2 is exact in the first part (Cody and Waite).
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding it rounds to an integer, which lands in the low mantissa bits.
+    const SHIFTER: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    // 2ⁿ from the integer in `shifted`'s mantissa.
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits()) as i32;
+    e_r * f32::from_bits(((n_bits + 127) << 23) as u32)
+}
+
+/// `1 / (1 + exp(-x))`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 1 - 2 / (exp(2x) + 1)`: absolute error about 1e-7.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// Elements below which a pass runs on one thread.
+const PARALLEL_FROM: usize = 1 << 16;
+const CHUNK: usize = 1 << 14;
+
+/// `out = sigmoid(x)`.
+pub fn sigmoid_forward(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    let run = |(x, out): (&[f32], &mut [f32])| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = sigmoid(v);
+        }
+    };
+    if x.len() < PARALLEL_FROM {
+        run((x, out));
+    } else {
+        x.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(run);
+    }
+}
+
+/// `dx = dy · y · (1 − y)`, from the sigmoid's output `y`.
+pub fn sigmoid_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(y.len() == dy.len() && y.len() == dx.len());
+    let run = |((y, dy), dx): ((&[f32], &[f32]), &mut [f32])| {
+        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+            *d = g * y * (1.0 - y);
+        }
+    };
+    if y.len() < PARALLEL_FROM {
+        run(((y, dy), dx));
+    } else {
+        y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)).zip(dx.par_chunks_mut(CHUNK)).for_each(run);
+    }
+}
+
+/// Adds every row of `rows` (`[_, width]`) into `sums` (`[width]`).
+fn add_rows(rows: &[f32], sums: &mut [f32]) {
+    for row in rows.chunks_exact(sums.len()) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+}
+
+mod cells;
+pub mod sequence;
+
+pub use cells::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+//! The fused operations as a Burn backend extension, implemented for the CPU backend (flex) and
+//! for autodiff over it: the sigmoid, and a whole recurrent layer over a sequence, each one
+//! kernel of [`kiln_kernels`] forward and one backward.
+//!
+//! Under autodiff the forward keeps what the kernel's backward reads (the sigmoid's output; a
+//! layer's states and activated gates), so the backward computes no `exp` again, where Burn's
+//! own sigmoid computes it twice.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, TensorData};
+use kiln_kernels::sequence::{self, Cell};
+
+/// Operations with one fused kernel on flex. Shapes as in [`super`]'s functions.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// `sigmoid(x)`, any shape.
+    fn fused_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// An LSTM layer: `[steps + 1, batch, hidden]`, the hidden state after each step, then the
+    /// last cell state.
+    fn fused_lstm(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// A GRU layer: `[steps, batch, hidden]`.
+    fn fused_gru(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bx: FloatTensor<Self>,
+        bh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// The book's RNN layer: `[steps, batch, hidden]`.
+    fn fused_rnn(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The values of a float tensor, in row-major order.
+fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(values) => values.into(),
+        None => tensor.to_contiguous().into_data().try_to_vec::<f32>().expect("kiln trains in f32").into(),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn zeros(len: usize) -> Vec<f32> {
+    vec![0.0; len]
+}
+
+fn sigmoid(x: &FlexTensor) -> FlexTensor {
+    let shape = x.shape();
+    let mut y = zeros(shape.num_elements());
+    kiln_kernels::sigmoid_forward(&values(x), &mut y);
+    tensor(y, shape)
+}
+
+/// A layer's inputs, in the order of the operation's arguments: the input's products, the
+/// hidden weights, the bias (and the GRU's hidden bias), the first hidden state (and the LSTM's
+/// first cell state).
+struct LayerInputs<'a> {
+    cell: Cell,
+    tensors: Vec<&'a FlexTensor>,
+}
+
+/// What a layer's backward needs: the shape, the weights and the forward's results.
+#[derive(Debug)]
+struct LayerRun {
+    cell: Cell,
+    shape: [usize; 3],
+    u: Vec<f32>,
+    h0: Vec<f32>,
+    forward: sequence::Forward,
+}
+
+impl LayerInputs<'_> {
+    /// Runs the layer: its output tensor and what its backward needs.
+    fn run(&self) -> (FlexTensor, LayerRun) {
+        let [steps, batch, width] = self.tensors[0].shape().dims();
+        let hidden = width / self.cell.gates();
+        let values: Vec<_> = self.tensors.iter().map(|t| values(t)).collect();
+        let (hidden_bias, h0, c0): (&[f32], &[f32], &[f32]) = match self.cell {
+            Cell::Rnn => (&[], &values[3], &[]),
+            Cell::Gru => (&values[3], &values[4], &[]),
+            Cell::Lstm => (&[], &values[3], &values[4]),
+        };
+        let layer = sequence::Layer {
+            cell: self.cell,
+            steps,
+            batch,
+            hidden,
+            u: &values[1],
+            bias: &values[2],
+            hidden_bias,
+        };
+        let forward = sequence::forward(&layer, &values[0], h0, c0);
+        let n = batch * hidden;
+        let output = match self.cell {
+            Cell::Lstm => {
+                let mut out = forward.outputs.clone();
+                out.extend_from_slice(&forward.cells[steps * n..]);
+                tensor(out, [steps + 1, batch, hidden])
+            }
+            _ => tensor(forward.outputs.clone(), [steps, batch, hidden]),
+        };
+        let run = LayerRun {
+            cell: self.cell,
+            shape: [steps, batch, hidden],
+            u: values[1].to_vec(),
+            h0: h0.to_vec(),
+            forward,
+        };
+        (output, run)
+    }
+}
+
+impl LayerRun {
+    /// The gradients of the layer's inputs, in their order, from the output's.
+    fn backward(&self, grad: &FlexTensor) -> Vec<FlexTensor> {
+        let [steps, batch, hidden] = self.shape;
+        let width = self.cell.gates() * hidden;
+        let n = batch * hidden;
+        let grad = values(grad);
+        let (d_outputs, d_c_last) = grad.split_at(steps * n);
+        let layer = sequence::Layer {
+            cell: self.cell,
+            steps,
+            batch,
+            hidden,
+            u: &self.u,
+            bias: &[],
+            hidden_bias: &[],
+        };
+        let g = sequence::backward(&layer, &self.forward, &self.h0, d_outputs, d_c_last);
+        let mut grads =
+            vec![tensor(g.xp, [steps, batch, width]), tensor(g.u, [hidden, width]), tensor(g.bias, [width])];
+        if self.cell == Cell::Gru {
+            grads.push(tensor(g.hidden_bias, [width]));
+        }
+        grads.push(tensor(g.h0, [batch, hidden]));
+        if self.cell == Cell::Lstm {
+            grads.push(tensor(g.c0, [batch, hidden]));
+        }
+        grads
+    }
+}
+
+impl FusedOps for Flex {
+    fn fused_sigmoid(x: FlexTensor) -> FlexTensor {
+        sigmoid(&x)
+    }
+
+    fn fused_lstm(
+        xp: FlexTensor,
+        u: FlexTensor,
+        bias: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+    ) -> FlexTensor {
+        LayerInputs { cell: Cell::Lstm, tensors: vec![&xp, &u, &bias, &h0, &c0] }.run().0
+    }
+
+    fn fused_gru(
+        xp: FlexTensor,
+        u: FlexTensor,
+        bx: FlexTensor,
+        bh: FlexTensor,
+        h0: FlexTensor,
+    ) -> FlexTensor {
+        LayerInputs { cell: Cell::Gru, tensors: vec![&xp, &u, &bx, &bh, &h0] }.run().0
+    }
+
+    fn fused_rnn(xp: FlexTensor, u: FlexTensor, bias: FlexTensor, h0: FlexTensor) -> FlexTensor {
+        LayerInputs { cell: Cell::Rnn, tensors: vec![&xp, &u, &bias, &h0] }.run().0
+    }
+}
+
+/// Hands each parent that wants a gradient its own.
+macro_rules! register {
+    ($grads:expr, $parents:expr, [$($value:expr),+ $(,)?]) => {
+        for (parent, value) in $parents.into_iter().zip([$($value),+]) {
+            if let Some(parent) = parent {
+                $grads.register::<Flex>(parent.id, value);
+            }
+        }
+    };
+}
+
+#[derive(Debug)]
+struct SigmoidBackward;
+
+impl Backward<Flex, 1> for SigmoidBackward {
+    /// The output.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let shape = grad.shape();
+        let mut dx = zeros(shape.num_elements());
+        kiln_kernels::sigmoid_backward(&values(&ops.state), &values(&grad), &mut dx);
+        register!(grads, ops.parents, [tensor(dx, shape)]);
+    }
+}
+
+/// The backward of a recurrent layer with `N` inputs.
+#[derive(Debug)]
+struct LayerBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for LayerBackward<N> {
+    type State = Arc<LayerRun>;
+
+    fn backward(self, ops: Ops<Arc<LayerRun>, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let inputs = ops.state.backward(&grad);
+        for (parent, value) in ops.parents.into_iter().zip(inputs) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, value);
+            }
+        }
+    }
+}
+
+/// Runs a layer of `cell` on autodiff tensors, recording its backward.
+fn tracked_layer<C: CheckpointStrategy, const N: usize>(
+    cell: Cell,
+    inputs: [FloatTensor<Autodiff<Flex, C>>; N],
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let kind =
+        LayerBackward::<N>.prepare::<C>(inputs.each_ref().map(|t| t.node())).compute_bound().stateful();
+    let (output, run) = LayerInputs { cell, tensors: inputs.iter().map(|t| t.primitive()).collect() }.run();
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(Arc::new(run), output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let kind = SigmoidBackward.prepare::<C>([x.node()]).compute_bound().stateful();
+        let y = sigmoid(x.primitive());
+        match kind {
+            OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_lstm(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        tracked_layer::<C, _>(Cell::Lstm, [xp, u, bias, h0, c0])
+    }
+
+    fn fused_gru(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bx: FloatTensor<Self>,
+        bh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        tracked_layer::<C, _>(Cell::Gru, [xp, u, bx, bh, h0])
+    }
+
+    fn fused_rnn(
+        xp: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        tracked_layer::<C, _>(Cell::Rnn, [xp, u, bias, h0])
+    }
+}

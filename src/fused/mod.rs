@@ -1,0 +1,156 @@
+//! Fused operations: a whole recurrent layer over a sequence, and the sigmoid, as one operation
+//! each.
+//!
+//! On the CPU (Burn's flex backend) each is one kernel forward and one backward ([`flex`],
+//! over [`kiln_kernels`]), where Burn's tensor operations would take a dozen or more per time
+//! step, each a pass over memory and a node of the autodiff graph, with `exp` computed one
+//! element at a time, and one small weight-gradient product per step. On any other device they
+//! are the same equations written with Burn's tensor operations, step by step, which a GPU
+//! backend fuses itself. Tests check the two paths against each other, values and gradients.
+//!
+//! A layer takes the input's products for every step at once, `xp` (`[steps, batch,
+//! gates·hidden]`, time-major), the gates' hidden weights side by side, `u` (`[hidden,
+//! gates·hidden]`), the biases and the first state, and returns the hidden state after each step
+//! (`[steps, batch, hidden]`). Gate blocks are in the order each function names.
+
+use burn::backend::Dispatch;
+use burn::tensor::activation;
+use burn::tensor::{Device, Tensor};
+
+mod flex;
+
+use flex::FusedOps;
+
+fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
+    tensor.device() == Device::flex()
+}
+
+/// `sigmoid(x)`.
+pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_flex(&x) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_sigmoid(x.into_dispatch()))
+    } else {
+        activation::sigmoid(x)
+    }
+}
+
+/// An LSTM layer (blocks input, forget, cell candidate, output; `bias` is the sum of both
+/// products' biases): the hidden state after each step and the last cell state.
+pub fn lstm(
+    xp: Tensor<3>,
+    u: Tensor<2>,
+    bias: Tensor<1>,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+) -> (Tensor<3>, Tensor<2>) {
+    let [steps, batch, _] = xp.dims();
+    let [_, hidden] = h0.dims();
+    if on_flex(&xp) {
+        let out: Tensor<3> = Tensor::from_dispatch(<Dispatch as FusedOps>::fused_lstm(
+            xp.into_dispatch(),
+            u.into_dispatch(),
+            bias.into_dispatch(),
+            h0.into_dispatch(),
+            c0.into_dispatch(),
+        ));
+        let cell = out.clone().narrow(0, steps, 1).reshape([batch, hidden]);
+        return (out.narrow(0, 0, steps), cell);
+    }
+    lstm_composite(xp, u, bias, h0, c0)
+}
+
+/// [`lstm`] in Burn's tensor operations.
+fn lstm_composite(
+    xp: Tensor<3>,
+    u: Tensor<2>,
+    bias: Tensor<1>,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+) -> (Tensor<3>, Tensor<2>) {
+    let [steps, batch, _] = xp.dims();
+    let [_, hidden] = h0.dims();
+    let (mut h, mut c) = (h0, c0);
+    let mut outputs = Vec::with_capacity(steps);
+    for xp_t in xp.iter_dim(0) {
+        let pre = xp_t.reshape([batch, 4 * hidden]) + h.matmul(u.clone());
+        (h, c) = lstm_step(pre, bias.clone(), c);
+        outputs.push(h.clone());
+    }
+    (Tensor::stack(outputs, 0), c)
+}
+
+/// One LSTM step in Burn's tensor operations, from the summed products `pre`.
+fn lstm_step(pre: Tensor<2>, bias: Tensor<1>, c_prev: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    let [_, hidden] = c_prev.dims();
+    let gates = pre + bias.unsqueeze::<2>();
+    let block = |k: usize| gates.clone().narrow(1, k * hidden, hidden);
+    let input = activation::sigmoid(block(0));
+    let forget = activation::sigmoid(block(1));
+    let output = activation::sigmoid(block(3));
+    let cell = forget * c_prev + input * block(2).tanh();
+    (output * cell.clone().tanh(), cell)
+}
+
+/// A GRU layer (blocks update, reset, new; the reset gate applied after the hidden product, as
+/// PyTorch's and Burn's default), `bx` and `bh` the two products' biases: the hidden state after
+/// each step.
+pub fn gru(xp: Tensor<3>, u: Tensor<2>, bx: Tensor<1>, bh: Tensor<1>, h0: Tensor<2>) -> Tensor<3> {
+    if on_flex(&xp) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gru(
+            xp.into_dispatch(),
+            u.into_dispatch(),
+            bx.into_dispatch(),
+            bh.into_dispatch(),
+            h0.into_dispatch(),
+        ));
+    }
+    gru_composite(xp, u, bx, bh, h0)
+}
+
+/// [`gru`] in Burn's tensor operations.
+fn gru_composite(xp: Tensor<3>, u: Tensor<2>, bx: Tensor<1>, bh: Tensor<1>, h0: Tensor<2>) -> Tensor<3> {
+    let [_, batch, width] = xp.dims();
+    let hidden = width / 3;
+    let mut h = h0;
+    let mut outputs = Vec::new();
+    for xp_t in xp.iter_dim(0) {
+        let x = xp_t.reshape([batch, width]) + bx.clone().unsqueeze::<2>();
+        let hp = h.clone().matmul(u.clone()) + bh.clone().unsqueeze::<2>();
+        let block = |t: &Tensor<2>, k: usize| t.clone().narrow(1, k * hidden, hidden);
+        let update = activation::sigmoid(block(&x, 0) + block(&hp, 0));
+        let reset = activation::sigmoid(block(&x, 1) + block(&hp, 1));
+        let new = (block(&x, 2) + reset * block(&hp, 2)).tanh();
+        h = new * update.clone().neg().add_scalar(1.0) + update * h;
+        outputs.push(h.clone());
+    }
+    Tensor::stack(outputs, 0)
+}
+
+/// The book's RNN layer, `h_t = tanh(xp_t + h_{t−1} u + bias)`: the hidden state after each
+/// step.
+pub fn rnn(xp: Tensor<3>, u: Tensor<2>, bias: Tensor<1>, h0: Tensor<2>) -> Tensor<3> {
+    if on_flex(&xp) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rnn(
+            xp.into_dispatch(),
+            u.into_dispatch(),
+            bias.into_dispatch(),
+            h0.into_dispatch(),
+        ));
+    }
+    rnn_composite(xp, u, bias, h0)
+}
+
+/// [`rnn`] in Burn's tensor operations.
+fn rnn_composite(xp: Tensor<3>, u: Tensor<2>, bias: Tensor<1>, h0: Tensor<2>) -> Tensor<3> {
+    let [_, batch, hidden] = xp.dims();
+    let mut h = h0;
+    let mut outputs = Vec::new();
+    for xp_t in xp.iter_dim(0) {
+        h = (xp_t.reshape([batch, hidden]) + h.matmul(u.clone()) + bias.clone().unsqueeze::<2>()).tanh();
+        outputs.push(h.clone());
+    }
+    Tensor::stack(outputs, 0)
+}
+
+#[cfg(test)]
+mod tests;

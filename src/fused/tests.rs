@@ -1,0 +1,182 @@
+//! The fused kernels on flex against the same equations in Burn's tensor operations, on the same
+//! device: values, and every input's gradient through autodiff.
+
+use burn::tensor::{Device, Tensor, TensorData, activation};
+
+use super::*;
+
+fn values(n: usize, seed: f32, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i as f32 + seed) * 0.613).sin() * scale).collect()
+}
+
+/// A tracked 1-, 2- or 3-dimensional input, kept as its values and shape.
+#[derive(Clone)]
+struct Input(Vec<f32>, Vec<usize>);
+
+impl Input {
+    fn new(shape: &[usize], seed: f32, scale: f32) -> Self {
+        Self(values(shape.iter().product(), seed, scale), shape.to_vec())
+    }
+
+    /// The input, flat and tracked, and shaped for the layer (the gradient reaches the flat one).
+    fn tensor<const D: usize>(&self, device: &Device) -> (Tensor<1>, Tensor<D>) {
+        let flat =
+            Tensor::<1>::from_data(TensorData::new(self.0.clone(), [self.0.len()]), device).require_grad();
+        let shape: [usize; D] = self.1.clone().try_into().expect("the rank the layer takes");
+        (flat.clone(), flat.reshape(shape))
+    }
+}
+
+/// A layer run on fresh tracked copies of `inputs`: its outputs, flattened, and the gradient of
+/// a loss that weighs every output differently with respect to each input, flattened.
+fn run(
+    device: &Device,
+    inputs: &[Input],
+    layer: &dyn Fn(&[Input], &Device) -> (Vec<Tensor<1>>, Vec<Tensor<1>>),
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let (outputs, tracked) = layer(inputs, device);
+    let loss = outputs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| o.clone().mul_scalar((k + 1) as f32).sin().sum())
+        .reduce(|a, b| a + b)
+        .unwrap();
+    let grads = loss.backward();
+    let flat: Vec<f32> =
+        outputs.iter().flat_map(|o| o.clone().into_data().iter::<f32>().collect::<Vec<_>>()).collect();
+    let grads = tracked
+        .iter()
+        .map(|t| t.grad(&grads).expect("a gradient").into_data().iter::<f32>().collect())
+        .collect();
+    (flat, grads)
+}
+
+fn assert_close(
+    name: &str,
+    (out_a, grads_a): (Vec<f32>, Vec<Vec<f32>>),
+    (out_b, grads_b): (Vec<f32>, Vec<Vec<f32>>),
+) {
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert_eq!(out_a.len(), out_b.len());
+    assert!(diff(&out_a, &out_b) < 1e-5, "{name}: outputs differ by {}", diff(&out_a, &out_b));
+    for (i, (a, b)) in grads_a.iter().zip(&grads_b).enumerate() {
+        assert!(diff(a, b) < 1e-4, "{name}: gradient of input {i} differs by {}", diff(a, b));
+    }
+}
+
+/// Flattens a tensor for comparison.
+fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    t.reshape([-1])
+}
+
+#[test]
+fn the_fused_layers_match_burns_operations_in_value_and_gradient() {
+    let device = Device::flex().autodiff();
+    let (steps, batch, hidden) = (4, 3, 5);
+    let lstm_inputs = [
+        Input::new(&[steps, batch, 4 * hidden], 0.0, 1.5),
+        Input::new(&[hidden, 4 * hidden], 1.0, 0.5),
+        Input::new(&[4 * hidden], 2.0, 0.3),
+        Input::new(&[batch, hidden], 3.0, 0.5),
+        Input::new(&[batch, hidden], 4.0, 0.5),
+    ];
+    let lstm_with =
+        |f: fn(Tensor<3>, Tensor<2>, Tensor<1>, Tensor<2>, Tensor<2>) -> (Tensor<3>, Tensor<2>)| {
+            move |i: &[Input], d: &Device| {
+                let ((a, xp), (b, u), (c, bias), (e, h0), (g, c0)) = (
+                    i[0].tensor::<3>(d),
+                    i[1].tensor::<2>(d),
+                    i[2].tensor::<1>(d),
+                    i[3].tensor::<2>(d),
+                    i[4].tensor::<2>(d),
+                );
+                let (h, cell) = f(xp, u, bias, h0, c0);
+                (vec![flat(h), flat(cell)], vec![a, b, c, e, g])
+            }
+        };
+    assert_close(
+        "lstm",
+        run(&device, &lstm_inputs, &lstm_with(lstm)),
+        run(&device, &lstm_inputs, &lstm_with(lstm_composite)),
+    );
+
+    let gru_inputs = [
+        Input::new(&[steps, batch, 3 * hidden], 5.0, 1.5),
+        Input::new(&[hidden, 3 * hidden], 6.0, 0.5),
+        Input::new(&[3 * hidden], 7.0, 0.3),
+        Input::new(&[3 * hidden], 8.0, 0.3),
+        Input::new(&[batch, hidden], 9.0, 0.5),
+    ];
+    let gru_with = |f: fn(Tensor<3>, Tensor<2>, Tensor<1>, Tensor<1>, Tensor<2>) -> Tensor<3>| {
+        move |i: &[Input], d: &Device| {
+            let ((a, xp), (b, u), (c, bx), (e, bh), (g, h0)) = (
+                i[0].tensor::<3>(d),
+                i[1].tensor::<2>(d),
+                i[2].tensor::<1>(d),
+                i[3].tensor::<1>(d),
+                i[4].tensor::<2>(d),
+            );
+            (vec![flat(f(xp, u, bx, bh, h0))], vec![a, b, c, e, g])
+        }
+    };
+    assert_close(
+        "gru",
+        run(&device, &gru_inputs, &gru_with(gru)),
+        run(&device, &gru_inputs, &gru_with(gru_composite)),
+    );
+
+    let rnn_inputs = [
+        Input::new(&[steps, batch, hidden], 10.0, 1.5),
+        Input::new(&[hidden, hidden], 11.0, 0.5),
+        Input::new(&[hidden], 12.0, 0.3),
+        Input::new(&[batch, hidden], 13.0, 0.5),
+    ];
+    let rnn_with = |f: fn(Tensor<3>, Tensor<2>, Tensor<1>, Tensor<2>) -> Tensor<3>| {
+        move |i: &[Input], d: &Device| {
+            let ((a, xp), (b, u), (c, bias), (e, h0)) =
+                (i[0].tensor::<3>(d), i[1].tensor::<2>(d), i[2].tensor::<1>(d), i[3].tensor::<2>(d));
+            (vec![flat(f(xp, u, bias, h0))], vec![a, b, c, e])
+        }
+    };
+    assert_close(
+        "rnn",
+        run(&device, &rnn_inputs, &rnn_with(rnn)),
+        run(&device, &rnn_inputs, &rnn_with(rnn_composite)),
+    );
+
+    let x = [Input::new(&[4, 7], 14.0, 6.0)];
+    let sigmoid_with = |f: fn(Tensor<2>) -> Tensor<2>| {
+        move |i: &[Input], d: &Device| {
+            let (a, x) = i[0].tensor::<2>(d);
+            (vec![flat(f(x))], vec![a])
+        }
+    };
+    assert_close(
+        "sigmoid",
+        run(&device, &x, &sigmoid_with(sigmoid)),
+        run(&device, &x, &sigmoid_with(activation::sigmoid)),
+    );
+}
+
+#[test]
+fn without_autodiff_the_fused_layers_give_the_same_values() {
+    let device = Device::flex();
+    let t = |shape: &[usize], seed: f32| {
+        Tensor::<3>::from_data(
+            TensorData::new(values(shape.iter().product(), seed, 1.0), [shape[0], shape[1], shape[2]]),
+            &device,
+        )
+    };
+    let (xp, u, b, h0, c0) = (
+        t(&[3, 2, 8], 0.0),
+        t(&[1, 2, 8], 1.0).reshape([2, 8]),
+        t(&[1, 1, 8], 2.0).reshape([8]),
+        t(&[1, 2, 2], 3.0).reshape([2, 2]),
+        t(&[1, 2, 2], 4.0).reshape([2, 2]),
+    );
+    let (h1, c1) = lstm(xp.clone(), u.clone(), b.clone(), h0.clone(), c0.clone());
+    let (h2, c2) = lstm_composite(xp, u, b, h0, c0);
+    let d: f32 = (h1 - h2).abs().max().into_scalar();
+    let e: f32 = (c1 - c2).abs().max().into_scalar();
+    assert!(d < 1e-6 && e < 1e-6, "{d} {e}");
+}
