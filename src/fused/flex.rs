@@ -80,13 +80,14 @@ struct LayerInputs<'a> {
     tensors: Vec<&'a FlexTensor>,
 }
 
-/// What a layer's backward needs: the shape, the weights and the forward's results.
+/// What a layer's backward needs: the shape, the weights and first state (shared with the
+/// inputs, not copied) and the forward's results.
 #[derive(Debug)]
 struct LayerRun {
     cell: Cell,
     shape: [usize; 3],
-    u: Vec<f32>,
-    h0: Vec<f32>,
+    u: FlexTensor,
+    h0: FlexTensor,
     forward: sequence::Forward,
 }
 
@@ -120,11 +121,12 @@ impl LayerInputs<'_> {
             }
             _ => tensor(forward.outputs.clone(), [steps, batch, hidden]),
         };
+        let h0 = if self.cell == Cell::Gru { self.tensors[4] } else { self.tensors[3] };
         let run = LayerRun {
             cell: self.cell,
             shape: [steps, batch, hidden],
-            u: values[1].to_vec(),
-            h0: h0.to_vec(),
+            u: self.tensors[1].clone(),
+            h0: h0.clone(),
             forward,
         };
         (output, run)
@@ -139,16 +141,10 @@ impl LayerRun {
         let n = batch * hidden;
         let grad = values(grad);
         let (d_outputs, d_c_last) = grad.split_at(steps * n);
-        let layer = sequence::Layer {
-            cell: self.cell,
-            steps,
-            batch,
-            hidden,
-            u: &self.u,
-            bias: &[],
-            hidden_bias: &[],
-        };
-        let g = sequence::backward(&layer, &self.forward, &self.h0, d_outputs, d_c_last);
+        let u = values(&self.u);
+        let layer =
+            sequence::Layer { cell: self.cell, steps, batch, hidden, u: &u, bias: &[], hidden_bias: &[] };
+        let g = sequence::backward(&layer, &self.forward, &values(&self.h0), d_outputs, d_c_last);
         let mut grads =
             vec![tensor(g.xp, [steps, batch, width]), tensor(g.u, [hidden, width]), tensor(g.bias, [width])];
         if self.cell == Cell::Gru {
