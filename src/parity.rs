@@ -90,7 +90,7 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
             }
             step += 1;
         }
-        let (_, accuracy) = fit::evaluate(&model.valid(), &data.test, &plain, &|| false)
+        let (_, accuracy) = fit::evaluate(&model.valid(), &data.test, 1000, &plain, &|| false)
             .unwrap_or_else(|_| unreachable!("nothing stops a parity run"));
         println!("epoch {epoch} test_accuracy {accuracy:.4}");
     }

@@ -20,9 +20,6 @@ use crate::definition::ImageDataSpec;
 use crate::metrics::EpochMetrics;
 use crate::models::{Classifier, ClassifierSpec};
 
-/// Examples per evaluation batch.
-const EVAL_BATCH: usize = 1000;
-
 /// A batch of images and labels as tensors on `device`, images resized as `set` says.
 pub fn batch(set: &ImageSet, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let (pixels, labels) = set.gather(indices);
@@ -71,18 +68,20 @@ pub fn step(
     (model, loss_value, correct(logits, labels))
 }
 
-/// Mean loss and accuracy of `model` (in evaluation mode) on `set`. `stop` is asked between
-/// batches.
+/// Mean loss and accuracy of `model` (in evaluation mode) on `set`, in batches of `batch_size`
+/// (a job evaluates at its training batch size: on a GPU every new shape is compiled and tuned,
+/// and evaluation adds none but its last, partial batch). `stop` is asked between batches.
 pub fn evaluate(
     model: &Classifier,
     set: &ImageSet,
+    batch_size: usize,
     device: &Device,
     stop: &dyn Fn() -> bool,
 ) -> Result<(f64, f64), Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut right) = (0.0, 0u64);
     let indices: Vec<usize> = (0..set.len()).collect();
-    for chunk in indices.chunks(EVAL_BATCH) {
+    for chunk in indices.chunks(batch_size) {
         if stop() {
             return Err(Interrupted);
         }
@@ -138,7 +137,8 @@ impl Task for Classification<'_> {
     }
 
     fn evaluate(&mut self, model: &Classifier, position: &Position, stop: Stop<'_>) -> Evaluated {
-        let (test_loss, test_accuracy) = evaluate(model, &self.data.test, &self.settings.device, stop)?;
+        let s = &self.settings;
+        let (test_loss, test_accuracy) = evaluate(model, &self.data.test, s.batch_size, &s.device, stop)?;
         let (epoch, totals) = (position.epoch + 1, &position.totals);
         Ok(EpochMetrics {
             train_accuracy: Some(totals.accuracy()),

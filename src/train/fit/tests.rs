@@ -163,3 +163,19 @@ fn batchnorm_gradients_match_finite_differences() {
         assert!(sum.abs() < 1e-4, "channel {c}: {sum}");
     }
 }
+
+#[test]
+fn evaluation_gives_the_same_loss_and_accuracy_whatever_its_batch_size() {
+    let device = Device::flex();
+    let data = DatasetSpec::SyntheticImages { train_size: 1, test_size: 203, seed: 9 }
+        .load(std::path::Path::new("."), None, None, None)
+        .unwrap();
+    let spec = ClassifierSpec::LenetBn { batch_norm: true };
+    let model = spec.init(data.test.input_shape(), 10, &device.clone().autodiff()).valid();
+    let (loss, accuracy) = evaluate(&model, &data.test, 1000, &device, &|| false).unwrap();
+    for batch_size in [1, 7, 64, 203] {
+        let (l, a) = evaluate(&model, &data.test, batch_size, &device, &|| false).unwrap();
+        assert!((l - loss).abs() < 1e-5 && a == accuracy, "batch {batch_size}: {l} {a} vs {loss} {accuracy}");
+    }
+    assert!(loss.is_finite() && (0.0..=1.0).contains(&accuracy));
+}
