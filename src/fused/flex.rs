@@ -188,17 +188,6 @@ impl FusedOps for Flex {
     }
 }
 
-/// Hands each parent that wants a gradient its own.
-macro_rules! register {
-    ($grads:expr, $parents:expr, [$($value:expr),+ $(,)?]) => {
-        for (parent, value) in $parents.into_iter().zip([$($value),+]) {
-            if let Some(parent) = parent {
-                $grads.register::<Flex>(parent.id, value);
-            }
-        }
-    };
-}
-
 #[derive(Debug)]
 struct SigmoidBackward;
 
@@ -211,7 +200,9 @@ impl Backward<Flex, 1> for SigmoidBackward {
         let shape = grad.shape();
         let mut dx = zeros(shape.num_elements());
         kiln_kernels::sigmoid_backward(&values(&ops.state), &values(&grad), &mut dx);
-        register!(grads, ops.parents, [tensor(dx, shape)]);
+        if let [Some(parent)] = ops.parents {
+            grads.register::<Flex>(parent.id, tensor(dx, shape));
+        }
     }
 }
 
