@@ -38,6 +38,8 @@ glibc="$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sor
 name="kiln-smoke-$$"
 volume="kiln-smoke-$$"
 context="$(mktemp -d)"
+# The key CI gives the container, as a pipeline would from its secrets.
+export KILN_API_KEY="kiln_smoke-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n")"
 cleanup() {
   docker rm -f "$name" "$name-2" >/dev/null 2>&1 || true
   docker volume rm -f "$volume" >/dev/null 2>&1 || true
@@ -70,7 +72,7 @@ docker volume create "$volume" >/dev/null
 
 # Starts a container on the volume, published on a free port of 127.0.0.1; sets $base_url.
 run_container() {
-  docker run -d --name "$1" -p 127.0.0.1::8080 -v "$volume:/data" kiln:latest >/dev/null
+  docker run -d --name "$1" -p 127.0.0.1::8080 -v "$volume:/data" -e KILN_API_KEY="$KILN_API_KEY" kiln:latest >/dev/null
   local port
   port="$(docker port "$1" 8080/tcp | head -n 1 | sed 's/.*://')"
   base_url="http://127.0.0.1:$port"
@@ -81,8 +83,8 @@ run_container() {
   docker logs "$1" >&2
   fail "$1 was not ready within 60 s"
 }
-# GET or POST with a JSON body; fails on an HTTP error.
-api() { curl -sS --fail-with-body -H 'content-type: application/json' "$@"; }
+# GET or POST with a JSON body and the key; fails on an HTTP error.
+api() { curl -sS --fail-with-body -H 'content-type: application/json' -H "authorization: Bearer $KILN_API_KEY" "$@"; }
 # Polls a job until it leaves queued/running; prints its final status.
 wait_for() {
   local status
@@ -109,12 +111,18 @@ gpus="$(api "$base_url/backends" | jq -c '[.backends[].devices[] | select(.usabl
 echo "WGPU devices: $gpus"
 [ "$gpus" != "[]" ] || fail "no usable Vulkan device in the image: $(api "$base_url/backends")"
 
+step "API keys: the container binds 0.0.0.0, so every route but the probes needs the key"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/jobs")" = 401 ] || fail "GET /jobs without a key was not 401"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'authorization: Bearer kiln_wrong-key-0000' "$base_url/jobs")" = 401 ] \
+  || fail "GET /jobs with a wrong key was not 401"
+api "$base_url/jobs" >/dev/null || fail "GET /jobs with the key failed"
+
 step "the README's GitHub Actions job (its run: script, against this container)"
 # The script of the yaml block under "### Run in CI", unindented.
 ci_script="$(awk '/^### Run in CI/ { section = 1 } section && /^ *run: [|]$/ { body = 1; next }
   body && /^```/ { exit } body { print substr($0, 11) }' README.md)"
 [ -n "$ci_script" ] || fail "no run: script found under '### Run in CI' in README.md"
-KILN="$base_url" bash --noprofile --norc -eo pipefail -c "$ci_script" || fail "the README's CI job failed"
+KILN="$base_url" KILN_API_KEY="$KILN_API_KEY" bash --noprofile --norc -eo pipefail -c "$ci_script" || fail "the README's CI job failed"
 
 step "the jobs that script trained: LeNet-BN on synthetic images and a GRU language model"
 # The id of the job submitted from an example file, found by the example's name.
@@ -136,7 +144,7 @@ jq -e -n "$gru_ppl < 5" >/dev/null || fail "the GRU's perplexity is $gru_ppl"
 
 step "checkpoint download and generate"
 checkpoint="$(api "$base_url/jobs/$lenet/checkpoints" | jq -c '.[-1]')"
-curl -sSf -o "$context/checkpoint.bpk" "$base_url/jobs/$lenet/checkpoints/$(jq -r .id <<<"$checkpoint")"
+curl -sSf -H "authorization: Bearer $KILN_API_KEY" -o "$context/checkpoint.bpk" "$base_url/jobs/$lenet/checkpoints/$(jq -r .id <<<"$checkpoint")"
 [ "$(sha256sum "$context/checkpoint.bpk" | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$checkpoint")" ] \
   || fail "the checkpoint's sha256 differs from its listing"
 echo "checkpoint $(jq -r .id <<<"$checkpoint"): $(stat -c %s "$context/checkpoint.bpk") bytes, sha256 matches"

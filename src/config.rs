@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use clap::Args;
 use uuid::Uuid;
 
+use crate::keys::Secret;
+
 /// Settings of `kiln serve`. Every field is a flag with an environment fallback.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -87,6 +89,63 @@ pub struct Config {
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     #[arg(long, env = "KILN_RETRY_AFTER_SECS", default_value_t = 30)]
     pub retry_after_secs: u64,
+
+    /// One API key with full access (prefer the environment variable to the flag, which shows
+    /// in process listings). See `src/keys.rs` for how keys are chosen.
+    #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+
+    /// A file of API keys, one per line: `<read|write> sha256:<hex of the key's SHA-256> [label]`
+    /// (`kiln new-api-key` prints a key and its line).
+    #[arg(long, env = "KILN_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Serve without API keys on any address. Without keys a loopback server is open anyway;
+    /// on any other address kiln otherwise generates a key into `<data-dir>/api-key`.
+    #[arg(long, env = "KILN_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// Origins (`https://host[:port]`) whose web pages may call the API; repeat the flag or
+    /// separate with commas. Without it no CORS headers are sent.
+    #[arg(long = "cors-origin", env = "KILN_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds a connection may take to send a request's head, counted from when the server
+    /// waits for it: slow headers and idle keep-alive connections are closed after this.
+    #[arg(long, env = "KILN_IDLE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds the server waits for each next piece of a request body: a stalled upload is cut,
+    /// a large slow one that keeps sending is not.
+    #[arg(long, env = "KILN_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
+    /// Most open client connections; one more is answered 503 and closed.
+    #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+
+    /// Most `POST /jobs/{id}/generate` requests running at once; one more is answered 503
+    /// with `Retry-After`.
+    #[arg(long, env = "KILN_MAX_GENERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_generations: u32,
+
+    /// Language models kept loaded for generation, newest used first; 0 loads each time.
+    #[arg(long, env = "KILN_GENERATION_CACHE", default_value_t = 4)]
+    pub generation_cache: usize,
+
+    /// Largest `checkpoint.keep_last` a job may ask for.
+    #[arg(long, env = "KILN_MAX_KEEP_LAST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_keep_last: u32,
+
+    /// Most disk one job's checkpoints may take, in MiB, as estimated at submit from the model's
+    /// size, its optimizer and `keep_last`.
+    #[arg(long, env = "KILN_MAX_JOB_CHECKPOINT_MIB", default_value_t = 8192)]
+    pub max_job_checkpoint_mib: u64,
+
+    /// Free space, in MiB, the data directory's file system must keep: below it submits and
+    /// uploads answer 507 and `/readyz` says not ready.
+    #[arg(long, env = "KILN_MIN_FREE_DISK_MIB", default_value_t = 512)]
+    pub min_free_disk_mib: u64,
 }
 
 impl Config {

@@ -18,6 +18,7 @@
 //!   fused CPU kernels (the `kiln-kernels` crate in `kernels/`).
 //! - [`data`]: data sets (Fashion-MNIST from IDX files, generated images).
 //! - [`text`]: text corpora for language models — tokens, vocabulary, batches, The Time Machine.
+//! - [`keys`]: API keys — where they come from, how a presented one is checked.
 //! - [`backend`]: which Burn devices a job can train on.
 //! - [`bench`]: the throughput benchmark behind `kiln bench`.
 //! - [`healthcheck`]: `kiln healthcheck`, the container health check.
@@ -35,6 +36,7 @@ pub mod fused;
 pub mod healthcheck;
 pub mod http;
 pub mod jobs;
+pub mod keys;
 pub mod metrics;
 pub mod models;
 mod panics;

@@ -33,6 +33,18 @@ enum Command {
     Parity(kiln::parity::ParityArgs),
     /// Exit 0 when the server at --bind (KILN_BIND) answers GET /readyz with 200, else 1.
     Healthcheck(kiln::healthcheck::HealthcheckArgs),
+    /// Make a new API key: prints the key, then the line that adds it to an --api-keys-file.
+    NewApiKey(NewApiKey),
+}
+
+#[derive(clap::Args)]
+struct NewApiKey {
+    /// What the key may do: `read` (GET routes and generation) or `write` (everything).
+    #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+    scope: String,
+    /// A label for the key file, e.g. who holds the key.
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +69,13 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(args)) => kiln::bench::run(&args),
         Some(Command::Parity(args)) => kiln::parity::run(&args),
         Some(Command::Healthcheck(args)) => kiln::healthcheck::run(&args),
+        Some(Command::NewApiKey(args)) => {
+            let scope = if args.scope == "read" { kiln::keys::Scope::Read } else { kiln::keys::Scope::Write };
+            let token = kiln::keys::generate_token();
+            println!("{token}");
+            println!("{}", kiln::keys::key_file_line(&token, scope, &args.label));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

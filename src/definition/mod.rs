@@ -131,7 +131,7 @@ pub struct RawData {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTraining {
-    /// Passes over the training set (default 10).
+    /// Passes over the training set (default 10, or `--max-epochs` where that is lower).
     pub epochs: Option<u32>,
     /// Examples per step (default 256).
     pub batch_size: Option<usize>,

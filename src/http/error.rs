@@ -6,7 +6,9 @@
 //! server's insides leaks to clients.
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -31,6 +33,23 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{detail}")]
     QueueFull { detail: String, retry_after_secs: u64 },
+    #[error("{detail}")]
+    Busy { detail: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// `/readyz` when the server takes no work: `kind` says why.
+    #[error("{detail}")]
+    NotReady { kind: &'static str, detail: String },
+    /// No key, or not one of this server's.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A key whose scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Answered for an error response some layer made without a problem body (404 of an
+    /// unknown route, 405, an extractor's rejection): its status and what it said.
+    #[error("{detail}")]
+    Other { status: StatusCode, detail: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -73,6 +92,20 @@ impl ApiError {
                 "The request body is not of a type this resource takes",
             ),
             Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
+            Self::Busy { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "busy", "Every slot for this operation is taken")
+            }
+            Self::InsufficientStorage(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "The server is short of disk space",
+            ),
+            Self::NotReady { kind, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, kind, "The server takes no work now")
+            }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "An API key is required"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "This API key may not do this"),
+            Self::Other { status, .. } => other_kind(*status),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -104,6 +137,10 @@ impl From<JobError> for ApiError {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,
             },
+            JobError::InsufficientStorage(detail) => Self::InsufficientStorage(detail),
+            JobError::Busy { what, retry_after_secs } => {
+                Self::Busy { detail: format!("{what}; retry in {retry_after_secs} s"), retry_after_secs }
+            }
             internal @ (JobError::Store(_) | JobError::Io(_) | JobError::Checkpoint(_)) => {
                 Self::Internal(internal.to_string())
             }
@@ -122,9 +159,12 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let retry_after = match &self {
-            Self::QueueFull { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::QueueFull { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         };
+        let unauthorized = matches!(self, Self::Unauthorized(_));
         let errors = match self {
             Self::Validation { errors, .. } => errors,
             _ => Vec::new(),
@@ -136,6 +176,59 @@ impl IntoResponse for ApiError {
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"kiln\""));
+        }
         response
     }
+}
+
+/// The type and title of an error status that no handler chose (see [`ApiError::Other`]).
+fn other_kind(status: StatusCode) -> (StatusCode, &'static str, &'static str) {
+    match status {
+        StatusCode::NOT_FOUND => (status, "not_found", "No such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (status, "method_not_allowed", "This resource does not take this method")
+        }
+        StatusCode::REQUEST_TIMEOUT => (status, "request_timeout", "The request was not sent in time"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "payload_too_large", "The request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (status, "unsupported_media_type", "The request body is not of a type this resource takes")
+        }
+        s if s.is_server_error() => (s, "internal_error", "Internal server error"),
+        s => (s, "bad_request", "The request is malformed"),
+    }
+}
+
+/// Middleware: every error response is problem+json. Handlers answer [`ApiError`]s already;
+/// what other layers answer — the router's 404 and 405, an extractor's plain-text rejection, a
+/// timed-out body — is rewritten here with its status and what it said (or what was asked).
+pub async fn problems_only(request: Request, next: Next) -> Response {
+    let asked = format!("{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let said = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let said = String::from_utf8_lossy(&said).trim().to_string();
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!("no resource at {asked}"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = allow.as_ref().and_then(|a| a.to_str().ok()).unwrap_or("other methods");
+            format!("{asked}: this resource takes {allowed}")
+        }
+        _ if said.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        _ => said,
+    };
+    let mut response = ApiError::Other { status, detail }.into_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }

@@ -3,13 +3,13 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::error::{ApiError, Problem};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
 /// Health of the server.
 #[derive(Debug, Serialize, ToSchema)]
 struct Health {
-    /// `ok`, or `shutting_down` once the server stopped taking work.
+    /// `ok`.
     status: &'static str,
 }
 
@@ -29,14 +29,21 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The server takes jobs: its database is open and it is not shutting down.
+/// The server takes jobs: its database is open, it is not shutting down and its data
+/// directory has more free space than `--min-free-disk-mib`.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = Health), (status = 503, description = "Shutting down", body = Health)))]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, Json(Health { status: "ok" }))
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "shutting_down" }))
+    responses((status = 200, body = Health),
+        (status = 503, description = "Shutting down (`shutting_down`), or short of disk space (`insufficient_storage`)", body = Problem)))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if !state.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::NotReady {
+            kind: "shutting_down",
+            detail: "the server is shutting down and takes no more work".into(),
+        });
+    }
+    match state.jobs.has_disk_room() {
+        Ok(()) => Ok(Json(Health { status: "ok" })),
+        Err(e) => Err(ApiError::NotReady { kind: "insufficient_storage", detail: e.to_string() }),
     }
 }
 

@@ -80,6 +80,7 @@ fn located(status: StatusCode, job: Job) -> Response {
         (status = 413, description = "Body over the size limit", body = Problem),
         (status = 422, description = "Invalid definition; each problem names its field", body = Problem),
         (status = 429, description = "Queue full; see Retry-After", body = Problem),
+        (status = 507, description = "The data directory is under its free-space floor (--min-free-disk-mib)", body = Problem),
     ))]
 async fn submit(
     State(state): State<AppState>,
@@ -305,6 +306,8 @@ async fn download(
         (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
         (status = 413, description = "Body over --max-body-bytes", body = Problem),
         (status = 422, description = "Invalid request; each problem names its field", body = Problem),
+        (status = 503, description = "Every generation slot is taken (--max-generations); see Retry-After", body = Problem,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 async fn generate(
     State(state): State<AppState>,

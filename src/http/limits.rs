@@ -37,9 +37,15 @@ impl BodyCap {
 
     /// The body a `Bytes` extractor read, or the error to answer: 413 past this cap, 400 for
     /// any other failure to read it.
+    /// A body that stalled past `--body-timeout-secs` is a 408.
     pub fn read(&self, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         body.map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => self.exceeded(),
+            _ if timed_out(&rejection) => ApiError::Other {
+                status: StatusCode::REQUEST_TIMEOUT,
+                detail: "the body stopped arriving for longer than this server waits (--body-timeout-secs)"
+                    .into(),
+            },
             _ => ApiError::BadRequest(rejection.body_text()),
         })
     }
@@ -51,6 +57,18 @@ impl BodyCap {
             self.noun, self.bytes, self.flag
         ))
     }
+}
+
+/// Whether `error` comes from the body read timeout (`tower_http`'s `TimeoutBody`).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Middleware: refuses a request whose declared `Content-Length` is over `cap`.

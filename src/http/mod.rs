@@ -3,8 +3,11 @@
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
 //! checkpoints), [`datasets`] (uploaded text corpora), [`backends`] (devices), [`health`]
 //! (liveness, readiness) and [`openapi`] (the API document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
-//! and map the result; every error goes through [`error::ApiError`].
+//! and map the result; every error goes through [`error::ApiError`]. [`auth`] checks keys and
+//! media types in front of every route; [`server`] is the connection loop (timeouts, the
+//! connection cap).
 
+pub mod auth;
 pub mod backends;
 pub mod datasets;
 pub mod error;
@@ -12,20 +15,25 @@ pub mod health;
 pub mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use tokio::net::TcpListener;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use self::limits::{BodyCap, declared_length};
+use self::server::ConnectionLimits;
 use crate::config::Config;
 use crate::jobs::{JobError, Jobs};
+use crate::keys::Access;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,19 +43,44 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// The whole API. Bodies are capped at `--max-body-bytes`, except uploads to `/datasets`, which
-/// set their own cap (`--max-dataset-bytes`).
-pub fn router(state: AppState) -> Router {
-    let limit = state.jobs.config().max_body_bytes;
-    Router::new()
+/// The whole API behind its keys (`access`). Bodies are capped at `--max-body-bytes`, except
+/// uploads to `/datasets`, which set their own cap (`--max-dataset-bytes`). Layers, outermost
+/// first: tracing, CORS, the problem+json rewrite of bare errors, keys, media types, the body
+/// read timeout.
+pub fn router(state: AppState, access: Access) -> Result<Router, String> {
+    let config = state.jobs.config();
+    let limit = config.max_body_bytes;
+    let cors = auth::cors(&config.cors_origins)?;
+    let body_timeout = Duration::from_secs(config.body_timeout_secs);
+    let app = Router::new()
         .merge(jobs::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
-        .merge(datasets::router(state.jobs.config().max_dataset_bytes))
+        .merge(datasets::router(config.max_dataset_bytes))
         .merge(backends::router())
         .merge(health::router())
         .merge(openapi::router())
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(from_fn(auth::json_only))
+        .layer(from_fn_with_state(Arc::new(access), auth::require_key))
+        .layer(from_fn(error::problems_only));
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    Ok(app.layer(TraceLayer::new_for_http()).with_state(state))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Jobs(#[from] JobError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops the workers: running
@@ -56,24 +89,39 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), JobError> {
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections as usize,
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        drain_timeout: Duration::from_secs(60),
+    };
     let jobs = tokio::task::spawn_blocking(move || Jobs::start(config))
         .await
         .expect("starting the job service does not panic")?;
+    let access = Access::resolve(jobs.config(), addr.ip());
     let ready = Arc::new(AtomicBool::new(true));
     let state = AppState { jobs: jobs.clone(), ready: ready.clone() };
-    tracing::info!(addr = %listener.local_addr()?, "kiln listening");
-    let app = router(state);
+    let app =
+        access.map_err(ServeError::from).and_then(|access| router(state, access).map_err(ServeError::Config));
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            tokio::task::spawn_blocking(move || jobs.shutdown()).await.expect("shutdown does not panic");
+            return Err(e);
+        }
+    };
+    tracing::info!(%addr, "kiln listening");
     let stopping = jobs.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.store(false, Ordering::SeqCst);
-            stopping.begin_shutdown();
-            tracing::info!("shutting down: stopping training at the next step");
-        })
-        .await;
-    tokio::task::spawn_blocking(move || jobs.shutdown()).await.expect("shutdown does not panic");
+    server::run(listener, app, limits, async move {
+        shutdown.await;
+        ready.store(false, Ordering::SeqCst);
+        stopping.begin_shutdown();
+        tracing::info!("shutting down: stopping training at the next step");
+    })
+    .await;
+    // An error here is a runtime that is itself shutting down (a test's, dropped): nothing to do.
+    let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
     tracing::info!("kiln stopped");
-    Ok(result?)
+    Ok(())
 }

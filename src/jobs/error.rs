@@ -19,6 +19,12 @@ pub enum JobError {
     QueueFull { waiting: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// The data directory's disk is below its free-space floor.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// Every slot of a bounded operation (generation) is taken.
+    #[error("{what}")]
+    Busy { what: String, retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

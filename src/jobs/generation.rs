@@ -4,8 +4,15 @@
 //! newest checkpoint (or the one the request names) onto the CPU and continues the prefix
 //! ([`crate::train::generate`]). It works while the job trains: a checkpoint pruned between the
 //! listing and the read is looked up again once.
+//!
+//! Generation is bounded: at most `--max-generations` run at once (one more is answered 503 with
+//! `Retry-After`), and the `--generation-cache` most recently used models stay loaded, keyed by
+//! job and checkpoint, so repeated requests do not read the checkpoint again.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tokio::sync::Semaphore;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -33,6 +40,59 @@ pub struct Generated {
     pub seed: u64,
 }
 
+/// A loaded model and its vocabulary.
+type Loaded = (RnnLm, Vocab);
+
+/// The bounds of generation: its slots and its cache of loaded models.
+pub struct Generation {
+    slots: Semaphore,
+    /// Newest use last; at most `capacity` entries.
+    cache: Mutex<Vec<((JobId, i64), Loaded)>>,
+    capacity: usize,
+}
+
+impl Generation {
+    /// The bounds `--max-generations` and `--generation-cache` set.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            slots: Semaphore::new(config.max_generations as usize),
+            cache: Mutex::new(Vec::new()),
+            capacity: config.generation_cache,
+        }
+    }
+
+    fn cached(&self, key: (JobId, i64)) -> Option<Loaded> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let at = cache.iter().position(|(k, _)| *k == key)?;
+        let entry = cache.remove(at);
+        let loaded = entry.1.clone();
+        cache.push(entry);
+        Some(loaded)
+    }
+
+    fn keep(&self, key: (JobId, i64), loaded: &Loaded) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(k, _)| *k != key);
+        if cache.len() >= self.capacity {
+            cache.remove(0);
+        }
+        cache.push((key, loaded.clone()));
+    }
+
+    /// Drops every model of job `id` (deleted).
+    pub fn forget(&self, id: JobId) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|((job, _), _)| *job != id);
+    }
+
+    /// Models loaded now.
+    pub fn cached_models(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 impl Jobs {
     /// Continues a prefix with a language-model job's newest checkpoint, or the one the request
     /// names. Blocking: it runs the model on the CPU, so call it off the async runtime.
@@ -45,6 +105,13 @@ impl Jobs {
         };
         let request =
             parse_strict::<GenerateRequest>(body)?.validate(self.config()).map_err(JobError::Invalid)?;
+        let _slot = self.generation.slots.try_acquire().map_err(|_| JobError::Busy {
+            what: format!(
+                "{} generations are running, this server's limit (--max-generations)",
+                self.config().max_generations
+            ),
+            retry_after_secs: 1,
+        })?;
         // Training prunes old checkpoints while this reads one: a checkpoint gone between the
         // listing and the read is looked up again once.
         // Generation runs on the CPU whatever the job trained on: checkpoints are portable, and a
@@ -65,9 +132,15 @@ impl Jobs {
                     ))
                 })?,
             };
+            if let Some((lm, vocab)) = self.generation.cached((id, info.id)) {
+                break (info, lm, vocab);
+            }
             let dir = PathBuf::from(dir);
             match load_language_model(&dir, model, &device) {
-                Ok((lm, vocab)) => break (info, lm, vocab),
+                Ok(loaded) => {
+                    self.generation.keep((id, info.id), &loaded);
+                    break (info, loaded.0, loaded.1);
+                }
                 Err(_) if !dir.exists() && attempts < 2 => continue,
                 Err(_) if !dir.exists() => {
                     return Err(JobError::NotFound(format!(

@@ -10,10 +10,12 @@
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
 //! - [`uploads`]: the files of uploaded corpora.
+//! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
 pub mod datasets;
+pub mod disk;
 pub mod error;
 pub mod generation;
 pub mod queue;

@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::error::JobError;
+use super::generation::Generation;
 use super::queue::CancelOutcome;
 use super::shared::Shared;
 use super::store::{MetricsPage, NewJob};
 use super::worker::Pool;
-use super::{CheckpointInfo, Job, JobId, JobStatus, uploads, worker};
+use super::{CheckpointInfo, Job, JobId, JobStatus, disk, uploads, worker};
 use crate::backend::BackendsView;
 use crate::config::Config;
 use crate::definition::{JobSpec, Limits};
@@ -33,6 +34,8 @@ pub struct Jobs {
     pub(super) shared: Arc<Shared>,
     /// The workers, until shutdown joins them.
     pool: Arc<Mutex<Option<Pool>>>,
+    /// Generation's slots and loaded models.
+    pub(super) generation: Arc<Generation>,
 }
 
 impl Jobs {
@@ -43,19 +46,26 @@ impl Jobs {
         worker::recover(&shared)?;
         uploads::remove_unindexed(&shared.config, &shared.store)?;
         let pool = Pool::start(shared.clone());
-        Ok(Self { shared, pool: Arc::new(Mutex::new(Some(pool))) })
+        let generation = Arc::new(Generation::from_config(&shared.config));
+        Ok(Self { shared, pool: Arc::new(Mutex::new(Some(pool))), generation })
     }
 
     /// A service over `shared` with no workers, for tests of the operations alone.
     #[cfg(test)]
     pub(super) fn without_workers(shared: Shared) -> Self {
-        Self { shared: Arc::new(shared), pool: Arc::default() }
+        let generation = Arc::new(Generation::from_config(&shared.config));
+        Self { shared: Arc::new(shared), pool: Arc::default(), generation }
     }
 
     /// The devices this server can train on, for `GET /backends`.
     pub fn backends(&self) -> BackendsView {
         let config = &self.shared.config;
         self.shared.backends.describe(config.workers, config.gpu_jobs_per_device)
+    }
+
+    /// Whether the data directory has room for more work (see [`disk::check_floor`]).
+    pub fn has_disk_room(&self) -> Result<(), JobError> {
+        disk::check_floor(&self.shared.config)
     }
 
     /// The configuration the service runs with.
@@ -66,6 +76,7 @@ impl Jobs {
     /// Validates and queues a job. With an idempotency key already used, returns that job.
     pub fn submit(&self, body: &[u8], idempotency_key: Option<&str>) -> Result<Submitted, JobError> {
         let shared = &self.shared;
+        disk::check_floor(&shared.config)?;
         let valid = JobSpec::from_json(body)?
             .validate(&Limits { config: &shared.config, backends: &shared.backends })
             .map_err(JobError::Invalid)?;
@@ -131,25 +142,27 @@ impl Jobs {
                 return Err(JobError::Conflict(format!("job {id} already {}", job.status.as_str())));
             }
             CancelOutcome::NotActive => {
-                return Err(JobError::Conflict(format!(
-                    "job {id} is {} but not active here",
-                    job.status.as_str()
-                )));
+                // `running` or `queued` in the store, yet no worker or queue holds it: its worker
+                // could not record how it ended. Nothing runs it, so it is stopped now.
+                let reason = "cancelled after its worker could not record how it ended";
+                self.shared.store.finish_job(id, JobStatus::Cancelled, Some(reason))?;
             }
         }
         self.get(id)
     }
 
-    /// Removes a finished job, its metrics and its checkpoint files.
+    /// Removes a job that no worker or queue holds — a finished one, or one whose worker could
+    /// not record how it ended — with its metrics and its checkpoint files.
     pub fn delete(&self, id: JobId) -> Result<(), JobError> {
         let job = self.get(id)?;
-        if !job.status.is_finished() || self.shared.queue.lock().is_active(id) {
+        if self.shared.queue.lock().is_active(id) {
             return Err(JobError::Conflict(format!(
                 "job {id} is {}: cancel it and wait for it to stop before deleting it",
                 job.status.as_str()
             )));
         }
         self.shared.store.delete_job(id)?;
+        self.generation.forget(id);
         match std::fs::remove_dir_all(self.shared.config.job_dir(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

@@ -15,6 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::recorder::Recorder;
 use super::shared::Shared;
@@ -103,23 +104,65 @@ fn run(
         shutdown: &shared.shutdown,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&run)));
-    match outcome {
-        Ok(Ok(Outcome::Completed)) => store.finish_job(id, JobStatus::Succeeded, None)?,
-        Ok(Ok(Outcome::Cancelled)) => store.finish_job(id, JobStatus::Cancelled, None)?,
-        Ok(Ok(Outcome::Interrupted)) => store.mark_queued(id)?,
+    let (status, reason) = match outcome {
+        Ok(Ok(Outcome::Completed)) => (JobStatus::Succeeded, None),
+        Ok(Ok(Outcome::Cancelled)) => (JobStatus::Cancelled, None),
+        Ok(Ok(Outcome::Interrupted)) => (JobStatus::Queued, None),
         Ok(Err(e)) => {
             tracing::warn!(job = %id, error = %e, "job failed");
-            store.finish_job(id, JobStatus::Failed, Some(&e.to_string()))?;
+            (JobStatus::Failed, Some(e.to_string()))
         }
         Err(panic) => {
             let what = crate::panics::message(panic.as_ref());
             tracing::error!(job = %id, panic = what, "training panicked");
-            let reason = format!("training stopped on an internal error ({what}); the server kept running");
-            store.finish_job(id, JobStatus::Failed, Some(&reason))?;
+            (
+                JobStatus::Failed,
+                Some(format!("training stopped on an internal error ({what}); the server kept running")),
+            )
         }
-    }
+    };
+    record_outcome(shared, id, status, reason.as_deref(), &RETRY_DELAYS)?;
     tracing::info!(job = %id, "job ended");
     Ok(())
+}
+
+/// Waits between attempts to record how a job ended: about a minute in all.
+const RETRY_DELAYS: [Duration; 6] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(30),
+];
+
+/// Records how a job ended (`Queued`: interrupted, to resume), trying again after each of
+/// `delays` while the store fails (a full disk, a locked database) — a job whose outcome is lost
+/// would show `running` until the next start. If every attempt fails the job is left to
+/// [`super::Jobs::cancel`] and [`super::Jobs::delete`], which treat a job that is `running` in
+/// the store but held by no worker as stopped.
+fn record_outcome(
+    shared: &Shared,
+    id: JobId,
+    status: JobStatus,
+    reason: Option<&str>,
+    delays: &[Duration],
+) -> Result<(), StoreError> {
+    let mut delays = delays.iter();
+    loop {
+        let recorded = match status {
+            JobStatus::Queued => shared.store.mark_queued(id),
+            _ => shared.store.finish_job(id, status, reason),
+        };
+        match (recorded, delays.next()) {
+            (Ok(()), _) => return Ok(()),
+            (Err(e), Some(delay)) => {
+                tracing::warn!(job = %id, error = %e, retry_in = ?delay, "recording how the job ended failed");
+                std::thread::sleep(*delay);
+            }
+            (Err(e), None) => return Err(e),
+        }
+    }
 }
 
 /// Queues again what a previous process left unfinished, oldest first. A job whose device this
@@ -198,6 +241,52 @@ mod tests {
         recover(&restarted).unwrap();
         assert_eq!(restarted.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
         assert_eq!(restarted.queue.lock().waiting(), 1);
+    }
+
+    /// Makes every update of the jobs table fail, as a full disk would, until dropped.
+    fn break_updates(shared: &Shared) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(shared.config.database_path()).unwrap();
+        db.execute_batch("CREATE TRIGGER full BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;")
+            .unwrap();
+        db
+    }
+
+    #[test]
+    fn an_outcome_that_cannot_be_recorded_is_retried_until_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let id = queued_job(&shared);
+        shared.store.mark_running(id, "cpu").unwrap();
+        let db = break_updates(&shared);
+        let delays = [Duration::from_millis(50); 40];
+        std::thread::scope(|s| {
+            let recording = s.spawn(|| record_outcome(&shared, id, JobStatus::Succeeded, None, &delays));
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(shared.store.job(id).unwrap().unwrap().status, JobStatus::Running);
+            db.execute_batch("DROP TRIGGER full").unwrap();
+            recording.join().unwrap().unwrap();
+        });
+        assert_eq!(shared.store.job(id).unwrap().unwrap().status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn a_job_whose_outcome_was_lost_can_still_be_cancelled_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs =
+            crate::jobs::Jobs::without_workers(Shared::open(Config::with_data_dir(dir.path())).unwrap());
+        let shared = &jobs.shared;
+        let id = queued_job(shared);
+        shared.store.mark_running(id, "cpu").unwrap();
+        let db = break_updates(shared);
+        assert!(record_outcome(shared, id, JobStatus::Failed, Some("diverged"), &[]).is_err());
+        db.execute_batch("DROP TRIGGER full").unwrap();
+        // No worker holds it, yet the store says running.
+        assert_eq!(jobs.get(id).unwrap().status, JobStatus::Running);
+        let cancelled = jobs.cancel(id).unwrap();
+        assert_eq!(cancelled.status, JobStatus::Cancelled);
+        assert!(cancelled.error.unwrap().contains("could not record"));
+        jobs.delete(id).unwrap();
+        assert!(matches!(jobs.get(id), Err(crate::jobs::JobError::NotFound(_))));
     }
 
     #[test]

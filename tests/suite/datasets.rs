@@ -153,7 +153,8 @@ async fn uploads_have_their_own_size_cap_instead_of_the_json_body_limit() {
         detail(&problem),
         "the text is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
     );
-    let r = server.client.post(server.url("/jobs")).body("x".repeat(65)).send().await.unwrap();
+    let r = server.client.post(server.url("/jobs")).header("content-type", "application/json");
+    let r = r.body("x".repeat(65)).send().await.unwrap();
     assert_eq!(r.status(), 413, "job definitions keep --max-body-bytes");
 
     let head = "POST /datasets HTTP/1.1\r\ncontent-type: text/plain\r\ncontent-length: 1001";

@@ -95,6 +95,31 @@ async fn an_lstm_memorises_a_repeated_text_and_greedy_generation_continues_it() 
     assert_eq!(a["text"], b["text"]);
     assert_eq!(a["text"].as_str().unwrap().chars().count(), 30);
 
+    // Generation is bounded: a burst past --max-generations (2 by default) is answered 503 with
+    // Retry-After, and what is admitted is answered.
+    let long = json!({"prefix": SENTENCE.repeat(200), "max_tokens": 2000});
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let request = server.client.post(server.url(&format!("/jobs/{id}/generate"))).json(&long);
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let (mut answered, mut refused) = (0, 0);
+    for answer in burst {
+        let answer = answer.await.unwrap();
+        match answer.status().as_u16() {
+            200 => answered += 1,
+            503 => {
+                assert_eq!(answer.headers()["retry-after"], "1");
+                let problem: Value = answer.json().await.unwrap();
+                assert_eq!(problem["type"], "busy", "{problem}");
+                refused += 1;
+            }
+            other => panic!("generation answered {other}"),
+        }
+    }
+    assert!(answered >= 2 && refused >= 1, "{answered} answered, {refused} refused");
+
     // An older checkpoint by id.
     let checkpoints = get_json(&server.client, &server.url(&format!("/jobs/{id}/checkpoints"))).await;
     let oldest = checkpoints[0]["id"].as_i64().unwrap();

@@ -10,4 +10,5 @@ mod durability;
 mod fashion_mnist;
 mod language_models;
 mod modern_cnns;
+mod security;
 mod wgpu;

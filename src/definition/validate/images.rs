@@ -11,6 +11,7 @@ pub(super) fn check_classifier(
     model: &ClassifierSpec,
     data: &ImageDataSpec,
     training: &TrainingSpec,
+    checkpoint: &CheckpointPolicy,
     config: &Config,
     p: &mut Problems,
 ) {
@@ -27,7 +28,7 @@ pub(super) fn check_classifier(
     }
     let floats = model.activation_floats(shape, classes) * training.batch_size;
     check_memory(floats, training.batch_size, "this model and image size (or data.resize)", config, p);
-    check_parameters(model.parameter_count(shape, classes), config, p);
+    check_parameters(model.parameter_count(shape, classes), training, checkpoint, config, p);
     if let Err(message) = data.source.check_available(&config.datasets_dir()) {
         p.add("data.dataset", message);
     }

@@ -85,7 +85,6 @@ fn choose<T: Copy>(problems: &mut Problems, field: &str, value: &str, choices: &
 pub(crate) const MAX_NAME_CHARS: usize = 200;
 const MAX_HIDDEN_LAYERS: usize = 16;
 const MAX_WIDTH: usize = 16_384;
-const MAX_KEEP_LAST: u32 = 100;
 const MAX_STAGES: usize = 8;
 const MAX_CHANNELS: usize = 4096;
 const MAX_BLOCKS: usize = 64;
@@ -149,15 +148,20 @@ impl JobSpec {
         let ck = self.checkpoint.unwrap_or_default();
         let checkpoint = CheckpointPolicy {
             every: p.range("checkpoint.every", ck.every.unwrap_or(1), 1, config.max_epochs),
-            keep_last: p.range("checkpoint.keep_last", ck.keep_last.unwrap_or(3), 1, MAX_KEEP_LAST),
+            keep_last: p.range(
+                "checkpoint.keep_last",
+                ck.keep_last.unwrap_or(config.max_keep_last.min(3)),
+                1,
+                config.max_keep_last,
+            ),
         };
 
         match (&model, &data) {
             (Some(ModelSpec::Classifier(model)), Some(DataSpec::Images(data))) => {
-                check_classifier(model, data, &training, config, &mut p)
+                check_classifier(model, data, &training, &checkpoint, config, &mut p)
             }
             (Some(ModelSpec::Language(model)), Some(DataSpec::Text(data))) => {
-                check_language_model(model, data, &training, config, &mut p)
+                check_language_model(model, data, &training, &checkpoint, config, &mut p)
             }
             _ => {}
         }
@@ -186,13 +190,44 @@ fn check_memory(floats: usize, batch_size: usize, what: &str, config: &Config, p
     }
 }
 
-fn check_parameters(params: usize, config: &Config, p: &mut Problems) {
+/// Whether the model's size, and the disk its kept checkpoints take, are within the caps.
+fn check_parameters(
+    params: usize,
+    training: &TrainingSpec,
+    checkpoint: &CheckpointPolicy,
+    config: &Config,
+    p: &mut Problems,
+) {
     if params > config.max_parameters {
         p.add(
             "model",
             format!("has {params} parameters, more than this server's limit of {}", config.max_parameters),
         );
     }
+    let mib =
+        checkpoint_disk_estimate(params, &training.optimizer, checkpoint.keep_last) as f64 / (1 << 20) as f64;
+    if mib > config.max_job_checkpoint_mib as f64 {
+        p.add(
+            "checkpoint.keep_last",
+            format!(
+                "of {} keeps an estimated {mib:.0} MiB of checkpoints for this model and optimizer, over \
+                 this server's limit of {} MiB per job (--max-job-checkpoint-mib); lower keep_last",
+                checkpoint.keep_last, config.max_job_checkpoint_mib
+            ),
+        );
+    }
+}
+
+/// Bytes a job's checkpoints may take on disk at once: the weights and the optimizer's state per
+/// parameter (none for plain SGD, momentum for SGD with momentum, two moments for Adam), for the
+/// `keep_last` newest, the best one and one being written before the oldest is pruned.
+pub(crate) fn checkpoint_disk_estimate(params: usize, optimizer: &OptimizerSpec, keep_last: u32) -> u64 {
+    let slots = match optimizer {
+        OptimizerSpec::Sgd { momentum, .. } if *momentum == 0.0 => 0,
+        OptimizerSpec::Sgd { .. } => 1,
+        OptimizerSpec::Adam { .. } => 2,
+    };
+    params as u64 * 4 * (1 + slots) * (u64::from(keep_last) + 2)
 }
 
 /// Records every `model` field that does not belong to model `kind`.
@@ -346,7 +381,8 @@ fn validate_data(
 /// Training settings; defaults follow the book for each kind of model (batch 32, SGD lr 1 and
 /// clipping at θ = 1 for language models).
 fn validate_training(raw: RawTraining, language: bool, config: &Config, p: &mut Problems) -> TrainingSpec {
-    let epochs = p.range("training.epochs", raw.epochs.unwrap_or(10), 1, config.max_epochs);
+    let epochs =
+        p.range("training.epochs", raw.epochs.unwrap_or(config.max_epochs.min(10)), 1, config.max_epochs);
     let default_batch = if language { 32 } else { 256 };
     let batch_size =
         p.range("training.batch_size", raw.batch_size.unwrap_or(default_batch), 1, config.max_batch_size);

@@ -14,6 +14,7 @@ pub(super) fn check_language_model(
     model: &LanguageModelSpec,
     data: &TextDataSpec,
     training: &TrainingSpec,
+    checkpoint: &CheckpointPolicy,
     config: &Config,
     p: &mut Problems,
 ) {
@@ -22,7 +23,7 @@ pub(super) fn check_language_model(
         _ => 2,
     };
     let lm = model.config(vocab);
-    check_parameters(lm.parameter_count(), config, p);
+    check_parameters(lm.parameter_count(), training, checkpoint, config, p);
     let floats = lm.activation_floats(training.batch_size, data.num_steps);
     check_memory(floats, training.batch_size, "this model and data.num_steps", config, p);
     if let Err(message) = data.source.check_available(config) {

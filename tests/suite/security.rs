@@ -1,0 +1,223 @@
+//! What keeps an exposed server safe, over real HTTP: API keys and their scopes, JSON-only
+//! bodies, CORS, one error contract (404/405/extractor errors as problem+json), timeouts for
+//! stalled connections, the connection cap, the free-space floor and the checkpoint caps.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::common::{Server, synthetic_job};
+use serde_json::{Value, json};
+
+const WRITER: &str = "kiln_test-writer-key-0123456789";
+
+/// A server whose keys are a write key (`KILN_API_KEY`) and a read key from a key file.
+async fn keyed_server() -> (Server, String) {
+    let reader = kiln::keys::generate_token();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), kiln::keys::key_file_line(&reader, kiln::keys::Scope::Read, "tests"))
+        .unwrap();
+    let path = file.into_temp_path().keep().unwrap();
+    let server = Server::start_with(|c| {
+        c.api_key = Some(kiln::keys::Secret(WRITER.into()));
+        c.api_keys_file = Some(path);
+    })
+    .await;
+    (server, reader)
+}
+
+async fn status_and_problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    if status >= 400 {
+        let ctype = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(ctype.as_deref(), Some("application/problem+json"), "status {status}");
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_guard_every_route_but_the_probes_and_scopes_split_reading_from_writing() {
+    let (server, reader) = keyed_server().await;
+    let c = &server.client;
+    for open in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(c.get(server.url(open)).send().await.unwrap().status(), 200, "{open}");
+    }
+
+    let r = c.get(server.url("/jobs")).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"kiln\"");
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!((status, problem["type"].as_str()), (401, Some("unauthorized")), "{problem}");
+    let r = c.get(server.url("/jobs")).bearer_auth("kiln_not-a-key-of-this-server").send().await.unwrap();
+    assert_eq!(status_and_problem(r).await.0, 401);
+    let r = c.get(server.url("/nowhere")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "unknown routes say nothing without a key");
+
+    let r = c.get(server.url("/jobs")).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let job = synthetic_job(1);
+    let r = c.post(server.url("/jobs")).bearer_auth(&reader).json(&job).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!((status, problem["type"].as_str()), (403, Some("forbidden")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("a read key may not POST /jobs"), "{problem}");
+
+    let r = c.post(server.url("/jobs")).bearer_auth(WRITER).json(&job).send().await.unwrap();
+    let (status, created) = status_and_problem(r).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let r = c.get(server.url(&format!("/jobs/{id}"))).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).bearer_auth(WRITER).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_routes_take_only_json_and_every_error_is_a_problem() {
+    let server = Server::start().await;
+    let c = &server.client;
+    let body = synthetic_job(1).to_string();
+    for ctype in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut r = c.post(server.url("/jobs")).body(body.clone());
+        if let Some(ctype) = ctype {
+            r = r.header("content-type", ctype);
+        }
+        let (status, problem) = status_and_problem(r.send().await.unwrap()).await;
+        assert_eq!((status, problem["type"].as_str()), (415, Some("unsupported_media_type")), "{ctype:?}");
+    }
+    let id = uuid::Uuid::new_v4();
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).header("content-type", "text/plain").body("x");
+    assert_eq!(status_and_problem(r.send().await.unwrap()).await.0, 415, "a simple cross-site cancel");
+    let r = c.post(server.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(status_and_problem(r).await.0, 404, "no body at all is fine");
+    let r = c.post(server.url("/jobs")).header("content-type", "application/json; charset=utf-8").body(body);
+    assert_eq!(status_and_problem(r.send().await.unwrap()).await.0, 201);
+
+    let (status, problem) = status_and_problem(c.get(server.url("/nowhere")).send().await.unwrap()).await;
+    assert_eq!((status, problem["type"].as_str()), (404, Some("not_found")), "{problem}");
+    let r = c.put(server.url("/jobs")).send().await.unwrap();
+    assert!(r.headers()["allow"].to_str().unwrap().contains("POST"));
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!((status, problem["type"].as_str()), (405, Some("method_not_allowed")), "{problem}");
+    let r = c.get(server.url("/jobs?status=queued&status=running")).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("status"), "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_go_only_to_the_listed_origins() {
+    let server = Server::start_with(|c| c.cors_origins = vec!["https://ui.example.com".into()]).await;
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/jobs"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let r = preflight("https://ui.example.com").await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://ui.example.com");
+    let r = preflight("https://evil.example.net").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let plain = Server::start().await;
+    let r = plain.client.get(plain.url("/jobs")).header("origin", "https://ui.example.com").send().await;
+    assert!(r.unwrap().headers().get("access-control-allow-origin").is_none());
+}
+
+/// Connects to the server and sends `bytes` (no more).
+fn connect(server: &Server, bytes: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(bytes.as_bytes()).unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; what it sent and how long that took.
+fn read_until_closed(mut stream: TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_and_idle_connections_are_closed_within_their_timeouts() {
+    let server = Server::start_with(|c| {
+        c.idle_timeout_secs = 1;
+        c.body_timeout_secs = 1;
+    })
+    .await;
+    let half_head = connect(&server, "GET /healthz HTTP/1.1\r\nHost: kiln\r\n");
+    let idle = connect(&server, "GET /healthz HTTP/1.1\r\nHost: kiln\r\n\r\n");
+    let short_body = connect(
+        &server,
+        "POST /jobs HTTP/1.1\r\nHost: kiln\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"mo",
+    );
+    let (half, idle, short) = tokio::task::spawn_blocking(move || {
+        (read_until_closed(half_head), read_until_closed(idle), read_until_closed(short_body))
+    })
+    .await
+    .unwrap();
+    for (what, (_, took)) in [("half a head", &half), ("an idle keep-alive", &idle), ("a short body", &short)]
+    {
+        assert!(*took < Duration::from_secs(8), "{what} stayed open {took:?}");
+    }
+    assert!(idle.0.starts_with("HTTP/1.1 200"), "the request itself was answered: {}", idle.0);
+    assert!(short.0.starts_with("HTTP/1.1 408"), "{}", short.0);
+    assert!(short.0.contains("application/problem+json"), "{}", short.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused_with_a_problem() {
+    let server = Server::start_with(|c| c.max_connections = 2).await;
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(&server, "")).collect();
+    // Give the accept loop time to take both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = connect(&server, "GET /healthz HTTP/1.1\r\nHost: kiln\r\n\r\n");
+    let (answer, _) = tokio::task::spawn_blocking(move || read_until_closed(third)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections") && answer.contains("retry-after"), "{answer}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.client.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_free_space_floor_submits_answer_507_and_the_server_is_not_ready() {
+    let server = Server::start_with(|c| c.min_free_disk_mib = u64::MAX >> 21).await;
+    let r = server.client.post(server.url("/jobs")).json(&synthetic_job(1)).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!((status, problem["type"].as_str()), (507, Some("insufficient_storage")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("--min-free-disk-mib"), "{problem}");
+    let r = server.client.get(server.url("/readyz")).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!((status, problem["type"].as_str()), (503, Some("insufficient_storage")), "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_capped_in_number_and_in_bytes_per_job() {
+    let server = Server::start_with(|c| c.max_job_checkpoint_mib = 10).await;
+    let mut job = synthetic_job(1);
+    job["checkpoint"]["keep_last"] = json!(21);
+    let r = server.client.post(server.url("/jobs")).json(&job).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["errors"][0]["field"], "checkpoint.keep_last", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("between 1 and 20"), "{problem}");
+
+    // 5.8 M parameters with Adam: 70 MB a checkpoint, far over 10 MiB for three.
+    let big = json!({"model": {"kind": "mlp_bn", "hidden": [2048, 2048]}, "data": {"dataset": "synthetic_images"},
+                     "training": {"optimizer": {"kind": "adam", "lr": 0.001}}});
+    let r = server.client.post(server.url("/jobs")).json(&big).send().await.unwrap();
+    let (status, problem) = status_and_problem(r).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "checkpoint.keep_last", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("--max-job-checkpoint-mib"), "{problem}");
+    // The small job fits.
+    let r = server.client.post(server.url("/jobs")).json(&synthetic_job(1)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+}
