@@ -9,7 +9,8 @@
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
-//! - [`uploads`]: the files of uploaded corpora.
+//! - [`uploads`]: the files of uploaded corpora; [`utf8`], the UTF-8 check of a text arriving in
+//!   chunks.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
@@ -22,6 +23,7 @@ pub mod service;
 pub mod shared;
 pub mod store;
 pub mod uploads;
+pub mod utf8;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
