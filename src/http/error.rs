@@ -31,6 +31,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{detail}")]
     QueueFull { detail: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -73,6 +75,9 @@ impl ApiError {
                 "The request body is not of a type this resource takes",
             ),
             Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
+            Self::QuotaExceeded(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", "A storage quota would be exceeded")
+            }
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -100,6 +105,7 @@ impl From<JobError> for ApiError {
             JobError::Invalid(errors) => Self::from_fields(errors),
             JobError::NotFound(what) => Self::NotFound(what),
             JobError::Conflict(message) => Self::Conflict(message),
+            JobError::QuotaExceeded(message) => Self::QuotaExceeded(message),
             JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,

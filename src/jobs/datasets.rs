@@ -120,7 +120,10 @@ impl Jobs {
                  finish before deleting the data set",
                 status.as_str()
             ))),
-            DatasetDeletion::Deleted => Ok(remove_if_present(&self.config().uploaded_dataset_path(id))?),
+            DatasetDeletion::Deleted { bytes } => {
+                self.shared.uploads.release_stored(bytes);
+                Ok(remove_if_present(&self.config().uploaded_dataset_path(id))?)
+            }
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum JobError {
     QueueFull { waiting: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// Storing this would pass a quota; the message names the flag and the numbers.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
