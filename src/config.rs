@@ -86,6 +86,15 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_DATASET_BYTES", default_value_t = 64 << 20)]
     pub max_dataset_bytes: usize,
 
+    /// Most uploaded data sets stored at once, uploads in progress included; one more gets 507.
+    #[arg(long, env = "KILN_MAX_UPLOADS", default_value_t = 100)]
+    pub max_uploads: usize,
+
+    /// Most bytes all uploaded data sets may take together, uploads in progress included; an
+    /// upload that would pass it gets 507.
+    #[arg(long, env = "KILN_MAX_UPLOADS_BYTES", default_value_t = 1 << 30)]
+    pub max_uploads_bytes: u64,
+
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     #[arg(long, env = "KILN_RETRY_AFTER_SECS", default_value_t = 30)]
     pub retry_after_secs: u64,

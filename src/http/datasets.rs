@@ -1,11 +1,17 @@
 //! `/datasets`: upload a text corpus to train language models on, list, inspect and delete them.
 //!
 //! An upload is a `text/plain` body (UTF-8), capped by `--max-dataset-bytes` instead of the
-//! JSON body limit; the `PlainText` extractor checks the media type before reading the body.
+//! JSON body limit. The `PlainText` extractor checks the media type and hands over the body
+//! unread; the handler checks the label, begins the upload (the quotas may refuse it there, 507,
+//! before any of the body is read) and streams the body into it chunk by chunk, cutting it with
+//! a 413 as soon as it passes the cap. When the text itself is refused midway (not UTF-8, over
+//! the bytes quota), the rest of the body, up to the cap, is read and dropped before the answer,
+//! so that a client still sending reads the answer instead of a reset connection.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::handler::Handler;
+use std::pin::Pin;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -18,12 +24,13 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use super::limits::{BodyCap, declared_length};
 use crate::jobs::JobError;
-use crate::jobs::datasets::{Dataset, DatasetId};
+use crate::jobs::datasets::{Dataset, DatasetId, Upload, ValidUpload};
 
-/// Routes of this resource; an upload may be up to `max_dataset_bytes` long.
+/// Routes of this resource; an upload may be up to `max_dataset_bytes` long (the router's
+/// `DefaultBodyLimit` applies to extractors that buffer, not to the streamed upload body).
 pub fn router(max_dataset_bytes: usize) -> Router<AppState> {
     Router::new()
-        .route("/datasets", get(list).post(upload.layer(DefaultBodyLimit::max(max_dataset_bytes))))
+        .route("/datasets", get(list).post(upload))
         .route_layer(from_fn_with_state(BodyCap::text(max_dataset_bytes), declared_length))
         .route("/datasets/{id}", get(show).delete(remove))
 }
@@ -40,17 +47,75 @@ async fn blocking<T: Send + 'static>(
     Ok(done.map_err(|e| ApiError::Internal(format!("blocking task: {e}")))??)
 }
 
-/// A `text/plain` body, read once its media type is known to be right.
-struct PlainText(Bytes);
+/// A `text/plain` body, not yet read, and the length it declares (`Content-Length`), if any.
+struct PlainText {
+    body: Body,
+    declared: Option<u64>,
+}
 
 impl FromRequest<AppState> for PlainText {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _: &AppState) -> Result<Self, ApiError> {
         require_plain_text(request.headers())?;
-        let body = BodyCap::text(state.jobs.config().max_dataset_bytes)
-            .read(Bytes::from_request(request, state).await)?;
-        Ok(Self(body))
+        let declared = request.headers().get(header::CONTENT_LENGTH);
+        let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        Ok(Self { body: request.into_body(), declared })
+    }
+}
+
+/// Streams `body` into `upload` and stores it; see the module docs for the cap and what
+/// happens to the rest of a body whose text is refused.
+async fn receive(mut upload: Upload, mut body: Body, cap: BodyCap) -> Result<Dataset, ApiError> {
+    let mut received = 0;
+    let failed = loop {
+        let chunk = match next_chunk(&mut body).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(upload.finish().await?),
+            Err(unreadable) => break unreadable,
+        };
+        received += chunk.len();
+        if received > cap.bytes {
+            break cap.exceeded();
+        }
+        if let Err(refused) = upload.write(chunk).await {
+            upload.abandon().await;
+            discard(body, cap.bytes - received).await;
+            return Err(refused.into());
+        }
+    };
+    upload.abandon().await;
+    Err(failed)
+}
+
+/// Reads and drops the rest of `body`, up to about `budget` bytes, so that a client still
+/// sending it reads the answer.
+async fn discard(mut body: Body, budget: usize) {
+    let mut read = 0;
+    while read <= budget {
+        match next_chunk(&mut body).await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
+/// The next data of `body`, skipping trailers; `None` at its end. A body that cannot be read
+/// (the client went away, or sent a malformed chunk) is a 400 no one may be there to read.
+async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+    loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            None => return Ok(None),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+            Some(Err(e)) => {
+                tracing::info!(%e, "an upload's body could not be read");
+                return Err(ApiError::BadRequest(format!("the body could not be read: {e}")));
+            }
+        }
     }
 }
 
@@ -96,14 +161,16 @@ struct UploadQuery {
         (status = 413, description = "Body over --max-dataset-bytes", body = Problem),
         (status = 415, description = "Not text/plain, or a charset other than UTF-8", body = Problem),
         (status = 422, description = "Empty, not UTF-8 (naming the offset of the first invalid byte), or name too long", body = Problem),
+        (status = 507, description = "Storing it would pass --max-uploads (data sets) or --max-uploads-bytes (their bytes together, uploads in progress included)", body = Problem),
     ))]
 async fn upload(
     State(state): State<AppState>,
     Query(q): Query<UploadQuery>,
-    PlainText(body): PlainText,
+    PlainText { body, declared }: PlainText,
 ) -> Result<Response, ApiError> {
-    let jobs = state.jobs.clone();
-    let dataset = blocking(move || jobs.upload_dataset(q.name.as_deref(), &body)).await?;
+    let label = ValidUpload::new(q.name.as_deref()).map_err(JobError::Invalid)?;
+    let upload = state.jobs.begin_upload(label, declared).await?;
+    let dataset = receive(upload, body, BodyCap::text(state.jobs.config().max_dataset_bytes)).await?;
     let location =
         HeaderValue::from_str(&format!("/datasets/{}", dataset.id)).expect("a UUID path is a valid header");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(dataset)).into_response())

@@ -50,6 +50,8 @@ pub enum ApiError {
     /// unknown route, 405, an extractor's rejection): its status and what it said.
     #[error("{detail}")]
     Other { status: StatusCode, detail: String },
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -106,6 +108,9 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "An API key is required"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "This API key may not do this"),
             Self::Other { status, .. } => other_kind(*status),
+            Self::QuotaExceeded(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", "A storage quota would be exceeded")
+            }
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -133,6 +138,7 @@ impl From<JobError> for ApiError {
             JobError::Invalid(errors) => Self::from_fields(errors),
             JobError::NotFound(what) => Self::NotFound(what),
             JobError::Conflict(message) => Self::Conflict(message),
+            JobError::QuotaExceeded(message) => Self::QuotaExceeded(message),
             JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,

@@ -25,6 +25,9 @@ pub enum JobError {
     /// Every slot of a bounded operation (generation) is taken.
     #[error("{what}")]
     Busy { what: String, retry_after_secs: u64 },
+    /// Storing this would pass a quota; the message names the flag and the numbers.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

@@ -9,8 +9,9 @@
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
-//! - [`uploads`]: the files of uploaded corpora.
 //! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
+//! - [`uploads`]: the files of uploaded corpora, written as they stream in; [`utf8`], the UTF-8
+//!   check of a text arriving in chunks; [`quota`], how many uploads and bytes may be stored.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
@@ -19,11 +20,13 @@ pub mod disk;
 pub mod error;
 pub mod generation;
 pub mod queue;
+pub mod quota;
 pub mod recorder;
 pub mod service;
 pub mod shared;
 pub mod store;
 pub mod uploads;
+pub mod utf8;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};

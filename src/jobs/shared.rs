@@ -1,11 +1,12 @@
 //! What the job service and its workers share: the configuration, the store, the queue, the
-//! devices and the shutdown flag. The service ([`super::service`]) and the workers
+//! upload quota, the devices and the shutdown flag. The service ([`super::service`]) and the workers
 //! ([`super::worker`]) both hold it behind an `Arc`; neither imports the other for it.
 
 use std::sync::atomic::AtomicBool;
 
 use super::error::JobError;
 use super::queue::Queue;
+use super::quota::UploadQuota;
 use super::store::Store;
 use crate::backend::Backends;
 use crate::config::Config;
@@ -15,6 +16,8 @@ pub(crate) struct Shared {
     pub(super) config: Config,
     pub(super) store: Store,
     pub(super) queue: Queue,
+    /// Uploaded data sets stored and in progress, against `--max-uploads(-bytes)`.
+    pub(super) uploads: UploadQuota,
     /// The devices jobs may train on.
     pub(super) backends: Backends,
     /// Set once at shutdown: every training run checkpoints and stops at its next step.
@@ -29,7 +32,9 @@ impl Shared {
         std::fs::create_dir_all(config.uploads_dir())?;
         let store = Store::open(&config.database_path())?;
         let queue = Queue::new(config.queue_capacity);
+        let (stored, stored_bytes) = store.upload_totals()?;
+        let uploads = UploadQuota::new(config.max_uploads, config.max_uploads_bytes, stored, stored_bytes);
         let backends = Backends::from_config(&config);
-        Ok(Shared { config, store, queue, backends, shutdown: AtomicBool::new(false) })
+        Ok(Shared { config, store, queue, uploads, backends, shutdown: AtomicBool::new(false) })
     }
 }

@@ -1,15 +1,20 @@
-//! The files of uploaded text corpora: written so that a crash leaves the whole file or none,
-//! removed when their data set is, and swept at start-up of what an interrupted upload left.
+//! The files of uploaded text corpora: written chunk by chunk as they arrive ([`TempUpload`]),
+//! checked as UTF-8 and hashed on the way, so that a crash or a failed upload leaves the whole
+//! file or none; removed when their data set is, and swept at start-up of what an interrupted
+//! upload left.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::JobError;
 use super::store::Store;
+use super::utf8::{InvalidUtf8, Utf8Stream};
 use crate::config::Config;
+use crate::definition::FieldError;
 
 /// Removes what an upload interrupted by a crash left in the uploads directory: temporary files,
 /// and files written but never indexed. Runs at start, before any request.
@@ -30,26 +35,108 @@ pub(super) fn remove_unindexed(config: &Config, store: &Store) -> Result<(), Job
     Ok(())
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the whole file or none: a temporary
-/// file beside it is written and fsynced, renamed to `path`, and the directory fsynced. The
-/// directory is created if needed.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("an upload path has a directory");
-    let name = path.file_name().expect("an upload path has a file name").to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
-        fs::create_dir_all(dir)?;
-        let mut file = File::create_new(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-        let _ = fs::remove_file(path);
+/// What a finished upload wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Written {
+    pub bytes: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub chars: u64,
+}
+
+/// A text being written to `path` as it arrives, so that a crash leaves either the whole file or
+/// none: the chunks go to a temporary file beside it (`.<name>.tmp`), each checked as UTF-8 and
+/// hashed on the way; [`TempUpload::commit`] fsyncs it, renames it to `path`, fsyncs the
+/// directory and only then indexes it. Dropped before that succeeds, it removes what it wrote:
+/// the temporary file, or the renamed file whose index failed.
+///
+/// Every method does blocking file I/O, dropping included: the async caller runs them on
+/// blocking threads.
+pub(super) struct TempUpload {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+    hash: Sha256,
+    text: Utf8Stream,
+    bytes: u64,
+    stage: Stage,
+}
+
+/// Where the text of a [`TempUpload`] is, and so what dropping it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// In the temporary file.
+    Writing,
+    /// At `path`, not indexed.
+    Renamed,
+    /// At `path` and indexed: kept.
+    Stored,
+}
+
+impl TempUpload {
+    /// Creates the temporary file of `path`, and its directory if needed.
+    pub fn create(path: PathBuf) -> Result<Self, JobError> {
+        let dir = path.parent().expect("an upload path has a directory");
+        let name = path.file_name().expect("an upload path has a file name").to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let file =
+            fs::create_dir_all(dir).and_then(|()| File::create_new(&tmp)).map_err(|e| in_file(&tmp, e))?;
+        let (hash, text) = (Sha256::new(), Utf8Stream::new());
+        Ok(Self { path, tmp, file, hash, text, bytes: 0, stage: Stage::Writing })
     }
-    written.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+
+    /// Appends the next chunk of the text; refuses one that makes it invalid UTF-8.
+    pub fn append(&mut self, chunk: &[u8]) -> Result<(), JobError> {
+        self.text.feed(chunk).map_err(not_utf8)?;
+        self.hash.update(chunk);
+        self.file.write_all(chunk).map_err(|e| in_file(&self.tmp, e))?;
+        self.bytes += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the text, puts the file in place and calls `index` with what was written; refuses
+    /// an empty text or one that ends inside a character. When `index` fails the file is removed.
+    pub fn commit<T>(mut self, index: impl FnOnce(Written) -> Result<T, JobError>) -> Result<T, JobError> {
+        let chars = std::mem::take(&mut self.text).finish().map_err(not_utf8)?;
+        if self.bytes == 0 {
+            return Err(body_error("is empty: upload at least one character of text".to_string()));
+        }
+        self.file.sync_all().map_err(|e| in_file(&self.tmp, e))?;
+        fs::rename(&self.tmp, &self.path).map_err(|e| in_file(&self.path, e))?;
+        self.stage = Stage::Renamed;
+        let dir = self.path.parent().expect("an upload path has a directory");
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| in_file(dir, e))?;
+        let sha256 = std::mem::take(&mut self.hash).finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let indexed = index(Written { bytes: self.bytes, sha256, chars })?;
+        self.stage = Stage::Stored;
+        Ok(indexed)
+    }
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        let left = match self.stage {
+            Stage::Writing => &self.tmp,
+            Stage::Renamed => &self.path,
+            Stage::Stored => return,
+        };
+        if let Err(e) = remove_if_present(left) {
+            tracing::warn!(%e, "removing an upload that was not stored");
+        }
+    }
+}
+
+fn not_utf8(e: InvalidUtf8) -> JobError {
+    body_error(format!("is not valid UTF-8: the first invalid byte is at offset {}", e.offset))
+}
+
+fn body_error(message: String) -> JobError {
+    JobError::Invalid(vec![FieldError { field: "body".to_string(), message }])
+}
+
+/// An I/O error naming the file it happened on.
+fn in_file(path: &Path, e: io::Error) -> JobError {
+    JobError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Removes a file; one that is already gone is fine.
@@ -65,40 +152,99 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::Jobs;
-    use crate::jobs::shared::Shared;
+    use crate::jobs::datasets::Dataset;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    fn written(chunks: &[&[u8]], path: &Path) -> Result<Written, JobError> {
+        let mut upload = TempUpload::create(path.to_path_buf())?;
+        for chunk in chunks {
+            upload.append(chunk)?;
+        }
+        upload.commit(Ok)
+    }
 
     #[test]
-    fn an_atomic_write_leaves_no_temporary_file() {
+    fn a_text_written_in_chunks_is_renamed_into_place_whole() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::with_data_dir(dir.path());
         let path = config.uploaded_dataset_path(Uuid::new_v4());
-        write_atomically(&path, b"text").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"text");
-        let names: Vec<_> =
-            fs::read_dir(config.uploads_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, [path.file_name().unwrap()]);
+        let crab = "🦀".as_bytes();
+        let written = written(&[b"a", &crab[..1], &crab[1..3], &crab[3..], b"bc"], &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), "a🦀bc".as_bytes());
+        assert_eq!((written.bytes, written.chars), (7, 4));
+        let sha256: String = Sha256::digest("a🦀bc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(written.sha256, sha256);
+        assert_eq!(names(&config.uploads_dir()), [path.file_name().unwrap().to_str().unwrap()]);
         remove_if_present(&path).unwrap();
         remove_if_present(&path).unwrap();
         assert!(!path.exists());
     }
 
     #[test]
+    fn an_upload_that_is_refused_dropped_or_not_indexed_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::with_data_dir(dir.path());
+        let path = config.uploaded_dataset_path(Uuid::new_v4());
+        let detail = |e: JobError| match e {
+            JobError::Invalid(errors) => errors[0].to_string(),
+            other => panic!("{other:?}"),
+        };
+        let refused = written(&[b"ok", b"\xe2\x9c", b"x"], &path).unwrap_err();
+        assert_eq!(detail(refused), "body is not valid UTF-8: the first invalid byte is at offset 2");
+        let refused = written(&[b"ok", b"\xe2\x9c"], &path).unwrap_err();
+        assert_eq!(detail(refused), "body is not valid UTF-8: the first invalid byte is at offset 2");
+        assert_eq!(
+            detail(written(&[], &path).unwrap_err()),
+            "body is empty: upload at least one character of text"
+        );
+
+        let mut dropped = TempUpload::create(path.clone()).unwrap();
+        dropped.append(b"half of it").unwrap();
+        assert_eq!(
+            names(&config.uploads_dir()),
+            [format!(".{}.tmp", path.file_name().unwrap().to_str().unwrap())]
+        );
+        drop(dropped);
+        assert!(names(&config.uploads_dir()).is_empty());
+
+        let mut unindexed = TempUpload::create(path.clone()).unwrap();
+        unindexed.append(b"text").unwrap();
+        let failed = unindexed.commit(|_| -> Result<(), JobError> {
+            assert!(path.exists(), "indexed only once the file is in place");
+            Err(JobError::Conflict("the index failed".to_string()))
+        });
+        assert!(matches!(failed, Err(JobError::Conflict(_))));
+        assert!(names(&config.uploads_dir()).is_empty());
+    }
+
+    #[test]
     fn files_a_crash_left_unindexed_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = Jobs::without_workers(Shared::open(Config::with_data_dir(dir.path())).unwrap());
-        let kept = jobs.upload_dataset(None, b"kept").unwrap();
-        let uploads = jobs.config().uploads_dir();
-        let orphan = jobs.config().uploaded_dataset_path(Uuid::new_v4());
-        fs::write(&orphan, "renamed, never indexed").unwrap();
+        let config = Config::with_data_dir(dir.path());
+        let store = Store::open(&config.database_path()).unwrap();
+        let kept = Dataset {
+            id: Uuid::new_v4(),
+            name: None,
+            bytes: 4,
+            sha256: "00".repeat(32),
+            chars: 4,
+            created_at: crate::jobs::now(),
+        };
+        written(&[b"kept"], &config.uploaded_dataset_path(kept.id)).unwrap();
+        store.insert_dataset(&kept).unwrap();
+        let uploads = config.uploads_dir();
+        fs::write(config.uploaded_dataset_path(Uuid::new_v4()), "renamed, never indexed").unwrap();
         fs::write(uploads.join(format!(".{}.txt.tmp", Uuid::new_v4())), "half written").unwrap();
         fs::write(uploads.join("notes.md"), "not kiln's").unwrap();
 
-        remove_unindexed(jobs.config(), &jobs.shared.store).unwrap();
-        let mut left: Vec<_> =
-            fs::read_dir(&uploads).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        left.sort();
-        assert_eq!(left, [format!("{}.txt", kept.id), "notes.md".to_string()]);
-        assert_eq!(fs::read(jobs.config().uploaded_dataset_path(kept.id)).unwrap(), b"kept");
+        remove_unindexed(&config, &store).unwrap();
+        assert_eq!(names(&uploads), [format!("{}.txt", kept.id), "notes.md".to_string()]);
+        assert_eq!(fs::read(config.uploaded_dataset_path(kept.id)).unwrap(), b"kept");
     }
 }

@@ -228,10 +228,17 @@ pub async fn head_only(server: &Server, head: &str) -> (u16, Vec<(String, String
 }
 
 fn raw_exchange(addr: &str, head: &str) -> (u16, Vec<(String, String)>, Value) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(format!("{head}\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    read_answer(&mut stream)
+}
+
+/// Reads one answer from a raw connection (within 10 s): status, headers (names lower-cased)
+/// and JSON body.
+pub fn read_answer(stream: &mut std::net::TcpStream) -> (u16, Vec<(String, String)>, Value) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     let mut read = |raw: &mut Vec<u8>| {

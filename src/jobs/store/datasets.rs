@@ -1,5 +1,6 @@
 //! The index of uploaded data sets (their size, hash and label; the text itself is a file, see
-//! [`crate::jobs::datasets`]), and which active jobs read one.
+//! [`crate::jobs::datasets`]), their totals (the upload quota starts from them), and which active
+//! jobs read one.
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
@@ -10,8 +11,10 @@ use crate::jobs::{JobId, JobStatus};
 /// What [`Store::delete_dataset`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatasetDeletion {
-    /// The row is gone; the caller removes the file.
-    Deleted,
+    /// The row is gone; the caller removes the file, of this size.
+    Deleted {
+        bytes: u64,
+    },
     NotFound,
     /// Kept: this job, queued or running, reads the data set (the oldest such job).
     InUse(JobId, JobStatus),
@@ -134,9 +137,25 @@ impl Store {
             let (job, status) = active_job(job, status)?;
             return Ok(DatasetDeletion::InUse(job, status));
         }
-        let deleted = tx.execute("DELETE FROM datasets WHERE id = ?1", [id.to_string()])?;
+        let deleted = tx
+            .query_row("DELETE FROM datasets WHERE id = ?1 RETURNING bytes", [id.to_string()], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?;
         tx.commit()?;
-        Ok(if deleted == 0 { DatasetDeletion::NotFound } else { DatasetDeletion::Deleted })
+        Ok(match deleted {
+            None => DatasetDeletion::NotFound,
+            Some(bytes) => DatasetDeletion::Deleted { bytes: bytes as u64 },
+        })
+    }
+
+    /// How many uploaded data sets are stored, and their bytes together.
+    pub fn upload_totals(&self) -> Result<(usize, u64)> {
+        let (count, bytes) =
+            self.db().query_row("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM datasets", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+        Ok((count as usize, bytes as u64))
     }
 }
 
@@ -219,7 +238,9 @@ mod tests {
             DatasetDeletion::InUse(running, JobStatus::Running)
         );
         store.finish_job(running, JobStatus::Succeeded, None).unwrap();
-        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::Deleted);
+        assert_eq!(store.upload_totals().unwrap(), (2, 10));
+        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::Deleted { bytes: 5 });
+        assert_eq!(store.upload_totals().unwrap(), (1, 5));
         assert_eq!(store.dataset(used.id).unwrap(), None);
         assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::NotFound);
         assert_eq!(store.datasets().unwrap(), vec![other]);
