@@ -10,6 +10,7 @@
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
 //! - [`uploads`]: the files of uploaded corpora.
+//! - [`sweep`]: the start-up sweep of checkpoint directories a crash left behind.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
@@ -21,6 +22,7 @@ pub mod recorder;
 pub mod service;
 pub mod shared;
 pub mod store;
+pub mod sweep;
 pub mod uploads;
 pub mod worker;
 
@@ -100,6 +102,9 @@ pub struct Job {
     /// optimizer step: loading the data, building the model and, on a GPU, compiling and
     /// autotuning kernels. Compare a cold and a warm start with it.
     pub first_step_seconds: Option<f64>,
+    /// What went wrong without stopping the job, oldest first: e.g. a damaged checkpoint that a
+    /// resume skipped, named by id and step, and where the job resumed instead.
+    pub warnings: Vec<String>,
 }
 
 /// A checkpoint as the API lists it.
