@@ -31,6 +31,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{detail}")]
     QueueFull { detail: String, retry_after_secs: u64 },
+    /// A stored file no longer matches what was recorded of it; the detail names which.
+    #[error("{0}")]
+    CheckpointCorrupt(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -73,6 +76,9 @@ impl ApiError {
                 "The request body is not of a type this resource takes",
             ),
             Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", "The job queue is full"),
+            Self::CheckpointCorrupt(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "checkpoint_corrupt", "The checkpoint's file is damaged")
+            }
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -100,6 +106,7 @@ impl From<JobError> for ApiError {
             JobError::Invalid(errors) => Self::from_fields(errors),
             JobError::NotFound(what) => Self::NotFound(what),
             JobError::Conflict(message) => Self::Conflict(message),
+            corrupt @ JobError::CheckpointCorrupt { .. } => Self::CheckpointCorrupt(corrupt.to_string()),
             JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,
