@@ -52,6 +52,9 @@ pub enum ApiError {
     Other { status: StatusCode, detail: String },
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A stored file no longer matches what was recorded of it; the detail names which.
+    #[error("{0}")]
+    CheckpointCorrupt(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -111,6 +114,9 @@ impl ApiError {
             Self::QuotaExceeded(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", "A storage quota would be exceeded")
             }
+            Self::CheckpointCorrupt(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "checkpoint_corrupt", "The checkpoint's file is damaged")
+            }
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -139,6 +145,7 @@ impl From<JobError> for ApiError {
             JobError::NotFound(what) => Self::NotFound(what),
             JobError::Conflict(message) => Self::Conflict(message),
             JobError::QuotaExceeded(message) => Self::QuotaExceeded(message),
+            corrupt @ JobError::CheckpointCorrupt { .. } => Self::CheckpointCorrupt(corrupt.to_string()),
             JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,

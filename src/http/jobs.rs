@@ -267,12 +267,14 @@ async fn checkpoints(
     Ok(Json(state.jobs.checkpoints(job_id(&id)?)?))
 }
 
-/// Download a checkpoint's model weights (a Burn burnpack file, `.bpk`).
+/// Download a checkpoint's model weights (a Burn burnpack file, `.bpk`). The file is checked
+/// against the size and SHA-256 recorded when it was written before any of it is sent.
 #[utoipa::path(get, path = "/jobs/{id}/checkpoints/{checkpoint_id}", tag = "jobs",
     responses(
         (status = 200, description = "The burnpack file", content_type = "application/octet-stream",
          headers(("X-Checksum-Sha256" = String, description = "SHA-256 of the body"))),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem),
+        (status = 500, description = "`checkpoint_corrupt`: the file is missing or no longer matches its recorded size and SHA-256", body = Problem)))]
 async fn download(
     State(state): State<AppState>,
     Path((id, checkpoint_id)): Path<(String, String)>,
@@ -281,10 +283,10 @@ async fn download(
     let checkpoint_id: i64 = checkpoint_id
         .parse()
         .map_err(|_| ApiError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))?;
-    let (info, path) = state.jobs.checkpoint_file(id, checkpoint_id)?;
-    let file = tokio::fs::File::open(&path)
+    let jobs = state.jobs.clone();
+    let (info, file) = tokio::task::spawn_blocking(move || jobs.checkpoint_file(id, checkpoint_id))
         .await
-        .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+        .map_err(|e| ApiError::Internal(format!("checking a checkpoint stopped: {e}")))??;
     let disposition = format!("attachment; filename=\"{id}-{checkpoint_id}.bpk\"");
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -292,6 +294,7 @@ async fn download(
         (header::CONTENT_DISPOSITION, disposition),
         (header::HeaderName::from_static("x-checksum-sha256"), info.sha256.clone()),
     ];
+    let file = tokio::fs::File::from_std(file);
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
 }
 

@@ -34,4 +34,10 @@ pub enum JobError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Checkpoint(#[from] CheckpointError),
+    /// A checkpoint's model file is missing or no longer has the size and SHA-256 its index
+    /// recorded.
+    #[error(
+        "checkpoint {checkpoint} of job {job} is damaged: its file no longer matches its recorded SHA-256"
+    )]
+    CheckpointCorrupt { job: super::JobId, checkpoint: i64 },
 }

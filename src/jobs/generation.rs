@@ -165,7 +165,7 @@ fn load_language_model(
 ) -> Result<(RnnLm, Vocab), CheckpointError> {
     let manifest = checkpoint::manifest(dir)?;
     let vocab = manifest.vocab.ok_or_else(|| CheckpointError::Invalid {
-        path: dir.display().to_string(),
+        path: dir.to_path_buf(),
         reason: "a language model's checkpoint without its vocabulary".into(),
     })?;
     let lm = checkpoint::read_model(dir, model.config(vocab.len()).init(device))?;

@@ -12,6 +12,7 @@
 //! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
 //! - [`uploads`]: the files of uploaded corpora, written as they stream in; [`utf8`], the UTF-8
 //!   check of a text arriving in chunks; [`quota`], how many uploads and bytes may be stored.
+//! - [`sweep`]: the start-up sweep of checkpoint directories a crash left behind.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
@@ -25,6 +26,7 @@ pub mod recorder;
 pub mod service;
 pub mod shared;
 pub mod store;
+pub mod sweep;
 pub mod uploads;
 pub mod utf8;
 pub mod worker;
@@ -105,6 +107,9 @@ pub struct Job {
     /// optimizer step: loading the data, building the model and, on a GPU, compiling and
     /// autotuning kernels. Compare a cold and a warm start with it.
     pub first_step_seconds: Option<f64>,
+    /// What went wrong without stopping the job, oldest first: e.g. a damaged checkpoint that a
+    /// resume skipped, named by id and step, and where the job resumed instead.
+    pub warnings: Vec<String>,
 }
 
 /// A checkpoint as the API lists it.

@@ -1,6 +1,7 @@
 //! The store's side of the training engine's reporting port: a [`Recorder`] is the
 //! [`RunLog`] of one job's run, and writes what the engine reports — progress, step points, epoch
-//! rows, the checkpoint index, the parameter count, the first step's time — to the [`Store`].
+//! rows, the checkpoint index, the parameter count, the first step's time, warnings — to the
+//! [`Store`].
 //! The checkpoint files are the engine's; the index rows are written here.
 
 use std::path::PathBuf;
@@ -25,8 +26,11 @@ impl RunLog for Recorder<'_> {
         let rows = self.store.checkpoints(self.id).map_err(report)?;
         let kept = rows.into_iter().map(|(info, dir)| KeptCheckpoint {
             id: info.id,
+            step: info.step,
             dir: PathBuf::from(dir),
             score: info.metrics.as_ref().and_then(EpochMetrics::score),
+            bytes: info.bytes,
+            sha256: info.sha256,
         });
         Ok(kept.collect())
     }
@@ -66,5 +70,38 @@ impl RunLog for Recorder<'_> {
 
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError> {
         self.store.delete_checkpoint(id).map_err(report)
+    }
+
+    fn warn(&self, message: &str) -> Result<(), ReportError> {
+        tracing::warn!(job = %self.id, message, "job warning");
+        self.store.add_warning(self.id, message).map_err(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::definition::{JobSpec, Limits};
+    use crate::jobs::shared::Shared;
+    use crate::jobs::store::NewJob;
+
+    #[test]
+    fn warnings_are_kept_in_order_and_shown_with_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
+        let limits = Limits { config: &shared.config, backends: &shared.backends };
+        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
+        let id = JobId::new_v4();
+        let new = NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 };
+        assert!(shared.store.insert_job(new).unwrap().warnings.is_empty());
+
+        let log = Recorder { store: &shared.store, id };
+        log.warn("checkpoint 3 (step 12) is damaged").unwrap();
+        log.warn("a \"quoted\" second one").unwrap();
+        let reopened = Shared::open(shared.config.clone()).unwrap();
+        let job = reopened.store.job(id).unwrap().unwrap();
+        assert_eq!(job.warnings, ["checkpoint 3 (step 12) is damaged", "a \"quoted\" second one"]);
     }
 }

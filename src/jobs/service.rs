@@ -5,7 +5,8 @@
 //! cancelled or deleted) lives here, not in the handlers. Generation is in [`super::generation`],
 //! the operations on uploaded data sets in [`super::datasets`].
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +16,7 @@ use super::queue::CancelOutcome;
 use super::shared::Shared;
 use super::store::{MetricsPage, NewJob};
 use super::worker::Pool;
-use super::{CheckpointInfo, Job, JobId, JobStatus, disk, uploads, worker};
+use super::{CheckpointInfo, Job, JobId, JobStatus, disk, sweep, uploads, worker};
 use crate::backend::BackendsView;
 use crate::config::Config;
 use crate::definition::{JobSpec, Limits};
@@ -40,11 +41,12 @@ pub struct Jobs {
 
 impl Jobs {
     /// Opens the data dir, re-queues what a previous process left unfinished, removes the upload
-    /// files it left unindexed and starts the workers.
+    /// files and checkpoint directories it left unindexed and starts the workers.
     pub fn start(config: Config) -> Result<Self, JobError> {
         let shared = Arc::new(Shared::open(config)?);
         worker::recover(&shared)?;
         uploads::remove_unindexed(&shared.config, &shared.store)?;
+        sweep::sweep_checkpoints(&shared.config, &shared.store)?;
         let pool = Pool::start(shared.clone());
         let generation = Arc::new(Generation::from_config(&shared.config));
         Ok(Self { shared, pool: Arc::new(Mutex::new(Some(pool))), generation })
@@ -175,21 +177,40 @@ impl Jobs {
         Ok(self.shared.store.checkpoints(id)?.into_iter().map(|(info, _)| info).collect())
     }
 
-    /// The model file of one checkpoint.
-    pub fn checkpoint_file(
+    /// The model file of one checkpoint with its index row, open at its start once checked
+    /// against the size and SHA-256 the index recorded: a damaged or missing file is
+    /// [`JobError::CheckpointCorrupt`], never served. Reads the whole file: call it off the async
+    /// runtime.
+    pub fn checkpoint_file(&self, id: JobId, checkpoint_id: i64) -> Result<(CheckpointInfo, File), JobError> {
+        let (info, dir) = self.indexed_checkpoint(id, checkpoint_id)?;
+        match checkpoint::open_verified(Path::new(&dir), info.bytes, &info.sha256) {
+            Ok(file) => Ok((info, file)),
+            // Pruned by training between the lookup and the open: gone, not damaged.
+            Err(_) if !Path::new(&dir).exists() && self.indexed_checkpoint(id, checkpoint_id).is_err() => {
+                Err(JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
+            }
+            Err(e) if e.is_damage() => {
+                let what = "a checkpoint file no longer matches its index";
+                tracing::error!(job = %id, checkpoint = checkpoint_id, error = %e, "{what}");
+                Err(JobError::CheckpointCorrupt { job: id, checkpoint: checkpoint_id })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A checkpoint's index row and the directory of its files.
+    fn indexed_checkpoint(
         &self,
         id: JobId,
         checkpoint_id: i64,
-    ) -> Result<(CheckpointInfo, PathBuf), JobError> {
+    ) -> Result<(CheckpointInfo, String), JobError> {
         self.get(id)?;
-        let (info, dir) = self
-            .shared
+        self.shared
             .store
             .checkpoints(id)?
             .into_iter()
             .find(|(info, _)| info.id == checkpoint_id)
-            .ok_or_else(|| JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))?;
-        Ok((info, checkpoint::model_path(&PathBuf::from(dir))))
+            .ok_or_else(|| JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
     }
 
     /// Stops admitting jobs and asks running ones to checkpoint and stop at their next step.

@@ -5,13 +5,15 @@
 //! threads of its own (see [`crate::backend::Lane`]).
 //!
 //! The worker is the one place that writes a job's status: `running` on its device before
-//! training, then `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason); at
+//! training, then `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason, which
+//! names files relative to the data dir, never by the server's path); at
 //! shutdown it is checkpointed and queued again. What happens in between, training reports
 //! through a [`Recorder`]. [`recover`] runs once at start-up and puts back
 //! in the queue whatever a previous process left queued or running — a running job resumes from
 //! its newest checkpoint, or starts over without one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
@@ -110,15 +112,13 @@ fn run(
         Ok(Ok(Outcome::Interrupted)) => (JobStatus::Queued, None),
         Ok(Err(e)) => {
             tracing::warn!(job = %id, error = %e, "job failed");
-            (JobStatus::Failed, Some(e.to_string()))
+            (JobStatus::Failed, Some(without_server_paths(&e.to_string(), &shared.config.data_dir)))
         }
         Err(panic) => {
             let what = crate::panics::message(panic.as_ref());
             tracing::error!(job = %id, panic = what, "training panicked");
-            (
-                JobStatus::Failed,
-                Some(format!("training stopped on an internal error ({what}); the server kept running")),
-            )
+            let reason = format!("training stopped on an internal error ({what}); the server kept running");
+            (JobStatus::Failed, Some(without_server_paths(&reason, &shared.config.data_dir)))
         }
     };
     record_outcome(shared, id, status, reason.as_deref(), &RETRY_DELAYS)?;
@@ -163,6 +163,19 @@ fn record_outcome(
             (Err(e), None) => return Err(e),
         }
     }
+}
+
+/// The last guard on a failure reason before clients can read it: the data dir's absolute path
+/// (as configured, or resolved) is cut from the files it names, leaving `jobs/<id>/…`. Errors
+/// should name files so already ([`crate::train::Run::checkpoint_error`]); this catches the rest.
+fn without_server_paths(reason: &str, data_dir: &Path) -> String {
+    let resolved = data_dir.canonicalize().ok();
+    let absolute = [Some(data_dir.to_path_buf()), resolved].into_iter().flatten().filter(|d| d.is_absolute());
+    absolute.fold(reason.to_string(), |reason, dir| {
+        let dir = dir.display().to_string();
+        let dir = dir.trim_end_matches('/');
+        reason.replace(&format!("{dir}/"), "").replace(dir, "the data dir")
+    })
 }
 
 /// Queues again what a previous process left unfinished, oldest first. A job whose device this
@@ -287,6 +300,19 @@ mod tests {
         assert!(cancelled.error.unwrap().contains("could not record"));
         jobs.delete(id).unwrap();
         assert!(matches!(jobs.get(id), Err(crate::jobs::JobError::NotFound(_))));
+    }
+
+    #[test]
+    fn failure_reasons_name_files_relative_to_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("kiln-data");
+        std::fs::create_dir(&data).unwrap();
+        let reason =
+            format!("checkpoint: {}/jobs/x/model.bpk: No space left; in {}", data.display(), data.display());
+        let shown = without_server_paths(&reason, &data);
+        assert_eq!(shown, "checkpoint: jobs/x/model.bpk: No space left; in the data dir");
+        // A relative data dir is no server path; the words of the reason stay as they are.
+        assert_eq!(without_server_paths("the data set", Path::new("data")), "the data set");
     }
 
     #[test]

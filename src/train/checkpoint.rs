@@ -12,10 +12,15 @@
 //! written again (a run resumed from its evaluation, ending that epoch) replaces the old
 //! directory by removing it first, so a crash between the two leaves neither. The index (sizes, hash,
 //! metrics) is kept by whoever the engine reports to ([`super::report::RunLog`]); [`to_prune`]
-//! is the retention policy the engine applies to it.
+//! is the retention policy the engine applies to it. [`open_verified`] checks a model file
+//! against the size and SHA-256 the index recorded, before a run resumes from it or a client
+//! downloads it.
+//!
+//! Errors name the file by the path they were given, for the logs; [`CheckpointError::within`]
+//! makes that path relative to the data dir before an error can reach a client.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -46,22 +51,68 @@ const FORMAT: u32 = 1;
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const MANIFEST_FILE: &str = "checkpoint.json";
+/// How the temporary directory of a write in progress is named: `.tmp-<uuid>`.
+const TMP_PREFIX: &str = ".tmp-";
+/// How a checkpoint's directory is named: `step-<step, 10 digits>`.
+const STEP_PREFIX: &str = "step-";
 
-/// A checkpoint that could not be written or read.
+/// A checkpoint that could not be written, read or verified; `path` names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
-    #[error("{path}: {reason}")]
-    Invalid { path: String, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {reason}", .path.display())]
+    Invalid { path: PathBuf, reason: String },
+    /// The model file is not what the index recorded when it was written.
+    #[error("{}: {found}", .path.display())]
+    Mismatch { path: PathBuf, found: String },
+}
+
+impl CheckpointError {
+    fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            Self::Io { path, .. } | Self::Invalid { path, .. } | Self::Mismatch { path, .. } => path,
+        }
+    }
+
+    /// The same error naming its file relative to `root` (the data dir), when it lies under it:
+    /// `jobs/<id>/checkpoints/step-0000000012/model.bpk`, never the server's own path.
+    pub fn within(mut self, root: &Path) -> Self {
+        let path = self.path_mut();
+        if let Ok(relative) = path.strip_prefix(root) {
+            *path = relative.to_path_buf();
+        }
+        self
+    }
+
+    /// What is wrong, naming the file by its name alone (`model.bpk: …`), for a message that
+    /// names the checkpoint otherwise.
+    pub fn in_file(&self) -> String {
+        let (path, what) = match self {
+            Self::Io { path, source } => (path, source.to_string()),
+            Self::Invalid { path, reason } => (path, reason.clone()),
+            Self::Mismatch { path, found } => (path, found.clone()),
+        };
+        format!("{}: {what}", path.file_name().unwrap_or_default().to_string_lossy())
+    }
+
+    /// Whether the checkpoint itself is damaged — a file missing, unreadable as a checkpoint, or
+    /// not what was recorded — rather than the server unable to reach it (permissions, too many
+    /// open files), which another try may not be.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            Self::Invalid { .. } | Self::Mismatch { .. } => true,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.display().to_string(), source }
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
 }
 
 fn invalid(path: &Path, reason: impl ToString) -> CheckpointError {
-    CheckpointError::Invalid { path: path.display().to_string(), reason: reason.to_string() }
+    CheckpointError::Invalid { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 /// The model file of the checkpoint in `dir`.
@@ -77,9 +128,8 @@ fn sync_dir(path: &Path) -> Result<(), CheckpointError> {
     File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
 }
 
-/// SHA-256 and size of a file.
-fn digest(path: &Path) -> Result<(String, u64), CheckpointError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+/// SHA-256 and size of what `file` (at `path`) holds from where it stands.
+fn digest(mut file: impl Read, path: &Path) -> Result<(String, u64), CheckpointError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -112,7 +162,8 @@ pub struct Identity<'a> {
 
 /// Writes a checkpoint of `model` and `optim` at `position` into its step's directory under
 /// `parent`, through a temporary directory renamed into place (see the module's note on a step
-/// written again).
+/// written again). A write that fails removes its temporary directory; one cut short by a crash
+/// leaves it, for [`is_temporary`] to find at the next start.
 pub fn write<M: Module>(
     parent: &Path,
     identity: &Identity<'_>,
@@ -121,10 +172,51 @@ pub fn write<M: Module>(
     position: &Position,
 ) -> Result<Written, CheckpointError> {
     fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let dir = parent.join(format!("step-{:010}", position.step));
-    let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    let dir = parent.join(format!("{STEP_PREFIX}{:010}", position.step));
+    let tmp = parent.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    if let Err(e) = fill(&tmp, identity, model, optim, position) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    sync_dir(&tmp)?;
+    if dir.exists() {
+        // A step written again (a resumed job reaching the same step): replace it.
+        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+    sync_dir(parent)?;
+    let model_file = model_path(&dir);
+    let (sha256, bytes) = digest(File::open(&model_file).map_err(io_err(&model_file))?, &model_file)?;
+    Ok(Written { dir, sha256, bytes })
+}
 
+/// Opens the model file of the checkpoint in `dir` and checks that it has the size (`bytes`)
+/// and SHA-256 (hex) the index recorded; returns it open at its start, so that what a caller
+/// reads is what was checked (a file pruned meanwhile stays readable through it).
+pub fn open_verified(dir: &Path, bytes: u64, sha256: &str) -> Result<File, CheckpointError> {
+    let path = model_path(dir);
+    let mut file = File::open(&path).map_err(io_err(&path))?;
+    let (found, size) = digest(&mut file, &path)?;
+    let mismatch = |found: String| CheckpointError::Mismatch { path: path.clone(), found };
+    if size != bytes {
+        return Err(mismatch(format!("{size} bytes where {bytes} were recorded")));
+    }
+    if found != sha256 {
+        return Err(mismatch("its SHA-256 is not the one recorded".to_string()));
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
+    Ok(file)
+}
+
+/// Writes the files of a checkpoint into the directory `tmp`, each fsynced, then the directory.
+fn fill<M: Module>(
+    tmp: &Path,
+    identity: &Identity<'_>,
+    model: &M,
+    optim: &ModuleOptimizer,
+    position: &Position,
+) -> Result<(), CheckpointError> {
     let model_file = tmp.join(MODEL_FILE);
     model.valid().save_file(&model_file).map_err(|e| invalid(&model_file, e))?;
     let optim_file = tmp.join(OPTIMIZER_FILE);
@@ -142,15 +234,18 @@ pub fn write<M: Module>(
     for file in [&model_file, &optim_file, &manifest_file] {
         sync_file(file)?;
     }
-    sync_dir(&tmp)?;
-    if dir.exists() {
-        // A step written again (a resumed job reaching the same step): replace it.
-        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-    }
-    fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
-    sync_dir(parent)?;
-    let (sha256, bytes) = digest(&model_path(&dir))?;
-    Ok(Written { dir, sha256, bytes })
+    sync_dir(tmp)
+}
+
+/// Whether `name`, an entry of a job's checkpoints directory, is the temporary directory of a
+/// write that never finished.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(TMP_PREFIX)
+}
+
+/// Whether `name`, an entry of a job's checkpoints directory, is named as a checkpoint is.
+pub fn is_checkpoint_name(name: &str) -> bool {
+    name.starts_with(STEP_PREFIX)
 }
 
 /// A checkpoint read back: the model on `device`, its optimizer and where training stood.
@@ -226,7 +321,42 @@ mod tests {
     use super::*;
 
     fn kept(id: i64, score: Option<f64>) -> KeptCheckpoint {
-        KeptCheckpoint { id, dir: PathBuf::from(format!("step-{id}")), score }
+        let dir = PathBuf::from(format!("step-{id}"));
+        KeptCheckpoint { id, step: id as u64, dir, bytes: 0, sha256: String::new(), score }
+    }
+
+    #[test]
+    fn a_model_file_is_served_only_as_it_was_recorded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("jobs/j/checkpoints/step-0000000004");
+        fs::create_dir_all(&dir).unwrap();
+        let weights: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        fs::write(model_path(&dir), &weights).unwrap();
+        let (sha256, bytes) = digest(&weights[..], Path::new("-")).unwrap();
+        assert_eq!(bytes, 5000);
+
+        let mut read = Vec::new();
+        open_verified(&dir, bytes, &sha256).unwrap().read_to_end(&mut read).unwrap();
+        assert_eq!(read, weights, "read from its start");
+
+        let mut flipped = weights.clone();
+        flipped[2500] ^= 0x01;
+        fs::write(model_path(&dir), &flipped).unwrap();
+        let error = open_verified(&dir, bytes, &sha256).unwrap_err();
+        assert!(matches!(error, CheckpointError::Mismatch { .. }) && error.is_damage(), "{error}");
+        assert_eq!(error.in_file(), "model.bpk: its SHA-256 is not the one recorded");
+
+        fs::write(model_path(&dir), &weights[..4000]).unwrap();
+        let error = open_verified(&dir, bytes, &sha256).unwrap_err();
+        assert_eq!(error.in_file(), "model.bpk: 4000 bytes where 5000 were recorded");
+        let shown = error.within(root.path()).to_string();
+        assert_eq!(
+            shown,
+            "jobs/j/checkpoints/step-0000000004/model.bpk: 4000 bytes where 5000 were recorded"
+        );
+
+        fs::remove_file(model_path(&dir)).unwrap();
+        assert!(open_verified(&dir, bytes, &sha256).unwrap_err().is_damage(), "a missing file is damage");
     }
 
     #[test]

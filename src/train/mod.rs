@@ -54,6 +54,14 @@ pub struct Run<'a> {
     pub shutdown: &'a AtomicBool,
 }
 
+impl Run<'_> {
+    /// A checkpoint error as the job shows it: its file named relative to the data dir
+    /// (`jobs/<id>/checkpoints/step-0000000012/model.bpk`), not by the server's path.
+    pub(crate) fn checkpoint_error(&self, error: checkpoint::CheckpointError) -> TrainError {
+        TrainError::Checkpoint(error.within(&self.config.data_dir))
+    }
+}
+
 /// How a training run ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -86,8 +94,9 @@ pub enum TrainError {
          try a lower training.optimizer.lr"
     )]
     Diverged { epoch: u32, step: u64, loss: f64 },
+    /// Made by [`Run::checkpoint_error`], which names the file relative to the data dir.
     #[error("checkpoint: {0}")]
-    Checkpoint(#[from] checkpoint::CheckpointError),
+    Checkpoint(checkpoint::CheckpointError),
     #[error("recording progress: {0}")]
     Report(#[from] ReportError),
 }

@@ -2,7 +2,8 @@
 //! who listens.
 //!
 //! The engine calls a [`RunLog`] when a run begins, after logged steps, at the end of an epoch,
-//! when it writes or drops a checkpoint and when its first step is done. The service's
+//! when it writes or drops a checkpoint, when its first step is done, and to warn of what went
+//! wrong without stopping the run (a damaged checkpoint skipped on resume). The service's
 //! implementation (`jobs::recorder`) writes them to the job store; the engine's tests keep them in
 //! memory. Nothing in `train` touches a database.
 
@@ -30,12 +31,17 @@ pub struct SavedCheckpoint {
     pub metrics: Option<EpochMetrics>,
 }
 
-/// A checkpoint the log keeps, as the engine's retention policy sees it.
+/// A checkpoint the log keeps, as the engine's retention policy and resume see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptCheckpoint {
     /// The id the log gave it.
     pub id: i64,
+    /// Steps taken when it was written.
+    pub step: u64,
     pub dir: PathBuf,
+    /// Size and SHA-256 (hex) of its model file when it was written: a resume checks them.
+    pub bytes: u64,
+    pub sha256: String,
     /// How good it is ([`EpochMetrics::score`]), when it was written at the end of an epoch.
     pub score: Option<f64>,
 }
@@ -67,6 +73,11 @@ pub trait RunLog {
     /// (a resumed run reaching the same step again) is replaced.
     fn checkpoint_saved(&self, checkpoint: &SavedCheckpoint) -> Result<i64, ReportError>;
 
-    /// A kept checkpoint is dropped by the retention policy; its files are removed next.
+    /// A kept checkpoint is dropped, by the retention policy or because it is damaged; its files
+    /// are removed next.
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError>;
+
+    /// Something went wrong that the run got past, in words for the job's owner; it names
+    /// checkpoints by id and step, never by a path.
+    fn warn(&self, message: &str) -> Result<(), ReportError>;
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod checkpoints;
 mod datasets;
 mod durability;
 mod fashion_mnist;

@@ -8,7 +8,7 @@
 //! (an indexed lookup or a single-row write) and the database runs in WAL mode, so holding the
 //! lock never waits on training. The checkpoint *files* are not here (training writes them), nor
 //! are the uploaded texts (see [`crate::jobs::datasets`]). The store persists plain values: the job
-//! definition and epoch rows as JSON, everything else in columns.
+//! definition, its warnings and epoch rows as JSON, everything else in columns.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at      TEXT NOT NULL,
     started_at      TEXT,
     finished_at     TEXT,
-    first_step_seconds REAL
+    first_step_seconds REAL,
+    warnings        TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS epoch_metrics (
@@ -114,9 +115,9 @@ pub struct Store {
 }
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
-                           created_at, started_at, finished_at, first_step_seconds";
+                           created_at, started_at, finished_at, first_step_seconds, warnings";
 /// How many columns [`JOB_COLUMNS`] names: a query selecting more reads them from this index on.
-const JOB_COLUMN_COUNT: usize = 15;
+const JOB_COLUMN_COUNT: usize = 16;
 
 /// A `jobs` row before its JSON and status columns are decoded (a row closure cannot return
 /// decoding errors).
@@ -133,6 +134,8 @@ struct JobRow {
     started_at: Option<String>,
     finished_at: Option<String>,
     first_step_seconds: Option<f64>,
+    /// A JSON array of strings.
+    warnings: String,
 }
 
 impl JobRow {
@@ -156,6 +159,7 @@ impl JobRow {
             started_at: row.get(12)?,
             finished_at: row.get(13)?,
             first_step_seconds: row.get(14)?,
+            warnings: row.get(15)?,
         })
     }
 
@@ -175,6 +179,7 @@ impl JobRow {
             backend: self.backend,
             parameters: self.parameters as u64,
             first_step_seconds: self.first_step_seconds,
+            warnings: serde_json::from_str(&self.warnings)?,
         })
     }
 }
@@ -189,9 +194,11 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Columns added since the first data dirs were made.
-        for (table, column, ty) in
-            [("step_metrics", "grad_norm", "REAL"), ("jobs", "first_step_seconds", "REAL")]
-        {
+        for (table, column, ty) in [
+            ("step_metrics", "grad_norm", "REAL"),
+            ("jobs", "first_step_seconds", "REAL"),
+            ("jobs", "warnings", "TEXT NOT NULL DEFAULT '[]'"),
+        ] {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
                 [table, column],
@@ -311,6 +318,15 @@ impl Store {
         self.db().execute(
             "UPDATE jobs SET parameters = ?2 WHERE id = ?1",
             params![id.to_string(), parameters as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Adds a warning to a job's list: something went wrong that its run got past.
+    pub fn add_warning(&self, id: JobId, message: &str) -> Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET warnings = json_insert(warnings, '$[#]', ?2) WHERE id = ?1",
+            params![id.to_string(), message],
         )?;
         Ok(())
     }

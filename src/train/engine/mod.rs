@@ -3,11 +3,11 @@
 //! A [`Task`] knows its model and data — how to build the model, how many batches an epoch has,
 //! one optimizer step on one batch, the evaluation that ends an epoch — the way Burn's own
 //! `TrainStep`/`ValidStep` split does. The engine knows everything else, once: resuming from the
-//! newest checkpoint (or drawing the initial weights from the seed), the cancel and shutdown
-//! flags looked at between steps, divergence, timing the first step, logging a step point every
-//! `training.log_every` steps, the epoch's row, and the checkpoint policy (every
-//! `checkpoint.every` epochs and at the end, keeping the newest `checkpoint.keep_last` and the
-//! best). It reports what happens through the run's [`super::report::RunLog`] and never touches
+//! newest intact checkpoint (or drawing the initial weights from the seed; see [`resume`]), the
+//! cancel and shutdown flags looked at between steps, divergence, timing the first step, logging
+//! a step point every `training.log_every` steps, the epoch's row, and the checkpoint policy
+//! (every `checkpoint.every` epochs and at the end, keeping the newest `checkpoint.keep_last` and
+//! the best). It reports what happens through the run's [`super::report::RunLog`] and never touches
 //! a database.
 
 use std::sync::Mutex;
@@ -19,10 +19,12 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
+mod resume;
+
 use super::checkpoint::{self, Identity, Manifest};
 use super::position::Position;
 pub use super::position::StepResult;
-use super::report::SavedCheckpoint;
+use super::report::{KeptCheckpoint, SavedCheckpoint};
 use super::{Outcome, Run, TrainError};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
 use crate::text::Vocab;
@@ -139,7 +141,7 @@ pub fn train<T: Task>(
     let training = &run.spec.training;
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
-    let mut state = restore_or_init(run, task, &device, optim)?;
+    let mut state = resume::restore_or_init(run, task, &device, optim)?;
     if let Some(count) = task.parameters() {
         run.log.parameters(count)?;
     }
@@ -249,44 +251,6 @@ fn record_step(
     Ok(())
 }
 
-/// Reads the job's newest checkpoint, once the task accepts it, into a model built on the plain
-/// device; without one, builds the model on the CPU from the job's seed and forks it onto the
-/// training `device`.
-///
-/// Initial weights are always drawn on the CPU: each backend has its own random generator, so a
-/// model initialised on a GPU from the same seed would start elsewhere. Drawn once on the CPU, the
-/// same definition starts from the same weights on every backend.
-fn restore_or_init<T: Task>(
-    run: &Run<'_>,
-    task: &T,
-    device: &Device,
-    optim: ModuleOptimizer,
-) -> Result<State<T::Model>, TrainError> {
-    if let Some(newest) = run.log.checkpoints()?.pop() {
-        let manifest = checkpoint::manifest(&newest.dir)?;
-        let position = &manifest.position;
-        tracing::info!(job = %run.id, epoch = position.epoch, step = position.step, "resuming from checkpoint");
-        task.accepts(&manifest)?;
-        let restored = checkpoint::read(&newest.dir, &manifest, task.init(&run.device.device), optim)?;
-        let saved_at = Some(restored.position.step);
-        return Ok(State {
-            model: restored.model,
-            optim: restored.optim,
-            position: restored.position,
-            saved_at,
-        });
-    }
-    let cpu = Device::flex().autodiff();
-    let model = {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        cpu.seed(run.spec.training.seed);
-        let model = task.init(&cpu);
-        crate::models::materialize(&model);
-        model
-    };
-    Ok(State { model: model.fork(device), optim, position: Position::default(), saved_at: None })
-}
-
 /// Writes a checkpoint, reports it, and drops what the retention policy no longer keeps: the
 /// newest `checkpoint.keep_last` and the best by [`EpochMetrics::score`] stay.
 fn save<T: Task>(
@@ -298,7 +262,8 @@ fn save<T: Task>(
     let identity = Identity { job_id: run.id, spec: run.spec, vocab: task.vocab() };
     let parent = run.config.checkpoints_dir(run.id);
     let position = &state.position;
-    let written = checkpoint::write(&parent, &identity, &state.model, &state.optim, position)?;
+    let written = checkpoint::write(&parent, &identity, &state.model, &state.optim, position)
+        .map_err(|e| run.checkpoint_error(e))?;
     let mut kept = run.log.checkpoints()?;
     // A resumed run may write the same step again: that checkpoint replaced the old one.
     kept.retain(|k| k.dir != written.dir);
@@ -312,10 +277,11 @@ fn save<T: Task>(
         metrics,
     };
     let id = run.log.checkpoint_saved(&saved)?;
-    kept.push(super::report::KeptCheckpoint { id, dir: saved.dir, score });
+    let step = saved.step;
+    kept.push(KeptCheckpoint { id, step, dir: saved.dir, bytes: saved.bytes, sha256: saved.sha256, score });
     for i in checkpoint::to_prune(&kept, run.spec.checkpoint.keep_last as usize) {
         run.log.checkpoint_dropped(kept[i].id)?;
-        checkpoint::remove(&kept[i].dir)?;
+        checkpoint::remove(&kept[i].dir).map_err(|e| run.checkpoint_error(e))?;
     }
     Ok(())
 }
