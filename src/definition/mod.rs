@@ -27,14 +27,17 @@ mod validate;
 pub(crate) use validate::MAX_NAME_CHARS;
 pub use validate::{Limits, parse_strict};
 
-/// A job definition as a client sends it. Every field is optional here; see the README for
-/// the defaults.
+/// A job definition as a client sends it. Fields are optional in Rust so that validation can
+/// name every missing one at once; the API document marks `model`, `data`, `model.kind` and
+/// `data.dataset` required, as validation does.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// A free label shown in listings.
     pub name: Option<String>,
+    #[schema(required)]
     pub model: Option<RawModel>,
+    #[schema(required)]
     pub data: Option<RawData>,
     pub training: Option<RawTraining>,
     /// `cpu` (Burn's flex backend, the default), `wgpu`, `wgpu:N` (a device of
@@ -43,12 +46,38 @@ pub struct JobSpec {
     pub checkpoint: Option<RawCheckpoint>,
 }
 
+/// The model kinds, for the API document (validation reads `model.kind` as a string, to name a
+/// wrong one in its answer).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    LenetBn,
+    MlpBn,
+    Resnet,
+    Densenet,
+    RnnLm,
+}
+
+/// The data sets, for the API document (as [`ModelKind`]).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    FashionMnist,
+    SyntheticImages,
+    TimeMachine,
+    Uploaded,
+    SyntheticText,
+}
+
 /// `model` as sent: `kind` picks the architecture, the other fields belong to some kinds only.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     /// `lenet_bn`, `mlp_bn`, `resnet`, `densenet` (image classifiers) or `rnn_lm` (a language
     /// model).
+    #[schema(required, value_type = ModelKind)]
     pub kind: Option<String>,
     /// Build the net with batch normalization (default true); false gives the same net without.
     pub batch_norm: Option<bool>,
@@ -91,6 +120,7 @@ pub enum Hidden {
 pub struct RawData {
     /// Images: `fashion_mnist` or `synthetic_images`; text: `time_machine`, `uploaded` or
     /// `synthetic_text`.
+    #[schema(required, value_type = DatasetName)]
     pub dataset: Option<String>,
     /// Train on this many examples only (a prefix of the training set).
     pub limit_train: Option<usize>,

@@ -110,10 +110,13 @@ async fn submit(
 #[derive(Debug, Deserialize, IntoParams)]
 struct ListQuery {
     /// Only jobs with this status.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// Cursor from the previous page's `next_after`.
+    #[param(value_type = Option<u64>, minimum = 0)]
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -170,8 +173,10 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
 #[derive(Debug, Deserialize, IntoParams)]
 struct MetricsQuery {
     /// Cursor from the previous answer's `next_after`: only newer step points are returned.
+    #[param(value_type = Option<u64>, minimum = 0)]
     after: Option<String>,
     /// Most step points to return, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 

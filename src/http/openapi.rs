@@ -11,7 +11,7 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 
@@ -101,6 +101,14 @@ fn shared_rules(method: &str, path: &str, operation: &mut Operation) {
     }
     if method == "POST" && path != "/datasets" {
         add("415", "A body that is not application/json");
+    }
+    let queried = operation.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
+    if queried {
+        operation
+            .responses
+            .responses
+            .entry("400".to_string())
+            .or_insert_with(|| RefOr::T(problem("A malformed query string, e.g. a repeated parameter")));
     }
 }
 
