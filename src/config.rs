@@ -4,13 +4,12 @@
 //! and passed down by value. Everything the server keeps lives under [`Config::data_dir`]; the
 //! `max_*` fields are the server-side caps that job validation enforces.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 use uuid::Uuid;
-
-use crate::keys::Secret;
 
 /// Settings of `kiln serve`. Every field is a flag with an environment fallback.
 #[derive(Debug, Clone, Args)]
@@ -211,5 +210,23 @@ impl Config {
     /// as long as `GET /datasets/{id}` finds the data set.
     pub fn uploaded_dataset_path(&self, id: Uuid) -> PathBuf {
         self.uploads_dir().join(format!("{id}.txt"))
+    }
+}
+
+/// A secret from the configuration (`KILN_API_KEY`): never printed, not even by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Self(s.to_string()))
     }
 }

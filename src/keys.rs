@@ -14,7 +14,6 @@
 //! - neither, bound to any other address: a generated `write` key, kept in `<data-dir>/api-key`
 //!   (mode 0600, created once and reused by later starts), and a log line saying where it is.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +22,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,24 +48,6 @@ impl Scope {
             Self::Read => "read",
             Self::Write => "write",
         }
-    }
-}
-
-/// A secret from the configuration (`KILN_API_KEY`): never printed, not even by `Debug`.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(Self(s.to_string()))
     }
 }
 

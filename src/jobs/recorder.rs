@@ -82,20 +82,15 @@ impl RunLog for Recorder<'_> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::definition::{JobSpec, Limits};
     use crate::jobs::shared::Shared;
-    use crate::jobs::store::NewJob;
 
     #[test]
     fn warnings_are_kept_in_order_and_shown_with_the_job() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
-        let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let limits = Limits { config: &shared.config, backends: &shared.backends };
-        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
-        let id = JobId::new_v4();
-        let new = NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 };
-        assert!(shared.store.insert_job(new).unwrap().warnings.is_empty());
+        let id = shared
+            .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
+        assert!(shared.store.job(id).unwrap().unwrap().warnings.is_empty());
 
         let log = Recorder { store: &shared.store, id };
         log.warn("checkpoint 3 (step 12) is damaged").unwrap();

@@ -38,3 +38,18 @@ impl Shared {
         Ok(Shared { config, store, queue, uploads, backends, shutdown: AtomicBool::new(false) })
     }
 }
+
+#[cfg(test)]
+impl Shared {
+    /// Validates `body` against this server and stores it as a queued job, as a submit would
+    /// without the queue: for tests of what works on stored jobs.
+    pub(super) fn store_job_for_test(&self, body: &[u8]) -> super::JobId {
+        use crate::definition::{JobSpec, Limits};
+        let limits = Limits { config: &self.config, backends: &self.backends };
+        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
+        let id = super::JobId::new_v4();
+        let new = super::store::NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 };
+        self.store.insert_job(new).unwrap();
+        id
+    }
+}

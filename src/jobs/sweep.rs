@@ -61,20 +61,15 @@ fn remove(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{JobSpec, Limits};
     use crate::jobs::shared::Shared;
-    use crate::jobs::store::{NewCheckpoint, NewJob};
+    use crate::jobs::store::NewCheckpoint;
 
     #[test]
     fn temporary_and_unindexed_checkpoint_directories_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
-        let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let limits = Limits { config: &shared.config, backends: &shared.backends };
-        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
-        let id = JobId::new_v4();
-        let new = NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 };
-        shared.store.insert_job(new).unwrap();
+        let id = shared
+            .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
         let checkpoints = shared.config.checkpoints_dir(id);
         let indexed = checkpoints.join("step-0000000004");
         for d in [&indexed, &checkpoints.join("step-0000000008"), &checkpoints.join(".tmp-1234/inner")] {

@@ -215,15 +215,7 @@ mod tests {
     use crate::jobs::store::NewJob;
 
     fn queued_job(shared: &Shared) -> JobId {
-        let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#;
-        let limits = Limits { config: &shared.config, backends: &shared.backends };
-        let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
-        let id = JobId::new_v4();
-        shared
-            .store
-            .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
-            .unwrap();
-        id
+        shared.store_job_for_test(br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#)
     }
 
     #[test]

@@ -19,7 +19,7 @@ async fn keyed_server() -> (Server, String) {
         .unwrap();
     let path = file.into_temp_path().keep().unwrap();
     let server = Server::start_with(|c| {
-        c.api_key = Some(kiln::keys::Secret(WRITER.into()));
+        c.api_key = Some(kiln::config::Secret(WRITER.into()));
         c.api_keys_file = Some(path);
     })
     .await;
