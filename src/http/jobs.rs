@@ -314,6 +314,7 @@ async fn download(
         (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
         (status = 413, description = "Body over --max-body-bytes", body = Problem),
         (status = 422, description = "Invalid request; each problem names its field", body = Problem),
+        (status = 500, description = "The checkpoint's file no longer matches its recorded SHA-256 (`checkpoint_corrupt`)", body = Problem),
         (status = 503, description = "Every generation slot is taken (--max-generations); see Retry-After", body = Problem,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]

@@ -5,7 +5,8 @@
 //! ([`crate::train::generate`]). It works while the job trains: a checkpoint pruned between the
 //! listing and the read is looked up again once.
 //!
-//! Generation is bounded: at most `--max-generations` run at once (one more is answered 503 with
+//! The model file is checked against its recorded size and SHA-256 before it is loaded, as a
+//! download is. Generation is bounded: at most `--max-generations` run at once (one more is answered 503 with
 //! `Retry-After`), and the `--generation-cache` most recently used models stay loaded, keyed by
 //! job and checkpoint, so repeated requests do not read the checkpoint again.
 
@@ -136,7 +137,10 @@ impl Jobs {
                 break (info, lm, vocab);
             }
             let dir = PathBuf::from(dir);
-            match load_language_model(&dir, model, &device) {
+            // Checked as a download is: a damaged file never generates.
+            let loaded = checkpoint::open_verified(&dir, info.bytes, &info.sha256)
+                .and_then(|_| load_language_model(&dir, model, &device));
+            match loaded {
                 Ok(loaded) => {
                     self.generation.keep((id, info.id), &loaded);
                     break (info, loaded.0, loaded.1);
@@ -147,6 +151,10 @@ impl Jobs {
                         "checkpoint {} of job {id}: training removed it (checkpoint.keep_last)",
                         info.id
                     )));
+                }
+                Err(e) if e.is_damage() => {
+                    tracing::error!(job = %id, checkpoint = info.id, error = %e, "a damaged checkpoint");
+                    return Err(JobError::CheckpointCorrupt { job: id, checkpoint: info.id });
                 }
                 Err(e) => return Err(e.into()),
             }
