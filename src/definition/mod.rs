@@ -20,12 +20,15 @@ use crate::models::{ClassifierSpec, LanguageModelSpec, ModelSpec};
 use crate::text::{Normalize, Sampling, Tokenizer};
 
 pub mod generate;
+mod names;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub(crate) use validate::MAX_NAME_CHARS;
 pub use validate::{Limits, parse_strict};
+
+use names::{DatasetName, ModelKind, OptimizerKind};
 
 /// A job definition as a client sends it. Fields are optional in Rust so that validation can
 /// name every missing one at once; the API document marks `model`, `data`, `model.kind` and
@@ -46,31 +49,6 @@ pub struct JobSpec {
     pub checkpoint: Option<RawCheckpoint>,
 }
 
-/// The model kinds, for the API document (validation reads `model.kind` as a string, to name a
-/// wrong one in its answer).
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    LenetBn,
-    MlpBn,
-    Resnet,
-    Densenet,
-    RnnLm,
-}
-
-/// The data sets, for the API document (as [`ModelKind`]).
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetName {
-    FashionMnist,
-    SyntheticImages,
-    TimeMachine,
-    Uploaded,
-    SyntheticText,
-}
-
 /// `model` as sent: `kind` picks the architecture, the other fields belong to some kinds only.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +63,7 @@ pub struct RawModel {
     /// of each recurrent layer (default 256).
     pub hidden: Option<Hidden>,
     /// `mlp_bn` only: `relu` (default) or `sigmoid`.
+    #[schema(value_type = Option<crate::models::Activation>)]
     pub activation: Option<String>,
     /// `resnet` only: 18 (default) or 34, which sets the default `blocks`.
     pub depth: Option<u32>,
@@ -98,6 +77,7 @@ pub struct RawModel {
     /// `densenet` only: channels out of the stem (default 64).
     pub stem_channels: Option<usize>,
     /// `rnn_lm` only: `rnn` (the book's from-scratch RNN, default), `gru` or `lstm`.
+    #[schema(value_type = Option<crate::models::Cell>)]
     pub cell: Option<String>,
     /// `rnn_lm` only: stacked recurrent layers (default 1).
     pub layers: Option<usize>,
@@ -140,8 +120,10 @@ pub struct RawData {
     /// `synthetic_text` only: characters to generate (default 20000).
     pub chars: Option<usize>,
     /// Text: `char` (default) or `word` tokens.
+    #[schema(value_type = Option<crate::text::Tokenizer>)]
     pub tokenizer: Option<String>,
     /// Text: `d2l` (default: runs of non-letters become one space, lower case) or `none`.
+    #[schema(value_type = Option<crate::text::Normalize>)]
     pub normalize: Option<String>,
     /// Text: tokens seen fewer times than this map to `<unk>` (default 0).
     pub min_freq: Option<usize>,
@@ -151,6 +133,7 @@ pub struct RawData {
     pub num_steps: Option<usize>,
     /// Text: `sequential` (default: the hidden state carries over between batches, detached)
     /// or `random` (fresh state every batch).
+    #[schema(value_type = Option<crate::text::Sampling>)]
     pub sampling: Option<String>,
     /// Text: fraction of the tokens, taken from the end, held out for validation perplexity
     /// (default 0).
@@ -189,6 +172,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 #[serde(deny_unknown_fields)]
 pub struct RawOptimizer {
     /// `sgd` (default) or `adam`.
+    #[schema(value_type = Option<OptimizerKind>)]
     pub kind: Option<String>,
     /// Learning rate (default 0.1 for sgd, 0.001 for adam).
     pub lr: Option<f64>,
