@@ -106,7 +106,7 @@ impl TempUpload {
         self.stage = Stage::Renamed;
         let dir = self.path.parent().expect("an upload path has a directory");
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| in_file(dir, e))?;
-        let sha256 = std::mem::take(&mut self.hash).finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = format!("{:x}", std::mem::take(&mut self.hash).finalize());
         let indexed = index(Written { bytes: self.bytes, sha256, chars })?;
         self.stage = Stage::Stored;
         Ok(indexed)

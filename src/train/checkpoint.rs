@@ -141,7 +141,7 @@ fn digest(mut file: impl Read, path: &Path) -> Result<(String, u64), CheckpointE
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = format!("{:x}", hasher.finalize());
     Ok((hex, total))
 }
 
