@@ -37,14 +37,15 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-fn job_id(raw: &str) -> Result<JobId, ApiError> {
+pub(super) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse_str(raw).map_err(|_| ApiError::NotFound(format!("job {raw}")))
 }
 
-/// Parses an optional cursor (`after`) and page size (`limit`).
+/// Parses an optional cursor (`after`) and page size (`limit`). An empty value is not a cursor:
+/// the document says `after` is an integer, so `after=` is refused like any other non-number.
 fn page(after: Option<&str>, limit: Option<&str>) -> Result<(i64, usize), ApiError> {
     let after = match after {
-        None | Some("") => 0,
+        None => 0,
         Some(raw) => raw
             .parse::<i64>()
             .ok()

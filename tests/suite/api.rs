@@ -207,6 +207,34 @@ async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_page_parameters_are_refused_naming_the_parameter() {
+    let server = Server::start().await;
+    let c = &server.client;
+    let id = submit(c, &server.base, &synthetic_job(1)).await["id"].as_str().unwrap().to_string();
+    // `after=` (empty) was once read as "from the start"; the document says it is an integer.
+    for (query, field) in [
+        ("/jobs?after=", "after"),
+        ("/jobs?after=x", "after"),
+        ("/jobs?after=-1", "after"),
+        ("/jobs?limit=", "limit"),
+        ("/jobs?limit=0", "limit"),
+        ("/jobs?limit=1001", "limit"),
+        ("/jobs?status=", "status"),
+    ] {
+        for path in [query.to_string(), query.replace("/jobs?", &format!("/jobs/{id}/metrics?"))] {
+            if path.contains("status") && path.contains("metrics") {
+                continue;
+            }
+            let r = c.get(server.url(&path)).send().await.unwrap();
+            assert_eq!(r.status(), 422, "{path}");
+            assert_eq!(r.headers()["content-type"], "application/problem+json", "{path}");
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["errors"][0]["field"], field, "{path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_makes_a_repeated_submit_return_the_same_job() {
     let server = Server::start().await;
     let c = &server.client;
