@@ -137,6 +137,16 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_GENERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_generations: u32,
 
+    /// Most `GET /jobs/{id}/events` streams open at once (over all jobs); one more is answered
+    /// 503 with `Retry-After`. Each stream also holds one of `--max-connections`.
+    #[arg(long, env = "KILN_MAX_EVENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_event_streams: u32,
+
+    /// Seconds an event stream may stay silent before the server sends a comment line, so that
+    /// proxies do not close an idle stream.
+    #[arg(long, env = "KILN_EVENT_KEEP_ALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub event_keep_alive_secs: u64,
+
     /// Language models kept loaded for generation, newest used first; 0 loads each time.
     #[arg(long, env = "KILN_GENERATION_CACHE", default_value_t = 4)]
     pub generation_cache: usize,

@@ -21,7 +21,9 @@
 //! - [`keys`]: API keys — where they come from, how a presented one is checked.
 //! - [`backend`]: which Burn devices a job can train on.
 //! - [`bench`]: the throughput benchmark behind `kiln bench`.
+//! - [`client`]: the command-line client (`kiln submit --follow`, `jobs`, `metrics` ...).
 //! - [`healthcheck`]: `kiln healthcheck`, the container health check.
+//! - [`telemetry`]: the Prometheus metrics of `GET /metrics`.
 //! - [`parity`]: `kiln parity`, training that `bench/parity.py` replays in PyTorch step by step.
 //!
 //! [`serve`] runs the whole service on an already-bound listener, which is how the tests start
@@ -29,6 +31,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod data;
 pub mod definition;
@@ -41,6 +44,7 @@ pub mod metrics;
 pub mod models;
 mod panics;
 pub mod parity;
+pub mod telemetry;
 pub mod text;
 pub mod train;
 

@@ -1,4 +1,5 @@
-//! The `kiln` binary: parses the configuration, sets up logging, binds and serves.
+//! The `kiln` binary: parses the configuration, sets up logging, binds and serves; or runs one
+//! of the client subcommands against a server.
 
 use std::io::IsTerminal;
 
@@ -35,6 +36,8 @@ enum Command {
     Healthcheck(kiln::healthcheck::HealthcheckArgs),
     /// Make a new API key: prints the key, then the line that adds it to an --api-keys-file.
     NewApiKey(NewApiKey),
+    #[command(flatten)]
+    Client(kiln::client::commands::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -76,6 +79,11 @@ fn main() -> std::process::ExitCode {
             println!("{}", kiln::keys::key_file_line(&token, scope, &args.label));
             Ok(())
         }
+        Some(Command::Client(command)) => match kiln::client::commands::run(command) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,8 @@
 //! the media-type and CORS rules that keep other web pages from driving it.
 //!
 //! Every route needs a key when the server has keys ([`crate::keys::Access`]), except
-//! `/healthz`, `/readyz` and `/openapi.json`. `read` keys may use `GET` routes and generation;
+//! `/healthz`, `/readyz`, `/openapi.json` and the dashboard's page and assets (which hold no
+//! data: the page asks for a key and reads everything through the API with it). `read` keys may use `GET` routes and generation;
 //! everything else needs a `write` key. Without a key the answer is 401 with `WWW-Authenticate:
 //! Bearer`; with a read key on a write route, 403.
 //!
@@ -28,7 +29,7 @@ const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
 
 /// The scope a request needs, or `None` for an open route.
 fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
-    if OPEN_PATHS.contains(&path) {
+    if OPEN_PATHS.contains(&path) || (method == Method::GET && super::dashboard::is_asset(path)) {
         return None;
     }
     let generation = method == Method::POST && path.starts_with("/jobs/") && path.ends_with("/generate");

@@ -1,7 +1,5 @@
 //! Liveness and readiness.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,7 +33,7 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health),
         (status = 503, description = "Shutting down (`shutting_down`), or short of disk space (`insufficient_storage`)", body = Problem)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    if !state.ready.load(Ordering::SeqCst) {
+    if state.stopping.is_cancelled() {
         return Err(ApiError::NotReady {
             kind: "shutting_down",
             detail: "the server is shutting down and takes no more work".into(),

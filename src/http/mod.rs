@@ -1,31 +1,36 @@
 //! The HTTP API: the router, its shared state and the server's life cycle.
 //!
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
-//! checkpoints), [`datasets`] (uploaded text corpora), [`backends`] (devices), [`health`]
-//! (liveness, readiness) and [`openapi`] (the API document). Handlers are thin: they extract, call one method of [`crate::jobs::Jobs`]
-//! and map the result; every error goes through [`error::ApiError`]. [`auth`] checks keys and
-//! media types in front of every route; [`server`] is the connection loop (timeouts, the
-//! connection cap).
+//! checkpoints), [`events`] (a job's live event stream), [`datasets`] (uploaded text corpora),
+//! [`backends`] (devices), [`health`] (liveness, readiness), [`prometheus`] (`/metrics`),
+//! [`dashboard`] (the page at `/`) and [`openapi`] (the API document). Handlers are thin: they
+//! extract, call one method of [`crate::jobs::Jobs`] and map the result; every error goes through
+//! [`error::ApiError`]. [`auth`] checks keys and media types in front of every route; [`server`]
+//! is the connection loop (timeouts, the connection cap).
 
 pub mod auth;
 pub mod backends;
+pub mod dashboard;
 pub mod datasets;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod prometheus;
 pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -39,8 +44,11 @@ use crate::keys::Access;
 #[derive(Clone)]
 pub struct AppState {
     pub jobs: Jobs,
-    /// False once shutdown began: `/readyz` answers 503 so load balancers stop sending work.
-    pub ready: Arc<AtomicBool>,
+    /// Cancelled once shutdown began: `/readyz` answers 503 so load balancers stop sending
+    /// work, and open event streams end.
+    pub stopping: CancellationToken,
+    /// Slots for open event streams (`--max-event-streams`).
+    pub event_streams: Arc<Semaphore>,
 }
 
 /// The whole API behind its keys (`access`). Bodies are capped at `--max-body-bytes`, except
@@ -54,15 +62,19 @@ pub fn router(state: AppState, access: Access) -> Result<Router, String> {
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
     let app = Router::new()
         .merge(jobs::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
+        .merge(events::router())
         .merge(datasets::router(config.max_dataset_bytes))
         .merge(backends::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(prometheus::router())
+        .merge(dashboard::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(from_fn(auth::json_only))
         .layer(from_fn_with_state(Arc::new(access), auth::require_key))
-        .layer(from_fn(error::problems_only));
+        .layer(from_fn(error::problems_only))
+        .layer(from_fn_with_state(state.clone(), prometheus::count_requests));
     let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,
@@ -100,8 +112,9 @@ pub async fn serve(
         .await
         .expect("starting the job service does not panic")?;
     let access = Access::resolve(jobs.config(), addr.ip());
-    let ready = Arc::new(AtomicBool::new(true));
-    let state = AppState { jobs: jobs.clone(), ready: ready.clone() };
+    let stopping = CancellationToken::new();
+    let event_streams = events::stream_slots(jobs.config().max_event_streams);
+    let state = AppState { jobs: jobs.clone(), stopping: stopping.clone(), event_streams };
     let app =
         access.map_err(ServeError::from).and_then(|access| router(state, access).map_err(ServeError::Config));
     let app = match app {
@@ -112,11 +125,11 @@ pub async fn serve(
         }
     };
     tracing::info!(%addr, "kiln listening");
-    let stopping = jobs.clone();
+    let service = jobs.clone();
     server::run(listener, app, limits, async move {
         shutdown.await;
-        ready.store(false, Ordering::SeqCst);
-        stopping.begin_shutdown();
+        stopping.cancel();
+        service.begin_shutdown();
         tracing::info!("shutting down: stopping training at the next step");
     })
     .await;

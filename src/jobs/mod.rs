@@ -9,6 +9,8 @@
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
+//! - [`events`]: each job's numbered history (status, steps, epochs, checkpoints), which the
+//!   store records and announces, and [`events::Follow`], one watcher of it.
 //! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
 //! - [`uploads`]: the files of uploaded corpora, written as they stream in; [`utf8`], the UTF-8
 //!   check of a text arriving in chunks; [`quota`], how many uploads and bytes may be stored.
@@ -19,6 +21,7 @@
 pub mod datasets;
 pub mod disk;
 pub mod error;
+pub mod events;
 pub mod generation;
 pub mod queue;
 pub mod quota;

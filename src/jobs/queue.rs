@@ -95,6 +95,11 @@ impl QueueState {
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
+
+    /// Number of jobs waiting in `lane`.
+    pub fn waiting_in(&self, lane: Lane) -> usize {
+        self.waiting.iter().filter(|(_, l)| *l == lane).count()
+    }
 }
 
 /// The shared queue.

@@ -1,20 +1,57 @@
 //! The store's side of the training engine's reporting port: a [`Recorder`] is the
 //! [`RunLog`] of one job's run, and writes what the engine reports — progress, step points, epoch
 //! rows, the checkpoint index, the parameter count, the first step's time, warnings — to the
-//! [`Store`].
+//! [`Store`] (which records and announces the job's events), and counts epochs, checkpoint bytes
+//! and the job's throughput in the server's [`Telemetry`].
 //! The checkpoint files are the engine's; the index rows are written here.
 
+use std::cell::Cell;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::JobId;
+use super::shared::Shared;
 use super::store::{NewCheckpoint, Store, StoreError};
+use crate::definition::{DataSpec, ValidJobSpec};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
+use crate::telemetry::Telemetry;
 use crate::train::report::{KeptCheckpoint, ReportError, RunLog, SavedCheckpoint};
 
 /// Records one job's run in the store.
 pub struct Recorder<'a> {
-    pub store: &'a Store,
-    pub id: JobId,
+    store: &'a Store,
+    telemetry: &'a Telemetry,
+    id: JobId,
+    /// What the job's throughput counts (`examples` or `tokens`), and how many per step.
+    unit: &'static str,
+    per_step: u64,
+    /// When the last steps were reported, and the step they reached.
+    last: Cell<Option<(Instant, u64)>>,
+}
+
+impl<'a> Recorder<'a> {
+    /// The log of job `id`'s run, whose definition is `spec`.
+    pub(crate) fn new(shared: &'a Shared, id: JobId, spec: &ValidJobSpec) -> Self {
+        let batch = spec.training.batch_size as u64;
+        let (unit, per_step) = match &spec.data {
+            DataSpec::Text(text) => ("tokens", batch * text.num_steps as u64),
+            DataSpec::Images(_) => ("examples", batch),
+        };
+        let (store, telemetry) = (&shared.store, &shared.telemetry);
+        Self { store, telemetry, id, unit, per_step, last: Cell::new(None) }
+    }
+
+    /// Sets the job's throughput from the steps taken since the last report.
+    fn measure(&self, step: u64) {
+        let now = Instant::now();
+        if let Some((then, before)) = self.last.replace(Some((now, step))) {
+            let seconds = now.duration_since(then).as_secs_f64();
+            if step > before && seconds > 0.0 {
+                let rate = (step - before) as f64 * self.per_step as f64 / seconds;
+                self.telemetry.throughput(&self.id.to_string(), self.unit, rate);
+            }
+        }
+    }
 }
 
 fn report(e: StoreError) -> ReportError {
@@ -48,11 +85,17 @@ impl RunLog for Recorder<'_> {
     }
 
     fn steps(&self, points: &[StepPoint], progress: Progress) -> Result<(), ReportError> {
-        self.store.record_steps(self.id, points, progress).map_err(report)
+        self.store.record_steps(self.id, points, progress).map_err(report)?;
+        self.measure(progress.step);
+        Ok(())
     }
 
     fn epoch(&self, metrics: &EpochMetrics, progress: Progress) -> Result<(), ReportError> {
-        self.store.record_epoch(self.id, metrics, progress).map_err(report)
+        self.store.record_epoch(self.id, metrics, progress).map_err(report)?;
+        self.telemetry.epoch_completed();
+        // The epoch's evaluation is not training: measure the next epoch from its first report.
+        self.last.set(None);
+        Ok(())
     }
 
     fn checkpoint_saved(&self, checkpoint: &SavedCheckpoint) -> Result<i64, ReportError> {
@@ -65,7 +108,9 @@ impl RunLog for Recorder<'_> {
             sha256: &checkpoint.sha256,
             metrics: checkpoint.metrics.as_ref(),
         };
-        self.store.insert_checkpoint(self.id, &new).map_err(report)
+        let id = self.store.insert_checkpoint(self.id, &new).map_err(report)?;
+        self.telemetry.checkpoint_written(checkpoint.bytes);
+        Ok(id)
     }
 
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError> {
@@ -92,7 +137,8 @@ mod tests {
             .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
         assert!(shared.store.job(id).unwrap().unwrap().warnings.is_empty());
 
-        let log = Recorder { store: &shared.store, id };
+        let spec = shared.store.job(id).unwrap().unwrap().spec;
+        let log = Recorder::new(&shared, id, &spec);
         log.warn("checkpoint 3 (step 12) is damaged").unwrap();
         log.warn("a \"quoted\" second one").unwrap();
         let reopened = Shared::open(shared.config.clone()).unwrap();

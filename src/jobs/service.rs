@@ -11,15 +11,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::error::JobError;
+use super::events::{Follow, History, HistorySource};
 use super::generation::Generation;
 use super::queue::CancelOutcome;
 use super::shared::Shared;
 use super::store::{MetricsPage, NewJob};
 use super::worker::Pool;
 use super::{CheckpointInfo, Job, JobId, JobStatus, disk, sweep, uploads, worker};
-use crate::backend::BackendsView;
+use crate::backend::{BackendsView, Lane};
 use crate::config::Config;
 use crate::definition::{JobSpec, Limits};
+use crate::telemetry::{Snapshot, Telemetry};
 use crate::train::checkpoint;
 
 /// The result of a submit.
@@ -133,6 +135,36 @@ impl Jobs {
         self.shared.store.metrics(id, after, limit)?.ok_or_else(|| not_found(id))
     }
 
+    /// The server's Prometheus metrics, for the HTTP layer to count requests in.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+
+    /// Every metric in the Prometheus text format, with jobs by status, queue depth per lane
+    /// and running jobs per device read now.
+    pub fn prometheus_text(&self) -> Result<String, JobError> {
+        let shared = &self.shared;
+        let (by_status, by_device) = shared.store.job_counts()?;
+        let jobs_by_status = JobStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), by_status.iter().find(|(t, _)| t == s).map_or(0, |(_, n)| *n)))
+            .collect();
+        let lanes = std::iter::once(Lane::Cpu).chain(shared.backends.usable_gpus().map(Lane::Gpu));
+        let queue = shared.queue.lock();
+        let queue_depth = lanes.map(|lane| (lane_name(lane), queue.waiting_in(lane) as i64)).collect();
+        drop(queue);
+        let snapshot = Snapshot { jobs_by_status, queue_depth, running_by_device: by_device };
+        Ok(shared.telemetry.encode(&snapshot))
+    }
+
+    /// Starts following job `id`'s events after event `after` (0: from its start). The watcher
+    /// subscribes before the job is looked up, so nothing recorded in between is missed.
+    pub fn follow(&self, id: JobId, after: i64) -> Result<Follow, JobError> {
+        let follow = Follow::new(self.shared.store.announcer(), id, after);
+        self.get(id)?;
+        Ok(follow)
+    }
+
     /// Cancels a queued job at once, or asks a running one to stop at its next step.
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
         let job = self.get(id)?;
@@ -230,6 +262,21 @@ impl Jobs {
     }
 }
 
+/// A lane as the metrics name it: `cpu`, `gpu:0` ...
+fn lane_name(lane: Lane) -> String {
+    match lane {
+        Lane::Cpu => "cpu".to_string(),
+        Lane::Gpu(i) => format!("gpu:{i}"),
+    }
+}
+
 fn not_found(id: JobId) -> JobError {
     JobError::NotFound(format!("job {id}"))
+}
+
+/// Watchers catch up from the store.
+impl HistorySource for Jobs {
+    fn history(&self, job: JobId, after: i64, limit: usize) -> Result<Option<History>, String> {
+        self.shared.store.history(job, after, limit)
+    }
 }

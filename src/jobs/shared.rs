@@ -1,5 +1,5 @@
 //! What the job service and its workers share: the configuration, the store, the queue, the
-//! upload quota, the devices and the shutdown flag. The service ([`super::service`]) and the workers
+//! upload quota, the devices, the shutdown flag and the Prometheus metrics. The service ([`super::service`]) and the workers
 //! ([`super::worker`]) both hold it behind an `Arc`; neither imports the other for it.
 
 use std::sync::atomic::AtomicBool;
@@ -10,6 +10,7 @@ use super::quota::UploadQuota;
 use super::store::Store;
 use crate::backend::Backends;
 use crate::config::Config;
+use crate::telemetry::Telemetry;
 
 /// The state of one running job service.
 pub(crate) struct Shared {
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub(super) backends: Backends,
     /// Set once at shutdown: every training run checkpoints and stops at its next step.
     pub(super) shutdown: AtomicBool,
+    /// The server's Prometheus metrics.
+    pub(super) telemetry: Telemetry,
 }
 
 impl Shared {
@@ -35,7 +38,8 @@ impl Shared {
         let (stored, stored_bytes) = store.upload_totals()?;
         let uploads = UploadQuota::new(config.max_uploads, config.max_uploads_bytes, stored, stored_bytes);
         let backends = Backends::from_config(&config);
-        Ok(Shared { config, store, queue, uploads, backends, shutdown: AtomicBool::new(false) })
+        let (shutdown, telemetry) = (AtomicBool::new(false), Telemetry::default());
+        Ok(Shared { config, store, queue, uploads, backends, shutdown, telemetry })
     }
 }
 

@@ -95,7 +95,7 @@ fn run(
         store.finish_job(id, JobStatus::Failed, Some(&format!("recording progress: {e}")))?;
         return Err(e);
     }
-    let log = Recorder { store, id };
+    let log = Recorder::new(shared, id, &job.spec);
     let run = Run {
         id,
         spec: &job.spec,
@@ -106,6 +106,7 @@ fn run(
         shutdown: &shared.shutdown,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| trainer(&run)));
+    shared.telemetry.stopped(&id.to_string());
     let (status, reason) = match outcome {
         Ok(Ok(Outcome::Completed)) => (JobStatus::Succeeded, None),
         Ok(Ok(Outcome::Cancelled)) => (JobStatus::Cancelled, None),

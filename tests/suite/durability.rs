@@ -122,7 +122,7 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
     let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
     assert_eq!(metrics["epochs"].as_array().unwrap().len(), 30);
     let mut steps: Vec<u64> = Vec::new();
-    let mut after = String::new();
+    let mut after = "0".to_string();
     loop {
         let page = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000&after={after}")).await;
         let points = page["steps"].as_array().unwrap();

@@ -87,6 +87,14 @@ async fn an_lstm_memorises_a_repeated_text_and_greedy_generation_continues_it() 
     let expected: String = SENTENCE.repeat(3).chars().skip(4).take(88).collect();
     assert_eq!(generated["text"], expected.as_str());
     assert_eq!(generated["prompt"], "kiln");
+    // The CLI prints the prompt and its continuation.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .args(["generate", &id, "kiln", "--tokens", "88", "--server", &server.base])
+        .env_remove("KILN_API_KEY");
+    let cli = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(String::from_utf8(cli.stdout).unwrap(), format!("kiln{expected}\n"));
 
     // Sampling is repeatable with a seed; characters outside the vocabulary become <unk>.
     let sample = json!({"prefix": "KILN ", "max_tokens": 30, "temperature": 1.0, "top_k": 3, "seed": 9});

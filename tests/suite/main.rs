@@ -6,10 +6,13 @@ mod common;
 
 mod api;
 mod checkpoints;
+mod cli;
+mod dashboard;
 mod datasets;
 mod durability;
 mod fashion_mnist;
 mod language_models;
 mod modern_cnns;
 mod security;
+mod watch;
 mod wgpu;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use crate::common::{Server, synthetic_job};
 use serde_json::{Value, json};
 
-const WRITER: &str = "kiln_test-writer-key-0123456789";
+pub(crate) const WRITER: &str = "kiln_test-writer-key-0123456789";
 
 /// A server whose keys are a write key (`KILN_API_KEY`) and a read key from a key file.
-async fn keyed_server() -> (Server, String) {
+pub(crate) async fn keyed_server() -> (Server, String) {
     let reader = kiln::keys::generate_token();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), kiln::keys::key_file_line(&reader, kiln::keys::Scope::Read, "tests"))

@@ -1,8 +1,9 @@
 //! The checkpoint index: where each kept checkpoint's files are, with their size and hash.
 
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 
-use super::{Result, Store};
+use super::{Result, Store, events};
+use crate::jobs::events::{CheckpointEvent, JobEvent, Recorded};
 use crate::jobs::{CheckpointInfo, JobId};
 use crate::metrics::EpochMetrics;
 
@@ -19,31 +20,9 @@ pub struct NewCheckpoint<'a> {
 
 impl Store {
     /// Indexes a checkpoint of job `id`, replacing any row for the same directory (a resumed
-    /// job writing a step again), in one transaction; returns its id.
+    /// job writing a step again), in one transaction with its `checkpoint` event; returns its id.
     pub fn insert_checkpoint(&self, id: JobId, new: &NewCheckpoint<'_>) -> Result<i64> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "DELETE FROM checkpoints WHERE job_id = ?1 AND dir = ?2",
-            params![id.to_string(), new.dir],
-        )?;
-        tx.execute(
-            "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                id.to_string(),
-                new.epoch,
-                new.step as i64,
-                new.bytes as i64,
-                new.sha256,
-                new.dir,
-                new.metrics.map(serde_json::to_string).transpose()?,
-                crate::jobs::now(),
-            ],
-        )?;
-        let checkpoint_id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(checkpoint_id)
+        self.write(|tx| insert_checkpoint(tx, id, new))
     }
 
     /// A job's checkpoints, oldest first, each with the directory holding its files.
@@ -87,4 +66,35 @@ impl Store {
         self.db().execute("DELETE FROM checkpoints WHERE id = ?1", [checkpoint_id])?;
         Ok(())
     }
+}
+
+fn insert_checkpoint(
+    tx: &Transaction<'_>,
+    id: JobId,
+    new: &NewCheckpoint<'_>,
+) -> Result<(i64, Vec<Recorded>)> {
+    tx.execute("DELETE FROM checkpoints WHERE job_id = ?1 AND dir = ?2", params![id.to_string(), new.dir])?;
+    tx.execute(
+        "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id.to_string(),
+            new.epoch,
+            new.step as i64,
+            new.bytes as i64,
+            new.sha256,
+            new.dir,
+            new.metrics.map(serde_json::to_string).transpose()?,
+            crate::jobs::now(),
+        ],
+    )?;
+    let checkpoint_id = tx.last_insert_rowid();
+    let event = CheckpointEvent {
+        id: checkpoint_id,
+        epoch: new.epoch,
+        step: new.step,
+        bytes: new.bytes,
+        sha256: new.sha256.to_string(),
+    };
+    Ok((checkpoint_id, vec![events::append(tx, id, &JobEvent::Checkpoint(event))?]))
 }

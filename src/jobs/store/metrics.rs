@@ -2,7 +2,8 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, events};
+use crate::jobs::events::JobEvent;
 use crate::jobs::{JobId, JobStatus};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
 
@@ -18,55 +19,77 @@ pub struct MetricsPage {
 }
 
 impl Store {
-    /// Records step points and the progress they bring, in one transaction.
+    /// Records step points and the progress they bring, in one transaction, with a `step` event
+    /// for each point.
     pub fn record_steps(&self, id: JobId, points: &[StepPoint], progress: Progress) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        {
+        self.write(|tx| {
+            let mut recorded = Vec::with_capacity(points.len());
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO step_metrics (job_id, step, epoch, loss, grad_norm) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for p in points {
                 stmt.execute(params![id.to_string(), p.step as i64, p.epoch, p.loss, p.grad_norm])?;
+                recorded.push(events::append(tx, id, &JobEvent::Step(p.clone()))?);
             }
-        }
-        tx.execute(
-            "UPDATE jobs SET epoch = ?2, step = ?3 WHERE id = ?1",
-            params![id.to_string(), progress.epoch, progress.step as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
+            tx.execute(
+                "UPDATE jobs SET epoch = ?2, step = ?3 WHERE id = ?1",
+                params![id.to_string(), progress.epoch, progress.step as i64],
+            )?;
+            Ok(((), recorded))
+        })
     }
 
-    /// Records an epoch's summary and the progress at its end, in one transaction.
+    /// Records an epoch's summary and the progress at its end, in one transaction, with its
+    /// `epoch` event.
     pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics, progress: Progress) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
-            params![id.to_string(), metrics.epoch, serde_json::to_string(metrics)?],
-        )?;
-        super::write_progress(&tx, id, progress)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO epoch_metrics (job_id, epoch, metrics) VALUES (?1, ?2, ?3)",
+                params![id.to_string(), metrics.epoch, serde_json::to_string(metrics)?],
+            )?;
+            super::write_progress(tx, id, progress)?;
+            Ok(((), vec![events::append(tx, id, &JobEvent::Epoch(metrics.clone()))?]))
+        })
     }
 
     /// A run starts at `progress`: forgets the metrics it will produce again (step points after
-    /// its step, epoch rows after its epoch) and records the progress, in one transaction.
+    /// its step, epoch rows after its epoch, and their events) and records the progress, in one
+    /// transaction.
     pub fn begin_run(&self, id: JobId, progress: Progress) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "DELETE FROM step_metrics WHERE job_id = ?1 AND step > ?2",
-            params![id.to_string(), progress.step as i64],
+        self.write(|tx| {
+            let (job, step, epoch) = (id.to_string(), progress.step as i64, progress.epoch);
+            tx.execute("DELETE FROM step_metrics WHERE job_id = ?1 AND step > ?2", params![job, step])?;
+            tx.execute("DELETE FROM epoch_metrics WHERE job_id = ?1 AND epoch > ?2", params![job, epoch])?;
+            tx.execute(
+                "DELETE FROM events WHERE job_id = ?1 AND ((kind = 'step' AND data ->> 'step' > ?2) \
+                 OR (kind = 'epoch' AND data ->> 'epoch' > ?3))",
+                params![job, step, epoch],
+            )?;
+            super::write_progress(tx, id, progress)?;
+            Ok(((), Vec::new()))
+        })
+    }
+
+    /// How many jobs have each status (those with none left out), and how many run on each
+    /// device.
+    pub fn job_counts(&self) -> Result<(Vec<(JobStatus, i64)>, Vec<(String, i64)>)> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut by_status = Vec::new();
+        for row in rows {
+            let (status, count) = row?;
+            let status =
+                JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
+            by_status.push((status, count));
+        }
+        let mut stmt = db.prepare_cached(
+            "SELECT COALESCE(backend, ''), COUNT(*) FROM jobs WHERE status = 'running' GROUP BY backend",
         )?;
-        tx.execute(
-            "DELETE FROM epoch_metrics WHERE job_id = ?1 AND epoch > ?2",
-            params![id.to_string(), progress.epoch],
-        )?;
-        super::write_progress(&tx, id, progress)?;
-        tx.commit()?;
-        Ok(())
+        let by_device = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((by_status, by_device))
     }
 
     /// A job's epoch rows and up to `limit` step points after cursor `after`.

@@ -1,7 +1,9 @@
 //! The durable record of the service: jobs, their metrics and their checkpoint index, and the
 //! index of uploaded data sets, in one SQLite database in the data dir. All SQL of kiln is in this
 //! module: jobs here, metrics rows in [`metrics`], the checkpoint index in [`checkpoints`],
-//! uploaded data sets in [`datasets`].
+//! uploaded data sets in [`datasets`], each job's event history in [`events`]: every write that
+//! changes what a watcher sees appends its event in the same transaction and announces it once
+//! committed.
 //!
 //! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
@@ -13,8 +15,9 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
+use super::events::{Announcer, JobEvent, Recorded, StatusEvent};
 use super::{Job, JobId, JobStatus};
 use crate::definition::ValidJobSpec;
 use crate::metrics::Progress;
@@ -34,71 +37,13 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 mod checkpoints;
 mod datasets;
+mod events;
 mod metrics;
+mod schema;
 
 pub use checkpoints::NewCheckpoint;
 pub use datasets::DatasetDeletion;
 pub use metrics::MetricsPage;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    name            TEXT,
-    status          TEXT NOT NULL,
-    spec            TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    parameters      INTEGER NOT NULL,
-    backend         TEXT,
-    error           TEXT,
-    epoch           INTEGER NOT NULL DEFAULT 0,
-    epochs          INTEGER NOT NULL,
-    step            INTEGER NOT NULL DEFAULT 0,
-    steps           INTEGER NOT NULL DEFAULT 0,
-    created_at      TEXT NOT NULL,
-    started_at      TEXT,
-    finished_at     TEXT,
-    first_step_seconds REAL,
-    warnings        TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
-CREATE TABLE IF NOT EXISTS epoch_metrics (
-    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    epoch   INTEGER NOT NULL,
-    metrics TEXT NOT NULL,
-    PRIMARY KEY (job_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS step_metrics (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    step   INTEGER NOT NULL,
-    epoch  INTEGER NOT NULL,
-    loss   REAL NOT NULL,
-    grad_norm REAL
-);
-CREATE INDEX IF NOT EXISTS step_metrics_job ON step_metrics (job_id, seq);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    epoch      INTEGER NOT NULL,
-    step       INTEGER NOT NULL,
-    bytes      INTEGER NOT NULL,
-    sha256     TEXT NOT NULL,
-    dir        TEXT NOT NULL,
-    metrics    TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, id);
-CREATE TABLE IF NOT EXISTS datasets (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
-    name       TEXT,
-    bytes      INTEGER NOT NULL,
-    sha256     TEXT NOT NULL,
-    chars      INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-";
 
 /// A job about to be inserted.
 pub struct NewJob<'a> {
@@ -109,9 +54,10 @@ pub struct NewJob<'a> {
     pub steps: u64,
 }
 
-/// The database.
+/// The database, and the channel on which it announces the events it records.
 pub struct Store {
     conn: Mutex<Connection>,
+    announcer: Announcer,
 }
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
@@ -192,23 +138,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        // Columns added since the first data dirs were made.
-        for (table, column, ty) in [
-            ("step_metrics", "grad_norm", "REAL"),
-            ("jobs", "first_step_seconds", "REAL"),
-            ("jobs", "warnings", "TEXT NOT NULL DEFAULT '[]'"),
-        ] {
-            let has: bool = conn.query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-                [table, column],
-                |r| r.get(0),
-            )?;
-            if !has {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
-            }
-        }
-        Ok(Self { conn: Mutex::new(conn) })
+        schema::create_or_upgrade(&conn)?;
+        Ok(Self { conn: Mutex::new(conn), announcer: Announcer::default() })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -216,22 +147,41 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Runs `write` in one transaction; once it commits, announces the events it recorded.
+    fn write<T>(&self, write: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Recorded>)>) -> Result<T> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let (value, events) = write(&tx)?;
+        tx.commit()?;
+        drop(db);
+        self.announcer.announce(events);
+        Ok(value)
+    }
+
+    /// Where recorded events are announced, for watchers to subscribe.
+    pub fn announcer(&self) -> &Announcer {
+        &self.announcer
+    }
+
     /// Inserts a queued job and returns it.
     pub fn insert_job(&self, new: NewJob<'_>) -> Result<Job> {
-        self.db().execute(
-            "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                new.id.to_string(),
-                new.spec.name,
-                serde_json::to_string(new.spec)?,
-                new.idempotency_key,
-                new.parameters as i64,
-                new.spec.training.epochs,
-                new.steps as i64,
-                super::now(),
-            ],
-        )?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    new.id.to_string(),
+                    new.spec.name,
+                    serde_json::to_string(new.spec)?,
+                    new.idempotency_key,
+                    new.parameters as i64,
+                    new.spec.training.epochs,
+                    new.steps as i64,
+                    super::now(),
+                ],
+            )?;
+            Ok(((), vec![events::append(tx, new.id, &JobEvent::status(JobStatus::Queued))?]))
+        })?;
         Ok(self.job(new.id)?.expect("the row just inserted"))
     }
 
@@ -296,11 +246,15 @@ impl Store {
 
     /// Marks a job running on `backend`; keeps the first start time of a resumed job.
     pub fn mark_running(&self, id: JobId, backend: &str) -> Result<()> {
-        self.db().execute(
-            "UPDATE jobs SET status = 'running', backend = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
-            params![id.to_string(), backend, super::now()],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET status = 'running', backend = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
+                params![id.to_string(), backend, super::now()],
+            )?;
+            let running =
+                StatusEvent { status: JobStatus::Running, backend: Some(backend.to_string()), error: None };
+            Ok(((), vec![events::append(tx, id, &JobEvent::Status(running))?]))
+        })
     }
 
     /// Records how long the job's latest run took to finish its first step.
@@ -333,22 +287,28 @@ impl Store {
 
     /// Puts a job back in the queue (server shutdown or restart), keeping its metrics.
     pub fn mark_queued(&self, id: JobId) -> Result<()> {
-        self.db().execute("UPDATE jobs SET status = 'queued' WHERE id = ?1", [id.to_string()])?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?1", [id.to_string()])?;
+            Ok(((), vec![events::append(tx, id, &JobEvent::status(JobStatus::Queued))?]))
+        })
     }
 
     /// Ends a job with `status` and, for failures, the reason.
     pub fn finish_job(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
-        self.db().execute(
-            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
-            params![id.to_string(), status.as_str(), error, super::now()],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id.to_string(), status.as_str(), error, super::now()],
+            )?;
+            let end = StatusEvent { status, backend: None, error: error.map(str::to_string) };
+            Ok(((), vec![events::append(tx, id, &JobEvent::Status(end))?]))
+        })
     }
 
-    /// Removes a job with its metrics and checkpoint index.
+    /// Removes a job with its metrics, checkpoint index and events; its watchers stop.
     pub fn delete_job(&self, id: JobId) -> Result<()> {
         self.db().execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
+        self.announcer.deleted(id);
         Ok(())
     }
 }

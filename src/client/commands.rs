@@ -1,0 +1,204 @@
+//! The client subcommands of the `kiln` binary. Each returns whether it succeeded: `submit
+//! --follow` succeeds only when the job does, so a CI step can train and gate on the result.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::follow::{Display, columns, follow, number};
+use super::{Client, ClientError, ServerArgs};
+
+/// A client subcommand with its arguments.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Submit a job definition (a JSON file, `-` for stdin); with --follow, show its progress
+    /// and exit 0 only if it succeeds.
+    Submit {
+        file: PathBuf,
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List jobs, oldest first.
+    Jobs {
+        /// Only jobs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// A job's epoch metrics, as a table.
+    Metrics {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Generate text from a trained language model, starting with PREFIX.
+    Generate {
+        id: String,
+        prefix: String,
+        /// How many tokens to generate.
+        #[arg(long, default_value_t = 50)]
+        tokens: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List a job's checkpoints; with --download DIR, save the newest one's file there.
+    Checkpoints {
+        id: String,
+        #[arg(long)]
+        download: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Runs `command`; `Ok(false)` when it ran but what it reports failed (a job that did not
+/// succeed).
+pub fn run(command: ClientCommand) -> Result<bool, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(dispatch(command)).map_err(|e| e.to_string())
+}
+
+async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
+    match command {
+        ClientCommand::Submit { file, follow, server } => submit(&Client::new(&server), &file, follow).await,
+        ClientCommand::Jobs { status, server } => {
+            let path =
+                status.map_or("/jobs?limit=1000".to_string(), |s| format!("/jobs?limit=1000&status={s}"));
+            let page = Client::new(&server).get(&path).await?;
+            print_jobs(page["jobs"].as_array().map_or(&[][..], Vec::as_slice));
+            Ok(true)
+        }
+        ClientCommand::Metrics { id, server } => {
+            let metrics = Client::new(&server).get(&format!("/jobs/{id}/metrics")).await?;
+            print_epochs(&metrics["epochs"]);
+            Ok(true)
+        }
+        ClientCommand::Cancel { id, server } => {
+            let job = Client::new(&server).post(&format!("/jobs/{id}/cancel"), &json!({})).await?;
+            println!("job {id}: {}", job["status"].as_str().unwrap_or("?"));
+            Ok(true)
+        }
+        ClientCommand::Generate { id, prefix, tokens, server } => {
+            let body = json!({"prefix": prefix, "max_tokens": tokens});
+            let generated = Client::new(&server).post(&format!("/jobs/{id}/generate"), &body).await?;
+            let (prompt, text) = (&generated["prompt"], &generated["text"]);
+            println!("{}{}", prompt.as_str().unwrap_or_default(), text.as_str().unwrap_or_default());
+            Ok(true)
+        }
+        ClientCommand::Checkpoints { id, download, server } => {
+            checkpoints(&Client::new(&server), &id, download).await
+        }
+    }
+}
+
+async fn submit(client: &Client, file: &Path, follow_it: bool) -> Result<bool, ClientError> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| ClientError::Other(format!("reading {}: {e}", file.display())))?;
+    let definition: Value = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Other(format!("{} is not JSON: {e}", file.display())))?;
+    let job = client.post("/jobs", &definition).await?;
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    println!("job {id} {}", job["status"].as_str().unwrap_or("?"));
+    if !follow_it {
+        return Ok(true);
+    }
+    let display = if std::io::stderr().is_terminal() { Display::Bars } else { Display::Lines };
+    let outcome = follow(client, &job, display).await?;
+    let metrics = client.get(&format!("/jobs/{id}/metrics")).await?;
+    print_epochs(&metrics["epochs"]);
+    if let Some(error) = &outcome.error {
+        eprintln!("job {id} {}: {error}", outcome.status);
+    }
+    println!("job {id} {}", outcome.status);
+    Ok(outcome.status == "succeeded")
+}
+
+async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Result<bool, ClientError> {
+    let list = client.get(&format!("/jobs/{id}/checkpoints")).await?;
+    let list = list.as_array().map_or(&[][..], Vec::as_slice);
+    println!("{:>6} {:>6} {:>8} {:>12}  sha256", "id", "epoch", "step", "bytes");
+    for c in list {
+        println!(
+            "{:>6} {:>6} {:>8} {:>12}  {}",
+            c["id"],
+            c["epoch"],
+            c["step"],
+            c["bytes"],
+            c["sha256"].as_str().unwrap_or("")
+        );
+    }
+    let Some(dir) = download else {
+        return Ok(true);
+    };
+    let newest = list.last().ok_or_else(|| ClientError::Other(format!("job {id} has no checkpoint")))?;
+    let url = format!("/jobs/{id}/checkpoints/{}", newest["id"]);
+    let bytes = client
+        .send(client.request(Method::GET, &url))
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Other(format!("downloading checkpoint {}: {e}", newest["id"])))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ClientError::Other(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{id}-checkpoint-{}.mpk", newest["id"]));
+    std::fs::write(&path, &bytes)
+        .map_err(|e| ClientError::Other(format!("writing {}: {e}", path.display())))?;
+    println!("saved {} ({} bytes)", path.display(), bytes.len());
+    Ok(true)
+}
+
+fn print_jobs(jobs: &[Value]) {
+    println!("{:<36}  {:<9}  {:<10}  {:<18}  {:>9}  name", "id", "status", "model", "backend", "progress");
+    for job in jobs {
+        let progress = &job["progress"];
+        let steps = progress["steps"].as_u64().unwrap_or(0);
+        let done =
+            if steps == 0 { 0.0 } else { progress["step"].as_u64().unwrap_or(0) as f64 / steps as f64 };
+        println!(
+            "{:<36}  {:<9}  {:<10}  {:<18}  {:>8.0}%  {}",
+            job["id"].as_str().unwrap_or(""),
+            job["status"].as_str().unwrap_or(""),
+            job["spec"]["model"]["kind"].as_str().unwrap_or(""),
+            job["backend"].as_str().or(job["spec"]["backend"].as_str()).unwrap_or(""),
+            done * 100.0,
+            job["name"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+/// Epoch rows as a table whose columns are the metrics any row has.
+fn print_epochs(epochs: &Value) {
+    let rows = epochs.as_array().map_or(&[][..], Vec::as_slice);
+    let columns = columns(rows);
+    if rows.is_empty() {
+        println!("no epoch finished");
+        return;
+    }
+    let header: Vec<String> = columns.iter().map(|c| format!("{c:>14}")).collect();
+    println!("{:>5} {}", "epoch", header.join(" "));
+    for row in rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{:>14}", row[c].as_f64().map(number).unwrap_or_default()))
+            .collect();
+        println!("{:>5} {}", row["epoch"], cells.join(" "));
+    }
+}
