@@ -138,10 +138,10 @@ async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Re
     for c in list {
         println!(
             "{:>6} {:>6} {:>8} {:>12}  {}",
-            c["id"],
-            c["epoch"],
-            c["step"],
-            c["bytes"],
+            c["id"].as_i64().unwrap_or_default(),
+            c["epoch"].as_u64().unwrap_or_default(),
+            c["step"].as_u64().unwrap_or_default(),
+            c["bytes"].as_u64().unwrap_or_default(),
             c["sha256"].as_str().unwrap_or("")
         );
     }
@@ -199,6 +199,6 @@ fn print_epochs(epochs: &Value) {
             .iter()
             .map(|c| format!("{:>14}", row[c].as_f64().map(number).unwrap_or_default()))
             .collect();
-        println!("{:>5} {}", row["epoch"], cells.join(" "));
+        println!("{:>5} {}", row["epoch"].as_u64().unwrap_or_default(), cells.join(" "));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -151,10 +151,12 @@ impl View {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
             let template =
-                format!("epoch {{prefix}} {{bar:30}} {{percent:>3}}% {{per_sec:>14}} {unit} {{msg}}");
-            bar.set_style(
-                ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+                format!("epoch {{prefix}} {{bar:30}} {{percent:>3}}% {{rate:>8}} {unit}/s  {{msg}}");
+            let style =
+                ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}", state.per_sec());
+            }));
             bar
         });
         bar.set_prefix(format!("{epoch}/{}", self.epochs));
@@ -163,10 +165,10 @@ impl View {
     }
 
     fn epoch(&mut self, row: &Value) {
-        let line = epoch_line(row, self.epochs);
         match self.bar.take() {
-            Some(bar) => bar.finish_with_message(line),
-            None => println!("{line}"),
+            // The bar stays, its prefix naming the epoch: the message needs only the metrics.
+            Some(bar) => bar.finish_with_message(metrics_text(row, 4)),
+            None => println!("{}", epoch_line(row, self.epochs)),
         }
         let epoch = row["epoch"].as_u64().unwrap_or(0);
         self.epoch_start = epoch * self.steps_per_epoch;
@@ -214,11 +216,14 @@ pub fn columns<'a>(rows: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
 
 /// An epoch row as one line: `epoch 2/5  train_loss 0.4123  test_accuracy 0.8512 ...`.
 pub fn epoch_line(row: &Value, epochs: u64) -> String {
-    let mut line = format!("epoch {}/{epochs}", row["epoch"]);
-    for name in columns([row]) {
-        line.push_str(&format!("  {name} {}", number(row[&name].as_f64().unwrap_or(f64::NAN))));
-    }
-    line
+    format!("epoch {}/{epochs}  {}", row["epoch"].as_u64().unwrap_or_default(), metrics_text(row, usize::MAX))
+}
+
+/// The first `most` metrics of an epoch row: `train_loss 0.4123  train_accuracy 0.8512 ...`.
+fn metrics_text(row: &Value, most: usize) -> String {
+    let fields = columns([row]).into_iter().take(most);
+    let fields = fields.map(|name| format!("{name} {}", number(row[&name].as_f64().unwrap_or(f64::NAN))));
+    fields.collect::<Vec<_>>().join("  ")
 }
 
 /// A metric for a table: four decimals below 100, whole numbers above.
