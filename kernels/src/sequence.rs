@@ -7,7 +7,10 @@
 //! `u` as one product over all steps, `[h_0 … h_{T−1}]ᵀ · [d_hp_1 … d_hp_T]`, instead of one
 //! small product per step and a sum.
 
+use std::ops::Range;
+
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::add_rows;
 use super::cells::{gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward};
@@ -125,9 +128,61 @@ fn matmul(
     }
 }
 
+/// Rows per part below which a batch is not split between threads.
+const MIN_ROWS: usize = 8;
+
+/// Runs `part` over disjoint ranges of the batch's rows, one per thread of rayon's pool (two on
+/// two cores). A recurrent layer's rows are independent at every step, so each part runs all the
+/// steps of its rows alone: no synchronisation per step, and each step's product fills a core.
+fn split_rows(batch: usize, part: impl Fn(Range<usize>) + Sync) {
+    let parts = rayon::current_num_threads().min(batch / MIN_ROWS).max(1);
+    if parts == 1 {
+        return part(0..batch);
+    }
+    let chunk = batch.div_ceil(parts);
+    (0..parts).into_par_iter().for_each(|p| part(p * chunk..((p + 1) * chunk).min(batch)));
+}
+
+/// A buffer the parts of [`split_rows`] write, each only the rows of its range.
+struct Rows {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the parts write disjoint ranges (their own rows) and read only ranges they wrote or
+// that no part writes.
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn new(buffer: &mut [f32]) -> Self {
+        Self { ptr: buffer.as_mut_ptr(), len: buffer.len() }
+    }
+
+    /// `len` floats from `start`.
+    ///
+    /// # Safety
+    /// No other part may write them while the slice lives.
+    unsafe fn get(&self, start: usize, len: usize) -> &[f32] {
+        assert!(start + len <= self.len);
+        // SAFETY: in bounds (asserted); the caller keeps writers away.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
+    }
+
+    /// `len` floats from `start`, to write.
+    ///
+    /// # Safety
+    /// No other part may read or write them while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len);
+        // SAFETY: in bounds (asserted); the caller keeps every other access away.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
 /// Runs the layer over `xp` from `h0` (and, for the LSTM, `c0`).
 pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward {
-    let Layer { cell, steps, batch, hidden, u, bias, hidden_bias } = *layer;
+    let Layer { cell, steps, batch, hidden, u, .. } = *layer;
     let (n, width) = (batch * hidden, cell.gates() * hidden);
     assert!(steps > 0 && xp.len() == steps * batch * width && h0.len() == n && u.len() == hidden * width);
     let mut outputs = vec![0.0; steps * n];
@@ -136,26 +191,53 @@ pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward
         cells[..n].copy_from_slice(c0);
     }
     let mut saved = vec![0.0; steps * batch * cell.saved(hidden)];
-    let mut hp = vec![0.0; batch * width];
+    let buffers = (Rows::new(&mut outputs), Rows::new(&mut cells), Rows::new(&mut saved));
+    split_rows(batch, |rows| forward_rows(layer, xp, h0, rows, &buffers));
+    Forward { outputs, cells, saved }
+}
+
+/// [`forward`] for the batch rows `rows`, into `(outputs, cells, saved)`.
+fn forward_rows(layer: &Layer<'_>, xp: &[f32], h0: &[f32], rows: Range<usize>, buffers: &(Rows, Rows, Rows)) {
+    let Layer { cell, steps, batch, hidden, u, bias, hidden_bias } = *layer;
+    let (outputs, cells, saved) = buffers;
+    let (n, width, per_step) = (batch * hidden, cell.gates() * hidden, batch * cell.saved(hidden));
+    let (r0, len) = (rows.start, rows.len());
+    let mut hp = vec![0.0; len * width];
     for t in 0..steps {
-        let (done, rest) = outputs.split_at_mut(t * n);
-        let h_prev = if t == 0 { h0 } else { &done[(t - 1) * n..] };
-        let h = &mut rest[..n];
-        matmul(batch, hidden, width, h_prev, false, u, false, &mut hp, false);
-        let xp_t = &xp[t * batch * width..(t + 1) * batch * width];
-        let saved_t = &mut saved[t * batch * cell.saved(hidden)..(t + 1) * batch * cell.saved(hidden)];
+        // SAFETY (every `get` and `get_mut` below): this part alone touches rows `rows` of each
+        // step's blocks, and reads the previous step's, which it wrote itself.
+        let h_prev = if t == 0 {
+            &h0[r0 * hidden..(r0 + len) * hidden]
+        } else {
+            unsafe { outputs.get((t - 1) * n + r0 * hidden, len * hidden) }
+        };
+        let h = unsafe { outputs.get_mut(t * n + r0 * hidden, len * hidden) };
+        matmul(len, hidden, width, h_prev, false, u, false, &mut hp, false);
+        let xp_t = &xp[(t * batch + r0) * width..(t * batch + r0 + len) * width];
         match cell {
             Cell::Rnn => rnn_forward(xp_t, &hp, bias, h),
-            Cell::Gru => gru_forward(xp_t, &hp, bias, hidden_bias, h_prev, h, saved_t),
+            Cell::Gru => {
+                let saved_t = unsafe { saved.get_mut(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                gru_forward(xp_t, &hp, bias, hidden_bias, h_prev, h, saved_t);
+            }
             Cell::Lstm => {
                 hp.iter_mut().zip(xp_t).for_each(|(p, &x)| *p += x);
-                let (before, after) = cells.split_at_mut((t + 1) * n);
-                let (acts, tanh_c) = saved_t.split_at_mut(4 * n);
-                lstm_forward(&hp, bias, &before[t * n..], h, &mut after[..n], acts, tanh_c);
+                let c_prev = unsafe { cells.get(t * n + r0 * hidden, len * hidden) };
+                let c = unsafe { cells.get_mut((t + 1) * n + r0 * hidden, len * hidden) };
+                let acts = unsafe { saved.get_mut(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                let tanh_c = unsafe { saved.get_mut(t * per_step + 4 * n + r0 * hidden, len * hidden) };
+                lstm_forward(&hp, bias, c_prev, h, c, acts, tanh_c);
             }
         }
     }
-    Forward { outputs, cells, saved }
+}
+
+/// What the backward writes: the gradients of `xp`, of the GRU's `hp`, of `h0` and of `c0`.
+struct Written {
+    d_xp: Rows,
+    d_hp: Rows,
+    d_h0: Rows,
+    d_c0: Rows,
 }
 
 /// The gradients of the layer's inputs from those of its outputs, `d_outputs`
@@ -168,41 +250,23 @@ pub fn backward(
     d_c_last: &[f32],
 ) -> Gradients {
     let Layer { cell, steps, batch, hidden, u, .. } = *layer;
-    let (n, width, per_step) = (batch * hidden, cell.gates() * hidden, batch * cell.saved(hidden));
+    let (n, width) = (batch * hidden, cell.gates() * hidden);
     let mut d_xp = vec![0.0; steps * batch * width];
     // The hidden products' gradients; the same as the inputs' but for the GRU.
     let mut d_hp = if cell == Cell::Gru { vec![0.0; d_xp.len()] } else { Vec::new() };
-    let (mut dh_next, mut dc_next) = (vec![0.0; n], d_c_last.to_vec());
-    let (mut dh, mut dc_prev) = (vec![0.0; n], vec![0.0; n]);
-    for t in (0..steps).rev() {
-        dh.iter_mut().zip(&d_outputs[t * n..(t + 1) * n]).zip(&dh_next).for_each(|((d, &o), &g)| *d = o + g);
-        let h_prev = if t == 0 { h0 } else { &run.outputs[(t - 1) * n..t * n] };
-        let saved = &run.saved[t * per_step..(t + 1) * per_step];
-        let d_xp_t = &mut d_xp[t * batch * width..(t + 1) * batch * width];
-        match cell {
-            Cell::Rnn => rnn_backward(&run.outputs[t * n..(t + 1) * n], &dh, d_xp_t),
-            Cell::Gru => {
-                let d_hp_t = &mut d_hp[t * batch * width..(t + 1) * batch * width];
-                gru_backward(saved, h_prev, &dh, d_xp_t, d_hp_t, &mut dc_prev, hidden);
-            }
-            Cell::Lstm => {
-                let (acts, tanh_c) = saved.split_at(4 * n);
-                let c_prev = &run.cells[t * n..(t + 1) * n];
-                lstm_backward(acts, tanh_c, c_prev, &dh, &dc_next, d_xp_t, &mut dc_prev, hidden);
-                std::mem::swap(&mut dc_next, &mut dc_prev);
-            }
-        }
-        // dh_{t-1} = d_hp_t · uᵀ, plus the GRU's direct path (left in `dc_prev`).
-        let d_hp_t = if cell == Cell::Gru {
-            &d_hp[t * batch * width..(t + 1) * batch * width]
-        } else {
-            &d_xp[t * batch * width..(t + 1) * batch * width]
-        };
-        if cell == Cell::Gru {
-            dh_next.copy_from_slice(&dc_prev);
-        }
-        matmul(batch, width, hidden, d_hp_t, false, u, true, &mut dh_next, cell == Cell::Gru);
-    }
+    let mut d_h0 = vec![0.0; n];
+    let mut d_c0 = if cell == Cell::Lstm { vec![0.0; n] } else { Vec::new() };
+    // `uᵀ` stored row-major, once: gemm reads a row-major left operand by packing it with scalar
+    // strided loads, which for `d_hp · uᵀ` at every step cost more than the product itself.
+    let u_t = transpose(u, hidden, width);
+    let written = Written {
+        d_xp: Rows::new(&mut d_xp),
+        d_hp: Rows::new(&mut d_hp),
+        d_h0: Rows::new(&mut d_h0),
+        d_c0: Rows::new(&mut d_c0),
+    };
+    let inputs = (run, h0, d_outputs, d_c_last, u_t.as_slice());
+    split_rows(batch, |rows| backward_rows(layer, inputs, rows, &written));
     // d_u = [h_0 … h_{T−1}]ᵀ · d_hp, over every step at once.
     let mut h_prev_all = Vec::with_capacity(steps * n);
     h_prev_all.extend_from_slice(h0);
@@ -217,6 +281,138 @@ pub fn backward(
         d_hidden_bias = vec![0.0; width];
         add_rows(&d_hp, &mut d_hidden_bias);
     }
-    let c0 = if cell == Cell::Lstm { dc_next } else { Vec::new() };
-    Gradients { xp: d_xp, u: d_u, bias: d_bias, hidden_bias: d_hidden_bias, h0: dh_next, c0 }
+    Gradients { xp: d_xp, u: d_u, bias: d_bias, hidden_bias: d_hidden_bias, h0: d_h0, c0: d_c0 }
+}
+
+/// [`backward`] through the steps for the batch rows `rows`: `inputs` are the forward's run, `h0`,
+/// the outputs' gradients, the last cell state's and `uᵀ`.
+fn backward_rows(
+    layer: &Layer<'_>,
+    inputs: (&Forward, &[f32], &[f32], &[f32], &[f32]),
+    rows: Range<usize>,
+    written: &Written,
+) {
+    let Layer { cell, steps, batch, hidden, .. } = *layer;
+    let (run, h0, d_outputs, d_c_last, u_t) = inputs;
+    let (n, width, per_step) = (batch * hidden, cell.gates() * hidden, batch * cell.saved(hidden));
+    let (r0, len) = (rows.start, rows.len());
+    let span = |t: usize| t * n + r0 * hidden..t * n + (r0 + len) * hidden;
+    let (mut dh_next, mut dh, mut dc_prev) =
+        (vec![0.0; len * hidden], vec![0.0; len * hidden], vec![0.0; len * hidden]);
+    let mut dc_next = if cell == Cell::Lstm { d_c_last[span(0)].to_vec() } else { Vec::new() };
+    for t in (0..steps).rev() {
+        dh.iter_mut().zip(&d_outputs[span(t)]).zip(&dh_next).for_each(|((d, &o), &g)| *d = o + g);
+        let h_prev = if t == 0 { &h0[span(0)] } else { &run.outputs[span(t - 1)] };
+        let xp_rows = (t * batch + r0) * width;
+        // SAFETY (every `get` and `get_mut` below): this part alone touches these rows.
+        let d_xp_t = unsafe { written.d_xp.get_mut(xp_rows, len * width) };
+        match cell {
+            Cell::Rnn => rnn_backward(&run.outputs[span(t)], &dh, d_xp_t),
+            Cell::Gru => {
+                let saved = &run.saved[t * per_step + r0 * 4 * hidden..][..len * 4 * hidden];
+                let d_hp_t = unsafe { written.d_hp.get_mut(xp_rows, len * width) };
+                gru_backward(saved, h_prev, &dh, d_xp_t, d_hp_t, &mut dc_prev, hidden);
+            }
+            Cell::Lstm => {
+                let acts = &run.saved[t * per_step + r0 * 4 * hidden..][..len * 4 * hidden];
+                let tanh_c = &run.saved[t * per_step + 4 * n + r0 * hidden..][..len * hidden];
+                let c_prev = &run.cells[span(t)];
+                lstm_backward(acts, tanh_c, c_prev, &dh, &dc_next, d_xp_t, &mut dc_prev, hidden);
+                std::mem::swap(&mut dc_next, &mut dc_prev);
+            }
+        }
+        // dh_{t-1} = d_hp_t · uᵀ, plus the GRU's direct path (left in `dc_prev`).
+        let d_hp_t = if cell == Cell::Gru {
+            unsafe { written.d_hp.get(xp_rows, len * width) }
+        } else {
+            unsafe { written.d_xp.get(xp_rows, len * width) }
+        };
+        if cell == Cell::Gru {
+            dh_next.copy_from_slice(&dc_prev);
+        }
+        matmul(len, width, hidden, d_hp_t, false, u_t, false, &mut dh_next, cell == Cell::Gru);
+    }
+    // SAFETY: these rows of the input gradients are this part's alone.
+    unsafe { written.d_h0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dh_next);
+    if cell == Cell::Lstm {
+        unsafe { written.d_c0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dc_next);
+    }
+}
+
+/// `[rows, cols]` row-major to `[cols, rows]` row-major, in tiles that stay in cache.
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut dst = vec![0.0; rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+    dst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in (−scale, scale).
+    fn values(n: usize, scale: f32, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32 * 2_654_435_761 ^ seed).wrapping_mul(40_503) % 2001) as f32 / 1000.0 - 1.0)
+            .map(|v| v * scale)
+            .collect()
+    }
+
+    /// Forward and backward of a layer in a pool of `threads` threads.
+    fn run(layer: &Layer<'_>, threads: usize, inputs: &[Vec<f32>; 4]) -> (Forward, Gradients) {
+        let [xp, h0, c0, d_out] = inputs;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let run = forward(layer, xp, h0, c0);
+            let d_c_last = if layer.cell == Cell::Lstm { c0.clone() } else { Vec::new() };
+            let grads = backward(layer, &run, h0, d_out, &d_c_last);
+            (run, grads)
+        })
+    }
+
+    #[test]
+    fn a_batch_split_between_threads_computes_what_one_thread_does() {
+        let (steps, batch, hidden) = (5, 37, 16);
+        for cell in [Cell::Rnn, Cell::Gru, Cell::Lstm] {
+            let width = cell.gates() * hidden;
+            let (u, bias) = (values(hidden * width, 0.4, 1), values(width, 0.2, 2));
+            let hidden_bias = if cell == Cell::Gru { values(width, 0.2, 3) } else { Vec::new() };
+            let c0 = if cell == Cell::Lstm { values(batch * hidden, 0.5, 4) } else { Vec::new() };
+            let inputs = [
+                values(steps * batch * width, 1.0, 5),
+                values(batch * hidden, 0.5, 6),
+                c0,
+                values(steps * batch * hidden, 1.0, 7),
+            ];
+            let layer = Layer { cell, steps, batch, hidden, u: &u, bias: &bias, hidden_bias: &hidden_bias };
+            let (one, one_grads) = run(&layer, 1, &inputs);
+            for threads in [2, 3] {
+                let (split, grads) = run(&layer, threads, &inputs);
+                let same = |a: &[f32], b: &[f32]| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6)
+                };
+                assert!(same(&one.outputs, &split.outputs) && same(&one.cells, &split.cells), "{cell:?}");
+                assert!(same(&one.saved, &split.saved), "{cell:?} saved");
+                for (name, a, b) in [
+                    ("xp", &one_grads.xp, &grads.xp),
+                    ("u", &one_grads.u, &grads.u),
+                    ("bias", &one_grads.bias, &grads.bias),
+                    ("hidden_bias", &one_grads.hidden_bias, &grads.hidden_bias),
+                    ("h0", &one_grads.h0, &grads.h0),
+                    ("c0", &one_grads.c0, &grads.c0),
+                ] {
+                    assert!(same(a, b), "{cell:?} d {name} with {threads} threads");
+                }
+            }
+        }
+    }
 }
