@@ -93,7 +93,9 @@ fn add_rows(rows: &[f32], sums: &mut [f32]) {
     }
 }
 
+pub mod batch_norm;
 mod cells;
+pub mod pool;
 pub mod sequence;
 
 pub use cells::*;

@@ -1,6 +1,7 @@
 //! The fused operations as a Burn backend extension, implemented for the CPU backend (flex) and
 //! for autodiff over it: the sigmoid, and a whole recurrent layer over a sequence, each one
-//! kernel of [`kiln_kernels`] forward and one backward.
+//! kernel of [`kiln_kernels`] forward and one backward; batch normalization and pooling are in
+//! [`cnn`].
 //!
 //! Under autodiff the forward keeps what the kernel's backward reads (the sigmoid's output; a
 //! layer's states and activated gates), so the backward computes no `exp` again, where Burn's
@@ -17,6 +18,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, TensorData};
 use kiln_kernels::sequence::{self, Cell};
+
+mod cnn;
+
+pub use cnn::BATCH_NORM_EPSILON;
 
 /// Operations with one fused kernel on flex. Shapes as in [`super`]'s functions.
 #[backend_extension(Flex, Autodiff)]
@@ -47,6 +52,19 @@ pub trait FusedOps: Backend {
         bias: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// The mean and biased variance of each channel of `x` (`[batch, channels, ...]`), as
+    /// `[2, channels]`; no gradient flows through it.
+    fn fused_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Batch normalization of `x` with its own batch's `stats` (from `fused_batch_stats`), with
+    /// [`BATCH_NORM_EPSILON`]; the gradient of `x` accounts for the statistics' dependence on it.
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// 2×2 average pooling with stride 2 of `x` (`[batch, channels, h, w]`).
+    fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The values of a float tensor, in row-major order.
@@ -186,6 +204,18 @@ impl FusedOps for Flex {
     fn fused_rnn(xp: FlexTensor, u: FlexTensor, bias: FlexTensor, h0: FlexTensor) -> FlexTensor {
         LayerInputs { cell: Cell::Rnn, tensors: vec![&xp, &u, &bias, &h0] }.run().0
     }
+
+    fn fused_batch_stats(x: FlexTensor) -> FlexTensor {
+        cnn::batch_stats(&x)
+    }
+
+    fn fused_batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor) -> FlexTensor {
+        cnn::BatchNormRun::new(&x, &gamma, &stats).forward(&beta)
+    }
+
+    fn fused_avg_pool2(x: FlexTensor) -> FlexTensor {
+        cnn::avg_pool2(&x)
+    }
 }
 
 #[derive(Debug)]
@@ -275,5 +305,22 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         tracked_layer::<C, _>(Cell::Rnn, [xp, u, bias, h0])
+    }
+
+    fn fused_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        cnn::tracked_stats::<C>(x)
+    }
+
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cnn::tracked_batch_norm::<C>(x, gamma, beta, stats)
+    }
+
+    fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        cnn::tracked_avg_pool2::<C>(x)
     }
 }

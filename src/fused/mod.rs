@@ -1,5 +1,5 @@
-//! Fused operations: a whole recurrent layer over a sequence, and the sigmoid, as one operation
-//! each.
+//! Fused operations: a whole recurrent layer over a sequence, the sigmoid, batch normalization
+//! in training and 2×2 average pooling, as one operation each.
 //!
 //! On the CPU (Burn's flex backend) each is one kernel forward and one backward ([`flex`],
 //! over [`kiln_kernels`]), where Burn's tensor operations would take a dozen or more per time
@@ -14,6 +14,8 @@
 //! (`[steps, batch, hidden]`). Gate blocks are in the order each function names.
 
 use burn::backend::Dispatch;
+use burn::nn::BatchNorm;
+use burn::nn::pool::AvgPool2d;
 use burn::tensor::activation;
 use burn::tensor::{Device, Tensor};
 
@@ -23,6 +25,44 @@ use flex::FusedOps;
 
 fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.device() == Device::flex()
+}
+
+/// `bn.forward(x)`. In training on flex, two fused kernels ([`kiln_kernels::batch_norm`]): the
+/// batch's statistics, then the normalization, whose backward accounts for them; the running
+/// statistics are updated as Burn's `BatchNorm` updates them. Anywhere else, Burn's own.
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if !(training && on_flex(&x) && bn.epsilon == flex::BATCH_NORM_EPSILON) {
+        return bn.forward(x);
+    }
+    let stats: Tensor<2> =
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_batch_stats(x.clone().detach().into_dispatch()));
+    let y = Tensor::from_dispatch(<Dispatch as FusedOps>::fused_batch_norm(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        stats.clone().into_dispatch(),
+    ));
+    let [_, channels] = stats.dims();
+    let (mean, variance) =
+        (stats.clone().narrow(0, 0, 1).reshape([channels]), stats.narrow(0, 1, 1).reshape([channels]));
+    let (device, momentum) = (y.device(), bn.momentum);
+    let running = |state: Tensor<1>, batch: Tensor<1>| {
+        state.to_device(&device).mul_scalar(1.0 - momentum).add(batch.mul_scalar(momentum)).detach()
+    };
+    bn.running_mean.update(running(bn.running_mean.value_sync(), mean));
+    bn.running_var.update(running(bn.running_var.value_sync(), variance));
+    y
+}
+
+/// `pool.forward(x)` for LeNet's 2×2 average pooling with stride 2 (`pool` must be that): on
+/// flex one kernel forward and one backward, where Burn's CPU pooling runs a general 3-D loop.
+pub fn avg_pool2(pool: &AvgPool2d, x: Tensor<4>) -> Tensor<4> {
+    if on_flex(&x) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_avg_pool2(x.into_dispatch()))
+    } else {
+        pool.forward(x)
+    }
 }
 
 /// `sigmoid(x)`.

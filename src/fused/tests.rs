@@ -180,3 +180,65 @@ fn without_autodiff_the_fused_layers_give_the_same_values() {
     let e: f32 = (c1 - c2).abs().max().into_scalar();
     assert!(d < 1e-6 && e < 1e-6, "{d} {e}");
 }
+
+/// A batch norm of `channels` on `device` whose `gamma` and `beta` are the given tracked tensors.
+fn batch_norm_with(channels: usize, gamma: Tensor<1>, beta: Tensor<1>, device: &Device) -> BatchNorm {
+    let mut bn = burn::nn::BatchNormConfig::new(channels).init(device);
+    bn.gamma = burn::module::Param::from_tensor(gamma);
+    bn.beta = burn::module::Param::from_tensor(beta);
+    bn
+}
+
+/// Batch norm of a `D`-dimensional input, fused or Burn's: its output, the gradients of `x`,
+/// `gamma` and `beta`, and the running statistics after the step.
+fn batch_norm_run<const D: usize>(inputs: &[Input], fused: bool) -> ((Vec<f32>, Vec<Vec<f32>>), Vec<f32>) {
+    let device = Device::flex().autodiff();
+    let channels = inputs[1].1[0];
+    let running = std::cell::RefCell::new(Vec::new());
+    let layer = |i: &[Input], d: &Device| {
+        // `gamma` and `beta` are leaves (a parameter must be): the flat tensors themselves.
+        let ((a, x), (b, _), (c, _)) = (i[0].tensor::<D>(d), i[1].tensor::<1>(d), i[2].tensor::<1>(d));
+        let bn = batch_norm_with(channels, b.clone(), c.clone(), d);
+        let y = if fused { batch_norm(&bn, x) } else { bn.forward(x) };
+        let stats = Tensor::cat(vec![bn.running_mean.value(), bn.running_var.value()], 0);
+        *running.borrow_mut() = stats.into_data().iter::<f32>().collect();
+        (vec![flat(y)], vec![a, b, c])
+    };
+    let result = run(&device, inputs, &layer);
+    (result, running.into_inner())
+}
+
+#[test]
+fn fused_batch_norm_and_pooling_match_burns_in_value_gradient_and_running_statistics() {
+    for shape in [vec![6, 3, 5, 4], vec![9, 7]] {
+        let c = shape[1];
+        let inputs =
+            [Input::new(&shape, 20.0, 2.0), Input::new(&[c], 21.0, 1.0), Input::new(&[c], 22.0, 0.5)];
+        let (fused, burns) = if shape.len() == 4 {
+            (batch_norm_run::<4>(&inputs, true), batch_norm_run::<4>(&inputs, false))
+        } else {
+            (batch_norm_run::<2>(&inputs, true), batch_norm_run::<2>(&inputs, false))
+        };
+        assert_close(&format!("batch norm {shape:?}"), fused.0, burns.0);
+        let diff = fused.1.iter().zip(&burns.1).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(fused.1.len() == 2 * c && diff < 1e-6, "running statistics differ by {diff}");
+    }
+
+    // An odd width: the last column is left out, as Burn's pooling leaves it.
+    let x = [Input::new(&[3, 4, 6, 7], 23.0, 1.0)];
+    let pool = burn::nn::pool::AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    let pool_with = |fused: bool| {
+        let pool = pool.clone();
+        move |i: &[Input], d: &Device| {
+            let (a, x) = i[0].tensor::<4>(d);
+            let y = if fused { avg_pool2(&pool, x) } else { pool.forward(x) };
+            (vec![flat(y)], vec![a])
+        }
+    };
+    let device = Device::flex().autodiff();
+    assert_close("avg pool", run(&device, &x, &pool_with(true)), run(&device, &x, &pool_with(false)));
+    let plain = Device::flex();
+    let x = Tensor::<4>::from_data(TensorData::new(x[0].0.clone(), [3, 4, 6, 7]), &plain);
+    let d: f32 = (avg_pool2(&pool, x.clone()) - pool.forward(x)).abs().max().into_scalar();
+    assert!(d < 1e-6, "without autodiff: {d}");
+}

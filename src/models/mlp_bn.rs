@@ -96,7 +96,7 @@ impl MlpBn {
         for layer in &self.hidden {
             x = layer.linear.forward(x);
             if let Some(bn) = &layer.bn {
-                x = bn.forward(x);
+                x = crate::fused::batch_norm(bn, x);
             }
             x = if self.sigmoid { sigmoid(x) } else { relu(x) };
         }

@@ -1,0 +1,163 @@
+//! The convolutional networks' fused operations on flex: batch normalization in training (the
+//! batch's statistics, then the normalization) and 2×2 average pooling, each one kernel of
+//! [`kiln_kernels`] forward and one backward, recorded for autodiff.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex, TensorMetadata};
+use burn::tensor::Shape;
+use kiln_kernels::{batch_norm, pool};
+
+use super::{tensor, values, zeros};
+
+/// The `epsilon` of the fused batch norm: Burn's and PyTorch's default.
+pub const BATCH_NORM_EPSILON: f64 = 1e-5;
+
+/// `[batch, channels, inner]` of a `[batch, channels, ...]` tensor.
+fn batch_shape(x: &FlexTensor) -> batch_norm::Shape {
+    let shape = x.shape();
+    [shape[0], shape[1], (2..shape.num_dims()).map(|d| shape[d]).product()]
+}
+
+pub(super) fn batch_stats(x: &FlexTensor) -> FlexTensor {
+    let stats = batch_norm::statistics(&values(x), batch_shape(x));
+    let channels = stats.mean.len();
+    tensor([stats.mean, stats.variance].concat(), [2, channels])
+}
+
+/// What a batch norm's backward needs: its input, `gamma` and statistics.
+#[derive(Debug)]
+pub(super) struct BatchNormRun {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    stats: batch_norm::Statistics,
+}
+
+impl BatchNormRun {
+    pub(super) fn new(x: &FlexTensor, gamma: &FlexTensor, stats: &FlexTensor) -> Self {
+        let values = values(stats);
+        let (mean, variance) = values.split_at(values.len() / 2);
+        let stats = batch_norm::Statistics { mean: mean.to_vec(), variance: variance.to_vec() };
+        Self { x: x.clone(), gamma: gamma.clone(), stats }
+    }
+
+    pub(super) fn forward(&self, beta: &FlexTensor) -> FlexTensor {
+        let shape = self.x.shape();
+        let mut y = zeros(shape.num_elements());
+        let (x, gamma, beta) = (values(&self.x), values(&self.gamma), values(beta));
+        let epsilon = BATCH_NORM_EPSILON as f32;
+        batch_norm::forward(&x, batch_shape(&self.x), &self.stats, &gamma, &beta, epsilon, &mut y);
+        tensor(y, shape)
+    }
+
+    /// The gradients of `x`, `gamma` and `beta`.
+    fn backward(&self, grad: &FlexTensor) -> [FlexTensor; 3] {
+        let (x, gamma) = (values(&self.x), values(&self.gamma));
+        let epsilon = BATCH_NORM_EPSILON as f32;
+        let g = batch_norm::backward(&x, batch_shape(&self.x), &self.stats, &gamma, epsilon, &values(grad));
+        let channels = g.gamma.len();
+        [tensor(g.x, self.x.shape()), tensor(g.gamma, [channels]), tensor(g.beta, [channels])]
+    }
+}
+
+/// The backward of [`FusedOps::fused_batch_stats`]: none (its input is detached).
+#[derive(Debug)]
+struct NoGradient;
+
+impl Backward<Flex, 1> for NoGradient {
+    type State = ();
+
+    fn backward(self, _: Ops<(), 1>, _: &mut Gradients, _: &mut Checkpointer) {}
+}
+
+/// The backward of a batch norm: `x`, `gamma`, `beta`, and nothing for the statistics.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 4> for BatchNormBackward {
+    type State = Arc<BatchNormRun>;
+
+    fn backward(self, ops: Ops<Arc<BatchNormRun>, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let inputs = ops.state.backward(&grad);
+        for (parent, value) in ops.parents.into_iter().zip(inputs) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, value);
+            }
+        }
+    }
+}
+
+/// Records [`super::FusedOps::fused_batch_stats`] on an autodiff tensor (detached: no gradient).
+pub(super) fn tracked_stats<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let stats = batch_stats(x.primitive());
+    NoGradient.prepare::<C>([x.node()]).compute_bound().stateless(stats)
+}
+
+/// Records [`super::FusedOps::fused_batch_norm`] on autodiff tensors.
+pub(super) fn tracked_batch_norm<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    gamma: FloatTensor<Autodiff<Flex, C>>,
+    beta: FloatTensor<Autodiff<Flex, C>>,
+    stats: FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let nodes = [x.node(), gamma.node(), beta.node(), stats.node()];
+    let kind = BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful();
+    let run = BatchNormRun::new(x.primitive(), gamma.primitive(), stats.primitive());
+    let y = run.forward(beta.primitive());
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(Arc::new(run), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// `[planes, h, w]` of a `[batch, channels, h, w]` tensor.
+fn planes(shape: &Shape) -> [usize; 3] {
+    [shape[0] * shape[1], shape[2], shape[3]]
+}
+
+pub(super) fn avg_pool2(x: &FlexTensor) -> FlexTensor {
+    let shape = x.shape();
+    let [p, h, w] = planes(&shape);
+    let mut y = zeros(p * (h / 2) * (w / 2));
+    pool::forward(&values(x), p, h, w, &mut y);
+    tensor(y, [shape[0], shape[1], h / 2, w / 2])
+}
+
+/// The backward of 2×2 average pooling: the input's shape is all it needs.
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    type State = Shape;
+
+    fn backward(self, ops: Ops<Shape, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [p, h, w] = planes(&ops.state);
+        let mut dx = zeros(p * h * w);
+        pool::backward(&values(&grad), p, h, w, &mut dx);
+        if let [Some(parent)] = ops.parents {
+            grads.register::<Flex>(parent.id, tensor(dx, ops.state));
+        }
+    }
+}
+
+/// Records [`super::FusedOps::fused_avg_pool2`] on an autodiff tensor.
+pub(super) fn tracked_avg_pool2<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let kind = PoolBackward.prepare::<C>([x.node()]).compute_bound().stateful();
+    let y = avg_pool2(x.primitive());
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(x.primitive().shape(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
