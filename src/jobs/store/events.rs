@@ -1,7 +1,7 @@
 //! The event history of each job (see [`crate::jobs::events`]): appended inside the transaction
 //! that records the fact, announced after it commits, read back by watchers that catch up.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 
 use super::{Result, Store, StoreError};
 use crate::jobs::events::{History, HistorySource, JobEvent, Recorded};
@@ -32,13 +32,9 @@ impl Store {
     /// together (so a finished status means the page ends the history); `None` if no such job.
     pub fn events(&self, id: JobId, after: i64, limit: usize) -> Result<Option<History>> {
         let db = self.db();
-        let status: Option<String> = db
-            .query_row("SELECT status FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
-            .optional()?;
-        let Some(status) = status else {
+        let Some(status) = super::job_status(&db, id)? else {
             return Ok(None);
         };
-        let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
         let mut stmt = db.prepare_cached(
             "SELECT seq, kind, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;

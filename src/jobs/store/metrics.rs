@@ -95,13 +95,9 @@ impl Store {
     /// A job's epoch rows and up to `limit` step points after cursor `after`.
     pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<Option<MetricsPage>> {
         let db = self.db();
-        let status: Option<String> = db
-            .query_row("SELECT status FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
-            .optional()?;
-        let Some(status) = status else {
+        let Some(status) = super::job_status(&db, id)? else {
             return Ok(None);
         };
-        let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
         let mut stmt =
             db.prepare_cached("SELECT metrics FROM epoch_metrics WHERE job_id = ?1 ORDER BY epoch")?;
         let epochs = stmt

@@ -313,6 +313,15 @@ impl Store {
     }
 }
 
+/// The status of job `id`, or `None` if there is no such job.
+fn job_status(db: &Connection, id: JobId) -> Result<Option<JobStatus>> {
+    let status: Option<String> =
+        db.query_row("SELECT status FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0)).optional()?;
+    status
+        .map(|s| JobStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("status {s:?}"))))
+        .transpose()
+}
+
 /// Records how far a job has come, inside a caller's transaction.
 fn write_progress(tx: &rusqlite::Transaction<'_>, id: JobId, progress: Progress) -> Result<()> {
     tx.execute(
