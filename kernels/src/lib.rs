@@ -95,6 +95,7 @@ fn add_rows(rows: &[f32], sums: &mut [f32]) {
 
 pub mod batch_norm;
 mod cells;
+pub mod conv;
 pub mod pool;
 pub mod sequence;
 

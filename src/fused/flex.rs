@@ -65,6 +65,15 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
     /// 2×2 average pooling with stride 2 of `x` (`[batch, channels, h, w]`).
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// 2-D convolution of `x` (`[batch, c_in, h, w]`) by `weight` (`[c_out, c_in, kh, kw]`)
+    /// plus `bias`, with `stride` and zero `padding` (no dilation, one group).
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
 }
 
 /// The values of a float tensor, in row-major order.
@@ -216,6 +225,16 @@ impl FusedOps for Flex {
     fn fused_avg_pool2(x: FlexTensor) -> FlexTensor {
         cnn::avg_pool2(&x)
     }
+
+    fn fused_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        cnn::ConvRun::new(&x, &weight, stride, padding).forward(&bias)
+    }
 }
 
 #[derive(Debug)]
@@ -322,5 +341,15 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cnn::tracked_avg_pool2::<C>(x)
+    }
+
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        cnn::tracked_conv2d::<C>([x, weight, bias], stride, padding)
     }
 }

@@ -15,6 +15,8 @@
 
 use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::AvgPool2d;
 use burn::tensor::activation;
 use burn::tensor::{Device, Tensor};
@@ -53,6 +55,42 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     bn.running_mean.update(running(bn.running_mean.value_sync(), mean));
     bn.running_var.update(running(bn.running_var.value_sync(), variance));
     y
+}
+
+/// `conv.forward(x)`. On flex, with symmetric zero padding, no dilation, one group and a bias
+/// (every convolution kiln's models build), one fused kernel forward and one backward
+/// ([`kiln_kernels::conv`]); otherwise Burn's.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    };
+    match (&conv.bias, padding) {
+        (Some(bias), Some(padding)) if on_flex(&x) && conv.dilation == [1, 1] && conv.groups == 1 => {
+            fused_conv2d(x, conv.weight.val(), bias.val(), conv.stride, padding)
+        }
+        _ => conv.forward(x),
+    }
+}
+
+/// The fused convolution on flex tensors.
+fn fused_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+    ))
 }
 
 /// `pool.forward(x)` for LeNet's 2×2 average pooling with stride 2 (`pool` must be that): on

@@ -242,3 +242,36 @@ fn fused_batch_norm_and_pooling_match_burns_in_value_gradient_and_running_statis
     let d: f32 = (avg_pool2(&pool, x.clone()) - pool.forward(x)).abs().max().into_scalar();
     assert!(d < 1e-6, "without autodiff: {d}");
 }
+
+#[test]
+fn the_fused_convolution_matches_burns_in_value_and_gradient() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    let device = Device::flex().autodiff();
+    // LeNet's first convolution (5×5, padding 2), a strided 3×3 one with padding (ResNet's), a
+    // 1×1 shortcut with stride 2, and a 7×7 stem with stride 2 and padding 3 on an odd size.
+    for (batch, c_in, side, c_out, kernel, stride, padding) in
+        [(3, 1, 12, 4, 5, 1, 2), (2, 3, 9, 5, 3, 2, 1), (2, 4, 8, 6, 1, 2, 0), (2, 3, 11, 4, 7, 2, 3)]
+    {
+        let inputs = [
+            Input::new(&[batch, c_in, side, side], 30.0, 1.0),
+            Input::new(&[c_out, c_in, kernel, kernel], 31.0, 0.4),
+            Input::new(&[c_out], 32.0, 0.2),
+        ];
+        let with = |fused: bool| {
+            move |i: &[Input], d: &Device| {
+                let ((a, x), (b, w), (c, bias)) =
+                    (i[0].tensor::<4>(d), i[1].tensor::<4>(d), i[2].tensor::<1>(d));
+                let y = if fused {
+                    fused_conv2d(x, w, bias, [stride; 2], [padding; 2])
+                } else {
+                    let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+                    conv2d(x, w, Some(bias), options)
+                };
+                (vec![flat(y)], vec![a, b, c])
+            }
+        };
+        let name = format!("conv {kernel}×{kernel} stride {stride} padding {padding}");
+        assert_close(&name, run(&device, &inputs, &with(true)), run(&device, &inputs, &with(false)));
+    }
+}

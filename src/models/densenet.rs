@@ -6,7 +6,7 @@
 //! pool, Linear(classes). The book's net (stem 64, growth 32, four blocks of four) goes
 //! 64→192→96→224→112→240→120→248 channels: 758,226 parameters for 10 classes.
 
-use crate::fused::batch_norm;
+use crate::fused::{batch_norm, conv2d};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -89,7 +89,7 @@ impl DenseBlock {
     /// - output: `[batch, cin + n * growth, h, w]`
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         for block in &self.convs {
-            let y = block.conv.forward(relu(batch_norm(&block.bn, x.clone())));
+            let y = conv2d(&block.conv, relu(batch_norm(&block.bn, x.clone())));
             x = Tensor::cat(vec![x, y], 1);
         }
         x
@@ -247,7 +247,7 @@ impl DenseNet {
         for (i, block) in self.dense.iter().enumerate() {
             x = block.forward(x);
             if let Some(t) = self.transitions.get(i) {
-                x = t.pool.forward(t.conv.forward(relu(batch_norm(&t.bn, x))));
+                x = t.pool.forward(conv2d(&t.conv, relu(batch_norm(&t.bn, x))));
             }
         }
         let x = relu(batch_norm(&self.bn, x));

@@ -13,7 +13,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::{Device, Tensor};
 
 use super::{Window, pixels};
-use crate::fused::{avg_pool2, sigmoid};
+use crate::fused::{avg_pool2, conv2d, sigmoid};
 
 /// The two 5x5 convolutions, without padding.
 const CONV: Window = Window::new(5, 1, 0);
@@ -137,8 +137,8 @@ impl LenetBn {
     /// - `images`: `[batch, channels, size, size]`
     /// - output: `[batch, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = avg_pool2(&self.pool, sigmoid(norm(&self.bn1, self.conv1.forward(images))));
-        let x = avg_pool2(&self.pool, sigmoid(norm(&self.bn2, self.conv2.forward(x))));
+        let x = avg_pool2(&self.pool, sigmoid(norm(&self.bn1, conv2d(&self.conv1, images))));
+        let x = avg_pool2(&self.pool, sigmoid(norm(&self.bn2, conv2d(&self.conv2, x))));
         let x: Tensor<2> = x.flatten(1, 3);
         let x = sigmoid(norm(&self.bn3, self.fc1.forward(x)));
         let x = sigmoid(norm(&self.bn4, self.fc2.forward(x)));

@@ -6,7 +6,7 @@
 //! wherever the shape changes. Global average pool, Linear(classes). The book's ResNet-18 has
 //! widths 64/128/256/512 and two blocks a stage: 11,178,378 parameters for 10 classes.
 
-use crate::fused::batch_norm;
+use crate::fused::{batch_norm, conv2d};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -109,14 +109,14 @@ impl Residual {
 
     /// The residual branch `bn2(conv2(relu(bn1(conv1(x)))))`.
     pub fn residual(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
-        batch_norm(&self.bn2, self.conv2.forward(y))
+        let y = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        batch_norm(&self.bn2, conv2d(&self.conv2, y))
     }
 
     /// `relu(branch + shortcut(x))`: the block's output given its residual branch.
     pub fn forward_branch(&self, x: Tensor<4>, branch: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         relu(branch + shortcut)
@@ -176,7 +176,7 @@ impl Stem {
     /// - `images`: `[batch, cin, h, w]`
     /// - output: `[batch, out, ~h / 4, ~w / 4]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(relu(batch_norm(&self.bn, self.conv.forward(images))))
+        self.pool.forward(relu(batch_norm(&self.bn, conv2d(&self.conv, images))))
     }
 }
 

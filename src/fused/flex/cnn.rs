@@ -1,6 +1,6 @@
-//! The convolutional networks' fused operations on flex: batch normalization in training (the
-//! batch's statistics, then the normalization) and 2×2 average pooling, each one kernel of
-//! [`kiln_kernels`] forward and one backward, recorded for autodiff.
+//! The convolutional networks' fused operations on flex: the convolution, batch normalization
+//! in training (the batch's statistics, then the normalization) and 2×2 average pooling, each
+//! one kernel of [`kiln_kernels`] forward and one backward, recorded for autodiff.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 use burn::tensor::Shape;
+use kiln_kernels::conv::{self, Conv};
 use kiln_kernels::{batch_norm, pool};
 
 use super::{tensor, values, zeros};
@@ -158,6 +159,79 @@ pub(super) fn tracked_avg_pool2<C: CheckpointStrategy>(
     let y = avg_pool2(x.primitive());
     match kind {
         OpsKind::Tracked(prep) => prep.finish(x.primitive().shape(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// A convolution's shapes and operands, for its forward and backward.
+#[derive(Debug)]
+pub(super) struct ConvRun {
+    conv: Conv,
+    x: FlexTensor,
+    weight: FlexTensor,
+}
+
+impl ConvRun {
+    pub(super) fn new(x: &FlexTensor, weight: &FlexTensor, stride: [usize; 2], padding: [usize; 2]) -> Self {
+        let (xs, ws) = (x.shape(), weight.shape());
+        let conv = Conv {
+            batch: xs[0],
+            c_in: xs[1],
+            h: xs[2],
+            w: xs[3],
+            c_out: ws[0],
+            kernel: [ws[2], ws[3]],
+            stride,
+            padding,
+        };
+        Self { conv, x: x.clone(), weight: weight.clone() }
+    }
+
+    pub(super) fn forward(&self, bias: &FlexTensor) -> FlexTensor {
+        let out = conv::forward(&self.conv, &values(&self.x), &values(&self.weight), &values(bias));
+        let [oh, ow] = self.conv.out();
+        tensor(out, [self.conv.batch, self.conv.c_out, oh, ow])
+    }
+}
+
+/// The backward of a convolution: `x` (when it needs a gradient), `weight`, `bias`.
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = Arc<ConvRun>;
+
+    fn backward(self, ops: Ops<Arc<ConvRun>, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let run = &ops.state;
+        let input_grad = ops.parents[0].is_some();
+        let g = conv::backward(&run.conv, &values(&run.x), &values(&run.weight), &values(&grad), input_grad);
+        let [x, weight, bias] = ops.parents;
+        if let (Some(parent), Some(dx)) = (x, g.x) {
+            grads.register::<Flex>(parent.id, tensor(dx, run.x.shape()));
+        }
+        if let Some(parent) = weight {
+            grads.register::<Flex>(parent.id, tensor(g.weight, run.weight.shape()));
+        }
+        if let Some(parent) = bias {
+            let channels = g.bias.len();
+            grads.register::<Flex>(parent.id, tensor(g.bias, [channels]));
+        }
+    }
+}
+
+/// Records [`super::FusedOps::fused_conv2d`] on autodiff tensors `[x, weight, bias]`.
+pub(super) fn tracked_conv2d<C: CheckpointStrategy>(
+    inputs: [FloatTensor<Autodiff<Flex, C>>; 3],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let kind = ConvBackward.prepare::<C>(inputs.each_ref().map(|t| t.node())).compute_bound().stateful();
+    let [x, weight, bias] = &inputs;
+    let run = ConvRun::new(x.primitive(), weight.primitive(), stride, padding);
+    let y = run.forward(bias.primitive());
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(Arc::new(run), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
