@@ -70,11 +70,12 @@ impl Conv {
         }
     }
 
-    /// One sample's patches, `[k, p]` (each patch index's values over the output positions).
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let ([_, ow], p, s) = (self.out(), self.p(), self.stride[1]);
+    /// One sample's patches into columns `offset..offset + p` of `col` (`[k, ld]`): each patch
+    /// index's values over the output positions.
+    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+        let ([_, ow], s) = (self.out(), self.stride[1]);
         self.rows(|k, y, row, cols, first| {
-            let out = &mut col[k * p + y * ow..k * p + (y + 1) * ow];
+            let out = &mut col[k * ld + offset + y * ow..k * ld + offset + (y + 1) * ow];
             let Some(row) = row else {
                 out.fill(0.0);
                 return;
@@ -92,13 +93,15 @@ impl Conv {
         });
     }
 
-    /// Adds one sample's patch gradients `d_col` (`[k, p]`) into its input gradient.
-    fn col2im(&self, d_col: &[f32], dx: &mut [f32]) {
-        let ([_, ow], p, s) = (self.out(), self.p(), self.stride[1]);
+    /// Adds one sample's patch gradients, columns `offset..offset + p` of `d_col` (`[k, ld]`),
+    /// into its input gradient.
+    fn col2im(&self, d_col: &[f32], ld: usize, offset: usize, dx: &mut [f32]) {
+        let ([_, ow], s) = (self.out(), self.stride[1]);
         self.rows(|k, y, row, cols, first| {
             let Some(row) = row else { return };
             let n = cols.len();
-            let src = &d_col[k * p + y * ow + cols.start..k * p + y * ow + cols.end];
+            let at = k * ld + offset + y * ow;
+            let src = &d_col[at + cols.start..at + cols.end];
             if s == 1 {
                 dx[row + first..row + first + n].iter_mut().zip(src).for_each(|(d, &g)| *d += g);
             } else {
@@ -156,21 +159,50 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], b_transposed: bool, 
     }
 }
 
+/// gemm's AVX-512 tile: 64 rows of output positions. A deep layer's few positions (3×3 in
+/// ResNet-18's last stage) would leave most of it empty one sample at a time, so below it the
+/// patches of several samples go side by side into one product of about twice that.
+const TILE_ROWS: usize = 64;
+
+impl Conv {
+    /// Samples per product.
+    fn group(&self) -> usize {
+        let p = self.p();
+        if p >= TILE_ROWS { 1 } else { (2 * TILE_ROWS / p).clamp(1, self.batch.max(1)) }
+    }
+}
+
 /// The output `[batch, c_out, oh, ow]` of `x` (`[batch, c_in, h, w]`) with `weight`
 /// (`[c_out, c_in, kh, kw]`) and `bias` (`[c_out]`).
 pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let (k, p, sample) = (conv.k(), conv.p(), conv.c_in * conv.h * conv.w);
-    assert!(x.len() == conv.batch * sample && weight.len() == conv.c_out * k && bias.len() == conv.c_out);
-    let mut out = vec![0.0; conv.batch * conv.c_out * p];
-    out.par_chunks_mut(conv.c_out * p).enumerate().for_each_init(
-        || vec![0.0; k * p],
-        |col, (b, out)| {
-            let x = &x[b * sample..(b + 1) * sample];
-            conv.im2col(x, col);
-            for (row, &bias) in out.chunks_exact_mut(p).zip(bias) {
-                row.fill(bias);
+    let (k, p, sample, c_out, group) =
+        (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out, conv.group());
+    assert!(x.len() == conv.batch * sample && weight.len() == c_out * k && bias.len() == c_out);
+    let mut out = vec![0.0; conv.batch * c_out * p];
+    out.par_chunks_mut(group * c_out * p).enumerate().for_each_init(
+        || (vec![0.0; k * group * p], vec![0.0; c_out * group * p]),
+        |(col, product), (g, out)| {
+            let samples = out.len() / (c_out * p);
+            let n = samples * p;
+            for s in 0..samples {
+                let b = g * group + s;
+                conv.im2col(&x[b * sample..(b + 1) * sample], col, n, s * p);
             }
-            gemm(conv.c_out, k, p, weight, col, false, out, true);
+            if samples == 1 {
+                // The product is the sample's output: straight into place, onto the bias.
+                for (row, &bias) in out.chunks_exact_mut(p).zip(bias) {
+                    row.fill(bias);
+                }
+                return gemm(c_out, k, p, weight, &col[..k * p], false, out, true);
+            }
+            // `[c_out, samples·p]`, then each sample's block to its place, with the bias.
+            gemm(c_out, k, n, weight, &col[..k * n], false, &mut product[..c_out * n], false);
+            for (s, out) in out.chunks_exact_mut(c_out * p).enumerate() {
+                for (co, row) in out.chunks_exact_mut(p).enumerate() {
+                    let src = &product[co * n + s * p..co * n + (s + 1) * p];
+                    row.iter_mut().zip(src).for_each(|(o, &v)| *o = v + bias[co]);
+                }
+            }
         },
     );
     out
@@ -194,32 +226,46 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
             w_t[kk * c_out + o] = weight[o * k + kk];
         }
     }
-    // Without the input's gradient, one unused float per sample keeps the loop's shape.
-    let mut dx = vec![0.0; if input_grad { x.len() } else { conv.batch }];
-    let chunk = if input_grad { sample } else { 1 };
+    let group = conv.group();
+    let groups = conv.batch.div_ceil(group);
+    // Without the input's gradient, one unused float per group keeps the loop's shape.
+    let mut dx = vec![0.0; if input_grad { x.len() } else { groups }];
+    let chunk = if input_grad { group * sample } else { 1 };
+    let buffers =
+        || (vec![0.0; c_out * k], vec![0.0f32; c_out], vec![0.0; group * p * k], vec![0.0; k * group * p]);
     let (d_weight, d_bias) = dx
         .par_chunks_mut(chunk)
         .enumerate()
         .fold(
-            || (vec![0.0; c_out * k], vec![0.0f32; c_out], vec![0.0; p * k], vec![0.0; k * p]),
-            |(mut dw, mut db, mut col_t, mut col), (b, dx)| {
-                let (x, dy) = (&x[b * sample..(b + 1) * sample], &dy[b * c_out * p..(b + 1) * c_out * p]);
-                // Patches position-major, `[p, k]`: dW += dy · patches.
-                conv.im2col(x, &mut col);
-                transpose(&col, k, p, &mut col_t);
-                gemm(c_out, p, k, dy, &col_t, false, &mut dw, true);
-                for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
+            || (buffers(), vec![0.0; c_out * group * p]),
+            |((mut dw, mut db, mut col_t, mut col), mut dy_g), (g, dx)| {
+                let samples = group.min(conv.batch - g * group);
+                let n = samples * p;
+                for s in 0..samples {
+                    let b = g * group + s;
+                    conv.im2col(&x[b * sample..(b + 1) * sample], &mut col, n, s * p);
+                    for co in 0..c_out {
+                        let src = &dy[(b * c_out + co) * p..(b * c_out + co + 1) * p];
+                        dy_g[co * n + s * p..co * n + (s + 1) * p].copy_from_slice(src);
+                    }
+                }
+                // Patches position-major, `[n, k]`: dW += dy · patches.
+                transpose(&col[..k * n], k, n, &mut col_t);
+                gemm(c_out, n, k, &dy_g[..c_out * n], &col_t[..n * k], false, &mut dw, true);
+                for (sum, row) in db.iter_mut().zip(dy_g[..c_out * n].chunks_exact(n)) {
                     *sum += row.iter().sum::<f32>();
                 }
                 if input_grad {
-                    // The patches' gradient, `[k, p]` = wᵀ · dy, summed back into the input.
-                    gemm(k, c_out, p, &w_t, dy, false, &mut col, false);
-                    conv.col2im(&col, dx);
+                    // The patches' gradient, `[k, n]` = wᵀ · dy, summed back into each input.
+                    gemm(k, c_out, n, &w_t, &dy_g[..c_out * n], false, &mut col[..k * n], false);
+                    for (s, dx) in dx.chunks_exact_mut(sample).enumerate() {
+                        conv.col2im(&col, n, s * p, dx);
+                    }
                 }
-                (dw, db, col_t, col)
+                ((dw, db, col_t, col), dy_g)
             },
         )
-        .map(|(dw, db, _, _)| (dw, db))
+        .map(|((dw, db, _, _), _)| (dw, db))
         .reduce(
             || (vec![0.0; c_out * k], vec![0.0; c_out]),
             |(mut a, mut b), (c, d)| {
