@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use super::linalg::{matmul, transpose};
+
 /// A convolution's shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv {
@@ -113,52 +115,6 @@ impl Conv {
     }
 }
 
-/// `[rows, cols]` row-major to `[cols, rows]` row-major, in cache-sized tiles.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 32;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-}
-
-/// `dst = a · b` (or `+=`), row-major: `a` `[m, k]`, `b` `[k, n]` (stored `[n, k]` when
-/// `b_transposed`), `dst` `[m, n]`; one thread.
-#[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], b_transposed: bool, dst: &mut [f32], add: bool) {
-    assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
-    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the assert keeps every index the strides reach inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            add,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// gemm's AVX-512 tile: 64 rows of output positions. A deep layer's few positions (3×3 in
 /// ResNet-18's last stage) would leave most of it empty one sample at a time, so below it the
 /// patches of several samples go side by side into one product of about twice that.
@@ -193,10 +149,17 @@ pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32>
                 for (row, &bias) in out.chunks_exact_mut(p).zip(bias) {
                     row.fill(bias);
                 }
-                return gemm(c_out, k, p, weight, &col[..k * p], false, out, true);
+                return matmul([c_out, k, p], (weight, false), (&col[..k * p], false), out, true, false);
             }
             // `[c_out, samples·p]`, then each sample's block to its place, with the bias.
-            gemm(c_out, k, n, weight, &col[..k * n], false, &mut product[..c_out * n], false);
+            matmul(
+                [c_out, k, n],
+                (weight, false),
+                (&col[..k * n], false),
+                &mut product[..c_out * n],
+                false,
+                false,
+            );
             for (s, out) in out.chunks_exact_mut(c_out * p).enumerate() {
                 for (co, row) in out.chunks_exact_mut(p).enumerate() {
                     let src = &product[co * n + s * p..co * n + (s + 1) * p];
@@ -221,11 +184,7 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
     assert!(dy.len() == conv.batch * c_out * p && x.len() == conv.batch * sample);
     // wᵀ, `[k, c_out]`, for the patches' gradient.
     let mut w_t = vec![0.0; k * c_out];
-    for o in 0..c_out {
-        for kk in 0..k {
-            w_t[kk * c_out + o] = weight[o * k + kk];
-        }
-    }
+    transpose(weight, c_out, k, &mut w_t);
     let group = conv.group();
     let groups = conv.batch.div_ceil(group);
     // Without the input's gradient, one unused float per group keeps the loop's shape.
@@ -251,13 +210,27 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
                 }
                 // Patches position-major, `[n, k]`: dW += dy · patches.
                 transpose(&col[..k * n], k, n, &mut col_t);
-                gemm(c_out, n, k, &dy_g[..c_out * n], &col_t[..n * k], false, &mut dw, true);
+                matmul(
+                    [c_out, n, k],
+                    (&dy_g[..c_out * n], false),
+                    (&col_t[..n * k], false),
+                    &mut dw,
+                    true,
+                    false,
+                );
                 for (sum, row) in db.iter_mut().zip(dy_g[..c_out * n].chunks_exact(n)) {
                     *sum += row.iter().sum::<f32>();
                 }
                 if input_grad {
                     // The patches' gradient, `[k, n]` = wᵀ · dy, summed back into each input.
-                    gemm(k, c_out, n, &w_t, &dy_g[..c_out * n], false, &mut col[..k * n], false);
+                    matmul(
+                        [k, c_out, n],
+                        (&w_t, false),
+                        (&dy_g[..c_out * n], false),
+                        &mut col[..k * n],
+                        false,
+                        false,
+                    );
                     for (s, dx) in dx.chunks_exact_mut(sample).enumerate() {
                         conv.col2im(&col, n, s * p, dx);
                     }

@@ -96,6 +96,7 @@ fn add_rows(rows: &[f32], sums: &mut [f32]) {
 pub mod batch_norm;
 mod cells;
 pub mod conv;
+mod linalg;
 pub mod pool;
 pub mod sequence;
 

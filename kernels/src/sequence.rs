@@ -9,11 +9,11 @@
 
 use std::ops::Range;
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::add_rows;
 use super::cells::{gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward};
+use super::linalg::{matmul, transpose};
 
 /// The recurrent cell of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,52 +80,6 @@ pub struct Gradients {
     pub hidden_bias: Vec<f32>,
     pub h0: Vec<f32>,
     pub c0: Vec<f32>,
-}
-
-/// `dst = a · b`, or `dst += a · b` when `accumulate`; `a` is `[m, k]` (stored `[k, m]` when
-/// `a_transposed`), `b` is `[k, n]` (stored `[n, k]` when `b_transposed`), `dst` is `[m, n]`,
-/// all row-major. A step's products run on one thread (at `[batch, hidden]` sizes gemm's
-/// threads cost more than they save); the one over all steps on every core.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    a_transposed: bool,
-    b: &[f32],
-    b_transposed: bool,
-    dst: &mut [f32],
-    accumulate: bool,
-) {
-    assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
-    let parallelism = if m * k * n >= 1 << 26 { Parallelism::Rayon(0) } else { Parallelism::None };
-    let (a_rs, a_cs) = if a_transposed { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the asserts above keep every index the strides reach inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 /// Rows per part below which a batch is not split between threads.
@@ -212,7 +166,7 @@ fn forward_rows(layer: &Layer<'_>, xp: &[f32], h0: &[f32], rows: Range<usize>, b
             unsafe { outputs.get((t - 1) * n + r0 * hidden, len * hidden) }
         };
         let h = unsafe { outputs.get_mut(t * n + r0 * hidden, len * hidden) };
-        matmul(len, hidden, width, h_prev, false, u, false, &mut hp, false);
+        matmul([len, hidden, width], (h_prev, false), (u, false), &mut hp, false, false);
         let xp_t = &xp[(t * batch + r0) * width..(t * batch + r0 + len) * width];
         match cell {
             Cell::Rnn => rnn_forward(xp_t, &hp, bias, h),
@@ -258,7 +212,8 @@ pub fn backward(
     let mut d_c0 = if cell == Cell::Lstm { vec![0.0; n] } else { Vec::new() };
     // `uᵀ` stored row-major, once: gemm reads a row-major left operand by packing it with scalar
     // strided loads, which for `d_hp · uᵀ` at every step cost more than the product itself.
-    let u_t = transpose(u, hidden, width);
+    let mut u_t = vec![0.0; u.len()];
+    transpose(u, hidden, width, &mut u_t);
     let written = Written {
         d_xp: Rows::new(&mut d_xp),
         d_hp: Rows::new(&mut d_hp),
@@ -273,7 +228,8 @@ pub fn backward(
     h_prev_all.extend_from_slice(&run.outputs[..(steps - 1) * n]);
     let d_hp_all = if cell == Cell::Gru { &d_hp } else { &d_xp };
     let mut d_u = vec![0.0; hidden * width];
-    matmul(hidden, steps * batch, width, &h_prev_all, true, d_hp_all, false, &mut d_u, false);
+    let large = hidden * steps * batch * width >= 1 << 26;
+    matmul([hidden, steps * batch, width], (&h_prev_all, true), (d_hp_all, false), &mut d_u, false, large);
     let mut d_bias = vec![0.0; width];
     add_rows(&d_xp, &mut d_bias);
     let mut d_hidden_bias = Vec::new();
@@ -330,29 +286,13 @@ fn backward_rows(
         if cell == Cell::Gru {
             dh_next.copy_from_slice(&dc_prev);
         }
-        matmul(len, width, hidden, d_hp_t, false, u_t, false, &mut dh_next, cell == Cell::Gru);
+        matmul([len, width, hidden], (d_hp_t, false), (u_t, false), &mut dh_next, cell == Cell::Gru, false);
     }
     // SAFETY: these rows of the input gradients are this part's alone.
     unsafe { written.d_h0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dh_next);
     if cell == Cell::Lstm {
         unsafe { written.d_c0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dc_next);
     }
-}
-
-/// `[rows, cols]` row-major to `[cols, rows]` row-major, in tiles that stay in cache.
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut dst = vec![0.0; rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-    dst
 }
 
 #[cfg(test)]

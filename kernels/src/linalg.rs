@@ -1,0 +1,65 @@
+//! The two dense-matrix helpers the kernels share: a product through the `gemm` crate with
+//! row-major operands, and a cache-blocked transpose.
+
+use gemm::Parallelism;
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, all row-major: `[m, k, n]` are the
+/// dimensions, `a` is `[m, k]` (stored `[k, m]` when its flag says transposed), `b` is `[k, n]`
+/// (stored `[n, k]` when transposed), `dst` is `[m, n]`. `parallel` lets gemm use every core (for
+/// one large product; a loop that is already split between threads passes false).
+///
+/// gemm computes a row-major `dst` transposed, so its 64-row tile runs along `n`; it reads a
+/// `b` stored `[n, k]` by packing it with one scalar load per float, which can cost more than
+/// the product: callers keep `b` row-major where it matters.
+pub(crate) fn matmul(
+    [m, k, n]: [usize; 3],
+    (a, a_transposed): (&[f32], bool),
+    (b, b_transposed): (&[f32], bool),
+    dst: &mut [f32],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
+    let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
+    let (a_rs, a_cs) = if a_transposed { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: the assert above keeps every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `src` (`[rows, cols]`, row-major) into `dst` as `[cols, rows]`, in cache-sized tiles.
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 32;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
