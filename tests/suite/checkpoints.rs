@@ -22,8 +22,10 @@ fn job(epochs: u32) -> Value {
     })
 }
 
-/// Enough epochs that a job is still training when the test stops the server after its third.
-const EPOCHS: u32 = 12;
+/// Enough epochs that a job is still training when the test stops the server after its third:
+/// an epoch takes milliseconds (12 epochs were once enough, until the CPU kernels got faster and a
+/// job finished before the stop).
+const EPOCHS: u32 = 300;
 
 /// A GET's status, content type and body; the body is also kept in `seen`.
 async fn fetch(c: &reqwest::Client, url: &str, seen: &mut Vec<String>) -> (u16, String, Vec<u8>) {

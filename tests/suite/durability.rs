@@ -7,9 +7,10 @@ use std::time::Duration;
 use crate::common::{Process, get_json, submit, synthetic_job, wait_finished, wait_for};
 use serde_json::{Value, json};
 
+/// Six epochs of 188 steps: long enough (seconds, however fast the CPU) to be stopped mid-way.
 fn long_job() -> Value {
     let mut job = synthetic_job(6);
-    job["data"]["train_size"] = json!(3000);
+    job["data"]["train_size"] = json!(12000);
     job["training"]["optimizer"] = json!({"kind": "sgd", "lr": 0.3, "momentum": 0.9});
     job
 }
@@ -25,7 +26,7 @@ async fn kill_dash_nine_mid_epoch_resumes_from_the_last_checkpoint() {
     let queued_id = queued["id"].as_str().unwrap().to_string();
 
     // Wait until the first epoch is checkpointed and the second is under way, then kill.
-    let steps_per_epoch = 47;
+    let steps_per_epoch = 188;
     wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
         j["progress"]["step"].as_u64() > Some(steps_per_epoch + 5)
     })

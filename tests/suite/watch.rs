@@ -173,7 +173,8 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
     let (server, reader) = keyed_server().await;
     let (c, base) = (&server.client, server.base.as_str());
     assert_eq!(c.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
-    let mut job = synthetic_job(3);
+    // Long enough to be scraped while it trains, however fast the machine; it is cancelled.
+    let mut job = synthetic_job(100);
     job["data"]["train_size"] = json!(4000);
     let r =
         c.post(format!("{base}/jobs")).bearer_auth(crate::security::WRITER).json(&job).send().await.unwrap();
