@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's chromium, headless, driven over WebDriver by
 //! chromedriver (plain HTTP, spoken here with reqwest), against a real server while jobs train.
 //! The jobs table lists the jobs, the job page's loss chart gains points, and the compare view
-//! draws one series per chosen job. A screenshot of the compare view is saved under the test
+//! draws one series per chosen job; a language model's page lists its checkpoints and its box
+//! generates text. A screenshot of the compare view is saved under the test
 //! binary's temporary directory (`target/tmp/dashboard-compare.png`).
 
 use std::process::{Child, Command, Stdio};
@@ -148,6 +149,30 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
 
     let r = c.post(format!("{base}/jobs/{training}/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+
+    // A language model's page lists its checkpoints and generates text from the box.
+    let language = json!({"model": {"kind": "rnn_lm", "cell": "gru", "hidden": 32},
+        "data": {"dataset": "synthetic_text", "chars": 4000, "num_steps": 10},
+        "training": {"epochs": 2, "batch_size": 16}, "checkpoint": {"every": 1}});
+    let lm = submit(c, base, &language).await["id"].as_str().unwrap().to_string();
+    crate::common::wait_finished(c, base, &lm, Duration::from_secs(120)).await;
+    browser.open(&format!("{base}/#/jobs/{lm}")).await;
+    let listed = "return document.querySelectorAll('#checkpoints a[data-checkpoint]').length >= 1;";
+    browser.wait_for("the checkpoints with their download links", listed).await;
+    browser
+        .eval(
+            "document.getElementById('prefix').value = 'the '; document.getElementById('generate').click();",
+        )
+        .await;
+    let generated = "const t = document.getElementById('generated').value; \
+                     return t.length > 50 ? t : null;";
+    let text = browser.wait_for("generated text in the box", generated).await;
+    // Greedy generation is deterministic: the box shows what the API answers to the same request.
+    let body = json!({"prefix": "the ", "max_tokens": 100});
+    let r = c.post(format!("{base}/jobs/{lm}/generate")).json(&body).send().await.unwrap();
+    let answer: Value = r.json().await.unwrap();
+    let expected = format!("{}{}", answer["prompt"].as_str().unwrap(), answer["text"].as_str().unwrap());
+    assert_eq!(text.as_str().unwrap(), expected);
 }
 
 /// The browser binary: Debian's chromium, or `$KILN_CHROMIUM`.
