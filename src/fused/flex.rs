@@ -249,9 +249,7 @@ impl Backward<Flex, 1> for SigmoidBackward {
         let shape = grad.shape();
         let mut dx = zeros(shape.num_elements());
         kiln_kernels::sigmoid_backward(&values(&ops.state), &values(&grad), &mut dx);
-        if let [Some(parent)] = ops.parents {
-            grads.register::<Flex>(parent.id, tensor(dx, shape));
-        }
+        register(ops, grads, [Some(tensor(dx, shape))]);
     }
 }
 
@@ -265,10 +263,20 @@ impl<const N: usize> Backward<Flex, N> for LayerBackward<N> {
     fn backward(self, ops: Ops<Arc<LayerRun>, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
         let inputs = ops.state.backward(&grad);
-        for (parent, value) in ops.parents.into_iter().zip(inputs) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, value);
-            }
+        register(ops, grads, inputs.into_iter().map(Some));
+    }
+}
+
+/// Hands each input's gradient to its parent node, in the inputs' order; an input whose node
+/// takes no gradient (or that has none) is skipped.
+fn register<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    values: impl IntoIterator<Item = Option<FlexTensor>>,
+) {
+    for (parent, value) in ops.parents.into_iter().zip(values) {
+        if let (Some(parent), Some(value)) = (parent, value) {
+            grads.register::<Flex>(parent.id, value);
         }
     }
 }

@@ -15,7 +15,7 @@ use burn::tensor::Shape;
 use kiln_kernels::conv::{self, Conv};
 use kiln_kernels::{batch_norm, pool};
 
-use super::{tensor, values, zeros};
+use super::{register, tensor, values, zeros};
 
 /// The `epsilon` of the fused batch norm: Burn's and PyTorch's default.
 pub const BATCH_NORM_EPSILON: f64 = 1e-5;
@@ -87,11 +87,7 @@ impl Backward<Flex, 4> for BatchNormBackward {
     fn backward(self, ops: Ops<Arc<BatchNormRun>, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
         let inputs = ops.state.backward(&grad);
-        for (parent, value) in ops.parents.into_iter().zip(inputs) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, value);
-            }
-        }
+        register(ops, grads, inputs.into_iter().map(Some));
     }
 }
 
@@ -145,9 +141,8 @@ impl Backward<Flex, 1> for PoolBackward {
         let [p, h, w] = planes(&ops.state);
         let mut dx = zeros(p * h * w);
         pool::backward(&values(&grad), p, h, w, &mut dx);
-        if let [Some(parent)] = ops.parents {
-            grads.register::<Flex>(parent.id, tensor(dx, ops.state));
-        }
+        let dx = tensor(dx, ops.state.clone());
+        register(ops, grads, [Some(dx)]);
     }
 }
 
@@ -206,17 +201,13 @@ impl Backward<Flex, 3> for ConvBackward {
         let run = &ops.state;
         let input_grad = ops.parents[0].is_some();
         let g = conv::backward(&run.conv, &values(&run.x), &values(&run.weight), &values(&grad), input_grad);
-        let [x, weight, bias] = ops.parents;
-        if let (Some(parent), Some(dx)) = (x, g.x) {
-            grads.register::<Flex>(parent.id, tensor(dx, run.x.shape()));
-        }
-        if let Some(parent) = weight {
-            grads.register::<Flex>(parent.id, tensor(g.weight, run.weight.shape()));
-        }
-        if let Some(parent) = bias {
-            let channels = g.bias.len();
-            grads.register::<Flex>(parent.id, tensor(g.bias, [channels]));
-        }
+        let channels = g.bias.len();
+        let inputs = [
+            g.x.map(|dx| tensor(dx, run.x.shape())),
+            Some(tensor(g.weight, run.weight.shape())),
+            Some(tensor(g.bias, [channels])),
+        ];
+        register(ops, grads, inputs);
     }
 }
 
