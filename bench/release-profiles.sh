@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
 # Builds kiln's release binary cold under several profile settings and compares them: build time,
-# binary size, and LeNet-BN training throughput (`kiln bench`, batch 256, CPU), the binaries run
+# binary size (stripped), LeNet-BN training throughput on the CPU (`kiln bench`, batch 256), and
+# the CPU time a WGPU step takes to record (forward + backward + update of `kiln bench --backends
+# wgpu`, LeNet-BN batch 32: tracing, fusing and launching kernels, the host's part of every GPU
+# step; measured on whatever Vulkan device the machine has, llvmpipe included). The binaries run
 # alternately so that a machine's drift hits every variant alike.
 #
 #   bench/release-profiles.sh [VARIANT...]      # default: all; results in bench-out/release-profiles/
 #
 # Each variant builds into its own empty target directory (a cold build: every crate is compiled
-# with the variant's settings). Settings are passed with `cargo --config`, so Cargo.toml is not
-# edited. Run it on a quiet machine: it takes the machine for a long time.
+# with the variant's settings), with its symbol table kept so that `bench/binary-size.sh` can say
+# where the size went; the size reported is that of a stripped copy. Every setting is passed with
+# `cargo --config`, whatever Cargo.toml says, so Cargo.toml is not edited. Run it on a quiet
+# machine: it takes the machine for a long time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-bench-out/release-profiles}"
 rounds="${ROUNDS:-2}"
 mkdir -p "$out"
 
+# The crates that Cargo.toml's release profile optimises for size: those that build GPU kernels
+# (CubeCL's frontend, its kernel libraries, the shader compilers) or hold the GPU caches' database,
+# whose code runs when a kernel is first compiled or a device starts, not in every step.
+mapfile -t kernel_crates < <(sed -n 's/^\[profile\.release\.package\.\([A-Za-z0-9_-]*\)\]$/\1/p' Cargo.toml)
+opt_level() {  # $1: the opt-level of the kernel crates
+  for crate in "${kernel_crates[@]}"; do
+    printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$1"
+  done
+}
+common="--config profile.release.strip=false --config profile.release.debug=false"
+thin="--config profile.release.lto=\"thin\" --config profile.release.codegen-units=1"
 declare -A settings=(
-  [plain]=""
-  [thin-cgu1]="--config profile.release.lto=\"thin\" --config profile.release.codegen-units=1"
-  [fat-cgu1]="--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1"
+  [plain]="--config profile.release.lto=false --config profile.release.codegen-units=16 $(opt_level 3)"
+  [thin-cgu1]="$thin $(opt_level 3)"
+  [fat-cgu1]="--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1 $(opt_level 3)"
+  [thin-cgu1-kernels-s]="$thin $(opt_level '"s"')"
+  [thin-cgu1-kernels-z]="$thin $(opt_level '"z"')"
 )
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(plain thin-cgu1 fat-cgu1)
+[ ${#variants[@]} -gt 0 ] || variants=(plain thin-cgu1 fat-cgu1 thin-cgu1-kernels-s thin-cgu1-kernels-z)
 
 for v in "${variants[@]}"; do
   dir="$out/target-$v"
@@ -28,24 +46,31 @@ for v in "${variants[@]}"; do
     rm -rf "$dir"
     start=$(date +%s)
     # shellcheck disable=SC2086 # the settings are separate words on purpose
-    CARGO_TARGET_DIR="$dir" cargo build --release --locked ${settings[$v]} >"$out/build-$v.log" 2>&1
+    CARGO_TARGET_DIR="$dir" cargo build --release --locked $common ${settings[$v]} >"$out/build-$v.log" 2>&1
     echo $(( $(date +%s) - start )) >"$out/build-$v.seconds"
   fi
+  strip -o "$out/kiln-$v" "$dir/release/kiln"
 done
 
 for round in $(seq "$rounds"); do
   for v in "${variants[@]}"; do
-    "$out/target-$v/release/kiln" bench --model lenet_bn --batch 256 --steps 30 --backends cpu \
+    "$out/kiln-$v" bench --model lenet_bn --batch 256 --steps 30 --backends cpu \
       >"$out/bench-$v-$round.txt" 2>/dev/null
+    "$out/kiln-$v" bench --model lenet_bn --batch 32 --steps 20 --backends wgpu \
+      >"$out/bench-wgpu-$v-$round.txt" 2>/dev/null
   done
 done
 
-printf '| variant | cold build (s) | binary (MB) | LeNet-BN b256 examples/s, round by round |\n|---|---|---|---|\n'
+printf '| variant | cold build (s) | binary (MB) | LeNet-BN b256 CPU, examples/s | WGPU step recorded in (ms) |\n'
+printf '|---|---|---|---|---|\n'
 for v in "${variants[@]}"; do
-  size=$(stat -c %s "$out/target-$v/release/kiln")
+  mb=$(awk -v s="$(stat -c %s "$out/kiln-$v")" 'BEGIN { printf "%.1f", s / 1e6 }')
   speeds=$(for round in $(seq "$rounds"); do
     grep -o 'examples_per_sec=[0-9.]*' "$out/bench-$v-$round.txt" | head -n 1 | cut -d= -f2
   done | paste -sd ' ')
-  mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')
-  printf '| %s | %s | %s | %s |\n' "$v" "$(cat "$out/build-$v.seconds")" "$mb" "$speeds"
+  # "per step: T ms = upload U + forward F + backward B + update P + readback R": F + B + P.
+  record=$(for round in $(seq "$rounds"); do
+    awk '/per step:/ { printf "%.2f\n", $10 + $13 + $16; exit }' "$out/bench-wgpu-$v-$round.txt"
+  done | paste -sd ' ')
+  printf '| %s | %s | %s | %s | %s |\n' "$v" "$(cat "$out/build-$v.seconds")" "$mb" "$speeds" "$record"
 done
