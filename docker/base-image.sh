@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Makes a Debian bookworm base image on a machine whose Docker engine cannot pull from a registry:
-# debootstrap --variant=minbase from the Debian mirror this machine's apt is already configured with
+# Prints the name of a Debian bookworm image to build kiln's image from: debian:bookworm-slim where
+# a registry serves it; else one made here, on a machine whose Docker engine cannot pull: debootstrap
+# --variant=minbase from the Debian mirror this machine's apt is already configured with
 # (KILN_DEBIAN_MIRROR overrides it; on a host with no bookworm source, deb.debian.org), then
-# `docker import`. Prints the tag. Does nothing when the tag exists. Needs root or sudo.
+# `docker import`. Does nothing when the image exists. Debootstrap needs root or sudo.
 #
-#   docker/base-image.sh [TAG]        # default TAG: kiln-local/debian:bookworm
+#   docker/base-image.sh [TAG]        # TAG: make this one (no pull); default kiln-local/debian:bookworm
 set -euo pipefail
+if [ $# -eq 0 ] && { docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
+  || timeout 120 docker pull -q debian:bookworm-slim >/dev/null 2>&1; }; then
+  echo debian:bookworm-slim
+  exit 0
+fi
 tag="${1:-kiln-local/debian:bookworm}"
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag"
