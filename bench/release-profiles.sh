@@ -19,12 +19,24 @@ out="${OUT:-bench-out/release-profiles}"
 rounds="${ROUNDS:-2}"
 mkdir -p "$out"
 
-# The crates that Cargo.toml's release profile optimises for size: those that build GPU kernels
-# (CubeCL's frontend, its kernel libraries, the shader compilers) or hold the GPU caches' database,
-# whose code runs when a kernel is first compiled or a device starts, not in every step.
-mapfile -t kernel_crates < <(sed -n 's/^\[profile\.release\.package\.\([A-Za-z0-9_-]*\)\]$/\1/p' Cargo.toml)
+# Crates that build GPU kernels (CubeCL's frontend, its kernel libraries, the shader compilers, the
+# parsers of its configuration) or hold the GPU caches' database: their code runs when a kernel
+# is first compiled or a device starts, not in every step.
+kernel_crates=(cubecl-core cubecl-std cubecl-ir cubecl-opt cubecl-environment cubek-tile cubek-matmul
+  cubek-reduce cubek-convolution pliron naga rustc_apfloat toml ciborium combine turso_core
+  turso_parser aegis)
 opt_level() {  # $1: the opt-level of the kernel crates
   for crate in "${kernel_crates[@]}"; do
+    printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$1"
+  done
+}
+# The crates a CPU training step runs in (Burn's flex backend and autodiff, gemm, rayon, kiln's
+# kernels and kiln), with what hashes and unpacks checkpoints and data sets.
+hot_crates=(kiln kiln-kernels burn-flex burn-dispatch burn-autodiff burn-backend burn-tensor burn-nn
+  burn-core burn-optim burn-std gemm gemm-common gemm-f32 gemm-f16 macerator rayon rayon-core half
+  num-traits bytemuck sha2 flate2 miniz_oxide)
+hot_at() {  # $1: their opt-level
+  for crate in "${hot_crates[@]}"; do
     printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$1"
   done
 }
@@ -36,9 +48,12 @@ declare -A settings=(
   [fat-cgu1]="--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1 $(opt_level 3)"
   [thin-cgu1-kernels-s]="$thin $(opt_level '"s"')"
   [thin-cgu1-kernels-z]="$thin $(opt_level '"z"')"
+  # With LTO the whole program is optimised at the final crate's opt-level, so per-crate levels
+  # change little: without it, everything but the hot crates optimised for size.
+  [nolto-cgu1-size]="--config profile.release.lto=false --config profile.release.codegen-units=1 --config profile.release.opt-level=\"s\" $(hot_at 3)"
 )
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(plain thin-cgu1 fat-cgu1 thin-cgu1-kernels-s thin-cgu1-kernels-z)
+[ ${#variants[@]} -gt 0 ] || variants=(plain thin-cgu1 fat-cgu1 thin-cgu1-kernels-s thin-cgu1-kernels-z nolto-cgu1-size)
 
 for v in "${variants[@]}"; do
   dir="$out/target-$v"
