@@ -12,11 +12,7 @@ cd "$(dirname "$0")/.."
 base="$(docker/base-image.sh)"
 context="$(mktemp -d)"
 trap 'rm -rf "$context"; docker rmi -f kiln-size:default kiln-size:gpu-only >/dev/null 2>&1 || true' EXIT
-strip -o "$context/kiln" "$binary"
-mkdir -p "$context/kernels" "$context/docker"
-cp Cargo.toml Cargo.lock "$context/"
-cp kernels/Cargo.toml "$context/kernels/"
-cp docker/runtime-root.sh "$context/docker/"
+docker/prebuilt-context.sh "$binary" "$context"
 
 mb() { awk -v s="$1" 'BEGIN { printf "%.0f MB", s / 1e6 }'; }
 printf '| image (binary %s stripped) | size | gzipped |\n|---|---|---|\n' "$(mb "$(stat -c %s "$context/kiln")")"

@@ -25,9 +25,11 @@ mkdir -p "$out"
 kernel_crates=(cubecl-core cubecl-std cubecl-ir cubecl-opt cubecl-environment cubek-tile cubek-matmul
   cubek-reduce cubek-convolution pliron naga rustc_apfloat toml ciborium combine turso_core
   turso_parser aegis)
-opt_level() {  # $1: the opt-level of the kernel crates
-  for crate in "${kernel_crates[@]}"; do
-    printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$1"
+at_level() {  # $1: an opt-level, then crates: a --config setting each
+  local level="$1" crate
+  shift
+  for crate in "$@"; do
+    printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$level"
   done
 }
 # The crates a CPU training step runs in (Burn's flex backend and autodiff, gemm, rayon, kiln's
@@ -35,22 +37,17 @@ opt_level() {  # $1: the opt-level of the kernel crates
 hot_crates=(kiln kiln-kernels burn-flex burn-dispatch burn-autodiff burn-backend burn-tensor burn-nn
   burn-core burn-optim burn-std gemm gemm-common gemm-f32 gemm-f16 macerator rayon rayon-core half
   num-traits bytemuck sha2 flate2 miniz_oxide)
-hot_at() {  # $1: their opt-level
-  for crate in "${hot_crates[@]}"; do
-    printf -- "--config profile.release.package.%s.opt-level=%s " "$crate" "$1"
-  done
-}
 common="--config profile.release.strip=false --config profile.release.debug=false"
 thin="--config profile.release.lto=\"thin\" --config profile.release.codegen-units=1"
 declare -A settings=(
-  [plain]="--config profile.release.lto=false --config profile.release.codegen-units=16 $(opt_level 3)"
-  [thin-cgu1]="$thin $(opt_level 3)"
-  [fat-cgu1]="--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1 $(opt_level 3)"
-  [thin-cgu1-kernels-s]="$thin $(opt_level '"s"')"
-  [thin-cgu1-kernels-z]="$thin $(opt_level '"z"')"
+  [plain]="--config profile.release.lto=false --config profile.release.codegen-units=16"
+  [thin-cgu1]="$thin"
+  [fat-cgu1]="--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1"
+  [thin-cgu1-kernels-s]="$thin $(at_level '"s"' "${kernel_crates[@]}")"
+  [thin-cgu1-kernels-z]="$thin $(at_level '"z"' "${kernel_crates[@]}")"
   # With LTO the whole program is optimised at the final crate's opt-level, so per-crate levels
   # change little: without it, everything but the hot crates optimised for size.
-  [nolto-cgu1-size]="--config profile.release.lto=false --config profile.release.codegen-units=1 --config profile.release.opt-level=\"s\" $(hot_at 3)"
+  [nolto-cgu1-size]="--config profile.release.lto=false --config profile.release.codegen-units=1 --config profile.release.opt-level=\"s\" $(at_level 3 "${hot_crates[@]}")"
 )
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(plain thin-cgu1 fat-cgu1 thin-cgu1-kernels-s thin-cgu1-kernels-z nolto-cgu1-size)

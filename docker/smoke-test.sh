@@ -56,10 +56,7 @@ echo "$base"
 step "image kiln:latest from docker/Dockerfile (binary $binary)"
 # The build context holds only the manifests, the stripped binary, which the builder stage installs,
 # and the script that gathers the runtime's files.
-strip -o "$context/kiln" "$binary"
-cp Cargo.toml Cargo.lock "$context/"
-mkdir -p "$context/kernels" "$context/docker" && cp kernels/Cargo.toml "$context/kernels/"
-cp docker/runtime-root.sh "$context/docker/"
+docker/prebuilt-context.sh "$binary" "$context"
 start=$(date +%s)
 docker build -q -f docker/Dockerfile \
   --build-arg RUST_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" \
