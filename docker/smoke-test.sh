@@ -7,7 +7,10 @@
 # on the same volume, where every job, its metrics and its checkpoints are still there and the
 # interrupted job resumes from its checkpoint.
 #
-#   docker/smoke-test.sh [BINARY]
+#   docker/smoke-test.sh [--build-only | --use-built] [BINARY]
+#
+# --build-only builds the image and stops; --use-built tests the kiln:latest built so (scripts/test
+# builds it while the suite runs, and tests it after).
 #
 # BINARY: a kiln built on this machine (default: the one `cargo test` built) goes into the image
 # through the Dockerfile's KILN_PREBUILT, so CI compiles kiln once; the runtime stage is the one users
@@ -16,6 +19,11 @@
 # The containers and the volume it starts are removed at the end.
 set -euo pipefail
 target="${CARGO_TARGET_DIR:-target}"
+phase=all
+case "${1:-}" in
+  --build-only) phase=build; shift ;;
+  --use-built) phase=test; shift ;;
+esac
 binary="${1:-}"
 [ -z "$binary" ] || binary="$(realpath "$binary")"
 cd "$(dirname "$0")/.."
@@ -47,23 +55,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "base image"
-# The real debian:bookworm-slim where a registry can be reached, else a debootstrapped one;
-# KILN_BASE_IMAGE names one made already (scripts/test makes it while the tests build).
-base="${KILN_BASE_IMAGE:-$(docker/base-image.sh)}"
-echo "$base"
+if [ "$phase" != test ]; then
+  step "base image"
+  # The real debian:bookworm-slim where a registry can be reached, else a debootstrapped one;
+  # KILN_BASE_IMAGE names one made already (scripts/test makes it while the tests build).
+  base="${KILN_BASE_IMAGE:-$(docker/base-image.sh)}"
+  echo "$base"
 
-step "image kiln:latest from docker/Dockerfile (binary $binary)"
-# The build context holds only the manifests, the stripped binary, which the builder stage installs,
-# and the script that gathers the runtime's files.
-docker/prebuilt-context.sh "$binary" "$context"
-start=$(date +%s)
-docker build -q -f docker/Dockerfile \
-  --build-arg RUST_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" \
-  --build-arg KILN_PREBUILT=kiln -t kiln:latest "$context" >/dev/null
-echo "built in $(( $(date +%s) - start )) s; size $(docker image inspect -f '{{.Size}}' kiln:latest | awk '{printf "%.0f MB", $1/1e6}')"
-# The images of earlier runs (the previous kiln:latest, the builder stage), now untagged.
-docker image prune -f --filter label=org.opencontainers.image.title=kiln >/dev/null
+  step "image kiln:latest from docker/Dockerfile (binary $binary)"
+  # The build context holds only the manifests, the stripped binary, which the builder stage installs,
+  # and the script that gathers the runtime's files.
+  docker/prebuilt-context.sh "$binary" "$context"
+  start=$(date +%s)
+  docker build -q -f docker/Dockerfile \
+    --build-arg RUST_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" \
+    --build-arg KILN_PREBUILT=kiln -t kiln:latest "$context" >/dev/null
+  echo "built in $(( $(date +%s) - start )) s; size $(docker image inspect -f '{{.Size}}' kiln:latest | awk '{printf "%.0f MB", $1/1e6}')"
+  # The images of earlier runs (the previous kiln:latest, the builder stage), now untagged.
+  docker image prune -f --filter label=org.opencontainers.image.title=kiln >/dev/null
+  if [ "$phase" = build ]; then exit 0; fi
+fi
 docker volume create "$volume" >/dev/null
 
 # Starts a container on the volume, published on a free port of 127.0.0.1; sets $base_url.
