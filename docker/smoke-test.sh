@@ -12,7 +12,7 @@
 # --build-only builds the image and stops; --use-built tests the kiln:latest built so (scripts/test
 # builds it while the suite runs, and tests it after).
 #
-# BINARY: a kiln built on this machine (default: the one `cargo test` built) goes into the image
+# BINARY (not with --use-built): a kiln built on this machine (default: the one `cargo test` built) goes into the image
 # through the Dockerfile's KILN_PREBUILT, so CI compiles kiln once; the runtime stage is the one users
 # build; it is tagged kiln:latest, replacing an image of that name. No registry is needed: without
 # one, both base images are the Debian bookworm that docker/base-image.sh makes with debootstrap.
@@ -28,7 +28,6 @@ binary="${1:-}"
 [ -z "$binary" ] || binary="$(realpath "$binary")"
 cd "$(dirname "$0")/.."
 binary="${binary:-$(realpath -m "$target/debug/kiln")}"
-[ -x "$binary" ] || { echo "no kiln binary at $binary (run cargo test first)" >&2; exit 1; }
 command -v jq >/dev/null || {
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq jq >/dev/null
@@ -36,12 +35,6 @@ command -v jq >/dev/null || {
 
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# A binary built on the host runs in the bookworm image only if it needs no newer glibc than
-# bookworm's 2.36 (a host on Debian 13 or Ubuntu 24.04 builds against a newer one).
-glibc="$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
-[ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n 1)" = 2.36 ] \
-  || fail "$binary needs glibc $glibc, the bookworm image has 2.36: build the image from source instead"
 
 name="kiln-smoke-$$"
 volume="kiln-smoke-$$"
@@ -56,6 +49,13 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "$phase" != test ]; then
+  [ -x "$binary" ] || fail "no kiln binary at $binary (run cargo test first)"
+  # A binary built on the host runs in the bookworm image only if it needs no newer glibc than
+  # bookworm's 2.36 (a host on Debian 13 or Ubuntu 24.04 builds against a newer one).
+  glibc="$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+  [ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n 1)" = 2.36 ] \
+    || fail "$binary needs glibc $glibc, the bookworm image has 2.36: build the image from source instead"
+
   step "base image"
   # The real debian:bookworm-slim where a registry can be reached, else a debootstrapped one;
   # KILN_BASE_IMAGE names one made already (scripts/test makes it while the tests build).
@@ -74,6 +74,8 @@ if [ "$phase" != test ]; then
   # The images of earlier runs (the previous kiln:latest, the builder stage), now untagged.
   docker image prune -f --filter label=org.opencontainers.image.title=kiln >/dev/null
   if [ "$phase" = build ]; then exit 0; fi
+else
+  docker image inspect kiln:latest >/dev/null 2>&1 || fail "no image kiln:latest (build it with --build-only)"
 fi
 docker volume create "$volume" >/dev/null
 
