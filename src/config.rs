@@ -132,6 +132,31 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
 
+    /// Most open connections from one client address; one more from it is answered 503 and
+    /// closed. Default: a quarter of `--max-connections` (at least 1).
+    #[arg(long, env = "KILN_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections_per_ip: Option<u32>,
+
+    /// Seconds a response may make no progress while being written (its client not reading)
+    /// before the connection is closed. An event stream whose client keeps reading never hits it.
+    #[arg(long, env = "KILN_WRITE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout_secs: u64,
+
+    /// Most requests one connection may send (pipelined or one after another); the answer to
+    /// the last says `connection: close`, as nginx's `keepalive_requests` does.
+    #[arg(long, env = "KILN_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_requests_per_connection: u32,
+
+    /// Start even though the database does not know some jobs' or uploads' files in the data
+    /// dir (a lost or restored database): index what can be read back, keep the rest in place.
+    #[arg(long, env = "KILN_ADOPT_ORPHANS", conflicts_with = "discard_orphans")]
+    pub adopt_orphans: bool,
+
+    /// Start even though the database does not know some jobs' or uploads' files in the data
+    /// dir, and delete those files.
+    #[arg(long, env = "KILN_DISCARD_ORPHANS")]
+    pub discard_orphans: bool,
+
     /// Most `POST /jobs/{id}/generate` requests running at once; one more is answered 503
     /// with `Retry-After`.
     #[arg(long, env = "KILN_MAX_GENERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -184,6 +209,12 @@ impl Config {
     /// Directory of the GPU caches.
     pub fn gpu_cache_dir(&self) -> PathBuf {
         self.gpu_cache_dir.clone().unwrap_or_else(|| self.data_dir.join("gpu-cache"))
+    }
+
+    /// Most open connections from one client address (`--max-connections-per-ip`, or a quarter
+    /// of `--max-connections`).
+    pub fn connections_per_ip(&self) -> u32 {
+        self.max_connections_per_ip.unwrap_or((self.max_connections / 4).max(1))
     }
 
     /// Path of the SQLite database.

@@ -6,7 +6,8 @@
 //! [`dashboard`] (the page at `/`) and [`openapi`] (the API document). Handlers are thin: they
 //! extract, call one method of [`crate::jobs::Jobs`] and map the result; every error goes through
 //! [`error::ApiError`]. [`auth`] checks keys and media types in front of every route; [`server`]
-//! is the connection loop (timeouts, the connection cap).
+//! is the connection loop (timeouts, the connection caps), [`wire`] what passes on its sockets
+//! (the write deadline, problem+json for hyper's own error answers).
 
 pub mod auth;
 pub mod backends;
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod openapi;
 pub mod prometheus;
 pub mod server;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,7 +107,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let limits = ConnectionLimits {
         max_connections: config.max_connections as usize,
+        max_connections_per_ip: config.connections_per_ip() as usize,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        write_timeout: Duration::from_secs(config.write_timeout_secs),
+        max_requests_per_connection: config.max_requests_per_connection,
         drain_timeout: Duration::from_secs(60),
     };
     let jobs = tokio::task::spawn_blocking(move || Jobs::start(config))

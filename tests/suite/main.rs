@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod checkpoints;
 mod cli;
+mod connections;
 mod dashboard;
 mod datasets;
 mod durability;

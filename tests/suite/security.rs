@@ -172,7 +172,11 @@ async fn stalled_and_idle_connections_are_closed_within_their_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_are_refused_with_a_problem() {
-    let server = Server::start_with(|c| c.max_connections = 2).await;
+    let server = Server::start_with(|c| {
+        c.max_connections = 2;
+        c.max_connections_per_ip = Some(2);
+    })
+    .await;
     let held: Vec<TcpStream> = (0..2).map(|_| connect(&server, "")).collect();
     // Give the accept loop time to take both.
     tokio::time::sleep(Duration::from_millis(300)).await;
