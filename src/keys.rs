@@ -13,6 +13,8 @@
 //! - neither, bound to a loopback address: open, for development on one machine;
 //! - neither, bound to any other address: a generated `write` key, kept in `<data-dir>/api-key`
 //!   (mode 0600, created once and reused by later starts), and a log line saying where it is.
+//!   A kept file that others may read or write is tightened to 0600 before it is used, with a
+//!   warning; if it cannot be, the server does not start.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -170,6 +172,7 @@ fn generated_key(path: &Path) -> Result<String, KeysError> {
         let what = format!("{what} {}", path.display());
         move |source| KeysError::Io { what, source }
     };
+    owner_only(path)?;
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().chars().count() >= MIN_KEY_CHARS => return Ok(text.trim().to_string()),
         Ok(_) => {
@@ -191,6 +194,40 @@ fn generated_key(path: &Path) -> Result<String, KeysError> {
         .and_then(|()| file.sync_all())
         .map_err(io_error("writing"))?;
     Ok(token)
+}
+
+/// Makes an existing key file `path` readable and writable by its owner only (0600), as it was
+/// made: one that others may read was copied or restored carelessly, and its key may have leaked
+/// already, so the change is logged as a warning. A file that does not exist is left to be made.
+#[cfg(unix)]
+fn owner_only(path: &Path) -> Result<(), KeysError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(metadata) => metadata.permissions().mode() & 0o777,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(KeysError::Io { what: format!("reading {}", path.display()), source }),
+    };
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        KeysError::Io {
+            what: format!("{} has mode {mode:04o}, readable by others; making it 0600", path.display()),
+            source,
+        }
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        was = %format_args!("{mode:04o}"),
+        "the API key file was open to other users: it is now 0600 (owner only); if others could read it, \
+         delete it and restart to get a new key"
+    );
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path) -> Result<(), KeysError> {
+    Ok(())
 }
 
 /// The keys of an `--api-keys-file`: one per line, `<read|write> sha256:<64 hex digits> [label]`;
@@ -292,6 +329,16 @@ mod tests {
         // A restart keeps the same key.
         let Access::Keys(again) = Access::resolve(&config, exposed).unwrap() else { panic!("open") };
         assert_eq!(Access::scope_of(&again, &token), Some(Scope::Write));
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let Access::Keys(again) = Access::resolve(&config, exposed).unwrap() else { panic!("open") };
+            assert_eq!(Access::scope_of(&again, &token), Some(Scope::Write), "the same key");
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "an open key file is tightened");
+        }
 
         let mut open = config.clone();
         open.no_auth = true;

@@ -6,6 +6,10 @@
 //! service's reporting port); the rest — jobs by status, queue depth per lane, running jobs per
 //! device — are read from the store and the queue when Prometheus scrapes ([`Snapshot`]). This
 //! module knows no other part of kiln: the layers above fill it in.
+//!
+//! Every label takes a bounded set of values, whatever clients send: a request's method is one
+//! of the standard ones or `other`, its route a pattern of the router or `unmatched`, its status
+//! a three-digit code; a job's throughput series goes away when the job stops training.
 
 use std::sync::Mutex;
 
@@ -115,10 +119,21 @@ impl Default for Telemetry {
     }
 }
 
+/// The methods a request is counted under by name; any other (a client may send any token as
+/// its method) is counted as `other`, so that made-up methods cannot add series.
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+
+/// The `method` label of a request's method.
+fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
 impl Telemetry {
-    /// An answered request: `route` is the matched pattern (or `unmatched`).
+    /// An answered request: `route` is the matched pattern (or `unmatched`); a method other than
+    /// the standard ones is counted as `other`, a status outside 100..=599 as 0.
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (method.to_string(), route.to_string());
+        let (method, route) = (method_label(method).to_string(), route.to_string());
+        let status = if (100..=599).contains(&status) { status } else { 0 };
         self.requests
             .get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status })
             .inc();
@@ -200,5 +215,19 @@ mod tests {
         telemetry.stopped("j1");
         let after = telemetry.encode(&Snapshot::default());
         assert!(!after.contains("j1") && !after.contains(r#"status="running""#), "{after}");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_series() {
+        let telemetry = Telemetry::default();
+        for method in ["BREW", "PROPFIND", &"X".repeat(5000)] {
+            telemetry.request(method, "unmatched", 405, 0.001);
+        }
+        telemetry.request("DELETE", "/jobs/{id}", 204, 0.001);
+        let text = telemetry.encode(&Snapshot::default());
+        let line = r#"kiln_http_requests_total{method="other",route="unmatched",status="405"} 3"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+        assert!(text.contains(r#"method="DELETE""#), "{text}");
+        assert!(!text.contains("BREW") && !text.contains("PROPFIND") && !text.contains("XXX"), "{text}");
     }
 }

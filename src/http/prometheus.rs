@@ -29,7 +29,8 @@ const TEXT_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// `kiln_job_throughput{job,unit}` (examples or tokens per second of each running job),
 /// `kiln_epochs_completed_total`, `kiln_checkpoint_bytes_written_total`,
 /// `kiln_http_requests_total{method,route,status}` and
-/// `kiln_http_request_duration_seconds{method,route}` (a histogram).
+/// `kiln_http_request_duration_seconds{method,route}` (a histogram); `method` is `other` for
+/// any but the standard methods, `route` is `unmatched` for a path no route has.
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "prometheus_metrics",
     responses((status = 200, description = "OpenMetrics text format 1.0.0", content_type = "application/openmetrics-text", body = String),
         (status = 500, body = Problem)))]
@@ -38,8 +39,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response())
 }
 
-/// Counts a request once it is answered: its method, its route's pattern (`unmatched` for a
-/// path no route has), its status and how long the answer took to start.
+/// Counts a request once it is answered: its method (`other` for any but the standard ones), its
+/// route's pattern (`unmatched` for a path no route has), its status and how long the answer
+/// took to start. No label takes a value a client makes up (see [`crate::telemetry`]).
 pub async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_string();
