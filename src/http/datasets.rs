@@ -6,7 +6,8 @@
 //! before any of the body is read) and streams the body into it chunk by chunk, cutting it with
 //! a 413 as soon as it passes the cap. When the text itself is refused midway (not UTF-8, over
 //! the bytes quota), the rest of the body, up to the cap, is read and dropped before the answer,
-//! so that a client still sending reads the answer instead of a reset connection.
+//! so that a client still sending reads the answer instead of a reset connection. A body that
+//! stops arriving for `--body-timeout-secs` is answered 408, as a stalled JSON body is.
 
 use std::pin::Pin;
 
@@ -22,7 +23,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
-use super::limits::{BodyCap, declared_length};
+use super::limits::{BodyCap, declared_length, unreadable};
 use crate::jobs::JobError;
 use crate::jobs::datasets::{Dataset, DatasetId, Upload, ValidUpload};
 
@@ -100,8 +101,9 @@ async fn discard(mut body: Body, budget: usize) {
     }
 }
 
-/// The next data of `body`, skipping trailers; `None` at its end. A body that cannot be read
-/// (the client went away, or sent a malformed chunk) is a 400 no one may be there to read.
+/// The next data of `body`, skipping trailers; `None` at its end. A body that stopped arriving
+/// for `--body-timeout-secs` is a 408; one that cannot be read otherwise (the client went away,
+/// or sent a malformed chunk) is a 400 no one may be there to read.
 async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
     loop {
         match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
@@ -113,7 +115,7 @@ async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
             }
             Some(Err(e)) => {
                 tracing::info!(%e, "an upload's body could not be read");
-                return Err(ApiError::BadRequest(format!("the body could not be read: {e}")));
+                return Err(unreadable(&e, format!("the body could not be read: {e}")));
             }
         }
     }

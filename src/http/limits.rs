@@ -1,4 +1,5 @@
-//! Request body caps answered before the body is read.
+//! Request body caps answered before the body is read, and what a body that cannot be read is
+//! answered (408 when it stalled, 400 otherwise).
 //!
 //! Axum's `DefaultBodyLimit` stops reading a body once it passes the cap, but only after
 //! reading up to the cap; a client that keeps sending then races the server's close and may see
@@ -35,18 +36,12 @@ impl BodyCap {
         Self { bytes, noun: "text", flag: "--max-dataset-bytes" }
     }
 
-    /// The body a `Bytes` extractor read, or the error to answer: 413 past this cap, 400 for
-    /// any other failure to read it.
-    /// A body that stalled past `--body-timeout-secs` is a 408.
+    /// The body a `Bytes` extractor read, or the error to answer: 413 past this cap, else as
+    /// [`unreadable`] says.
     pub fn read(&self, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         body.map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => self.exceeded(),
-            _ if timed_out(&rejection) => ApiError::Other {
-                status: StatusCode::REQUEST_TIMEOUT,
-                detail: "the body stopped arriving for longer than this server waits (--body-timeout-secs)"
-                    .into(),
-            },
-            _ => ApiError::BadRequest(rejection.body_text()),
+            _ => unreadable(&rejection, rejection.body_text()),
         })
     }
 
@@ -56,6 +51,21 @@ impl BodyCap {
             "the {} is larger than this server's limit of {} bytes ({})",
             self.noun, self.bytes, self.flag
         ))
+    }
+}
+
+/// The answer to a body that could not be read (`error`, which `said` describes): 408 if it
+/// stalled past `--body-timeout-secs`, 400 for anything else (a malformed chunk, a client gone).
+/// Both the buffered JSON bodies and the streamed uploads answer through here.
+pub fn unreadable(error: &(dyn std::error::Error + 'static), said: String) -> ApiError {
+    if timed_out(error) {
+        ApiError::Other {
+            status: StatusCode::REQUEST_TIMEOUT,
+            detail: "the body stopped arriving for longer than this server waits (--body-timeout-secs)"
+                .into(),
+        }
+    } else {
+        ApiError::BadRequest(said)
     }
 }
 

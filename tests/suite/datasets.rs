@@ -387,3 +387,26 @@ async fn an_upload_cut_off_midway_leaves_no_file_and_gives_back_its_quota() {
     assert_eq!(status, 201, "the abandoned upload gave back its place: {dataset}");
     assert_eq!(get_json(&server.client, &server.url("/datasets")).await.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_answered_408_and_leaves_no_file() {
+    let server = Server::start_with(|c| c.body_timeout_secs = 1).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Declares 100 bytes, sends 10 and stops, still reading.
+    let started = std::time::Instant::now();
+    let (status, headers, problem) = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!("POST /datasets HTTP/1.1\r\nHost: {addr}\r\ncontent-type: text/plain\r\n");
+        stream.write_all(format!("{head}content-length: 100\r\n\r\nthe time t").as_bytes()).unwrap();
+        read_answer(&mut stream)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 408, "{problem}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+    let ctype = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+    assert_eq!(ctype, Some("application/problem+json"));
+    assert_eq!(problem["type"], "request_timeout", "{problem}");
+    assert!(detail(&problem).contains("--body-timeout-secs"), "{problem}");
+    assert_eq!(wait_for_upload_dir(&server, |f| f.is_empty()).await, [], "nothing left on disk");
+}
