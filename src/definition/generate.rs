@@ -13,12 +13,15 @@ use crate::config::Config;
 pub struct GenerateRequest {
     /// Text the continuation starts from; normalised and tokenised as the corpus was.
     pub prefix: Option<String>,
-    /// Tokens to generate (default 50).
+    /// Tokens to generate (default 50), at least 1 and at most `--max-generate-tokens`.
+    #[schema(minimum = 1)]
     pub max_tokens: Option<usize>,
     /// 0 (default) picks the likeliest token each time, as the book does; above 0 samples from
-    /// softmax(logits / temperature).
+    /// softmax(logits / temperature); at most 100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub temperature: Option<f64>,
-    /// Sample from the k likeliest tokens only (needs temperature > 0).
+    /// Sample from the k likeliest tokens only (needs temperature > 0); at least 1.
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
     /// Seed of the sampling (default 0).
     pub seed: Option<u64>,

@@ -19,6 +19,7 @@ use crate::data::{DatasetSpec, TextSource, batches_per_epoch};
 use crate::models::{ClassifierSpec, LanguageModelSpec, ModelSpec};
 use crate::text::{Normalize, Sampling, Tokenizer};
 
+mod bounds;
 pub mod generate;
 mod names;
 #[cfg(test)]
@@ -66,28 +67,36 @@ pub struct RawModel {
     #[schema(value_type = Option<crate::models::Activation>)]
     pub activation: Option<String>,
     /// `resnet` only: 18 (default) or 34, which sets the default `blocks`.
+    #[schema(minimum = 18, maximum = 34)]
     pub depth: Option<u32>,
     /// `resnet` only: channels of each stage (default `[64, 128, 256, 512]`).
+    #[schema(schema_with = bounds::widths)]
     pub widths: Option<Vec<usize>>,
     /// `resnet`: residual blocks per stage (default by depth); `densenet`: conv blocks per
     /// dense block (default `[4, 4, 4, 4]`).
+    #[schema(schema_with = bounds::blocks)]
     pub blocks: Option<Vec<usize>>,
-    /// `densenet` only: channels each conv block adds (default 32).
+    /// `densenet` only: channels each conv block adds (default 32), 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub growth_rate: Option<usize>,
-    /// `densenet` only: channels out of the stem (default 64).
+    /// `densenet` only: channels out of the stem (default 64), 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub stem_channels: Option<usize>,
     /// `rnn_lm` only: `rnn` (the book's from-scratch RNN, default), `gru` or `lstm`.
     #[schema(value_type = Option<crate::models::Cell>)]
     pub cell: Option<String>,
-    /// `rnn_lm` only: stacked recurrent layers (default 1).
+    /// `rnn_lm` only: stacked recurrent layers (default 1), 1 to 16.
+    #[schema(minimum = 1, maximum = 16)]
     pub layers: Option<usize>,
     /// `rnn_lm` only: width of a learned token embedding; absent or null feeds tokens one-hot,
-    /// as the book does.
+    /// as the book does; 1 to 16384.
+    #[schema(minimum = 1, maximum = 16384)]
     pub embedding: Option<usize>,
 }
 
-/// `model.hidden`: one width (`rnn_lm`) or a list of widths (`mlp_bn`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// `model.hidden`: one width (`rnn_lm`) or a list of widths (`mlp_bn`); its schema, with the
+/// bounds, is in `bounds.rs`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Hidden {
     One(usize),
@@ -103,21 +112,27 @@ pub struct RawData {
     #[schema(required, value_type = DatasetName)]
     pub dataset: Option<String>,
     /// Train on this many examples only (a prefix of the training set).
+    #[schema(minimum = 1)]
     pub limit_train: Option<usize>,
     /// Evaluate on this many examples only (a prefix of the test set).
+    #[schema(minimum = 1)]
     pub limit_test: Option<usize>,
     /// `synthetic_images` only: training examples (default 2000).
+    #[schema(minimum = 1)]
     pub train_size: Option<usize>,
     /// `synthetic_images` only: test examples (default 500).
+    #[schema(minimum = 1)]
     pub test_size: Option<usize>,
     /// `synthetic_images` and `synthetic_text`: generator seed (default 0).
     pub seed: Option<u64>,
     /// Resize every image to this many pixels square, bilinearly (the book trains ResNet and
     /// DenseNet at 96); 8 to 512.
+    #[schema(minimum = 8, maximum = 512)]
     pub resize: Option<usize>,
     /// `uploaded` only: the id `POST /datasets` returned.
     pub dataset_id: Option<uuid::Uuid>,
-    /// `synthetic_text` only: characters to generate (default 20000).
+    /// `synthetic_text` only: characters to generate (default 20000), 2 to 10000000.
+    #[schema(minimum = 2, maximum = 10_000_000)]
     pub chars: Option<usize>,
     /// Text: `char` (default) or `word` tokens.
     #[schema(value_type = Option<crate::text::Tokenizer>)]
@@ -127,16 +142,20 @@ pub struct RawData {
     pub normalize: Option<String>,
     /// Text: tokens seen fewer times than this map to `<unk>` (default 0).
     pub min_freq: Option<usize>,
-    /// Text: train on the first this many tokens only (the book's 0.17 edition uses 10000).
+    /// Text: train on the first this many tokens only (the book's 0.17 edition uses 10000); at
+    /// least 2.
+    #[schema(minimum = 2)]
     pub max_tokens: Option<usize>,
-    /// Text: tokens per sequence in a batch (default 35).
+    /// Text: tokens per sequence in a batch (default 35), 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub num_steps: Option<usize>,
     /// Text: `sequential` (default: the hidden state carries over between batches, detached)
     /// or `random` (fresh state every batch).
     #[schema(value_type = Option<crate::text::Sampling>)]
     pub sampling: Option<String>,
     /// Text: fraction of the tokens, taken from the end, held out for validation perplexity
-    /// (default 0).
+    /// (default 0), in [0, 0.9).
+    #[schema(minimum = 0.0, exclusive_maximum = 0.9)]
     pub validation_fraction: Option<f64>,
 }
 
@@ -144,19 +163,23 @@ pub struct RawData {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTraining {
-    /// Passes over the training set (default 10, or `--max-epochs` where that is lower).
+    /// Passes over the training set (default 10, or `--max-epochs` where that is lower); at
+    /// least 1.
+    #[schema(minimum = 1)]
     pub epochs: Option<u32>,
-    /// Examples per step (default 256).
+    /// Examples per step (default 256); at least 1.
+    #[schema(minimum = 1)]
     pub batch_size: Option<usize>,
     /// Seeds weight initialisation and the shuffling of every epoch (default 42).
     pub seed: Option<u64>,
     pub optimizer: Option<RawOptimizer>,
-    /// Record the training loss every this many steps (default 10).
+    /// Record the training loss every this many steps (default 10), 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub log_every: Option<u32>,
     /// Clip the gradients to this global norm θ: g ← min(1, θ/‖g‖)·g over all parameters
     /// together (default 1 for `rnn_lm`, none for classifiers; null turns it off).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0.0, exclusive_maximum = 1e6)]
     pub grad_clip_norm: Option<Option<f64>>,
 }
 
@@ -174,17 +197,23 @@ pub struct RawOptimizer {
     /// `sgd` (default) or `adam`.
     #[schema(value_type = Option<OptimizerKind>)]
     pub kind: Option<String>,
-    /// Learning rate (default 0.1 for sgd, 0.001 for adam).
+    /// Learning rate (default 0.1 for sgd, 0.001 for adam), in (0, 100).
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 100.0)]
     pub lr: Option<f64>,
-    /// `sgd` only (default 0).
+    /// `sgd` only (default 0), in [0, 1).
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
     pub momentum: Option<f64>,
-    /// L2 penalty added to the gradient (default 0).
+    /// L2 penalty added to the gradient (default 0), in [0, 1).
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
     pub weight_decay: Option<f64>,
-    /// `adam` only (default 0.9).
+    /// `adam` only (default 0.9), in [0, 1).
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
     pub beta1: Option<f64>,
-    /// `adam` only (default 0.999).
+    /// `adam` only (default 0.999), in [0, 1).
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
     pub beta2: Option<f64>,
-    /// `adam` only (default 1e-8).
+    /// `adam` only (default 1e-8), in (0, 1).
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub epsilon: Option<f64>,
 }
 
@@ -192,9 +221,12 @@ pub struct RawOptimizer {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheckpoint {
-    /// Save a checkpoint every this many epochs (default 1).
+    /// Save a checkpoint every this many epochs (default 1); at least 1.
+    #[schema(minimum = 1)]
     pub every: Option<u32>,
-    /// Keep this many newest checkpoints, plus the best by test accuracy (default 3).
+    /// Keep this many newest checkpoints, plus the best by test accuracy (default 3); at least
+    /// 1, at most `--max-keep-last`.
+    #[schema(minimum = 1)]
     pub keep_last: Option<u32>,
 }
 
@@ -249,9 +281,12 @@ pub enum DataSpec {
 pub struct ImageDataSpec {
     #[serde(flatten)]
     pub source: DatasetSpec,
+    #[schema(minimum = 1)]
     pub limit_train: Option<usize>,
+    #[schema(minimum = 1)]
     pub limit_test: Option<usize>,
     /// Side, in pixels, every image is bilinearly resized to.
+    #[schema(minimum = 8)]
     pub resize: Option<usize>,
 }
 
@@ -276,7 +311,9 @@ pub struct TextDataSpec {
     pub tokenizer: Tokenizer,
     pub normalize: Normalize,
     pub min_freq: usize,
+    #[schema(minimum = 2)]
     pub max_tokens: Option<usize>,
+    #[schema(minimum = 1)]
     pub num_steps: usize,
     pub sampling: Sampling,
     pub validation_fraction: f64,
@@ -316,10 +353,13 @@ impl ValidJobSpec {
 /// How the model is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TrainingSpec {
+    #[schema(minimum = 1)]
     pub epochs: u32,
+    #[schema(minimum = 1)]
     pub batch_size: usize,
     pub seed: u64,
     pub optimizer: OptimizerSpec,
+    #[schema(minimum = 1)]
     pub log_every: u32,
     /// Global gradient-norm threshold θ, if gradients are clipped.
     pub grad_clip_norm: Option<f64>,
@@ -345,7 +385,9 @@ impl OptimizerSpec {
 /// When checkpoints are written and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointPolicy {
+    #[schema(minimum = 1)]
     pub every: u32,
+    #[schema(minimum = 1)]
     pub keep_last: u32,
 }
 

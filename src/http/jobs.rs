@@ -69,14 +69,29 @@ fn located(status: StatusCode, job: Job) -> Response {
     (status, [(header::LOCATION, location)], Json(job)).into_response()
 }
 
+/// The `Idempotency-Key` of a submit, if it has one: 1 to 255 visible ASCII characters (no
+/// spaces), else a 400 naming the header.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let visible =
+        |k: &&str| (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic());
+    match std::str::from_utf8(value.as_bytes()).ok().filter(visible) {
+        Some(key) => Ok(Some(key)),
+        None => Err(ApiError::BadRequest(format!(
+            "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters, without spaces"
+        ))),
+    }
+}
+
 /// Submit a job definition. It is validated, stored and queued.
 #[utoipa::path(post, path = "/jobs", tag = "jobs",
     request_body(content = crate::definition::JobSpec, description = "The job definition"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a submit safely: the same key returns the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "Repeat a submit safely: the same key returns the same job. 1 to 255 visible ASCII characters, no spaces")),
     responses(
         (status = 201, description = "Queued", body = Job, headers(("Location" = String, description = "/jobs/{id}"))),
         (status = 200, description = "Already submitted with this Idempotency-Key", body = Job),
-        (status = 400, description = "Not JSON", body = Problem),
+        (status = 400, description = "Not JSON, or a malformed Idempotency-Key", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another definition", body = Problem),
         (status = 413, description = "Body over the size limit", body = Problem),
         (status = 422, description = "Invalid definition; each problem names its field", body = Problem),
@@ -88,19 +103,7 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            Some(value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY).ok_or_else(
-                || {
-                    ApiError::invalid(
-                        "Idempotency-Key",
-                        format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-                    )
-                },
-            )?)
-        }
-    };
+    let key = idempotency_key(&headers)?;
     let body = BodyCap::json(state.jobs.config().max_body_bytes).read(body)?;
     let submitted = state.jobs.submit(&body, key)?;
     let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -6,12 +6,24 @@
 //!
 //! What every operation shares is added here rather than on each handler: errors are
 //! `application/problem+json`; every route but the open ones needs a bearer key (401, 403); a
-//! route that reads JSON answers 415 to other bodies.
+//! route that reads JSON answers 415 to other bodies; a body that stops arriving is a 408.
+//!
+//! So are the examples and links that let a client follow what it creates (see [`follow_ids`]):
+//! the example jobs and the example corpus are small enough to train in seconds, and the links
+//! lead from `POST /jobs` and `POST /datasets` (`$response.body#/id`) to every operation on the
+//! job or data set. A fuzzer's stateful phase (`scripts/fuzz-api`) creates jobs with them and
+//! reaches the per-job routes with real ids.
 
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use serde_json::{Value, json};
 use utoipa::OpenApi;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::link::{Link, LinkBuilder};
 use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 
@@ -24,8 +36,8 @@ pub fn router() -> Router<AppState> {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], pretty())
 }
 
 /// Path list of this module.
@@ -73,6 +85,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             }
         }
     }
+    follow_ids(&mut doc);
     doc
 }
 
@@ -84,10 +97,15 @@ fn shared_rules(method: &str, path: &str, operation: &mut Operation) {
     let responses = &mut operation.responses.responses;
     for (status, response) in responses.iter_mut() {
         let error = status.parse::<u16>().is_ok_and(|code| code >= 400);
-        if let (RefOr::T(response), true) = (response, error) {
-            if let Some(content) = response.content.shift_remove("application/json") {
-                response.content.insert("application/problem+json".to_string(), content);
-            }
+        let RefOr::T(response) = response else { continue };
+        if let Some(content) = response.content.get_mut("text/event-stream") {
+            content.schema = Some(sse_event().into());
+        }
+        if !error {
+            continue;
+        }
+        if let Some(content) = response.content.shift_remove("application/json") {
+            response.content.insert("application/problem+json".to_string(), content);
         }
     }
     if ["/healthz", "/readyz", "/openapi.json"].contains(&path) {
@@ -104,6 +122,9 @@ fn shared_rules(method: &str, path: &str, operation: &mut Operation) {
     if method == "POST" && path != "/datasets" {
         add("415", "A body that is not application/json");
     }
+    if method == "POST" && operation.request_body.is_some() {
+        add("408", "The body stopped arriving for --body-timeout-secs (the connection is closed)");
+    }
     let queried = operation.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
     if queried {
         operation
@@ -114,6 +135,161 @@ fn shared_rules(method: &str, path: &str, operation: &mut Operation) {
     }
 }
 
+/// Jobs that train in seconds on a small server (one epoch of tiny generated data), as examples
+/// of `POST /jobs`: a fuzzer mixes them into what it sends, so it creates jobs for real.
+fn example_jobs() -> [(&'static str, &'static str, Value); 3] {
+    [
+        (
+            "lenet",
+            "LeNet on 64 generated images, one epoch",
+            json!({
+                "name": "tiny lenet",
+                "model": {"kind": "lenet_bn"},
+                "data": {"dataset": "synthetic_images", "train_size": 64, "test_size": 16, "seed": 1},
+                "training": {"epochs": 1, "batch_size": 16, "optimizer": {"kind": "sgd", "lr": 0.1}},
+                "checkpoint": {"every": 1, "keep_last": 1}
+            }),
+        ),
+        (
+            "mlp",
+            "An MLP with Adam on 64 generated images",
+            json!({
+                "name": "tiny mlp",
+                "model": {"kind": "mlp_bn", "hidden": [32]},
+                "data": {"dataset": "synthetic_images", "train_size": 64, "test_size": 16},
+                "training": {"epochs": 1, "batch_size": 16, "optimizer": {"kind": "adam", "lr": 0.001}}
+            }),
+        ),
+        (
+            "language_model",
+            "A GRU language model on 2,000 generated characters: it can generate",
+            json!({
+                "name": "tiny language model",
+                "model": {"kind": "rnn_lm", "cell": "gru", "hidden": 16},
+                "data": {"dataset": "synthetic_text", "chars": 2000, "num_steps": 8},
+                "training": {"epochs": 1, "batch_size": 8},
+                "checkpoint": {"keep_last": 1}
+            }),
+        ),
+    ]
+}
+
+/// A short corpus, the example of `POST /datasets`.
+const EXAMPLE_CORPUS: &str = "the time traveller for so it will be convenient to speak of him was \
+    expounding a recondite matter to us his grey eyes shone and twinkled and his usually pale face \
+    was flushed and animated the fire burned brightly and the soft radiance of the incandescent \
+    lights in the lilies of silver caught the bubbles that flashed and passed in our glasses";
+
+/// The request of `POST /jobs/{id}/generate` that links follow, also its example.
+fn example_generate() -> Value {
+    json!({"prefix": "the ", "max_tokens": 10})
+}
+
+/// A link to operation `operation_id`, with `parameters` (name, runtime expression).
+fn to(operation_id: &str, parameters: &[(&str, &str)], description: &str) -> Link {
+    let mut link = LinkBuilder::new().operation_id(operation_id).description(description);
+    for (name, expression) in parameters {
+        link = link.parameter(*name, *expression);
+    }
+    link.build()
+}
+
+/// Adds the examples and links of the module doc.
+fn follow_ids(doc: &mut utoipa::openapi::OpenApi) {
+    let paths = &mut doc.paths;
+    let job = [("id", "$response.body#/id")];
+    let generate = LinkBuilder::new()
+        .operation_id("generate")
+        .parameter("id", "$response.body#/id")
+        .request_body(Some(example_generate()))
+        .description("Text from it, once it has a checkpoint (a language model)")
+        .build();
+    let job_links = [
+        ("show", to("show", &job, "The job")),
+        ("metrics", to("metrics", &job, "Its metrics")),
+        ("checkpoints", to("checkpoints", &job, "Its checkpoints")),
+        ("events", to("job_events", &job, "Its event stream")),
+        ("cancel", to("cancel", &job, "Cancel it")),
+        ("delete", to("remove", &job, "Delete it (once finished)")),
+        ("generate", generate),
+    ];
+    if let Some(submit) = operation(paths, "/jobs", true) {
+        examples(submit, "application/json", example_jobs());
+        link(submit, "201", &job_links);
+        link(submit, "200", &job_links);
+    }
+    if let Some(generate) = operation(paths, "/jobs/{id}/generate", true) {
+        examples(generate, "application/json", [("greedy", "Ten tokens after \"the \"", example_generate())]);
+    }
+    if let Some(checkpoints) = operation(paths, "/jobs/{id}/checkpoints", false) {
+        let parameters = [("id", "$request.path.id"), ("checkpoint_id", "$response.body#/0/id")];
+        link(checkpoints, "200", &[("download", to("download", &parameters, "The oldest kept checkpoint"))]);
+    }
+    if let Some(upload) = operation(paths, "/datasets", true) {
+        let corpus = Value::String(EXAMPLE_CORPUS.into());
+        examples(upload, "text/plain", [("corpus", "A paragraph of The Time Machine", corpus)]);
+        let dataset = [("id", "$response.body#/id")];
+        let train = LinkBuilder::new()
+            .operation_id("submit")
+            .request_body(Some(json!({
+                "name": "tiny language model on an upload",
+                "model": {"kind": "rnn_lm", "hidden": 16},
+                "data": {"dataset": "uploaded", "dataset_id": "$response.body#/id", "num_steps": 8},
+                "training": {"epochs": 1, "batch_size": 4}
+            })))
+            .description("A language model trained on it")
+            .build();
+        let links = [
+            ("show", to("show_dataset", &dataset, "The data set")),
+            ("delete", to("delete_dataset", &dataset, "Delete it")),
+            ("train", train),
+        ];
+        link(upload, "201", &links);
+    }
+}
+
+/// The `POST` (else the `GET`) operation at `path`.
+fn operation<'a>(paths: &'a mut utoipa::openapi::Paths, path: &str, post: bool) -> Option<&'a mut Operation> {
+    let item = paths.paths.get_mut(path)?;
+    if post { item.post.as_mut() } else { item.get.as_mut() }
+}
+
+/// Adds `examples` (name, summary, value) to the request body of `operation` as `media_type`.
+fn examples<const N: usize>(operation: &mut Operation, media_type: &str, examples: [(&str, &str, Value); N]) {
+    let body = operation.request_body.as_mut();
+    let Some(content) = body.and_then(|body| body.content.get_mut(media_type)) else { return };
+    for (name, summary, value) in examples {
+        let example = ExampleBuilder::new().summary(summary).value(Some(value)).build();
+        content.examples.insert(name.to_string(), RefOr::T(example));
+    }
+}
+
+/// Adds `links` (name, link) to the `status` response of `operation`.
+fn link(operation: &mut Operation, status: &str, links: &[(&str, Link)]) {
+    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+        for (name, link) in links {
+            response.links.insert(name.to_string(), RefOr::T(link.clone()));
+        }
+    }
+}
+
+/// One Server-Sent Event, which the `schema` of a `text/event-stream` response describes in
+/// OpenAPI 3.1 (3.2 calls it `itemSchema`): its `id`, its kind and its JSON body.
+fn sse_event() -> Schema {
+    let text =
+        |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description));
+    let kinds = ["status", "step", "epoch", "checkpoint"];
+    ObjectBuilder::new()
+        .property("id", text("The event's number: send it as Last-Event-ID to resume after it"))
+        .property("event", text("The kind of event").enum_values(Some(kinds)))
+        .property("data", text("The event's body, a JSON object"))
+        .required("id")
+        .required("event")
+        .required("data")
+        .description(Some("One event of the stream"))
+        .into()
+}
+
 /// A response whose body is a problem.
 fn problem(description: &str) -> Response {
     let mut response = Response::new(description);
@@ -122,9 +298,48 @@ fn problem(description: &str) -> Response {
     response
 }
 
-/// The document as committed in `openapi/openapi.json`.
+/// The document as committed in `openapi/openapi.json` and served, pretty-printed JSON.
+///
+/// utoipa 5 writes a link's fields in snake case (`operation_id`, `request_body`,
+/// `operation_ref`), where the OpenAPI specification, and every client, reads camel case: they
+/// are renamed here. No other key of the document has these names (a test checks).
 pub fn pretty() -> String {
     let mut text = serde_json::to_string_pretty(&document()).expect("the document serialises");
+    for (snake, camel) in LINK_FIELDS {
+        text = text.replace(&format!("\"{snake}\": "), &format!("\"{camel}\": "));
+    }
     text.push('\n');
     text
+}
+
+/// The fields of a link object utoipa names in snake case, and their names.
+const LINK_FIELDS: [(&str, &str); 3] =
+    [("operation_id", "operationId"), ("request_body", "requestBody"), ("operation_ref", "operationRef")];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_links_have_keys_named_in_snake_case_and_they_are_renamed() {
+        let text = pretty();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let links: Vec<&Value> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .flat_map(|operation| operation["responses"].as_object().unwrap().values())
+            .filter_map(|response| response["links"].as_object())
+            .flat_map(|links| links.values())
+            .collect();
+        assert!(links.len() >= 10, "{links:?}");
+        let utoipas = serde_json::to_string_pretty(&document()).unwrap();
+        for (snake, camel) in LINK_FIELDS {
+            let renamed = links.iter().filter(|link| link.get(camel).is_some()).count();
+            assert_eq!(utoipas.matches(&format!("\"{snake}\": ")).count(), renamed, "{snake} outside a link");
+            assert!(!text.contains(&format!("\"{snake}\"")), "{snake}");
+        }
+        assert!(links.iter().all(|link| link["operationId"].is_string()), "{links:?}");
+    }
 }

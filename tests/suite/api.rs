@@ -337,3 +337,150 @@ async fn kiln_healthcheck_exits_zero_for_a_ready_server_and_one_otherwise() {
     let stderr = String::from_utf8_lossy(&stopped.stderr);
     assert!(stderr.contains("kiln: connecting to 127.0.0.1:"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_with_spaces_or_other_invisible_characters_is_refused() {
+    let server = Server::start().await;
+    let c = &server.client;
+    let long = "k".repeat(256);
+    let bad: [&[u8]; 5] = [b"a b", b"tab\tkey", b" ", "kl\u{e9}".as_bytes(), long.as_bytes()];
+    for key in bad {
+        let value = reqwest::header::HeaderValue::from_bytes(key).unwrap();
+        let r = c.post(server.url("/jobs")).header("Idempotency-Key", value).json(&synthetic_job(1));
+        let r = r.send().await.unwrap();
+        let (status, ctype) = (r.status(), r.headers()["content-type"].to_str().unwrap().to_string());
+        let problem: Value = r.json().await.unwrap();
+        let shown = String::from_utf8_lossy(key);
+        assert_eq!(status, 400, "{shown:?}: {problem}");
+        assert_eq!(ctype, "application/problem+json", "{shown:?}");
+        assert!(problem["detail"].as_str().unwrap().contains("Idempotency-Key"), "{problem}");
+    }
+    assert_eq!(get_json(c, &server.url("/jobs")).await["jobs"].as_array().unwrap().len(), 0);
+    let key = "~!visible-ASCII_only.255#";
+    let r = c.post(server.url("/jobs")).header("Idempotency-Key", key).json(&synthetic_job(1));
+    assert_eq!(r.send().await.unwrap().status(), 201);
+}
+
+/// The values at the edges of what `schema` documents: an integer's minimum and maximum, a
+/// one-item list of each for a list of integers, and those of every branch of a `oneOf`.
+fn documented_edges(doc: &Value, schema: &Value) -> Vec<Value> {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
+        return documented_edges(doc, doc.pointer(name).unwrap());
+    }
+    if let Some(branches) = schema["oneOf"].as_array() {
+        return branches.iter().flat_map(|b| documented_edges(doc, b)).collect();
+    }
+    let types = match &schema["type"] {
+        Value::Array(types) => types.clone(),
+        one => vec![one.clone()],
+    };
+    if types.contains(&json!("integer")) {
+        return ["minimum", "maximum"].iter().filter_map(|k| schema.get(*k).cloned()).collect();
+    }
+    if types.contains(&json!("array")) {
+        return documented_edges(doc, &schema["items"]).into_iter().map(|v| json!([v])).collect();
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_integer_bound_the_api_document_gives_a_job_field_is_one_the_server_accepts() {
+    let server = Server::start().await;
+    let doc = get_json(&server.client, &server.url("/openapi.json")).await;
+    // A base for every kind of model; each has an over-long name, so that no job is created.
+    let name = "n".repeat(201);
+    let images =
+        |model: Value| json!({"name": name, "model": model, "data": {"dataset": "synthetic_images"}});
+    let bases = [
+        images(json!({"kind": "lenet_bn"})),
+        images(json!({"kind": "mlp_bn"})),
+        images(json!({"kind": "resnet"})),
+        images(json!({"kind": "densenet"})),
+        json!({"name": name, "model": {"kind": "rnn_lm"}, "data": {"dataset": "synthetic_text"}}),
+    ];
+    let sections = [
+        ("RawModel", "model"),
+        ("RawData", "data"),
+        ("RawTraining", "training"),
+        ("RawCheckpoint", "checkpoint"),
+    ];
+    let mut checked = Vec::new();
+    for (schema, section) in sections {
+        let properties = doc["components"]["schemas"][schema]["properties"].as_object().unwrap();
+        for (field, property) in properties {
+            let path = format!("{section}.{field}");
+            for value in documented_edges(&doc, property) {
+                let mut refusals = Vec::new();
+                for base in &bases {
+                    let mut job = base.clone();
+                    if job.get(section).is_none() {
+                        job[section] = json!({});
+                    }
+                    job[section][field] = value.clone();
+                    let (status, _, problem) = problem(&server, &job.to_string()).await;
+                    assert_eq!(status, 422, "{job}: {problem}");
+                    let errors = problem["errors"].as_array().unwrap();
+                    let own = |e: &&Value| e["field"].as_str().unwrap().starts_with(&path);
+                    match errors.iter().filter(own).map(|e| e.to_string()).collect::<Vec<_>>() {
+                        own if own.is_empty() => break,
+                        own => refusals.push(own),
+                    }
+                }
+                assert!(
+                    refusals.len() < bases.len(),
+                    "{path} = {value}, which the document allows: {refusals:?}"
+                );
+                checked.push(format!("{path}={value}"));
+            }
+        }
+    }
+    for field in
+        ["training.epochs=1", "training.batch_size=1", "checkpoint.every=1", "checkpoint.keep_last=1"]
+    {
+        assert!(checked.iter().any(|c| c == field), "{field} not checked: {checked:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_documents_example_jobs_train_in_seconds_and_its_links_follow_their_ids() {
+    let server = Server::start().await;
+    let (c, base) = (&server.client, server.base.as_str());
+    let doc = get_json(c, &server.url("/openapi.json")).await;
+    let submit_doc = &doc["paths"]["/jobs"]["post"];
+    let examples = submit_doc["requestBody"]["content"]["application/json"]["examples"].as_object().unwrap();
+    assert!(examples.len() >= 2, "{examples:?}");
+    let mut language_model = None;
+    for (name, example) in examples {
+        let job = crate::common::submit(c, base, &example["value"]).await;
+        let id = job["id"].as_str().unwrap().to_string();
+        let done = wait_finished(c, base, &id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "succeeded", "example {name}: {done}");
+        if done["spec"]["model"]["kind"] == "rnn_lm" {
+            language_model = Some(id);
+        }
+    }
+    // Every link of the 201 names an operation of the document and takes the job's id.
+    let links = submit_doc["responses"]["201"]["links"].as_object().unwrap();
+    let operations: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    for target in ["show", "metrics", "checkpoints", "job_events", "cancel", "remove", "generate"] {
+        let link = links
+            .values()
+            .find(|l| l["operationId"] == target)
+            .unwrap_or_else(|| panic!("{target}: {links:?}"));
+        assert!(operations.contains(&target), "{target}");
+        assert_eq!(link["parameters"]["id"], "$response.body#/id", "{target}");
+    }
+    // The generate link's body works on the example language model.
+    let id = language_model.expect("an example language model");
+    let body = &links.values().find(|l| l["operationId"] == "generate").unwrap()["requestBody"];
+    let r = c.post(format!("{base}/jobs/{id}/generate")).json(body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let upload = &doc["paths"]["/datasets"]["post"]["responses"]["201"]["links"];
+    assert_eq!(upload["show"]["operationId"], "show_dataset", "{upload}");
+}

@@ -85,11 +85,11 @@ fn choose<T: Copy>(problems: &mut Problems, field: &str, value: &str, choices: &
 
 /// Longest `name` of a job or of an uploaded data set, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 200;
-const MAX_HIDDEN_LAYERS: usize = 16;
-const MAX_WIDTH: usize = 16_384;
-const MAX_STAGES: usize = 8;
-const MAX_CHANNELS: usize = 4096;
-const MAX_BLOCKS: usize = 64;
+pub(super) const MAX_HIDDEN_LAYERS: usize = 16;
+pub(super) const MAX_WIDTH: usize = 16_384;
+pub(super) const MAX_STAGES: usize = 8;
+pub(super) const MAX_CHANNELS: usize = 4096;
+pub(super) const MAX_BLOCKS: usize = 64;
 
 /// Parses a JSON request body strictly into `T`; the error names the field path of the first
 /// problem.
