@@ -55,6 +55,12 @@ pub enum ApiError {
     /// A stored file no longer matches what was recorded of it; the detail names which.
     #[error("{0}")]
     CheckpointCorrupt(String),
+    /// A checkpoint's file is gone from the data dir; the detail names which.
+    #[error("{0}")]
+    CheckpointMissing(String),
+    /// A checkpoint's file cannot be read (a manifest that does not parse); the detail names which.
+    #[error("{0}")]
+    CheckpointUnreadable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -117,6 +123,16 @@ impl ApiError {
             Self::CheckpointCorrupt(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "checkpoint_corrupt", "The checkpoint's file is damaged")
             }
+            Self::CheckpointMissing(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "checkpoint_missing",
+                "A file of the checkpoint is missing",
+            ),
+            Self::CheckpointUnreadable(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "checkpoint_unreadable",
+                "A file of the checkpoint cannot be read",
+            ),
             Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -146,6 +162,10 @@ impl From<JobError> for ApiError {
             JobError::Conflict(message) => Self::Conflict(message),
             JobError::QuotaExceeded(message) => Self::QuotaExceeded(message),
             corrupt @ JobError::CheckpointCorrupt { .. } => Self::CheckpointCorrupt(corrupt.to_string()),
+            missing @ JobError::CheckpointMissing { .. } => Self::CheckpointMissing(missing.to_string()),
+            unreadable @ JobError::CheckpointUnreadable { .. } => {
+                Self::CheckpointUnreadable(unreadable.to_string())
+            }
             JobError::QueueFull { waiting, retry_after_secs } => Self::QueueFull {
                 detail: format!("the queue is full ({waiting} jobs waiting); retry in {retry_after_secs} s"),
                 retry_after_secs,
@@ -154,9 +174,10 @@ impl From<JobError> for ApiError {
             JobError::Busy { what, retry_after_secs } => {
                 Self::Busy { detail: format!("{what}; retry in {retry_after_secs} s"), retry_after_secs }
             }
-            internal @ (JobError::Store(_) | JobError::Io(_) | JobError::Checkpoint(_)) => {
-                Self::Internal(internal.to_string())
-            }
+            internal @ (JobError::Store(_)
+            | JobError::Io(_)
+            | JobError::Checkpoint(_)
+            | JobError::Orphans(_)) => Self::Internal(internal.to_string()),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! threads, checked as UTF-8, counted and hashed on the way, never held whole in memory. Once
 //! it is complete and not empty it is fsynced, renamed into place, the directory fsynced (see
 //! [`super::uploads`]), and only then indexed in the store: a row always has its file, and a
-//! file whose row could not be written is removed (at the next start, if a crash came between).
+//! file whose row could not be written is removed (at the next start, if a crash came between:
+//! the store records the file as to be removed before the rename, and forgets it with the index).
 //! An upload refused, failed or abandoned by its client leaves no file. A data set that a queued
 //! or running job reads cannot be deleted. Training code reads the text from that path.
 
@@ -120,7 +121,12 @@ impl Upload {
         let reservation = self.reservation.take().expect("an upload in progress holds its reservation");
         let (jobs, id, name) = (self.jobs.clone(), self.id, self.name.take());
         blocking(move || {
-            let dataset = file.commit(|written| {
+            let store = &jobs.shared.store;
+            // To be removed until indexed: a crash between the rename and the index leaves the
+            // file to the start-up sweep, not to the orphan check.
+            let path = super::datadir::upload_file(id);
+            store.record_removal(&path)?;
+            let committed = file.commit(|written| {
                 let dataset = Dataset {
                     id,
                     name,
@@ -129,9 +135,20 @@ impl Upload {
                     chars: written.chars,
                     created_at: super::now(),
                 };
-                jobs.shared.store.insert_dataset(&dataset)?;
+                store.insert_dataset(&dataset, &path)?;
                 Ok(dataset)
-            })?;
+            });
+            let dataset = match committed {
+                Ok(dataset) => dataset,
+                Err(e) => {
+                    // The file is gone already (see `TempUpload`); the start-up sweep clears a
+                    // record left here.
+                    if let Err(cleared) = store.removed(&path) {
+                        tracing::warn!(%path, error = %cleared, "could not clear an upload's removal record");
+                    }
+                    return Err(e);
+                }
+            };
             reservation.commit(dataset.bytes);
             Ok(dataset)
         })
@@ -205,7 +222,8 @@ impl Jobs {
 
     /// Removes a data set and its file, unless a queued or running job reads it.
     pub fn delete_dataset(&self, id: DatasetId) -> Result<(), JobError> {
-        match self.shared.store.delete_dataset(id)? {
+        let file = super::datadir::upload_file(id);
+        match self.shared.store.delete_dataset(id, &file)? {
             DatasetDeletion::NotFound => Err(not_found(id)),
             DatasetDeletion::InUse(job, status) => Err(JobError::Conflict(format!(
                 "data set {id} is read by job {job}, which is {}: cancel the job or wait for it to \
@@ -214,7 +232,8 @@ impl Jobs {
             ))),
             DatasetDeletion::Deleted { bytes } => {
                 self.shared.uploads.release_stored(bytes);
-                Ok(remove_if_present(&self.config().uploaded_dataset_path(id))?)
+                remove_if_present(&self.config().uploaded_dataset_path(id))?;
+                Ok(self.shared.store.removed(&file)?)
             }
         }
     }

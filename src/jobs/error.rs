@@ -34,10 +34,21 @@ pub enum JobError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Checkpoint(#[from] CheckpointError),
-    /// A checkpoint's model file is missing or no longer has the size and SHA-256 its index
-    /// recorded.
+    /// A file of a checkpoint in the index is gone from the data dir; `file` is relative to it.
+    #[error("checkpoint {checkpoint} of job {job} is missing a file: {file} is gone from the data dir")]
+    CheckpointMissing { job: super::JobId, checkpoint: i64, file: String },
+    /// A file of a checkpoint no longer has the size and SHA-256 its index recorded.
     #[error(
-        "checkpoint {checkpoint} of job {job} is damaged: its file no longer matches its recorded SHA-256"
+        "checkpoint {checkpoint} of job {job} is damaged: its file {file} no longer matches its recorded SHA-256 ({found})"
     )]
-    CheckpointCorrupt { job: super::JobId, checkpoint: i64 },
+    CheckpointCorrupt { job: super::JobId, checkpoint: i64, file: String, found: String },
+    /// A file of a checkpoint cannot be read as what it should hold: a manifest
+    /// (`checkpoint.json`) that does not parse, weights that do not load.
+    #[error("checkpoint {checkpoint} of job {job} cannot be read: {file} is not valid ({reason})")]
+    CheckpointUnreadable { job: super::JobId, checkpoint: i64, file: String, reason: String },
+    /// The data dir holds jobs' or uploads' files that the database does not know, and no flag
+    /// says what to do with them: the server does not start. The message says what was found and
+    /// how to proceed.
+    #[error("{0}")]
+    Orphans(String),
 }

@@ -5,12 +5,14 @@
 //! ([`crate::train::generate`]). It works while the job trains: a checkpoint pruned between the
 //! listing and the read is looked up again once.
 //!
-//! The model file is checked against its recorded size and SHA-256 before it is loaded, as a
-//! download is. Generation is bounded: at most `--max-generations` run at once (one more is answered 503 with
+//! The checkpoint is checked against its index before it is loaded, as a download is (every
+//! file's size and SHA-256 where recorded), and a checkpoint that cannot be used is reported as
+//! what it is: gone from the index (pruned), a file missing from the data dir, damaged, or
+//! unreadable (see [`super::checkpoints`]). Generation is bounded: at most `--max-generations` run at once (one more is answered 503 with
 //! `Retry-After`), and the `--generation-cache` most recently used models stay loaded, keyed by
 //! job and checkpoint, so repeated requests do not read the checkpoint again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use tokio::sync::Semaphore;
@@ -18,13 +20,14 @@ use tokio::sync::Semaphore;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::checkpoints::{self, Located};
 use super::{JobError, JobId, Jobs};
 use crate::definition::Task;
 use crate::definition::generate::GenerateRequest;
 use crate::definition::parse_strict;
 use crate::models::{LanguageModelSpec, RnnLm};
 use crate::text::Vocab;
-use crate::train::checkpoint::{self, CheckpointError};
+use crate::train::checkpoint::{self as checkpoint_files, CheckpointError};
 use crate::train::generate;
 
 /// The answer of `POST /jobs/{id}/generate`.
@@ -121,47 +124,67 @@ impl Jobs {
         let mut attempts = 0;
         let (info, lm, vocab) = loop {
             attempts += 1;
-            let checkpoints = self.shared.store.checkpoints(id)?;
-            let (info, dir) = match request.checkpoint {
-                Some(wanted) => checkpoints
-                    .into_iter()
-                    .find(|(info, _)| info.id == wanted)
-                    .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}")))?,
-                None => checkpoints.into_iter().last().ok_or_else(|| {
-                    JobError::Conflict(format!(
-                        "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
-                    ))
-                })?,
-            };
-            if let Some((lm, vocab)) = self.generation.cached((id, info.id)) {
-                break (info, lm, vocab);
+            let at = self.pick_checkpoint(id, request.checkpoint)?;
+            if let Some((lm, vocab)) = self.generation.cached((id, at.info.id)) {
+                break (at.info, lm, vocab);
             }
-            let dir = PathBuf::from(dir);
-            // Checked as a download is: a damaged file never generates.
-            let loaded = checkpoint::open_verified(&dir, info.bytes, &info.sha256)
-                .and_then(|_| load_language_model(&dir, model, &device));
-            match loaded {
+            match self.load(id, &at, model, &device) {
                 Ok(loaded) => {
-                    self.generation.keep((id, info.id), &loaded);
-                    break (info, loaded.0, loaded.1);
+                    self.generation.keep((id, at.info.id), &loaded);
+                    break (at.info, loaded.0, loaded.1);
                 }
-                Err(_) if !dir.exists() && attempts < 2 => continue,
-                Err(_) if !dir.exists() => {
+                Err(e) if self.pruned(id, at.info.id)? => {
+                    if attempts < 2 {
+                        continue;
+                    }
+                    tracing::debug!(job = %id, error = %e, "a checkpoint pruned while it was read");
                     return Err(JobError::NotFound(format!(
                         "checkpoint {} of job {id}: training removed it (checkpoint.keep_last)",
-                        info.id
+                        at.info.id
                     )));
                 }
-                Err(e) if e.is_damage() => {
-                    tracing::error!(job = %id, checkpoint = info.id, error = %e, "a damaged checkpoint");
-                    return Err(JobError::CheckpointCorrupt { job: id, checkpoint: info.id });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         };
         let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)
             .map_err(|e| JobError::Invalid(vec![e]))?;
         Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
+    }
+}
+
+impl Jobs {
+    /// The checkpoint a generation reads: the one `wanted`, or the newest.
+    fn pick_checkpoint(&self, id: JobId, wanted: Option<i64>) -> Result<Located, JobError> {
+        let located = checkpoints::located(self.config(), &self.shared.store, id)?;
+        match wanted {
+            Some(wanted) => located
+                .into_iter()
+                .find(|at| at.info.id == wanted)
+                .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}"))),
+            None => located.into_iter().last().ok_or_else(|| {
+                JobError::Conflict(format!(
+                    "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
+                ))
+            }),
+        }
+    }
+
+    /// Checks the checkpoint `at` as a download is, then loads its model onto `device`.
+    fn load(
+        &self,
+        id: JobId,
+        at: &Located,
+        model: &LanguageModelSpec,
+        device: &burn::tensor::Device,
+    ) -> Result<Loaded, JobError> {
+        checkpoints::verify(self.config(), id, at)?;
+        load_language_model(&at.dir, model, device)
+            .map_err(|e| checkpoints::damaged(self.config(), id, at.info.id, e))
+    }
+
+    /// Whether checkpoint `checkpoint` of job `id` has left the index (training pruned it).
+    fn pruned(&self, id: JobId, checkpoint: i64) -> Result<bool, JobError> {
+        Ok(self.shared.store.checkpoints(id)?.iter().all(|row| row.info.id != checkpoint))
     }
 }
 
@@ -171,11 +194,11 @@ fn load_language_model(
     model: &LanguageModelSpec,
     device: &burn::tensor::Device,
 ) -> Result<(RnnLm, Vocab), CheckpointError> {
-    let manifest = checkpoint::manifest(dir)?;
+    let manifest = checkpoint_files::manifest(dir)?;
     let vocab = manifest.vocab.ok_or_else(|| CheckpointError::Invalid {
         path: dir.to_path_buf(),
         reason: "a language model's checkpoint without its vocabulary".into(),
     })?;
-    let lm = checkpoint::read_model(dir, model.config(vocab.len()).init(device))?;
+    let lm = checkpoint_files::read_model(dir, model.config(vocab.len()).init(device))?;
     Ok((lm, vocab))
 }

@@ -14,15 +14,24 @@
 //! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
 //! - [`uploads`]: the files of uploaded corpora, written as they stream in; [`utf8`], the UTF-8
 //!   check of a text arriving in chunks; [`quota`], how many uploads and bytes may be stored.
-//! - [`sweep`]: the start-up sweep of checkpoint directories a crash left behind.
+//! - [`checkpoints`]: a job's checkpoint index located in the data dir, verified before use, and
+//!   its damage reported by cause; [`datadir`]: paths as the database records them, relative to
+//!   the data dir.
+//! - [`orphans`]: at start, jobs and uploads on disk that the database does not know (a lost or
+//!   restored database): refused, or adopted ([`adopt`]) or discarded as a flag says.
+//! - [`sweep`]: the start-up sweep of what kiln itself let go of and a crash left behind.
 //! - [`shared`]: the state the service and the workers share.
 //! - [`error`]: [`JobError`], why an operation did not happen.
 
+mod adopt;
+mod checkpoints;
+mod datadir;
 pub mod datasets;
 pub mod disk;
 pub mod error;
 pub mod events;
 pub mod generation;
+mod orphans;
 pub mod queue;
 pub mod quota;
 pub mod recorder;

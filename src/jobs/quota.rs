@@ -2,12 +2,12 @@
 //! bytes they take together (`--max-uploads-bytes`), uploads in progress included.
 //!
 //! The stored totals are read from the store at start and kept in memory, changed by each upload
-//! that is stored and each data set deleted. An upload in progress holds a [`Reservation`]: one
-//! data set, and the bytes it declared (`Content-Length`) or has received so far, growing as more
-//! arrive; a growth past either limit is refused. Every check and change takes one mutex, so
-//! uploads running at the same time can never store more than the limits together. Dropping a
-//! reservation (an upload refused, failed or cut off) gives its share back;
-//! [`Reservation::commit`] turns it into a stored data set of its final size.
+//! that is stored, each data set adopted at start and each data set deleted. An upload in
+//! progress holds a [`Reservation`]: one data set, and the bytes it declared (`Content-Length`) or
+//! has received so far, growing as more arrive; a growth past either limit is refused. Every check
+//! and change takes one mutex, so uploads running at the same time can never store more than the
+//! limits together. Dropping a reservation (an upload refused, failed or cut off) gives its share
+//! back; [`Reservation::commit`] turns it into a stored data set of its final size.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -68,6 +68,13 @@ impl UploadQuota {
             bytes: declared,
             active: true,
         })
+    }
+
+    /// Counts a data set of `bytes` bytes stored without an upload (adopted at start).
+    pub fn adopt_stored(&self, bytes: u64) {
+        let mut tally = lock(&self.tally);
+        tally.stored += 1;
+        tally.stored_bytes += bytes;
     }
 
     /// Gives back what a deleted data set of `bytes` bytes took.

@@ -3,15 +3,18 @@
 //! rows, the checkpoint index, the parameter count, the first step's time, warnings — to the
 //! [`Store`] (which records and announces the job's events), and counts epochs, checkpoint bytes
 //! and the job's throughput in the server's [`Telemetry`].
-//! The checkpoint files are the engine's; the index rows are written here.
+//! The checkpoint files are the engine's; the index rows are written here, each directory relative
+//! to the data dir with the size and SHA-256 of every file, and a dropped checkpoint's directory
+//! is recorded as to be removed until the engine says it is.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
-use super::JobId;
 use super::shared::Shared;
 use super::store::{NewCheckpoint, Store, StoreError};
+use super::{JobId, checkpoints, datadir};
+use crate::config::Config;
 use crate::definition::{DataSpec, ValidJobSpec};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
 use crate::telemetry::Telemetry;
@@ -19,6 +22,7 @@ use crate::train::report::{KeptCheckpoint, ReportError, RunLog, SavedCheckpoint}
 
 /// Records one job's run in the store.
 pub struct Recorder<'a> {
+    config: &'a Config,
     store: &'a Store,
     telemetry: &'a Telemetry,
     id: JobId,
@@ -37,8 +41,8 @@ impl<'a> Recorder<'a> {
             DataSpec::Text(text) => ("tokens", batch * text.num_steps as u64),
             DataSpec::Images(_) => ("examples", batch),
         };
-        let (store, telemetry) = (&shared.store, &shared.telemetry);
-        Self { store, telemetry, id, unit, per_step, last: Cell::new(None) }
+        let (config, store, telemetry) = (&shared.config, &shared.store, &shared.telemetry);
+        Self { config, store, telemetry, id, unit, per_step, last: Cell::new(None) }
     }
 
     /// Sets the job's throughput from the steps taken since the last report.
@@ -60,14 +64,15 @@ fn report(e: StoreError) -> ReportError {
 
 impl RunLog for Recorder<'_> {
     fn checkpoints(&self) -> Result<Vec<KeptCheckpoint>, ReportError> {
-        let rows = self.store.checkpoints(self.id).map_err(report)?;
-        let kept = rows.into_iter().map(|(info, dir)| KeptCheckpoint {
-            id: info.id,
-            step: info.step,
-            dir: PathBuf::from(dir),
-            score: info.metrics.as_ref().and_then(EpochMetrics::score),
-            bytes: info.bytes,
-            sha256: info.sha256,
+        let rows = checkpoints::located(self.config, self.store, self.id).map_err(report)?;
+        let kept = rows.into_iter().map(|at| KeptCheckpoint {
+            id: at.info.id,
+            step: at.info.step,
+            dir: at.dir,
+            score: at.info.metrics.as_ref().and_then(EpochMetrics::score),
+            bytes: at.info.bytes,
+            sha256: at.info.sha256,
+            files: at.files,
         });
         Ok(kept.collect())
     }
@@ -99,13 +104,15 @@ impl RunLog for Recorder<'_> {
     }
 
     fn checkpoint_saved(&self, checkpoint: &SavedCheckpoint) -> Result<i64, ReportError> {
-        let dir = checkpoint.dir.display().to_string();
+        let dir = datadir::checkpoint_dir_of(self.id, &checkpoint.dir);
+        let files = checkpoints::files_json(&checkpoint.files);
         let new = NewCheckpoint {
             dir: &dir,
             epoch: checkpoint.epoch,
             step: checkpoint.step,
             bytes: checkpoint.bytes,
             sha256: &checkpoint.sha256,
+            files: Some(&files),
             metrics: checkpoint.metrics.as_ref(),
         };
         let id = self.store.insert_checkpoint(self.id, &new).map_err(report)?;
@@ -115,6 +122,10 @@ impl RunLog for Recorder<'_> {
 
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError> {
         self.store.delete_checkpoint(id).map_err(report)
+    }
+
+    fn checkpoint_removed(&self, dir: &Path) -> Result<(), ReportError> {
+        self.store.removed(&datadir::checkpoint_dir_of(self.id, dir)).map_err(report)
     }
 
     fn warn(&self, message: &str) -> Result<(), ReportError> {

@@ -6,10 +6,10 @@
 //! the operations on uploaded data sets in [`super::datasets`].
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use super::checkpoints::{self, Located};
 use super::error::JobError;
 use super::events::{Follow, History, HistorySource};
 use super::generation::Generation;
@@ -17,12 +17,11 @@ use super::queue::CancelOutcome;
 use super::shared::Shared;
 use super::store::{MetricsPage, NewJob};
 use super::worker::Pool;
-use super::{CheckpointInfo, Job, JobId, JobStatus, disk, sweep, uploads, worker};
+use super::{CheckpointInfo, Job, JobId, JobStatus, datadir, disk, orphans, sweep, worker};
 use crate::backend::{BackendsView, Lane};
 use crate::config::Config;
 use crate::definition::{JobSpec, Limits};
 use crate::telemetry::{Snapshot, Telemetry};
-use crate::train::checkpoint;
 
 /// The result of a submit.
 pub struct Submitted {
@@ -42,13 +41,15 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Opens the data dir, re-queues what a previous process left unfinished, removes the upload
-    /// files and checkpoint directories it left unindexed and starts the workers.
+    /// Opens the data dir; refuses to start when it holds jobs or uploads the database does not
+    /// know, unless `--adopt-orphans` or `--discard-orphans` says what to do with them (see
+    /// [`orphans`]); re-queues what a previous process left unfinished, removes what it left to be
+    /// removed and its temporary files ([`sweep`]) and starts the workers.
     pub fn start(config: Config) -> Result<Self, JobError> {
         let shared = Arc::new(Shared::open(config)?);
+        orphans::resolve(&shared)?;
         worker::recover(&shared)?;
-        uploads::remove_unindexed(&shared.config, &shared.store)?;
-        sweep::sweep_checkpoints(&shared.config, &shared.store)?;
+        sweep::sweep(&shared.config, &shared.store)?;
         let pool = Pool::start(shared.clone());
         let generation = Arc::new(Generation::from_config(&shared.config));
         Ok(Self { shared, pool: Arc::new(Mutex::new(Some(pool))), generation })
@@ -195,53 +196,43 @@ impl Jobs {
                 job.status.as_str()
             )));
         }
-        self.shared.store.delete_job(id)?;
+        let files = datadir::job_dir(id);
+        self.shared.store.delete_job(id, &files)?;
         self.generation.forget(id);
         match std::fs::remove_dir_all(self.shared.config.job_dir(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            _ => Ok(self.shared.store.removed(&files)?),
         }
     }
 
     /// A job's checkpoints, oldest first.
     pub fn checkpoints(&self, id: JobId) -> Result<Vec<CheckpointInfo>, JobError> {
         self.get(id)?;
-        Ok(self.shared.store.checkpoints(id)?.into_iter().map(|(info, _)| info).collect())
+        Ok(self.shared.store.checkpoints(id)?.into_iter().map(|row| row.info).collect())
     }
 
-    /// The model file of one checkpoint with its index row, open at its start once checked
-    /// against the size and SHA-256 the index recorded: a damaged or missing file is
-    /// [`JobError::CheckpointCorrupt`], never served. Reads the whole file: call it off the async
-    /// runtime.
+    /// The model file of one checkpoint with its index row, open at its start once the checkpoint
+    /// is checked against its index (every file's size and SHA-256 where recorded): a file gone
+    /// from the data dir, damaged or unreadable is refused with its cause (see [`checkpoints`]),
+    /// never served. Reads the whole checkpoint: call it off the async runtime.
     pub fn checkpoint_file(&self, id: JobId, checkpoint_id: i64) -> Result<(CheckpointInfo, File), JobError> {
-        let (info, dir) = self.indexed_checkpoint(id, checkpoint_id)?;
-        match checkpoint::open_verified(Path::new(&dir), info.bytes, &info.sha256) {
-            Ok(file) => Ok((info, file)),
+        let at = self.indexed_checkpoint(id, checkpoint_id)?;
+        match checkpoints::verify(&self.shared.config, id, &at) {
+            Ok(file) => Ok((at.info, file)),
             // Pruned by training between the lookup and the open: gone, not damaged.
-            Err(_) if !Path::new(&dir).exists() && self.indexed_checkpoint(id, checkpoint_id).is_err() => {
+            Err(_) if !at.dir.exists() && self.indexed_checkpoint(id, checkpoint_id).is_err() => {
                 Err(JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
             }
-            Err(e) if e.is_damage() => {
-                let what = "a checkpoint file no longer matches its index";
-                tracing::error!(job = %id, checkpoint = checkpoint_id, error = %e, "{what}");
-                Err(JobError::CheckpointCorrupt { job: id, checkpoint: checkpoint_id })
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
-    /// A checkpoint's index row and the directory of its files.
-    fn indexed_checkpoint(
-        &self,
-        id: JobId,
-        checkpoint_id: i64,
-    ) -> Result<(CheckpointInfo, String), JobError> {
+    /// A checkpoint's index row, located in the data dir.
+    fn indexed_checkpoint(&self, id: JobId, checkpoint_id: i64) -> Result<Located, JobError> {
         self.get(id)?;
-        self.shared
-            .store
-            .checkpoints(id)?
+        checkpoints::located(&self.shared.config, &self.shared.store, id)?
             .into_iter()
-            .find(|(info, _)| info.id == checkpoint_id)
+            .find(|at| at.info.id == checkpoint_id)
             .ok_or_else(|| JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
     }
 

@@ -1,61 +1,123 @@
-//! The start-up sweep of the jobs' checkpoint directories: it removes what a checkpoint write cut
-//! short by a crash left (`.tmp-<uuid>` directories, possibly large) and checkpoint directories
-//! the index does not know (written but never indexed, dropped but never removed, or of a job
-//! deleted since). It runs in [`super::Jobs::start`] before any worker, so no write is under way;
-//! it logs each path it removes.
+//! The start-up sweep: it removes only what kiln can prove is its own leftover. That is what the
+//! database recorded as to be removed and a crash left in place (a deleted job's directory, a
+//! deleted data set's text, a dropped checkpoint, an upload renamed but never indexed), and the
+//! temporary files of writes cut short (`.tmp-<uuid>` checkpoint directories, possibly large;
+//! `.<id>.txt.tmp` uploads). A checkpoint directory of a known job that the index does not know
+//! (written, then a crash before its index) is left in place with a WARN: a resumed job writing
+//! that step replaces it. Files the database does not know at all are orphans, handled before
+//! the sweep ([`super::orphans`]). It runs in [`super::Jobs::start`] before any worker, so no
+//! write is under way; it logs each path it removes, relative to the data dir.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::JobId;
 use super::error::JobError;
 use super::store::Store;
+use super::{JobId, datadir, uploads};
 use crate::config::Config;
 use crate::train::checkpoint;
 
-/// Removes, in every job's checkpoints directory, temporary directories and checkpoint
+/// Finishes the removals the database lists, removes temporary files, and warns of checkpoint
 /// directories not in the index. A removal that fails is logged and the sweep goes on.
-pub(super) fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
+pub(super) fn sweep(config: &Config, store: &Store) -> Result<(), JobError> {
+    finish_removals(config, store)?;
+    sweep_checkpoints(config, store)?;
+    sweep_uploads(config)
+}
+
+/// Removes every path the database recorded as to be removed, and clears its record once gone.
+fn finish_removals(config: &Config, store: &Store) -> Result<(), JobError> {
+    for path in store.removals()? {
+        // Written again since it was dropped (the index forgets the record then): keep it.
+        if store.is_indexed_checkpoint(&path)? {
+            store.removed(&path)?;
+            continue;
+        }
+        let Some(full) = datadir::resolve(config, &path) else {
+            tracing::warn!(%path, "a removal record that names no path in the data dir: ignored");
+            store.removed(&path)?;
+            continue;
+        };
+        let what = "what kiln had let go of before it stopped";
+        match remove(&full) {
+            Ok(true) => tracing::info!(%path, "removing {what}"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "could not remove {what}");
+                continue;
+            }
+        }
+        store.removed(&path)?;
+    }
+    Ok(())
+}
+
+/// In every known job's checkpoints directory: removes temporary directories, and warns of
+/// checkpoint directories the index does not know.
+fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
     for entry in fs::read_dir(config.jobs_dir())? {
         let name = entry?.file_name();
         let Some(id) = name.to_str().and_then(|n| JobId::parse_str(n).ok()) else { continue };
+        if store.job(id)?.is_none() {
+            continue;
+        }
         let dir = config.checkpoints_dir(id);
         let entries = match fs::read_dir(&dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             entries => entries?,
         };
-        // By directory name: the index's paths may name the data dir otherwise (moved, relative).
-        let indexed: HashSet<OsString> = store
-            .checkpoints(id)?
-            .into_iter()
-            .filter_map(|(_, dir)| Path::new(&dir).file_name().map(OsString::from))
-            .collect();
+        let indexed: HashSet<String> = store.checkpoints(id)?.into_iter().map(|row| row.dir).collect();
         for entry in entries {
-            let path = entry?.path();
-            let name = path.file_name().unwrap_or_default();
-            let text = name.to_string_lossy();
-            let what = if checkpoint::is_temporary(&text) {
-                "the temporary directory of a checkpoint write cut short"
-            } else if checkpoint::is_checkpoint_name(&text) && !indexed.contains(name) {
-                "a checkpoint directory not in the index"
-            } else {
-                continue;
-            };
-            tracing::info!(job = %id, path = %path.display(), "removing {what}");
-            if let Err(e) = remove(&path) {
-                tracing::warn!(job = %id, path = %path.display(), error = %e, "could not remove {what}");
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let path = datadir::checkpoint_dir(id, &name);
+            if checkpoint::is_temporary(&name) {
+                remove_logged(
+                    &config.data_dir.join(&path),
+                    &path,
+                    "the temporary directory of a checkpoint write cut short",
+                );
+            } else if checkpoint::is_checkpoint_name(&name) && !indexed.contains(&path) {
+                let what = "a checkpoint directory not in the index (a crash before it was indexed?)";
+                tracing::warn!(job = %id, %path, "{what}: left in place");
             }
         }
     }
     Ok(())
 }
 
-/// Removes a directory with its contents, or a file.
-fn remove(path: &Path) -> io::Result<()> {
-    if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) }
+/// Removes the temporary files of uploads cut short.
+fn sweep_uploads(config: &Config) -> Result<(), JobError> {
+    for entry in fs::read_dir(config.uploads_dir())? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if uploads::is_temporary(&name) {
+            let path = format!("datasets/uploads/{name}");
+            remove_logged(&config.data_dir.join(&path), &path, "the temporary file of an upload cut short");
+        }
+    }
+    Ok(())
+}
+
+/// Removes `full` (shown as `path`), logging it; a failure is logged too.
+fn remove_logged(full: &Path, path: &str, what: &str) {
+    tracing::info!(%path, "removing {what}");
+    if let Err(e) = remove(full) {
+        tracing::warn!(%path, error = %e, "could not remove {what}");
+    }
+}
+
+/// Removes a directory with its contents, or a file; returns whether there was one.
+fn remove(path: &Path) -> io::Result<bool> {
+    let removed = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        _ => fs::remove_file(path),
+    };
+    match removed {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        removed => removed.map(|()| true),
+    }
 }
 
 #[cfg(test)]
@@ -64,40 +126,67 @@ mod tests {
     use crate::jobs::shared::Shared;
     use crate::jobs::store::NewCheckpoint;
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn temporary_and_unindexed_checkpoint_directories_are_removed() {
+    fn only_temporary_files_and_recorded_removals_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let (config, store) = (&shared.config, &shared.store);
         let id = shared
             .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
-        let checkpoints = shared.config.checkpoints_dir(id);
-        let indexed = checkpoints.join("step-0000000004");
-        for d in [&indexed, &checkpoints.join("step-0000000008"), &checkpoints.join(".tmp-1234/inner")] {
-            fs::create_dir_all(d).unwrap();
-            fs::write(d.join("model.bpk"), b"weights").unwrap();
+        let checkpoints = config.checkpoints_dir(id);
+        let steps = ["step-0000000004", "step-0000000008", "step-0000000012", "step-0000000016"];
+        for d in steps.iter().chain([&".tmp-1234"]) {
+            fs::create_dir_all(checkpoints.join(d).join("inner")).unwrap();
+            fs::write(checkpoints.join(d).join("model.bpk"), b"weights").unwrap();
         }
         fs::write(checkpoints.join("notes.txt"), b"not kiln's").unwrap();
-        let new = NewCheckpoint {
-            dir: &indexed.display().to_string(),
-            epoch: 1,
-            step: 4,
-            bytes: 7,
-            sha256: "",
-            metrics: None,
+        let index = |name: &str| {
+            let dir = datadir::checkpoint_dir(id, name);
+            let new = NewCheckpoint {
+                dir: &dir,
+                epoch: 1,
+                step: 4,
+                bytes: 7,
+                sha256: "",
+                files: None,
+                metrics: None,
+            };
+            store.insert_checkpoint(id, &new).unwrap()
         };
-        shared.store.insert_checkpoint(id, &new).unwrap();
-        // A deleted job's directory: nothing of it is indexed.
-        let gone = shared.config.checkpoints_dir(JobId::new_v4()).join("step-0000000001");
-        fs::create_dir_all(&gone).unwrap();
+        index(steps[0]);
+        // Dropped, its removal cut short by a crash.
+        let dropped = index(steps[1]);
+        store.delete_checkpoint(dropped).unwrap();
+        // Dropped, then written again by a resumed run: indexed anew, kept.
+        let rewritten = index(steps[2]);
+        store.delete_checkpoint(rewritten).unwrap();
+        index(steps[2]);
+        // steps[3]: written, never indexed (a crash between the rename and the index).
+        let deleted = JobId::new_v4();
+        fs::create_dir_all(config.checkpoints_dir(deleted).join(steps[0])).unwrap();
+        store.record_removal(&datadir::job_dir(deleted)).unwrap();
+        store.record_removal("../outside").unwrap();
+        let uploads = config.uploads_dir();
+        let (tmp, renamed) = (format!(".{id}.txt.tmp"), format!("{id}.txt"));
+        fs::write(uploads.join(&tmp), "half written").unwrap();
+        fs::write(uploads.join(&renamed), "renamed, never indexed").unwrap();
+        store.record_removal(&format!("datasets/uploads/{renamed}")).unwrap();
+        fs::write(uploads.join("notes.md"), "not kiln's").unwrap();
+        fs::write(dir.path().join("outside"), "not kiln's").unwrap();
 
-        sweep_checkpoints(&shared.config, &shared.store).unwrap();
-        let mut left: Vec<String> = fs::read_dir(&checkpoints)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["notes.txt", "step-0000000004"]);
-        assert_eq!(fs::read(indexed.join("model.bpk")).unwrap(), b"weights");
-        assert!(!gone.exists());
+        sweep(config, store).unwrap();
+        assert_eq!(names(&checkpoints), ["notes.txt", steps[0], steps[2], steps[3]]);
+        assert_eq!(fs::read(checkpoints.join(steps[0]).join("model.bpk")).unwrap(), b"weights");
+        assert!(!config.job_dir(deleted).exists(), "a deleted job's directory");
+        assert_eq!(names(&uploads), ["notes.md"]);
+        assert!(dir.path().join("outside").exists(), "no record names a path outside the data dir");
+        assert!(store.removals().unwrap().is_empty(), "every record is cleared");
     }
 }

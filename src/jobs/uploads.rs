@@ -1,38 +1,24 @@
 //! The files of uploaded text corpora: written chunk by chunk as they arrive ([`TempUpload`]),
 //! checked as UTF-8 and hashed on the way, so that a crash or a failed upload leaves the whole
-//! file or none; removed when their data set is, and swept at start-up of what an interrupted
-//! upload left.
+//! file or none; removed when their data set is. What an interrupted upload left — a temporary
+//! file ([`is_temporary`]), or a file renamed into place but never indexed, which the database
+//! recorded as to be removed until its index — is removed by the start-up sweep
+//! ([`super::sweep`]).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::error::JobError;
-use super::store::Store;
 use super::utf8::{InvalidUtf8, Utf8Stream};
-use crate::config::Config;
 use crate::definition::FieldError;
 
-/// Removes what an upload interrupted by a crash left in the uploads directory: temporary files,
-/// and files written but never indexed. Runs at start, before any request.
-pub(super) fn remove_unindexed(config: &Config, store: &Store) -> Result<(), JobError> {
-    let dir = config.uploads_dir();
-    for entry in fs::read_dir(&dir)? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let indexed = match name.strip_suffix(".txt").map(Uuid::parse_str) {
-            Some(Ok(id)) => store.dataset(id)?.is_some(),
-            _ => !name.ends_with(".txt.tmp"),
-        };
-        if !indexed {
-            tracing::info!(path = %path.display(), "removing an upload left unindexed by a crash");
-            remove_if_present(&path)?;
-        }
-    }
-    Ok(())
+/// Whether `name`, an entry of the uploads directory, is the temporary file of an upload
+/// (`.<id>.txt.tmp`): it is never indexed, and one left at start was cut short.
+pub(super) fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".txt.tmp")
 }
 
 /// What a finished upload wrote.
@@ -151,8 +137,10 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
-    use crate::jobs::datasets::Dataset;
+    use crate::config::Config;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<_> =
@@ -221,30 +209,5 @@ mod tests {
         });
         assert!(matches!(failed, Err(JobError::Conflict(_))));
         assert!(names(&config.uploads_dir()).is_empty());
-    }
-
-    #[test]
-    fn files_a_crash_left_unindexed_are_removed_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path());
-        let store = Store::open(&config.database_path()).unwrap();
-        let kept = Dataset {
-            id: Uuid::new_v4(),
-            name: None,
-            bytes: 4,
-            sha256: "00".repeat(32),
-            chars: 4,
-            created_at: crate::jobs::now(),
-        };
-        written(&[b"kept"], &config.uploaded_dataset_path(kept.id)).unwrap();
-        store.insert_dataset(&kept).unwrap();
-        let uploads = config.uploads_dir();
-        fs::write(config.uploaded_dataset_path(Uuid::new_v4()), "renamed, never indexed").unwrap();
-        fs::write(uploads.join(format!(".{}.txt.tmp", Uuid::new_v4())), "half written").unwrap();
-        fs::write(uploads.join("notes.md"), "not kiln's").unwrap();
-
-        remove_unindexed(&config, &store).unwrap();
-        assert_eq!(names(&uploads), [format!("{}.txt", kept.id), "notes.md".to_string()]);
-        assert_eq!(fs::read(config.uploaded_dataset_path(kept.id)).unwrap(), b"kept");
     }
 }

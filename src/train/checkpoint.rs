@@ -12,13 +12,19 @@
 //! written again (a run resumed from its evaluation, ending that epoch) replaces the old
 //! directory by removing it first, so a crash between the two leaves neither. The index (sizes, hash,
 //! metrics) is kept by whoever the engine reports to ([`super::report::RunLog`]); [`to_prune`]
-//! is the retention policy the engine applies to it. [`open_verified`] checks a model file
-//! against the size and SHA-256 the index recorded, before a run resumes from it or a client
-//! downloads it.
+//! is the retention policy the engine applies to it. [`write`] digests every file it wrote
+//! ([`FileDigests`]: size and SHA-256 of each), and [`open_verified`] checks a checkpoint against
+//! what the index recorded before a run resumes from it, a client downloads it or a model
+//! generates from it: every recorded file present, the manifest readable, each file's size and
+//! SHA-256 as recorded (a checkpoint indexed before its files were all recorded is checked on its
+//! model file alone).
 //!
 //! Errors name the file by the path they were given, for the logs; [`CheckpointError::within`]
 //! makes that path relative to the data dir before an error can reach a client.
+//! [`CheckpointError::damage`] tells a missing file, one that is not as recorded and one that
+//! cannot be read apart, so that each is reported as what it is.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +57,8 @@ const FORMAT: u32 = 1;
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const MANIFEST_FILE: &str = "checkpoint.json";
+/// Every file of a checkpoint, the model's first.
+const FILES: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, MANIFEST_FILE];
 /// How the temporary directory of a write in progress is named: `.tmp-<uuid>`.
 const TMP_PREFIX: &str = ".tmp-";
 /// How a checkpoint's directory is named: `step-<step, 10 digits>`.
@@ -63,13 +71,42 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {reason}", .path.display())]
     Invalid { path: PathBuf, reason: String },
-    /// The model file is not what the index recorded when it was written.
+    /// A file is not what the index recorded when it was written.
     #[error("{}: {found}", .path.display())]
     Mismatch { path: PathBuf, found: String },
 }
 
+/// How a checkpoint is damaged (see [`CheckpointError::damage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// A file is gone.
+    Missing,
+    /// A file's size or SHA-256 is not the one recorded.
+    Mismatch,
+    /// A file cannot be read as what it should hold (a manifest that does not parse, weights
+    /// that do not load).
+    Unreadable,
+}
+
+/// Size and SHA-256 (lowercase hex) of one file of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The digests of a checkpoint's files by name: `model.bpk`, `optimizer.bpk`, `checkpoint.json`.
+pub type FileDigests = BTreeMap<String, FileDigest>;
+
 impl CheckpointError {
     fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            Self::Io { path, .. } | Self::Invalid { path, .. } | Self::Mismatch { path, .. } => path,
+        }
+    }
+
+    /// The file at fault, as the error names it.
+    pub fn path(&self) -> &Path {
         match self {
             Self::Io { path, .. } | Self::Invalid { path, .. } | Self::Mismatch { path, .. } => path,
         }
@@ -100,9 +137,16 @@ impl CheckpointError {
     /// not what was recorded — rather than the server unable to reach it (permissions, too many
     /// open files), which another try may not be.
     pub fn is_damage(&self) -> bool {
+        self.damage().is_some()
+    }
+
+    /// How the checkpoint is damaged, if this error is damage (see [`CheckpointError::is_damage`]).
+    pub fn damage(&self) -> Option<Damage> {
         match self {
-            Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
-            Self::Invalid { .. } | Self::Mismatch { .. } => true,
+            Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Some(Damage::Missing),
+            Self::Io { .. } => None,
+            Self::Invalid { .. } => Some(Damage::Unreadable),
+            Self::Mismatch { .. } => Some(Damage::Mismatch),
         }
     }
 }
@@ -148,8 +192,11 @@ fn digest(mut file: impl Read, path: &Path) -> Result<(String, u64), CheckpointE
 /// A checkpoint written to disk, not yet indexed.
 pub struct Written {
     pub dir: PathBuf,
+    /// SHA-256 and size of its model file.
     pub sha256: String,
     pub bytes: u64,
+    /// Every file's.
+    pub files: FileDigests,
 }
 
 /// What a checkpoint's manifest says besides the position: whose it is and how to rebuild it.
@@ -186,27 +233,73 @@ pub fn write<M: Module>(
     }
     fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
     sync_dir(parent)?;
-    let model_file = model_path(&dir);
-    let (sha256, bytes) = digest(File::open(&model_file).map_err(io_err(&model_file))?, &model_file)?;
-    Ok(Written { dir, sha256, bytes })
+    let files = digest_files(&dir)?;
+    let model = &files[MODEL_FILE];
+    let (sha256, bytes) = (model.sha256.clone(), model.bytes);
+    Ok(Written { dir, sha256, bytes, files })
 }
 
-/// Opens the model file of the checkpoint in `dir` and checks that it has the size (`bytes`)
-/// and SHA-256 (hex) the index recorded; returns it open at its start, so that what a caller
-/// reads is what was checked (a file pruned meanwhile stays readable through it).
-pub fn open_verified(dir: &Path, bytes: u64, sha256: &str) -> Result<File, CheckpointError> {
+/// Size and SHA-256 of every file of the checkpoint in `dir`, as [`write`] records them.
+pub fn digest_files(dir: &Path) -> Result<FileDigests, CheckpointError> {
+    let mut files = FileDigests::new();
+    for name in FILES {
+        let path = dir.join(name);
+        let (sha256, bytes) = digest(File::open(&path).map_err(io_err(&path))?, &path)?;
+        files.insert(name.to_string(), FileDigest { bytes, sha256 });
+    }
+    Ok(files)
+}
+
+/// Checks the checkpoint in `dir` against what the index recorded — its model file's size
+/// (`bytes`) and SHA-256 (hex), and every file's when `files` was recorded — and returns the
+/// model file open at its start, so that what a caller reads is what was checked (a file pruned
+/// meanwhile stays readable through it).
+///
+/// The checks run from the plainest cause to the subtlest, so the error names the real one:
+/// a recorded file missing, then (with `files`) a manifest that does not parse, then a size or
+/// SHA-256 that is not the one recorded. Only the three files of a checkpoint are read, whatever
+/// names `files` holds.
+pub fn open_verified(
+    dir: &Path,
+    bytes: u64,
+    sha256: &str,
+    files: Option<&FileDigests>,
+) -> Result<File, CheckpointError> {
+    let model = FileDigest { bytes, sha256: sha256.to_string() };
+    let mut expected = vec![(MODEL_FILE, &model)];
+    if let Some(files) = files {
+        let others = FILES[1..].iter().filter_map(|name| files.get(*name).map(|d| (*name, d)));
+        expected.extend(others);
+    }
+    for (name, _) in &expected {
+        let path = dir.join(name);
+        fs::metadata(&path).map_err(io_err(&path))?;
+    }
+    if expected.iter().any(|(name, _)| *name == MANIFEST_FILE) {
+        manifest(dir)?;
+    }
+    for (name, recorded) in &expected[1..] {
+        let path = dir.join(name);
+        check(&mut File::open(&path).map_err(io_err(&path))?, &path, recorded)?;
+    }
     let path = model_path(dir);
     let mut file = File::open(&path).map_err(io_err(&path))?;
-    let (found, size) = digest(&mut file, &path)?;
-    let mismatch = |found: String| CheckpointError::Mismatch { path: path.clone(), found };
-    if size != bytes {
-        return Err(mismatch(format!("{size} bytes where {bytes} were recorded")));
-    }
-    if found != sha256 {
-        return Err(mismatch("its SHA-256 is not the one recorded".to_string()));
-    }
+    check(&mut file, &path, &model)?;
     file.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
     Ok(file)
+}
+
+/// Checks that what `file` (at `path`) holds has the `recorded` size and SHA-256.
+fn check(file: &mut File, path: &Path, recorded: &FileDigest) -> Result<(), CheckpointError> {
+    let (found, size) = digest(&mut *file, path)?;
+    let mismatch = |found: String| CheckpointError::Mismatch { path: path.to_path_buf(), found };
+    if size != recorded.bytes {
+        return Err(mismatch(format!("{size} bytes where {} were recorded", recorded.bytes)));
+    }
+    if found != recorded.sha256 {
+        return Err(mismatch("its SHA-256 is not the one recorded".to_string()));
+    }
+    Ok(())
 }
 
 /// Writes the files of a checkpoint into the directory `tmp`, each fsynced, then the directory.
@@ -322,7 +415,7 @@ mod tests {
 
     fn kept(id: i64, score: Option<f64>) -> KeptCheckpoint {
         let dir = PathBuf::from(format!("step-{id}"));
-        KeptCheckpoint { id, step: id as u64, dir, bytes: 0, sha256: String::new(), score }
+        KeptCheckpoint { id, step: id as u64, dir, bytes: 0, sha256: String::new(), files: None, score }
     }
 
     #[test]
@@ -336,18 +429,18 @@ mod tests {
         assert_eq!(bytes, 5000);
 
         let mut read = Vec::new();
-        open_verified(&dir, bytes, &sha256).unwrap().read_to_end(&mut read).unwrap();
+        open_verified(&dir, bytes, &sha256, None).unwrap().read_to_end(&mut read).unwrap();
         assert_eq!(read, weights, "read from its start");
 
         let mut flipped = weights.clone();
         flipped[2500] ^= 0x01;
         fs::write(model_path(&dir), &flipped).unwrap();
-        let error = open_verified(&dir, bytes, &sha256).unwrap_err();
-        assert!(matches!(error, CheckpointError::Mismatch { .. }) && error.is_damage(), "{error}");
+        let error = open_verified(&dir, bytes, &sha256, None).unwrap_err();
+        assert_eq!(error.damage(), Some(Damage::Mismatch), "{error}");
         assert_eq!(error.in_file(), "model.bpk: its SHA-256 is not the one recorded");
 
         fs::write(model_path(&dir), &weights[..4000]).unwrap();
-        let error = open_verified(&dir, bytes, &sha256).unwrap_err();
+        let error = open_verified(&dir, bytes, &sha256, None).unwrap_err();
         assert_eq!(error.in_file(), "model.bpk: 4000 bytes where 5000 were recorded");
         let shown = error.within(root.path()).to_string();
         assert_eq!(
@@ -356,7 +449,8 @@ mod tests {
         );
 
         fs::remove_file(model_path(&dir)).unwrap();
-        assert!(open_verified(&dir, bytes, &sha256).unwrap_err().is_damage(), "a missing file is damage");
+        let error = open_verified(&dir, bytes, &sha256, None).unwrap_err();
+        assert_eq!(error.damage(), Some(Damage::Missing), "a missing file is damage: {error}");
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! who listens.
 //!
 //! The engine calls a [`RunLog`] when a run begins, after logged steps, at the end of an epoch,
-//! when it writes or drops a checkpoint, when its first step is done, and to warn of what went
-//! wrong without stopping the run (a damaged checkpoint skipped on resume). The service's
+//! when it writes or drops a checkpoint (and once a dropped one's files are removed), when its
+//! first step is done, and to warn of what went wrong without stopping the run (a damaged
+//! checkpoint skipped on resume). The service's
 //! implementation (`jobs::recorder`) writes them to the job store; the engine's tests keep them in
 //! memory. Nothing in `train` touches a database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use super::checkpoint::FileDigests;
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
 
 /// A report that could not be recorded; training stops with it.
@@ -27,6 +29,8 @@ pub struct SavedCheckpoint {
     /// Size and SHA-256 (hex) of its model file.
     pub bytes: u64,
     pub sha256: String,
+    /// Size and SHA-256 of each of its files, the model's included.
+    pub files: FileDigests,
     /// The epoch's metrics, for a checkpoint written at the end of an epoch.
     pub metrics: Option<EpochMetrics>,
 }
@@ -42,6 +46,9 @@ pub struct KeptCheckpoint {
     /// Size and SHA-256 (hex) of its model file when it was written: a resume checks them.
     pub bytes: u64,
     pub sha256: String,
+    /// Size and SHA-256 of each of its files when it was written, when the log has them (not
+    /// for checkpoints it kept before it recorded them): a resume checks them too.
+    pub files: Option<FileDigests>,
     /// How good it is ([`EpochMetrics::score`]), when it was written at the end of an epoch.
     pub score: Option<f64>,
 }
@@ -74,8 +81,14 @@ pub trait RunLog {
     fn checkpoint_saved(&self, checkpoint: &SavedCheckpoint) -> Result<i64, ReportError>;
 
     /// A kept checkpoint is dropped, by the retention policy or because it is damaged; its files
-    /// are removed next.
+    /// are removed next. The log remembers that they are to be removed until
+    /// [`RunLog::checkpoint_removed`] says they are, so that a removal cut short is finished later.
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError>;
+
+    /// The files of a dropped checkpoint, in `dir`, are removed.
+    fn checkpoint_removed(&self, _dir: &Path) -> Result<(), ReportError> {
+        Ok(())
+    }
 
     /// Something went wrong that the run got past, in words for the job's owner; it names
     /// checkpoints by id and step, never by a path.

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, removals};
 use crate::jobs::datasets::{Dataset, DatasetId};
 use crate::jobs::{JobId, JobStatus};
 
@@ -81,9 +81,12 @@ fn active_params(id: DatasetId) -> [String; 3] {
 }
 
 impl Store {
-    /// Indexes an uploaded data set whose file is already in place.
-    pub fn insert_dataset(&self, dataset: &Dataset) -> Result<()> {
-        self.db().execute(
+    /// Indexes an uploaded data set whose text `file` (relative to the data dir) is already in
+    /// place, and forgets that the file was to be removed, in one transaction.
+    pub fn insert_dataset(&self, dataset: &Dataset, file: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
             "INSERT INTO datasets (id, name, bytes, sha256, chars, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 dataset.id.to_string(),
@@ -94,6 +97,8 @@ impl Store {
                 dataset.created_at,
             ],
         )?;
+        removals::forget(&tx, file)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -118,14 +123,15 @@ impl Store {
         rows.map(|row| row?.into_dataset()).collect()
     }
 
-    /// Removes the row of data set `id` unless a queued or running job reads it.
+    /// Removes the row of data set `id` unless a queued or running job reads it, and records its
+    /// text `file` (relative to the data dir) as to be removed in the same transaction.
     ///
     /// The check and the delete run in one transaction under the store's one connection lock,
     /// which [`Store::insert_job`] takes too: no job can be inserted between them. What remains
     /// is a job whose spec was validated against this data set before the delete and inserted
     /// after it; that job is queued on a data set that is gone, and fails when it starts with an
     /// error saying so.
-    pub fn delete_dataset(&self, id: DatasetId) -> Result<DatasetDeletion> {
+    pub fn delete_dataset(&self, id: DatasetId, file: &str) -> Result<DatasetDeletion> {
         let mut db = self.db();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let reader = tx
@@ -142,6 +148,9 @@ impl Store {
                 r.get::<_, i64>(0)
             })
             .optional()?;
+        if deleted.is_some() {
+            removals::record(&tx, file)?;
+        }
         tx.commit()?;
         Ok(match deleted {
             None => DatasetDeletion::NotFound,
@@ -214,8 +223,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("kiln.sqlite3")).unwrap();
         let (used, other) = (dataset("corpus"), dataset("other"));
-        store.insert_dataset(&used).unwrap();
-        store.insert_dataset(&other).unwrap();
+        store.insert_dataset(&used, "datasets/uploads/used.txt").unwrap();
+        store.insert_dataset(&other, "datasets/uploads/other.txt").unwrap();
 
         job(&store, JobStatus::Succeeded, on_upload(used.id));
         job(&store, JobStatus::Failed, on_upload(used.id));
@@ -229,20 +238,30 @@ mod tests {
             readers(&store, used.id),
             vec![(queued, JobStatus::Queued), (running, JobStatus::Running)]
         );
-        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::InUse(queued, JobStatus::Queued));
+        assert_eq!(
+            store.delete_dataset(used.id, "datasets/uploads/used.txt").unwrap(),
+            DatasetDeletion::InUse(queued, JobStatus::Queued)
+        );
         assert_eq!(store.dataset(used.id).unwrap().as_ref(), Some(&used));
 
         store.finish_job(queued, JobStatus::Cancelled, None).unwrap();
         assert_eq!(
-            store.delete_dataset(used.id).unwrap(),
+            store.delete_dataset(used.id, "datasets/uploads/used.txt").unwrap(),
             DatasetDeletion::InUse(running, JobStatus::Running)
         );
         store.finish_job(running, JobStatus::Succeeded, None).unwrap();
         assert_eq!(store.upload_totals().unwrap(), (2, 10));
-        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::Deleted { bytes: 5 });
+        assert_eq!(
+            store.delete_dataset(used.id, "datasets/uploads/used.txt").unwrap(),
+            DatasetDeletion::Deleted { bytes: 5 }
+        );
+        assert_eq!(store.removals().unwrap(), ["datasets/uploads/used.txt"], "recorded with the delete");
         assert_eq!(store.upload_totals().unwrap(), (1, 5));
         assert_eq!(store.dataset(used.id).unwrap(), None);
-        assert_eq!(store.delete_dataset(used.id).unwrap(), DatasetDeletion::NotFound);
+        assert_eq!(
+            store.delete_dataset(used.id, "datasets/uploads/used.txt").unwrap(),
+            DatasetDeletion::NotFound
+        );
         assert_eq!(store.datasets().unwrap(), vec![other]);
     }
 
@@ -252,7 +271,7 @@ mod tests {
         let store = Store::open(&dir.path().join("kiln.sqlite3")).unwrap();
         let all: Vec<Dataset> = ["a", "b", "c"].map(dataset).into();
         for d in &all {
-            store.insert_dataset(d).unwrap();
+            store.insert_dataset(d, "datasets/uploads/d.txt").unwrap();
         }
         let names: Vec<_> = store.datasets().unwrap().into_iter().map(|d| d.name.unwrap()).collect();
         assert_eq!(names, ["c", "b", "a"]);

@@ -3,7 +3,10 @@
 //! module: jobs here, metrics rows in [`metrics`], the checkpoint index in [`checkpoints`],
 //! uploaded data sets in [`datasets`], each job's event history in [`events`]: every write that
 //! changes what a watcher sees appends its event in the same transaction and announces it once
-//! committed.
+//! committed. [`removals`] lists the files kiln is about to remove: deleting a job, a data set or
+//! a checkpoint's index row records its files there in the same transaction, and the row is
+//! cleared once they are gone, so the start-up sweep removes only what kiln itself let go of.
+//! Paths in the database are relative to the data dir.
 //!
 //! SQLite is embedded (rusqlite, bundled), so a kiln server needs no other process. One
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
@@ -39,9 +42,10 @@ mod checkpoints;
 mod datasets;
 mod events;
 mod metrics;
+mod removals;
 mod schema;
 
-pub use checkpoints::NewCheckpoint;
+pub use checkpoints::{IndexedCheckpoint, NewCheckpoint};
 pub use datasets::DatasetDeletion;
 pub use metrics::MetricsPage;
 
@@ -52,6 +56,22 @@ pub struct NewJob<'a> {
     pub idempotency_key: Option<&'a str>,
     pub parameters: u64,
     pub steps: u64,
+}
+
+/// A job read back from its checkpoints, for a database that lost it: it is stored finished.
+pub struct AdoptedJob<'a> {
+    pub id: JobId,
+    pub spec: &'a ValidJobSpec,
+    pub parameters: u64,
+    /// Where its newest checkpoint stands.
+    pub progress: Progress,
+    /// `succeeded` or `failed`, with the reason.
+    pub status: JobStatus,
+    pub error: Option<&'a str>,
+    /// When it was made, as far as its files tell.
+    pub created_at: &'a str,
+    /// Its checkpoints, oldest first.
+    pub checkpoints: Vec<NewCheckpoint<'a>>,
 }
 
 /// The database, and the channel on which it announces the events it records.
@@ -142,6 +162,16 @@ impl Store {
         Ok(Self { conn: Mutex::new(conn), announcer: Announcer::default() })
     }
 
+    /// Whether the database knows no job and no data set (it is new, or was lost and made anew).
+    pub fn is_empty(&self) -> Result<bool> {
+        let empty = self.db().query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM jobs) AND NOT EXISTS (SELECT 1 FROM datasets)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(empty)
+    }
+
     fn db(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written: keep serving.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -183,6 +213,39 @@ impl Store {
             Ok(((), vec![events::append(tx, new.id, &JobEvent::status(JobStatus::Queued))?]))
         })?;
         Ok(self.job(new.id)?.expect("the row just inserted"))
+    }
+
+    /// Stores a job read back from its checkpoints, finished, with its checkpoint index, in one
+    /// transaction with their events.
+    pub fn adopt_job(&self, job: &AdoptedJob<'_>) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO jobs (id, name, status, spec, parameters, error, epoch, epochs, step, steps,
+                                   created_at, started_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+                params![
+                    job.id.to_string(),
+                    job.spec.name,
+                    job.status.as_str(),
+                    serde_json::to_string(job.spec)?,
+                    job.parameters as i64,
+                    job.error,
+                    job.progress.epoch,
+                    job.progress.epochs,
+                    job.progress.step as i64,
+                    job.progress.steps as i64,
+                    job.created_at,
+                    super::now(),
+                ],
+            )?;
+            let mut recorded = Vec::new();
+            for new in &job.checkpoints {
+                recorded.extend(checkpoints::insert_checkpoint(tx, job.id, new)?.1);
+            }
+            let end = StatusEvent { status: job.status, backend: None, error: job.error.map(str::to_string) };
+            recorded.push(events::append(tx, job.id, &JobEvent::Status(end))?);
+            Ok(((), recorded))
+        })
     }
 
     /// The job with `id`.
@@ -305,9 +368,15 @@ impl Store {
         })
     }
 
-    /// Removes a job with its metrics, checkpoint index and events; its watchers stop.
-    pub fn delete_job(&self, id: JobId) -> Result<()> {
-        self.db().execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
+    /// Removes a job with its metrics, checkpoint index and events, and records its directory
+    /// `files` (relative to the data dir) as to be removed, in one transaction; its watchers stop.
+    pub fn delete_job(&self, id: JobId, files: &str) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
+        removals::record(&tx, files)?;
+        tx.commit()?;
+        drop(db);
         self.announcer.deleted(id);
         Ok(())
     }

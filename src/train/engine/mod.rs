@@ -274,14 +274,23 @@ fn save<T: Task>(
         step: position.step,
         bytes: written.bytes,
         sha256: written.sha256,
+        files: written.files,
         metrics,
     };
     let id = run.log.checkpoint_saved(&saved)?;
-    let step = saved.step;
-    kept.push(KeptCheckpoint { id, step, dir: saved.dir, bytes: saved.bytes, sha256: saved.sha256, score });
+    kept.push(KeptCheckpoint {
+        id,
+        step: saved.step,
+        dir: saved.dir,
+        bytes: saved.bytes,
+        sha256: saved.sha256,
+        files: Some(saved.files),
+        score,
+    });
     for i in checkpoint::to_prune(&kept, run.spec.checkpoint.keep_last as usize) {
         run.log.checkpoint_dropped(kept[i].id)?;
         checkpoint::remove(&kept[i].dir).map_err(|e| run.checkpoint_error(e))?;
+        run.log.checkpoint_removed(&kept[i].dir)?;
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Where a run starts: its job's newest intact checkpoint, or fresh weights drawn from its seed.
 //!
-//! Kept checkpoints are tried newest first, and each is checked before it is trusted: its model
-//! file must have the size and SHA-256 recorded when it was written, and its manifest, weights
-//! and optimizer state must read. A damaged one (truncated, bit-flipped, missing, unreadable) is
+//! Kept checkpoints are tried newest first, and each is checked before it is trusted: its files
+//! (model, optimizer state, manifest; the model alone for a checkpoint kept before its files were
+//! all recorded) must have the size and SHA-256 recorded when it was written, and its manifest,
+//! weights and optimizer state must read. A damaged one (truncated, bit-flipped, missing, unreadable) is
 //! dropped from the log, its files removed, and the next older one tried; with none left, the job
 //! starts over. The run says so through [`RunLog::warn`], naming each skipped checkpoint by id
 //! and step. A failure that is not the checkpoint's (a vocabulary the task refuses, too many open
@@ -52,8 +53,11 @@ pub(super) fn restore_or_init<T: Task>(
                 let (job, checkpoint) = (run.id, newest.id);
                 tracing::warn!(%job, checkpoint, error = %e, "skipping a damaged checkpoint");
                 run.log.checkpoint_dropped(newest.id)?;
-                if let Err(e) = checkpoint::remove(&newest.dir) {
-                    tracing::warn!(job = %run.id, error = %e, "could not remove a damaged checkpoint");
+                match checkpoint::remove(&newest.dir) {
+                    Ok(()) => run.log.checkpoint_removed(&newest.dir)?,
+                    Err(e) => {
+                        tracing::warn!(job = %run.id, error = %e, "could not remove a damaged checkpoint")
+                    }
                 }
                 skipped.push((newest, e));
             }
@@ -86,7 +90,7 @@ fn restore<T: Task>(
         true => Refused::Damaged(e),
         false => Refused::Failed(run.checkpoint_error(e)),
     };
-    checkpoint::open_verified(&kept.dir, kept.bytes, &kept.sha256).map_err(refused)?;
+    checkpoint::open_verified(&kept.dir, kept.bytes, &kept.sha256, kept.files.as_ref()).map_err(refused)?;
     let manifest = checkpoint::manifest(&kept.dir).map_err(refused)?;
     let position = &manifest.position;
     tracing::info!(job = %run.id, epoch = position.epoch, step = position.step, "resuming from checkpoint");

@@ -84,6 +84,7 @@ impl RunLog for Memory {
             dir: checkpoint.dir.clone(),
             bytes: checkpoint.bytes,
             sha256: checkpoint.sha256.clone(),
+            files: Some(checkpoint.files.clone()),
             score,
         });
         Ok(id)
@@ -358,6 +359,47 @@ fn a_resume_skips_damaged_checkpoints_for_the_newest_intact_one() {
     let saved = log.saved.borrow();
     let after: Vec<u64> = saved.iter().filter(|(id, _)| *id > flipped).map(|(_, s)| s.step).collect();
     assert_eq!(after, [8, 12]);
+}
+
+#[test]
+fn a_resume_checks_the_optimizer_state_and_the_manifest_too() {
+    let setup = setup(3, 3);
+    let log = Memory::default();
+    log.stop_after.set(Some((10, false)));
+    assert_eq!(run_job(&setup, &log).unwrap(), Outcome::Interrupted);
+    let file_of = |step: u64, name: &str| {
+        let kept = log.kept.borrow();
+        let checkpoint = kept.iter().find(|k| k.step == step).expect("a checkpoint at that step");
+        (checkpoint.id, checkpoint.dir.join(name))
+    };
+    // One flipped byte in the optimizer's state: it would load, and resume wrongly.
+    let (flipped, optimizer) = file_of(10, "optimizer.bpk");
+    let mut bytes = std::fs::read(&optimizer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&optimizer, bytes).unwrap();
+    let (garbled, manifest) = file_of(8, "checkpoint.json");
+    std::fs::write(&manifest, b"{ not json").unwrap();
+    log.shutdown.store(false, Ordering::SeqCst);
+    log.stop_after.set(None);
+    assert_eq!(run_job(&setup, &log).unwrap(), Outcome::Completed);
+
+    assert_eq!(*log.dropped.borrow(), [flipped, garbled]);
+    let warnings = log.warnings.borrow();
+    assert!(
+        warnings[0].starts_with(&format!(
+            "checkpoint {flipped} (step 10) is damaged (optimizer.bpk: its SHA-256 is not the one recorded)"
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with(&format!("checkpoint {garbled} (step 8) is damaged (checkpoint.json: ")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().all(|w| w.ends_with("the job resumed from checkpoint 1 (step 4)")),
+        "{warnings:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,222 @@
+//! `--adopt-orphans`: indexing back the jobs and uploads a lost database no longer knows (see
+//! [`super::orphans`]).
+//!
+//! An uploaded text is read whole once — its size, SHA-256 and characters counted as an upload
+//! counts them — and indexed without a label, dated by the file's modification time; one that is
+//! empty or not UTF-8 was never a stored upload and is not adopted. A job is read back from its
+//! checkpoints: every `step-…` directory whose `checkpoint.json` parses (and names this job) is
+//! indexed, its files digested now, so downloads and generation work; the newest gives the
+//! definition and where training stood. The job is stored finished: `succeeded` when every
+//! epoch was done, else `failed`, saying so (its metrics history died with the database).
+//! What cannot be adopted — a job without one readable checkpoint, an unusable text — is moved
+//! to `lost+found/`, never deleted.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use super::checkpoints::files_json;
+use super::datasets::{Dataset, DatasetId};
+use super::error::JobError;
+use super::orphans::{Orphans, to_lost_and_found};
+use super::shared::Shared;
+use super::store::{AdoptedJob, NewCheckpoint};
+use super::utf8::Utf8Stream;
+use super::{JobId, JobStatus, datadir};
+use crate::definition::{Task, ValidJobSpec};
+use crate::metrics::Progress;
+use crate::train::checkpoint::{self, FileDigests, Manifest};
+
+/// Adopts every orphan, or moves it to `lost+found/`.
+pub(super) fn adopt(shared: &Shared, orphans: &Orphans) -> Result<(), JobError> {
+    for &id in &orphans.uploads {
+        let path = datadir::upload_file(id);
+        match read_upload(shared, id)? {
+            Some(dataset) => {
+                shared.store.insert_dataset(&dataset, &path)?;
+                shared.uploads.adopt_stored(dataset.bytes);
+                let bytes = dataset.bytes;
+                tracing::warn!(%path, bytes, "adopted an uploaded data set the database did not know");
+            }
+            None => {
+                to_lost_and_found(&shared.config, &path, "an upload that is empty or not UTF-8")?;
+            }
+        }
+    }
+    for &id in &orphans.jobs {
+        let path = datadir::job_dir(id);
+        match read_job(shared, id)? {
+            Some(adopted) => {
+                let job = adopted.as_job(id);
+                shared.store.adopt_job(&job)?;
+                let (status, step) = (job.status.as_str(), job.progress.step);
+                let checkpoints = job.checkpoints.len();
+                tracing::warn!(%path, status, step, checkpoints, "adopted a job the database did not know");
+            }
+            None => {
+                to_lost_and_found(&shared.config, &path, "a job without a readable checkpoint")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Data set `id` read back from its text, or `None` when the text is empty or not UTF-8.
+fn read_upload(shared: &Shared, id: DatasetId) -> Result<Option<Dataset>, JobError> {
+    let path = shared.config.uploaded_dataset_path(id);
+    let mut file = File::open(&path)?;
+    let (mut hash, mut text, mut bytes) = (Sha256::new(), Utf8Stream::new(), 0u64);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if text.feed(&buf[..n]).is_err() {
+            return Ok(None);
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let Ok(chars) = text.finish() else { return Ok(None) };
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let sha256 = format!("{:x}", hash.finalize());
+    let created_at = modified(&path);
+    Ok(Some(Dataset { id, name: None, bytes, sha256, chars, created_at }))
+}
+
+/// When `path` was last modified (RFC 3339), or now.
+fn modified(path: &Path) -> String {
+    let time = fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
+    time::OffsetDateTime::from(time)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| super::now())
+}
+
+/// A checkpoint that reads: its directory's name, manifest and file digests.
+struct Readable {
+    name: String,
+    manifest: Manifest,
+    files: FileDigests,
+}
+
+/// A job read back from its readable checkpoints, oldest first.
+struct Adopted {
+    checkpoints: Vec<Readable>,
+    /// The checkpoints' directories, relative to the data dir, in the same order.
+    dirs: Vec<String>,
+    files: Vec<String>,
+    created_at: String,
+    error: Option<String>,
+}
+
+impl Adopted {
+    /// The store's record of job `id`.
+    fn as_job(&self, id: JobId) -> AdoptedJob<'_> {
+        let newest = &self.checkpoints.last().expect("an adopted job has a checkpoint").manifest;
+        let spec = &newest.spec;
+        let (parameters, steps) = size(spec, newest);
+        let position = &newest.position;
+        let progress =
+            Progress { epoch: position.epoch, epochs: spec.training.epochs, step: position.step, steps };
+        let status = if self.error.is_none() { JobStatus::Succeeded } else { JobStatus::Failed };
+        let checkpoints = self.checkpoints.iter().zip(&self.dirs).zip(&self.files);
+        let checkpoints = checkpoints
+            .map(|((c, dir), files)| {
+                let model = &c.files["model.bpk"];
+                NewCheckpoint {
+                    dir,
+                    epoch: c.manifest.position.epoch,
+                    step: c.manifest.position.step,
+                    bytes: model.bytes,
+                    sha256: &model.sha256,
+                    files: Some(files),
+                    metrics: None,
+                }
+            })
+            .collect();
+        AdoptedJob {
+            id,
+            spec,
+            parameters,
+            progress,
+            status,
+            error: self.error.as_deref(),
+            created_at: &self.created_at,
+            checkpoints,
+        }
+    }
+}
+
+/// Job `id` read back from its checkpoints, or `None` when none reads. A checkpoint directory
+/// that does not read is logged and left where it is.
+fn read_job(shared: &Shared, id: JobId) -> Result<Option<Adopted>, JobError> {
+    let dir = shared.config.checkpoints_dir(id);
+    let entries = match fs::read_dir(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        entries => entries?,
+    };
+    let mut checkpoints = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !checkpoint::is_checkpoint_name(&name) {
+            continue;
+        }
+        let read = checkpoint::manifest(&dir.join(&name))
+            .and_then(|manifest| Ok((checkpoint::digest_files(&dir.join(&name))?, manifest)));
+        match read {
+            Ok((files, manifest)) if manifest.job_id == id => {
+                checkpoints.push(Readable { name, manifest, files })
+            }
+            Ok(_) => tracing::warn!(job = %id, checkpoint = %name, "a checkpoint of another job: not adopted"),
+            Err(e) => {
+                let error = e.within(&shared.config.data_dir);
+                tracing::warn!(job = %id, %error, "a checkpoint that does not read: not adopted");
+            }
+        }
+    }
+    checkpoints.sort_by_key(|c| c.manifest.position.step);
+    let Some(newest) = checkpoints.last() else { return Ok(None) };
+    let (position, epochs) = (&newest.manifest.position, newest.manifest.spec.training.epochs);
+    let error = (position.epoch < epochs).then(|| {
+        format!(
+            "adopted from its checkpoints after the database was lost at epoch {} step {}; its \
+             metrics history is gone",
+            position.epoch, position.step
+        )
+    });
+    let created_at = modified(&dir.join(&checkpoints[0].name));
+    let dirs = checkpoints.iter().map(|c| datadir::checkpoint_dir(id, &c.name)).collect();
+    let files = checkpoints.iter().map(|c| files_json(&c.files)).collect();
+    Ok(Some(Adopted { checkpoints, dirs, files, created_at, error }))
+}
+
+/// The parameter count and step total of a job, counted as a submit counts them (a language
+/// model's from its checkpoint's vocabulary; its steps, which its corpus decides, from where
+/// its newest checkpoint stands).
+fn size(spec: &ValidJobSpec, newest: &Manifest) -> (u64, u64) {
+    let position = &newest.position;
+    let epochs = u64::from(spec.training.epochs);
+    match spec.task() {
+        Some(Task::Classify { model, data }) => {
+            let per_epoch = crate::data::batches_per_epoch(data.train_len(), spec.training.batch_size);
+            let parameters = model.parameter_count(data.input_shape(), data.source.classes());
+            (parameters as u64, per_epoch as u64 * epochs)
+        }
+        Some(Task::Language { model, .. }) => {
+            let vocab = newest.vocab.as_ref().map_or(0, |v| v.len());
+            let parameters = if vocab > 0 { model.config(vocab).parameter_count() as u64 } else { 0 };
+            let steps = match (position.epoch, position.step_in_epoch) {
+                (0, _) | (_, 1..) => position.step,
+                (done, 0) => position.step / u64::from(done) * epochs,
+            };
+            (parameters, steps)
+        }
+        None => (0, position.step),
+    }
+}

@@ -1,0 +1,63 @@
+//! Paths in the data dir as the database records them: relative to the data dir, with `/`
+//! between components (`jobs/<job>/checkpoints/step-0000000012`, `datasets/uploads/<id>.txt`),
+//! resolved against `--data-dir` on every read. A data dir can therefore be moved, copied,
+//! restored from a backup or mounted elsewhere, and each copy's database names its own files.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::JobId;
+use super::datasets::DatasetId;
+use crate::config::Config;
+
+/// A job's directory: `jobs/<job>`.
+pub(super) fn job_dir(job: JobId) -> String {
+    format!("jobs/{job}")
+}
+
+/// The directory of a job's checkpoint named `name` (`step-…`): `jobs/<job>/checkpoints/<name>`.
+pub(super) fn checkpoint_dir(job: JobId, name: &str) -> String {
+    format!("jobs/{job}/checkpoints/{name}")
+}
+
+/// The directory of a job's checkpoint whose path (wherever it lies) is `dir`.
+pub(super) fn checkpoint_dir_of(job: JobId, dir: &Path) -> String {
+    checkpoint_dir(job, &dir.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// An uploaded data set's text: `datasets/uploads/<id>.txt`.
+pub(super) fn upload_file(id: DatasetId) -> String {
+    format!("datasets/uploads/{id}.txt")
+}
+
+/// `relative` resolved against the data dir; `None` unless it is a plain relative path (no
+/// root, no `..`), so that no row of the database can name a file outside the data dir.
+pub(super) fn resolve(config: &Config, relative: &str) -> Option<PathBuf> {
+    let path = Path::new(relative);
+    let plain = !relative.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then(|| config.data_dir.join(path))
+}
+
+/// `path`, which lies in the data dir, relative to it (for logs and messages); a path elsewhere
+/// is shown whole.
+pub(super) fn shown(config: &Config, path: &Path) -> String {
+    path.strip_prefix(&config.data_dir).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_resolve_and_inside_the_data_dir() {
+        let config = Config::with_data_dir("/srv/kiln");
+        let job = JobId::nil();
+        let dir = checkpoint_dir(job, "step-0000000004");
+        assert_eq!(dir, format!("jobs/{job}/checkpoints/step-0000000004"));
+        assert_eq!(resolve(&config, &dir).unwrap(), Path::new("/srv/kiln").join(&dir));
+        assert_eq!(checkpoint_dir_of(job, Path::new("/elsewhere/step-0000000004")), dir);
+        for unsafe_path in ["", "/etc", "jobs/../../etc", "../x", "./jobs"] {
+            assert_eq!(resolve(&config, unsafe_path), None, "{unsafe_path}");
+        }
+        assert_eq!(shown(&config, &Path::new("/srv/kiln").join(&dir)), dir);
+    }
+}

@@ -1,0 +1,201 @@
+//! Orphans: job directories (`jobs/<id>`) and uploaded texts (`datasets/uploads/<id>.txt`) in
+//! the data dir that the database does not know and did not record as to be removed. They appear
+//! when `kiln.sqlite3` is lost (deleted, emptied) or restored from an older copy: the files are
+//! the only record left, so kiln never deletes them on its own.
+//!
+//! [`resolve`] runs first in [`super::Jobs::start`], before anything is changed. With orphans
+//! and neither flag, the server refuses to start ([`JobError::Orphans`], logged at ERROR): the
+//! message counts them, names a few (relative to the data dir), says the database looks new or
+//! restored, and how to proceed. `--discard-orphans` deletes them, each logged at WARN.
+//! `--adopt-orphans` indexes them back ([`super::adopt`]); what cannot be adopted is moved to
+//! `<data-dir>/lost+found/` (never deleted), logged at WARN, and no longer counts as an orphan.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::datasets::DatasetId;
+use super::error::JobError;
+use super::shared::Shared;
+use super::store::Store;
+use super::{JobId, adopt, datadir};
+use crate::config::Config;
+
+/// How many orphans the refusal names.
+const EXAMPLES: usize = 3;
+
+/// What the data dir holds that the database does not know.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Orphans {
+    pub jobs: Vec<JobId>,
+    pub uploads: Vec<DatasetId>,
+}
+
+impl Orphans {
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.uploads.is_empty()
+    }
+
+    /// Their paths relative to the data dir, jobs first.
+    fn paths(&self) -> impl Iterator<Item = String> + '_ {
+        let jobs = self.jobs.iter().map(|id| datadir::job_dir(*id));
+        jobs.chain(self.uploads.iter().map(|id| datadir::upload_file(*id)))
+    }
+}
+
+/// Refuses to start over orphans unless a flag says what to do with them; adopts or discards
+/// them as it says.
+pub(super) fn resolve(shared: &Shared) -> Result<(), JobError> {
+    let (config, store) = (&shared.config, &shared.store);
+    let orphans = find(config, store)?;
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    if config.discard_orphans {
+        discard(config, &orphans);
+        Ok(())
+    } else if config.adopt_orphans {
+        adopt::adopt(shared, &orphans)
+    } else {
+        let message = refusal(store.is_empty()?, &orphans);
+        tracing::error!("{message}");
+        Err(JobError::Orphans(message))
+    }
+}
+
+/// The job directories and uploaded texts the database neither knows nor recorded as to be
+/// removed, each sorted. Other entries (temporary files, names kiln never gives) are not kiln's
+/// to judge here.
+pub(super) fn find(config: &Config, store: &Store) -> Result<Orphans, JobError> {
+    let removals: HashSet<String> = store.removals()?.into_iter().collect();
+    let mut orphans = Orphans::default();
+    for name in names(&config.jobs_dir())? {
+        let Ok(id) = JobId::parse_str(&name) else { continue };
+        if store.job(id)?.is_none() && !removals.contains(&datadir::job_dir(id)) {
+            orphans.jobs.push(id);
+        }
+    }
+    for name in names(&config.uploads_dir())? {
+        let Some(Ok(id)) = name.strip_suffix(".txt").map(DatasetId::parse_str) else { continue };
+        if store.dataset(id)?.is_none() && !removals.contains(&datadir::upload_file(id)) {
+            orphans.uploads.push(id);
+        }
+    }
+    orphans.jobs.sort();
+    orphans.uploads.sort();
+    Ok(orphans)
+}
+
+/// The names of the entries of `dir` (none when it is missing).
+fn names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        entries => entries?,
+    };
+    entries.map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned())).collect()
+}
+
+/// Why the server does not start, and how to proceed; `empty`: whether the database knows
+/// nothing at all.
+fn refusal(empty: bool, orphans: &Orphans) -> String {
+    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut found = Vec::new();
+    if !orphans.jobs.is_empty() {
+        found.push(count(orphans.jobs.len(), "job directory", "job directories"));
+    }
+    if !orphans.uploads.is_empty() {
+        found.push(count(orphans.uploads.len(), "uploaded data set", "uploaded data sets"));
+    }
+    let examples: Vec<String> = orphans.paths().take(EXAMPLES).collect();
+    let more = orphans.jobs.len() + orphans.uploads.len() - examples.len();
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let database = if empty {
+        "the database (kiln.sqlite3) is empty: it looks new, as when it was deleted or emptied"
+    } else {
+        "the database (kiln.sqlite3) does not list them: it looks restored from an older copy"
+    };
+    format!(
+        "the data dir holds {} that the database does not know ({}{more}); {database}. Nothing was \
+         changed. To keep them, stop and restore kiln.sqlite3 together with its kiln.sqlite3-wal \
+         file, or restart with --adopt-orphans to index them back (jobs from their checkpoints, \
+         data sets from their text; what cannot be read back is moved to lost+found/); to delete \
+         them, restart with --discard-orphans",
+        found.join(" and "),
+        examples.join(", "),
+    )
+}
+
+/// Deletes every orphan, each logged at WARN; one that cannot be deleted is logged and left.
+fn discard(config: &Config, orphans: &Orphans) {
+    for path in orphans.paths() {
+        let full = config.data_dir.join(&path);
+        tracing::warn!(%path, "deleting what the database does not know (--discard-orphans)");
+        let removed = if full.is_dir() { fs::remove_dir_all(&full) } else { fs::remove_file(&full) };
+        if let Err(e) = removed {
+            tracing::warn!(%path, error = %e, "could not delete an orphan");
+        }
+    }
+}
+
+/// Moves `path` (relative to the data dir) to the same place under `<data-dir>/lost+found/`,
+/// with a numbered suffix if that is taken; logs it at WARN with `why`.
+pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> Result<PathBuf, JobError> {
+    let lost = config.data_dir.join("lost+found");
+    let mut target = lost.join(path);
+    let mut n = 0;
+    while target.exists() {
+        n += 1;
+        target = lost.join(format!("{path}.{n}"));
+    }
+    fs::create_dir_all(target.parent().expect("a path under lost+found has a parent"))?;
+    fs::rename(config.data_dir.join(path), &target)?;
+    let moved = datadir::shown(config, &target);
+    tracing::warn!(%path, to = %moved, "{why}: moved to lost+found, not adopted");
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_jobs_and_uploads_are_orphans_unless_recorded_as_to_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let config = &shared.config;
+        let known = shared
+            .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
+        let (lost, deleted) = (JobId::new_v4(), JobId::new_v4());
+        for id in [known, lost, deleted] {
+            fs::create_dir_all(config.checkpoints_dir(id)).unwrap();
+        }
+        shared.store.record_removal(&datadir::job_dir(deleted)).unwrap();
+        let upload = DatasetId::new_v4();
+        fs::write(config.uploaded_dataset_path(upload), "text").unwrap();
+        fs::write(config.uploads_dir().join(format!(".{}.txt.tmp", DatasetId::new_v4())), "half").unwrap();
+        fs::write(config.jobs_dir().join("notes.txt"), "not kiln's").unwrap();
+
+        let orphans = find(config, &shared.store).unwrap();
+        assert_eq!(orphans, Orphans { jobs: vec![lost], uploads: vec![upload] });
+        let message = refusal(shared.store.is_empty().unwrap(), &orphans);
+        assert!(
+            message.starts_with("the data dir holds 1 job directory and 1 uploaded data set"),
+            "{message}"
+        );
+        assert!(message.contains(&format!("(jobs/{lost}, datasets/uploads/{upload}.txt)")), "{message}");
+        assert!(message.contains("looks restored") && message.contains("--adopt-orphans"), "{message}");
+        assert!(refusal(true, &orphans).contains("is empty: it looks new"));
+        assert!(!message.contains(&dir.path().display().to_string()), "{message}");
+
+        let moved = to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
+        assert_eq!(moved, dir.path().join(format!("lost+found/jobs/{lost}")));
+        fs::create_dir_all(config.job_dir(lost)).unwrap();
+        let again = to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
+        assert_eq!(again, dir.path().join(format!("lost+found/jobs/{lost}.1")));
+        discard(config, &find(config, &shared.store).unwrap());
+        assert!(!config.uploaded_dataset_path(upload).exists());
+        assert!(config.job_dir(known).exists() && config.job_dir(deleted).exists());
+        assert_eq!(find(config, &shared.store).unwrap(), Orphans::default());
+    }
+}
