@@ -9,6 +9,7 @@ mod checkpoints;
 mod cli;
 mod connections;
 mod dashboard;
+mod data_dir;
 mod datasets;
 mod durability;
 mod fashion_mnist;
