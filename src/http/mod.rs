@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use self::limits::{BodyCap, declared_length};
 use self::server::ConnectionLimits;
@@ -81,7 +81,10 @@ pub fn router(state: AppState, access: Access) -> Result<Router, String> {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    Ok(app.layer(TraceLayer::new_for_http()).with_state(state))
+    // A 5xx is logged at WARN here: most are expected refusals (503 over a cap, 507 under the
+    // disk floor), and a real internal error is logged at ERROR with its cause by `ApiError`.
+    let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN));
+    Ok(app.layer(trace).with_state(state))
 }
 
 /// Why the server could not start.

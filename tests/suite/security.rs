@@ -340,7 +340,6 @@ async fn a_kept_api_key_file_open_to_others_is_made_0600_with_a_warning() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs src/http/mod.rs to log the TraceLayer's 5xx below ERROR (issue 22, point 8)"]
 async fn expected_refusals_are_not_logged_as_errors() {
     let dir = tempfile::tempdir().unwrap();
     // A floor no disk meets: submits and uploads answer 507, readiness 503.
