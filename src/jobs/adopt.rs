@@ -173,7 +173,9 @@ fn read_job(shared: &Shared, id: JobId) -> Result<Option<Adopted>, JobError> {
             Ok((files, manifest)) if manifest.job_id == id => {
                 checkpoints.push(Readable { name, manifest, files })
             }
-            Ok(_) => tracing::warn!(job = %id, checkpoint = %name, "a checkpoint of another job: not adopted"),
+            Ok(_) => {
+                tracing::warn!(job = %id, checkpoint = %name, "a checkpoint of another job: not adopted")
+            }
             Err(e) => {
                 let error = e.within(&shared.config.data_dir);
                 tracing::warn!(job = %id, %error, "a checkpoint that does not read: not adopted");
@@ -218,5 +220,33 @@ fn size(spec: &ValidJobSpec, newest: &Manifest) -> (u64, u64) {
             (parameters, steps)
         }
         None => (0, position.step),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn an_adopted_upload_is_indexed_and_counts_against_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::with_data_dir(dir.path());
+        config.max_uploads = 1;
+        let shared = Shared::open(config).unwrap();
+        let (text, empty) = (DatasetId::new_v4(), DatasetId::new_v4());
+        fs::write(shared.config.uploaded_dataset_path(text), "a🦀b").unwrap();
+        fs::write(shared.config.uploaded_dataset_path(empty), "").unwrap();
+        let orphans = Orphans { jobs: Vec::new(), uploads: vec![text, empty] };
+
+        adopt(&shared, &orphans).unwrap();
+        let dataset = shared.store.dataset(text).unwrap().unwrap();
+        assert_eq!((dataset.name, dataset.bytes, dataset.chars), (None, 6, 3));
+        assert_eq!(dataset.sha256, format!("{:x}", Sha256::digest("a🦀b")));
+        assert_eq!(shared.store.upload_totals().unwrap(), (1, 6));
+        assert!(matches!(shared.uploads.reserve(0), Err(JobError::QuotaExceeded(_))), "the quota counts it");
+        assert!(shared.store.dataset(empty).unwrap().is_none());
+        let lost = dir.path().join(format!("lost+found/datasets/uploads/{empty}.txt"));
+        assert!(lost.exists() && !shared.config.uploaded_dataset_path(empty).exists());
     }
 }

@@ -297,7 +297,7 @@ async fn every_file_of_a_checkpoint_is_verified_before_resume_and_download() {
     let server = Server::start_with(|c| c.workers = 2).await;
     let (c, base) = (server.client.clone(), server.base.clone());
     let finished = submit(&c, &base, &mlp_job(3)).await["id"].as_str().unwrap().to_string();
-    let running = submit(&c, &base, &mlp_job(300)).await["id"].as_str().unwrap().to_string();
+    let running = submit(&c, &base, &mlp_job(1000)).await["id"].as_str().unwrap().to_string();
     wait_finished(&c, &base, &finished, Duration::from_secs(120)).await;
     wait_for(&c, &base, &running, Duration::from_secs(120), |j| j["progress"]["epoch"].as_u64() >= Some(3))
         .await;
