@@ -19,20 +19,21 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::checkpoints::files_json;
+use super::datadir::{self, to_lost_and_found};
 use super::datasets::{Dataset, DatasetId};
 use super::error::JobError;
-use super::orphans::{Orphans, to_lost_and_found};
 use super::shared::Shared;
 use super::store::{AdoptedJob, NewCheckpoint};
 use super::utf8::Utf8Stream;
-use super::{JobId, JobStatus, datadir};
+use super::{JobId, JobStatus};
 use crate::definition::{Task, ValidJobSpec};
 use crate::metrics::Progress;
 use crate::train::checkpoint::{self, FileDigests, Manifest};
 
-/// Adopts every orphan, or moves it to `lost+found/`.
-pub(super) fn adopt(shared: &Shared, orphans: &Orphans) -> Result<(), JobError> {
-    for &id in &orphans.uploads {
+/// Adopts the orphaned `jobs` and `uploads` (see [`super::orphans`]), or moves each to
+/// `lost+found/`.
+pub(super) fn adopt(shared: &Shared, jobs: &[JobId], uploads: &[DatasetId]) -> Result<(), JobError> {
+    for &id in uploads {
         let path = datadir::upload_file(id);
         match read_upload(shared, id)? {
             Some(dataset) => {
@@ -46,7 +47,7 @@ pub(super) fn adopt(shared: &Shared, orphans: &Orphans) -> Result<(), JobError> 
             }
         }
     }
-    for &id in &orphans.jobs {
+    for &id in jobs {
         let path = datadir::job_dir(id);
         match read_job(shared, id)? {
             Some(adopted) => {
@@ -237,9 +238,7 @@ mod tests {
         let (text, empty) = (DatasetId::new_v4(), DatasetId::new_v4());
         fs::write(shared.config.uploaded_dataset_path(text), "a🦀b").unwrap();
         fs::write(shared.config.uploaded_dataset_path(empty), "").unwrap();
-        let orphans = Orphans { jobs: Vec::new(), uploads: vec![text, empty] };
-
-        adopt(&shared, &orphans).unwrap();
+        adopt(&shared, &[], &[text, empty]).unwrap();
         let dataset = shared.store.dataset(text).unwrap().unwrap();
         assert_eq!((dataset.name, dataset.bytes, dataset.chars), (None, 6, 3));
         assert_eq!(dataset.sha256, format!("{:x}", Sha256::digest("a🦀b")));

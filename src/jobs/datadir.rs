@@ -2,11 +2,15 @@
 //! between components (`jobs/<job>/checkpoints/step-0000000012`, `datasets/uploads/<id>.txt`),
 //! resolved against `--data-dir` on every read. A data dir can therefore be moved, copied,
 //! restored from a backup or mounted elsewhere, and each copy's database names its own files.
+//! [`to_lost_and_found`] moves aside what kiln may not delete and cannot use.
 
+use std::fs;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use uuid::Uuid;
+
 use super::JobId;
-use super::datasets::DatasetId;
 use crate::config::Config;
 
 /// A job's directory: `jobs/<job>`.
@@ -25,7 +29,7 @@ pub(super) fn checkpoint_dir_of(job: JobId, dir: &Path) -> String {
 }
 
 /// An uploaded data set's text: `datasets/uploads/<id>.txt`.
-pub(super) fn upload_file(id: DatasetId) -> String {
+pub(super) fn upload_file(id: Uuid) -> String {
     format!("datasets/uploads/{id}.txt")
 }
 
@@ -41,6 +45,23 @@ pub(super) fn resolve(config: &Config, relative: &str) -> Option<PathBuf> {
 /// is shown whole.
 pub(super) fn shown(config: &Config, path: &Path) -> String {
     path.strip_prefix(&config.data_dir).unwrap_or(path).display().to_string()
+}
+
+/// Moves `path` (relative to the data dir) to the same place under `<data-dir>/lost+found/`,
+/// with a numbered suffix if that is taken; logs it at WARN with `why`.
+pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> io::Result<PathBuf> {
+    let lost = config.data_dir.join("lost+found");
+    let mut target = lost.join(path);
+    let mut n = 0;
+    while target.exists() {
+        n += 1;
+        target = lost.join(format!("{path}.{n}"));
+    }
+    fs::create_dir_all(target.parent().expect("a path under lost+found has a parent"))?;
+    fs::rename(config.data_dir.join(path), &target)?;
+    let moved = shown(config, &target);
+    tracing::warn!(%path, to = %moved, "{why}: moved to lost+found, not adopted");
+    Ok(target)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::datasets::DatasetId;
 use super::error::JobError;
@@ -56,7 +56,7 @@ pub(super) fn resolve(shared: &Shared) -> Result<(), JobError> {
         discard(config, &orphans);
         Ok(())
     } else if config.adopt_orphans {
-        adopt::adopt(shared, &orphans)
+        adopt::adopt(shared, &orphans.jobs, &orphans.uploads)
     } else {
         let message = refusal(store.is_empty()?, &orphans);
         tracing::error!("{message}");
@@ -138,23 +138,6 @@ fn discard(config: &Config, orphans: &Orphans) {
     }
 }
 
-/// Moves `path` (relative to the data dir) to the same place under `<data-dir>/lost+found/`,
-/// with a numbered suffix if that is taken; logs it at WARN with `why`.
-pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> Result<PathBuf, JobError> {
-    let lost = config.data_dir.join("lost+found");
-    let mut target = lost.join(path);
-    let mut n = 0;
-    while target.exists() {
-        n += 1;
-        target = lost.join(format!("{path}.{n}"));
-    }
-    fs::create_dir_all(target.parent().expect("a path under lost+found has a parent"))?;
-    fs::rename(config.data_dir.join(path), &target)?;
-    let moved = datadir::shown(config, &target);
-    tracing::warn!(%path, to = %moved, "{why}: moved to lost+found, not adopted");
-    Ok(target)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,10 +171,10 @@ mod tests {
         assert!(refusal(true, &orphans).contains("is empty: it looks new"));
         assert!(!message.contains(&dir.path().display().to_string()), "{message}");
 
-        let moved = to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
+        let moved = datadir::to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
         assert_eq!(moved, dir.path().join(format!("lost+found/jobs/{lost}")));
         fs::create_dir_all(config.job_dir(lost)).unwrap();
-        let again = to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
+        let again = datadir::to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();
         assert_eq!(again, dir.path().join(format!("lost+found/jobs/{lost}.1")));
         discard(config, &find(config, &shared.store).unwrap());
         assert!(!config.uploaded_dataset_path(upload).exists());

@@ -36,7 +36,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::position::Position;
-use super::report::KeptCheckpoint;
 use crate::definition::ValidJobSpec;
 use crate::text::Vocab;
 
@@ -394,29 +393,24 @@ pub fn remove(dir: &Path) -> Result<(), CheckpointError> {
 
 /// Which checkpoints to delete so that the newest `keep_last` and the best (by
 /// [`crate::metrics::EpochMetrics::score`]: test accuracy, or lower perplexity) remain.
-/// `checkpoints` is oldest first; returns indices into it.
-pub fn to_prune(checkpoints: &[KeptCheckpoint], keep_last: usize) -> Vec<usize> {
-    let best = checkpoints
+/// `scores` are the kept checkpoints' scores, oldest first; returns indices into it.
+pub fn to_prune(scores: &[Option<f64>], keep_last: usize) -> Vec<usize> {
+    let best = scores
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.score.map(|score| (i, score)))
+        .filter_map(|(i, score)| score.map(|score| (i, score)))
         .fold(None, |best: Option<(usize, f64)>, (i, acc)| match best {
             Some((_, b)) if b >= acc => best,
             _ => Some((i, acc)),
         })
         .map(|(i, _)| i);
-    let newest_from = checkpoints.len().saturating_sub(keep_last);
+    let newest_from = scores.len().saturating_sub(keep_last);
     (0..newest_from).filter(|i| Some(*i) != best).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kept(id: i64, score: Option<f64>) -> KeptCheckpoint {
-        let dir = PathBuf::from(format!("step-{id}"));
-        KeptCheckpoint { id, step: id as u64, dir, bytes: 0, sha256: String::new(), files: None, score }
-    }
 
     #[test]
     fn a_model_file_is_served_only_as_it_was_recorded() {
@@ -456,19 +450,18 @@ mod tests {
     #[test]
     fn a_language_model_keeps_its_lowest_perplexity() {
         // A language model's score is minus its perplexity.
-        let cps = [kept(1, Some(-9.0)), kept(2, Some(-1.5)), kept(3, Some(-2.0)), kept(4, Some(-3.0))];
+        let cps = [Some(-9.0), Some(-1.5), Some(-2.0), Some(-3.0)];
         assert_eq!(to_prune(&cps, 1), vec![0, 2]);
     }
 
     #[test]
     fn pruning_keeps_the_newest_and_the_best() {
-        let cps =
-            [kept(1, Some(0.5)), kept(2, Some(0.9)), kept(3, Some(0.7)), kept(4, None), kept(5, Some(0.8))];
+        let cps = [Some(0.5), Some(0.9), Some(0.7), None, Some(0.8)];
         assert_eq!(to_prune(&cps, 2), vec![0, 2]);
         assert_eq!(to_prune(&cps, 5), Vec::<usize>::new());
         assert_eq!(to_prune(&cps[..1], 1), Vec::<usize>::new());
         // The best among the newest is kept anyway; nothing older is spared for it.
-        let cps = [kept(1, Some(0.1)), kept(2, Some(0.2)), kept(3, Some(0.9))];
+        let cps = [Some(0.1), Some(0.2), Some(0.9)];
         assert_eq!(to_prune(&cps, 1), vec![0, 1]);
     }
 }

@@ -287,7 +287,8 @@ fn save<T: Task>(
         files: Some(saved.files),
         score,
     });
-    for i in checkpoint::to_prune(&kept, run.spec.checkpoint.keep_last as usize) {
+    let scores: Vec<Option<f64>> = kept.iter().map(|k| k.score).collect();
+    for i in checkpoint::to_prune(&scores, run.spec.checkpoint.keep_last as usize) {
         run.log.checkpoint_dropped(kept[i].id)?;
         checkpoint::remove(&kept[i].dir).map_err(|e| run.checkpoint_error(e))?;
         run.log.checkpoint_removed(&kept[i].dir)?;
