@@ -283,7 +283,7 @@ async fn checkpoints(
         (status = 200, description = "The burnpack file", content_type = "application/octet-stream",
          headers(("X-Checksum-Sha256" = String, description = "SHA-256 of the body"))),
         (status = 404, body = Problem),
-        (status = 500, description = "`checkpoint_corrupt`: the file is missing or no longer matches its recorded size and SHA-256", body = Problem)))]
+        (status = 500, description = "The checkpoint cannot be served: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` cannot be read (`checkpoint_unreadable`)", body = Problem)))]
 async fn download(
     State(state): State<AppState>,
     Path((id, checkpoint_id)): Path<(String, String)>,
@@ -318,7 +318,7 @@ async fn download(
         (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
         (status = 413, description = "Body over --max-body-bytes", body = Problem),
         (status = 422, description = "Invalid request; each problem names its field", body = Problem),
-        (status = 500, description = "The checkpoint's file no longer matches its recorded SHA-256 (`checkpoint_corrupt`)", body = Problem),
+        (status = 500, description = "The newest checkpoint cannot be loaded: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` cannot be read (`checkpoint_unreadable`)", body = Problem),
         (status = 503, description = "Every generation slot is taken (--max-generations); see Retry-After", body = Problem,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
