@@ -57,6 +57,9 @@ fn main() -> std::process::ExitCode {
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        end_quietly_on_a_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         // Colour codes only on a terminal: not in `docker logs` or a log file.
@@ -92,6 +95,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A command whose reader goes away (`kiln jobs | head -1`) ends there, quietly, as every Unix
+/// tool does: Rust ignores SIGPIPE, so the next write would fail and `println!` panic. Only for
+/// the commands that print; the server keeps ignoring it, so that a client gone makes a socket
+/// write fail instead of ending the process.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called once at start, before any other thread, to restore the default action.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn serve(config: kiln::Config) -> Result<(), String> {

@@ -127,3 +127,31 @@ async fn submit_follow_exits_non_zero_with_the_error_when_the_job_fails_or_is_ca
     assert!(!out.status.success(), "a cancelled job is not a success");
     assert!(text(&out.stdout).trim_end().ends_with("cancelled"), "{}", text(&out.stdout));
 }
+
+/// Runs `kiln ARGS` with its standard output a pipe whose reader is already gone, as in
+/// `kiln ARGS | head -0`; its exit status and what it wrote to standard error.
+async fn kiln_into_a_closed_pipe(server: &Server, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.args(args).env("KILN_SERVER", &server.base).env_remove("KILN_API_KEY");
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("run kiln");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("wait for kiln");
+        (output.status, text(&output.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_reader_is_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = Server::start().await;
+    crate::common::submit(&server.client, &server.base, &synthetic_job(1)).await;
+    for args in [&["new-api-key"][..], &["jobs"], &["openapi"]] {
+        let (status, stderr) = kiln_into_a_closed_pipe(&server, args).await;
+        assert_eq!(status.signal(), Some(libc::SIGPIPE), "kiln {args:?}: {status:?}, stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "kiln {args:?}: {stderr}");
+    }
+}
