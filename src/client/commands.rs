@@ -158,7 +158,7 @@ async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Re
         .map_err(|e| ClientError::Other(format!("downloading checkpoint {}: {e}", newest["id"])))?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| ClientError::Other(format!("creating {}: {e}", dir.display())))?;
-    let path = dir.join(format!("{id}-checkpoint-{}.mpk", newest["id"]));
+    let path = dir.join(format!("{id}-checkpoint-{}.bpk", newest["id"]));
     std::fs::write(&path, &bytes)
         .map_err(|e| ClientError::Other(format!("writing {}: {e}", path.display())))?;
     println!("saved {} ({} bytes)", path.display(), bytes.len());

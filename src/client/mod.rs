@@ -18,17 +18,40 @@ use crate::config::Secret;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// The kiln server's base URL.
-    #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:8080", value_parser = server_url)]
     pub server: String,
     /// The API key to send as a bearer token (not needed for a server without keys).
     #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
     pub api_key: Option<Secret>,
 }
 
+/// `--server`, checked before any request: an `http` or `https` URL.
+fn server_url(text: &str) -> Result<String, String> {
+    let url =
+        reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e}); e.g. http://127.0.0.1:8080"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(text.to_string()),
+        other => Err(format!("kiln speaks http or https, not {other}; e.g. http://127.0.0.1:8080")),
+    }
+}
+
+/// `error` and every cause under it, joined: reqwest's own message ("error sending request")
+/// names no cause, its sources do ("Connection refused").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 /// Why a request did not succeed, in words for the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {server}: {source}")]
+    #[error("cannot reach {server}: {}", with_causes(source))]
     Unreachable { server: String, source: reqwest::Error },
     /// The server answered with an error (its problem+json `detail`, or the status alone).
     #[error("{status}: {detail}")]

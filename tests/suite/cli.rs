@@ -67,6 +67,7 @@ async fn submit_follow_trains_to_success_in_plain_lines_and_the_other_commands_s
     let out = kiln(&server, Some(WRITER), &["checkpoints", &id, "--download", saved.to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let file = std::fs::read_dir(&saved).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(file.extension().unwrap(), "bpk", "burnpack, as the server names it: {}", file.display());
     let listed: Value =
         crate::common::get_json(&authorized(), &server.url(&format!("/jobs/{id}/checkpoints"))).await;
     let newest = listed.as_array().unwrap().last().unwrap();
@@ -154,4 +155,23 @@ async fn a_command_whose_reader_is_gone_ends_quietly() {
         assert_eq!(status.signal(), Some(libc::SIGPIPE), "kiln {args:?}: {status:?}, stderr: {stderr}");
         assert!(!stderr.contains("panicked"), "kiln {args:?}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_a_url_or_not_there_is_named_with_the_cause() {
+    let server = Server::start().await;
+    let mut not_a_url = server.base.clone();
+    not_a_url.replace_range(..4, "nope");
+    for (server_arg, expected) in [("not-a-url", "not a URL"), (not_a_url.as_str(), "http or https")] {
+        let out = kiln(&server, None, &["jobs", "--server", server_arg]).await;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("--server") && stderr.contains(expected), "{server_arg}: {stderr}");
+    }
+    // A port nothing listens on: the cause is said, not just "error sending request".
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = kiln(&server, None, &["jobs", "--server", &format!("http://127.0.0.1:{port}")]).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot reach") && stderr.contains("onnection refused"), "{stderr}");
 }

@@ -269,7 +269,7 @@ async function download(id, checkpoint) {
   const blob = await (await api(`/jobs/${id}/checkpoints/${checkpoint}`)).blob();
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
-  link.download = `${id}-checkpoint-${checkpoint}.mpk`;
+  link.download = `${id}-checkpoint-${checkpoint}.bpk`;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
