@@ -161,12 +161,27 @@ impl Jobs {
                 .into_iter()
                 .find(|at| at.info.id == wanted)
                 .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}"))),
-            None => located.into_iter().last().ok_or_else(|| {
-                JobError::Conflict(format!(
-                    "job {id} has no checkpoint yet; it can generate once its first epoch is saved"
-                ))
-            }),
+            None => located.into_iter().last().ok_or_else(|| self.no_checkpoint_yet(id)),
         }
+    }
+
+    /// Why job `id` cannot generate yet: when its first checkpoint is written (every
+    /// `checkpoint.every` epochs and after the last), and how far it is.
+    fn no_checkpoint_yet(&self, id: JobId) -> JobError {
+        let when = match self.get(id) {
+            Ok(job) => {
+                let (epochs, done) = (job.spec.training.epochs, job.progress.epoch);
+                let first = job.spec.checkpoint.every.min(epochs);
+                let status = job.status.as_str();
+                format!(
+                    "its first is written at the end of epoch {first} of {epochs} (checkpoint.every: {}); \
+                     it is {status} with {done} epochs done",
+                    job.spec.checkpoint.every
+                )
+            }
+            Err(_) => "it can generate once its first checkpoint is written".to_string(),
+        };
+        JobError::Conflict(format!("job {id} has no checkpoint yet: {when}"))
     }
 
     /// Checks the checkpoint `at` as a download is, then loads its model onto `device`.

@@ -285,3 +285,18 @@ async fn language_model_definitions_that_cannot_work_are_refused_by_field() {
     assert_eq!(status, 201, "{job}");
     assert_eq!(job["spec"]["training"]["grad_clip_norm"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generating_before_the_first_checkpoint_says_when_it_comes() {
+    let server = Server::start().await;
+    let job = json!({"model": {"kind": "rnn_lm"}, "data": {"dataset": "synthetic_text"},
+                     "training": {"epochs": 60}, "checkpoint": {"every": 50}});
+    let job = submit(&server.client, &server.base, &job).await;
+    let id = job["id"].as_str().unwrap();
+    let (status, problem) = post(&server, &format!("/jobs/{id}/generate"), &json!({"prefix": "a"})).await;
+    assert_eq!(status, 409, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("at the end of epoch 50 of 60 (checkpoint.every: 50)"), "{detail}");
+    let cancel = server.client.post(server.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
+    assert!(cancel.status().is_success());
+}
