@@ -171,7 +171,11 @@ impl RefusalLog {
             Some((at, since)) if at.elapsed() < Duration::from_secs(10) => *since += 1,
             _ => {
                 let earlier = last.map_or(0, |(_, since)| since);
-                tracing::warn!(?why, earlier, "refusing a connection over the cap (and `earlier` since the last such line)");
+                tracing::warn!(
+                    ?why,
+                    earlier,
+                    "refusing a connection over the cap (and `earlier` since the last such line)"
+                );
                 *last = Some((std::time::Instant::now(), 0));
             }
         }

@@ -164,9 +164,11 @@ fn problem_answer(status: StatusCode) -> Vec<u8> {
             "The request's headers are too large",
             "the request has more than 100 headers, or more bytes of them than this server reads",
         ),
-        StatusCode::URI_TOO_LONG => {
-            ("uri_too_long", "The request's URI is too long", "the request's URI is longer than this server reads")
-        }
+        StatusCode::URI_TOO_LONG => (
+            "uri_too_long",
+            "The request's URI is too long",
+            "the request's URI is longer than this server reads",
+        ),
         _ => (
             "bad_request",
             "The request is malformed",
@@ -174,7 +176,10 @@ fn problem_answer(status: StatusCode) -> Vec<u8> {
              Content-Length or Transfer-Encoding",
         ),
     };
-    raw_problem(Problem { kind, title, status: status.as_u16(), detail: detail.to_string(), errors: vec![] }, "")
+    raw_problem(
+        Problem { kind, title, status: status.as_u16(), detail: detail.to_string(), errors: vec![] },
+        "",
+    )
 }
 
 /// A whole HTTP/1.1 answer carrying `problem`, with `extra` headers (each line ending in
