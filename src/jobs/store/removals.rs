@@ -4,19 +4,20 @@
 //! files are gone; the start-up sweep removes what a crash left listed. Nothing else is ever
 //! removed for being unknown to the database.
 
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 use super::{Result, Store};
 
-/// Records `path` as to be removed, inside a caller's transaction.
-pub(super) fn record(tx: &Transaction<'_>, path: &str) -> Result<()> {
-    tx.execute("INSERT OR IGNORE INTO removals (path) VALUES (?1)", [path])?;
+/// Records `path` as to be removed, on `db` or inside a caller's transaction.
+pub(super) fn record(db: &Connection, path: &str) -> Result<()> {
+    db.execute("INSERT OR IGNORE INTO removals (path) VALUES (?1)", [path])?;
     Ok(())
 }
 
-/// Forgets that `path` is to be removed (it is in use again), inside a caller's transaction.
-pub(super) fn forget(tx: &Transaction<'_>, path: &str) -> Result<()> {
-    tx.execute("DELETE FROM removals WHERE path = ?1", [path])?;
+/// Forgets that `path` is to be removed (it is gone, or in use again), on `db` or inside a
+/// caller's transaction.
+pub(super) fn forget(db: &Connection, path: &str) -> Result<()> {
+    db.execute("DELETE FROM removals WHERE path = ?1", [path])?;
     Ok(())
 }
 
@@ -32,16 +33,11 @@ impl Store {
     /// Records `path` (relative to the data dir) as to be removed: a file about to be put in place
     /// and indexed, which a crash between the two would leave unindexed.
     pub fn record_removal(&self, path: &str) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        record(&tx, path)?;
-        tx.commit()?;
-        Ok(())
+        record(&self.db(), path)
     }
 
     /// Records that `path` (relative to the data dir) is gone.
     pub fn removed(&self, path: &str) -> Result<()> {
-        self.db().execute("DELETE FROM removals WHERE path = ?1", [path])?;
-        Ok(())
+        forget(&self.db(), path)
     }
 }
