@@ -155,13 +155,12 @@ impl Jobs {
 impl Jobs {
     /// The checkpoint a generation reads: the one `wanted`, or the newest.
     fn pick_checkpoint(&self, id: JobId, wanted: Option<i64>) -> Result<Located, JobError> {
-        let located = checkpoints::located(self.config(), &self.shared.store, id)?;
         match wanted {
-            Some(wanted) => located
+            Some(wanted) => self.indexed_checkpoint(id, wanted),
+            None => checkpoints::located(self.config(), &self.shared.store, id)?
                 .into_iter()
-                .find(|at| at.info.id == wanted)
-                .ok_or_else(|| JobError::NotFound(format!("checkpoint {wanted} of job {id}"))),
-            None => located.into_iter().last().ok_or_else(|| self.no_checkpoint_yet(id)),
+                .last()
+                .ok_or_else(|| self.no_checkpoint_yet(id)),
         }
     }
 
@@ -195,11 +194,6 @@ impl Jobs {
         checkpoints::verify(self.config(), id, at)?;
         load_language_model(&at.dir, model, device)
             .map_err(|e| checkpoints::damaged(self.config(), id, at.info.id, e))
-    }
-
-    /// Whether checkpoint `checkpoint` of job `id` has left the index (training pruned it).
-    fn pruned(&self, id: JobId, checkpoint: i64) -> Result<bool, JobError> {
-        Ok(self.shared.store.checkpoints(id)?.iter().all(|row| row.info.id != checkpoint))
     }
 }
 

@@ -220,15 +220,20 @@ impl Jobs {
         match checkpoints::verify(&self.shared.config, id, &at) {
             Ok(file) => Ok((at.info, file)),
             // Pruned by training between the lookup and the open: gone, not damaged.
-            Err(_) if !at.dir.exists() && self.indexed_checkpoint(id, checkpoint_id).is_err() => {
+            Err(_) if !at.dir.exists() && self.pruned(id, checkpoint_id)? => {
                 Err(JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
             }
             Err(e) => Err(e),
         }
     }
 
+    /// Whether checkpoint `checkpoint_id` of job `id` has left the index (training pruned it).
+    pub(super) fn pruned(&self, id: JobId, checkpoint_id: i64) -> Result<bool, JobError> {
+        Ok(self.shared.store.checkpoints(id)?.iter().all(|row| row.info.id != checkpoint_id))
+    }
+
     /// A checkpoint's index row, located in the data dir.
-    fn indexed_checkpoint(&self, id: JobId, checkpoint_id: i64) -> Result<Located, JobError> {
+    pub(super) fn indexed_checkpoint(&self, id: JobId, checkpoint_id: i64) -> Result<Located, JobError> {
         self.get(id)?;
         checkpoints::located(&self.shared.config, &self.shared.store, id)?
             .into_iter()
