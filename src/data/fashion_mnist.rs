@@ -35,8 +35,8 @@ pub fn locate(datasets_dir: &Path) -> Result<PathBuf, String> {
     Err(format!(
         "fashion_mnist is not installed on this server: install Debian's package dataset-fashion-mnist \
          (apt-get install dataset-fashion-mnist) or put train-images-idx3-ubyte, train-labels-idx1-ubyte, \
-         t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz) in {}",
-        candidates[0].display()
+         t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz) in the server's \
+         <data-dir>/datasets/fashion-mnist/"
     ))
 }
 

@@ -15,8 +15,8 @@ use crate::text::time_machine;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "dataset", rename_all = "snake_case")]
 pub enum TextSource {
-    /// H. G. Wells' *The Time Machine*, the book's corpus, from
-    /// `<data-dir>/datasets/timemachine.txt` (checked against the book's SHA-1).
+    /// H. G. Wells' *The Time Machine*, the book's corpus, built into kiln (checked against the
+    /// book's SHA-1).
     TimeMachine,
     /// A corpus uploaded with `POST /datasets`.
     Uploaded { dataset_id: Uuid },
@@ -28,7 +28,7 @@ impl TextSource {
     /// Whether the corpus can be read, without reading it; the error says how to provide it.
     pub fn check_available(&self, config: &Config) -> Result<(), String> {
         match self {
-            Self::TimeMachine => time_machine::check_available(&config.datasets_dir()),
+            Self::TimeMachine => Ok(()),
             Self::Uploaded { dataset_id } => {
                 if config.uploaded_dataset_path(*dataset_id).is_file() {
                     Ok(())
@@ -44,7 +44,7 @@ impl TextSource {
     pub fn load(&self, config: &Config) -> Result<String, DataError> {
         match self {
             Self::TimeMachine => {
-                time_machine::load(&config.datasets_dir()).map_err(|e| DataError::Missing(e.to_string()))
+                time_machine::text().map(str::to_string).map_err(|e| DataError::Missing(e.to_string()))
             }
             Self::Uploaded { dataset_id } => {
                 let path = config.uploaded_dataset_path(*dataset_id);

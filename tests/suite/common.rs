@@ -213,11 +213,6 @@ pub fn checkpoints_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("jobs").join(id).join("checkpoints")
 }
 
-/// The book's corpus, kept in the repository at `data/timemachine.txt` (public domain).
-pub fn time_machine_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/timemachine.txt")
-}
-
 /// Sends `head` (a request line and headers, without the blank line) over a raw connection and
 /// none of the body it may declare, and reads the answer: status, headers (names lower-cased)
 /// and body. For limits that must be answered before a body is read.
