@@ -4,7 +4,8 @@
 //! from Debian's `libjs-chart.js` with its licence (`dashboard/vendor/`).
 //!
 //! The page and its assets are open even when the server has keys: they hold no data, and the
-//! page must load to ask for a key. Everything it shows it reads from the API with that key, which
+//! page must load to ask for a key. So is `/favicon.ico` (a 32×32 icon, the page's too), which
+//! browsers ask for on their own: without it a keyed server answered 401 on every page. Everything it shows it reads from the API with that key, which
 //! it keeps in the tab's session storage.
 
 use axum::Router;
@@ -15,15 +16,16 @@ use axum::routing::get;
 use super::AppState;
 
 /// The page and its assets: path, content type, body.
-const ASSETS: [(&str, &str, &str); 4] = [
-    ("/", "text/html; charset=utf-8", include_str!("dashboard/index.html")),
-    ("/dashboard/app.js", "text/javascript; charset=utf-8", include_str!("dashboard/app.js")),
-    ("/dashboard/style.css", "text/css; charset=utf-8", include_str!("dashboard/style.css")),
+const ASSETS: [(&str, &str, &[u8]); 5] = [
+    ("/", "text/html; charset=utf-8", include_bytes!("dashboard/index.html")),
+    ("/dashboard/app.js", "text/javascript; charset=utf-8", include_bytes!("dashboard/app.js")),
+    ("/dashboard/style.css", "text/css; charset=utf-8", include_bytes!("dashboard/style.css")),
     (
         "/dashboard/chart.js",
         "text/javascript; charset=utf-8",
-        include_str!("dashboard/vendor/chart-3.9.1.min.js"),
+        include_bytes!("dashboard/vendor/chart-3.9.1.min.js"),
     ),
+    ("/favicon.ico", "image/x-icon", include_bytes!("dashboard/favicon.ico")),
 ];
 
 /// Only this server's own scripts and styles; no framing by other sites.
@@ -42,7 +44,7 @@ pub fn router() -> Router<AppState> {
     })
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -53,4 +55,19 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_favicon_is_an_open_asset_and_an_icon() {
+        assert!(is_asset("/favicon.ico"));
+        let (_, content_type, body) = ASSETS.iter().find(|(p, _, _)| *p == "/favicon.ico").unwrap();
+        assert_eq!(*content_type, "image/x-icon");
+        // An ICO header (reserved 0, type 1 = icon, one image) holding a PNG.
+        assert_eq!(&body[..6], &[0, 0, 1, 0, 1, 0]);
+        assert_eq!(&body[22..30], b"\x89PNG\r\n\x1a\n");
+    }
 }

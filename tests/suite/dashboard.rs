@@ -1,23 +1,48 @@
 //! The dashboard in a real browser: Debian's chromium, headless, driven over WebDriver by
-//! chromedriver (plain HTTP, spoken here with reqwest), against a real server while jobs train.
-//! The jobs table lists the jobs, the job page's loss chart gains points, and the compare view
-//! draws one series per chosen job; a language model's page lists its checkpoints and its box
-//! generates text. A screenshot of the compare view is saved under the test
-//! binary's temporary directory (`target/tmp/dashboard-compare.png`).
+//! chromedriver (plain HTTP, spoken here with reqwest), against a real server with an API key
+//! while jobs train. The page asks for the key; the jobs table lists the jobs and follows them
+//! over the server-wide event stream (a new job and a status change show within seconds, with
+//! no second `GET /jobs`); the job page's loss chart gains points, a classifier's epoch axis says
+//! loss and accuracy and a language model's perplexity, a finished job shows no error row, table
+//! headers sit over their columns' alignment and a checkpoint's download, clicked, saves the file
+//! the API lists with its SHA-256; the compare view draws one series per chosen job; a language
+//! model's box generates text; "Forget key" leaves nothing of what the key read. `/favicon.ico`
+//! is served without the key. A screenshot of the compare view is saved under the test binary's
+//! temporary directory (`target/tmp/dashboard-compare.png`). The browser ends with the test, its
+//! WebDriver session first, then chromedriver, then any process of theirs still left.
 
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::common::{Server, submit, synthetic_job};
+use crate::common::{get_json, submit, synthetic_job};
+use crate::security::{WRITER, keyed_server};
+
+/// The key WebDriver's element references are sent under.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Records the URL of every `fetch` the page makes in `window.fetched`, from before the page's
+/// own scripts run.
+const RECORD_FETCHES: &str = "window.fetched = []; const kilnFetch = window.fetch; \
+    window.fetch = function (input, init) { window.fetched.push(String(input && input.url || input)); \
+    return kilnFetch.apply(this, arguments); };";
 
 /// A chromedriver process and one browser session in it.
 struct Browser {
     driver: Child,
     http: reqwest::Client,
+    port: u16,
+    id: String,
+    /// `http://127.0.0.1:<port>/session/<id>`.
     session: String,
+    /// Whether the session was ended (by [`Browser::close`]).
+    closed: bool,
+    downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
 }
 
@@ -38,6 +63,7 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
+        let downloads = tempfile::tempdir().unwrap();
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -46,8 +72,11 @@ impl Browser {
             "--window-size=1400,1000",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
+        let prefs = json!({"download.default_directory": downloads.path(),
+            "download.prompt_for_download": false});
         let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium(), "args": args}}}});
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {"binary": chromium(), "args": args, "prefs": prefs}}}});
         let created: Value = http
             .post(format!("{base}/session"))
             .json(&capabilities)
@@ -57,9 +86,13 @@ impl Browser {
             .json()
             .await
             .unwrap();
-        let session =
-            created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
-        Self { driver, http, session: format!("{base}/session/{session}"), _profile: profile }
+        let id = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
+        let session = format!("{base}/session/{id}");
+        let browser = Self { driver, http, port, id, session, closed: false, downloads, _profile: profile };
+        let path = browser.downloads.path().display().to_string();
+        browser.cdp("Page.setDownloadBehavior", json!({"behavior": "allow", "downloadPath": path})).await;
+        browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({"source": RECORD_FETCHES})).await;
+        browser
     }
 
     async fn command(&self, path: &str, body: Value) -> Value {
@@ -67,6 +100,11 @@ impl Browser {
         let answer: Value = r.json().await.unwrap();
         assert!(answer["value"]["error"].is_null(), "WebDriver {path}: {answer}");
         answer["value"].clone()
+    }
+
+    /// A Chrome DevTools Protocol command, through chromedriver.
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.command("/goog/cdp/execute", json!({"cmd": cmd, "params": params})).await
     }
 
     async fn open(&self, url: &str) {
@@ -80,15 +118,32 @@ impl Browser {
 
     /// Evaluates `script` until it returns something other than null or false.
     async fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        self.wait_within(Duration::from_secs(90), what, script).await
+    }
+
+    /// [`Browser::wait_for`], failing after `limit`.
+    async fn wait_within(&self, limit: Duration, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let value = self.eval(script).await;
             if !value.is_null() && value != json!(false) {
                 return value;
             }
-            assert!(Instant::now() < deadline, "waited too long for {what}");
+            assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Clicks the element `css` selects, as a user would.
+    async fn click(&self, css: &str) {
+        let found = self.command("/element", json!({"using": "css selector", "value": css})).await;
+        let element = found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}"));
+        self.command(&format!("/element/{element}/click"), json!({})).await;
+    }
+
+    /// The browser's console messages since the last call.
+    async fn console(&self) -> Vec<Value> {
+        self.command("/se/log", json!({"type": "browser"})).await.as_array().cloned().unwrap_or_default()
     }
 
     async fn screenshot(&self) -> Vec<u8> {
@@ -96,13 +151,118 @@ impl Browser {
         let encoded = r.json::<Value>().await.unwrap()["value"].as_str().unwrap().to_string();
         base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()
     }
+
+    /// The file the browser saved in its download directory, once it is complete.
+    async fn downloaded(&self) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done: Vec<PathBuf> = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "bpk"))
+                .collect();
+            if let [file] = done.as_slice() {
+                return file.clone();
+            }
+            assert!(done.len() <= 1, "one download, not {done:?}");
+            assert!(Instant::now() < deadline, "the download never completed");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Ends the WebDriver session (chromedriver then quits chromium) and checks that no
+    /// process chromedriver started is left; [`Drop`] then stops chromedriver.
+    async fn close(mut self) {
+        let started = descendants(self.driver.id());
+        assert!(!started.is_empty(), "chromedriver runs a browser");
+        let r = self.http.delete(&self.session).send().await.unwrap();
+        assert!(r.status().is_success(), "ending the WebDriver session: {}", r.status());
+        self.closed = true;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left: Vec<_> = started.iter().filter(|p| p.alive()).collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the browser outlived its session: {left:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Browser {
+    /// On every path, a panicking test's too: the session ends (a blocking request: no runtime
+    /// is needed in a drop), then chromedriver, then whatever it started that is still there.
     fn drop(&mut self) {
+        let started = descendants(self.driver.id());
+        if !self.closed {
+            end_session(self.port, &self.id);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        for process in started.iter().filter(|p| p.alive()) {
+            // SAFETY: kill(2) on a pid that is still the process we saw (same start time).
+            unsafe { libc::kill(process.pid as libc::pid_t, libc::SIGKILL) };
+        }
     }
+}
+
+/// `DELETE /session/{id}` over a plain socket, best effort.
+fn end_session(port: u16, id: &str) {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let request = format!(
+        "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+}
+
+/// A process, told from a later one with the same pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Process {
+    pid: u32,
+    start: u64,
+}
+
+impl Process {
+    /// Whether it still runs (a zombie waiting for its parent does not).
+    fn alive(&self) -> bool {
+        stat(self.pid).is_some_and(|(state, _, start)| start == self.start && state != 'Z')
+    }
+}
+
+/// State, parent pid and start time of process `pid`, from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(char, u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name, in parentheses, may hold spaces: the fields after its last ')' are fixed.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Every running process below `root`.
+fn descendants(root: u32) -> Vec<Process> {
+    let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pid| {
+            stat(pid).filter(|(state, _, _)| *state != 'Z').map(|(_, ppid, start)| (pid, ppid, start))
+        })
+        .collect();
+    let mut found: Vec<Process> = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for &(pid, ppid, start) in &all {
+            if ppid == parent && !found.iter().any(|p| p.pid == pid) {
+                found.push(Process { pid, start });
+                parents.push(pid);
+            }
+        }
+    }
+    found
 }
 
 /// How many points the chart on canvas `id` draws (the page keeps it in `data-points`).
@@ -112,10 +272,60 @@ fn points(id: &str) -> String {
     )
 }
 
+/// The title of axis `axis` of the chart on canvas `id`.
+fn axis_title(id: &str, axis: &str) -> String {
+    format!(
+        "const c = Chart.getChart(document.getElementById('{id}')); \
+         const a = c && c.options.scales['{axis}']; return a ? a.title.text : null;"
+    )
+}
+
+/// Every table of the view whose header's alignment differs from its column's cells', and how
+/// many body rows the tables have.
+const MISALIGNED: &str = "const bad = []; let rows = 0;
+    for (const table of document.querySelectorAll('#view table')) {
+      const heads = table.querySelectorAll('thead th');
+      for (const tr of table.querySelectorAll('tbody tr')) {
+        rows++;
+        tr.querySelectorAll('td').forEach((td, i) => {
+          const th = heads[i];
+          const a = th ? getComputedStyle(th).textAlign : 'none', b = getComputedStyle(td).textAlign;
+          if (a !== b) bad.push(`${table.id} column ${i} (${th ? th.textContent : 'no header'}): ${a} over ${b}`);
+        });
+      }
+    }
+    return {rows, bad};";
+
+/// Checks that the tables of the view have rows and every header is aligned as its column.
+async fn assert_aligned(browser: &Browser, view: &str) {
+    let tables = browser.eval(MISALIGNED).await;
+    assert!(tables["rows"].as_u64().unwrap() > 0, "{view}: no table rows");
+    assert_eq!(tables["bad"], json!([]), "{view}: headers not aligned with their columns");
+}
+
+/// The status the jobs table shows for job `id`, once it is `status`.
+fn row_status(id: &str, status: &str) -> String {
+    format!(
+        "const r = document.querySelector('tr[data-id=\"{id}\"] .status'); return r !== null && r.textContent === '{status}';"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser() {
-    let server = Server::start().await;
-    let (c, base) = (&server.client, server.base.as_str());
+    let (mut server, _) = keyed_server().await;
+    let base = server.base.clone();
+    let base = base.as_str();
+
+    // Browsers ask for /favicon.ico on their own: it is served without the key.
+    let r = reqwest::get(format!("{base}/favicon.ico")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/x-icon");
+    assert!(r.bytes().await.unwrap().starts_with(&[0, 0, 1, 0]), "an ICO file");
+
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {WRITER}").parse().unwrap());
+    server.client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let c = &server.client;
     let mut quick = synthetic_job(2);
     quick["name"] = json!("lenet-bn quick");
     let done = submit(c, base, &quick).await["id"].as_str().unwrap().to_string();
@@ -127,10 +337,63 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
 
     let browser = Browser::start().await;
     browser.open(&format!("{base}/#/")).await;
+    browser
+        .wait_for("the form asking for a key", "return !document.getElementById('key-form').hidden;")
+        .await;
+    browser.eval(&format!("document.getElementById('key').value = '{WRITER}';")).await;
+    browser.click("#key-form button").await;
     for id in [&done, &training] {
         let row = format!("return document.querySelector('tr[data-id=\"{id}\"]') !== null;");
         browser.wait_for("the jobs table to list the job", &row).await;
     }
+
+    // The table follows the server-wide stream: a new job shows, and its cancel, in much less
+    // than the 30 s of the fallback poll, and the page read GET /jobs once.
+    browser
+        .wait_for("the event stream", "return document.getElementById('jobs').dataset.live === 'events';")
+        .await;
+    let mut third = synthetic_job(200);
+    third["name"] = json!("lenet-bn cancelled");
+    let third = submit(c, base, &third).await["id"].as_str().unwrap().to_string();
+    let row = format!("return document.querySelector('tr[data-id=\"{third}\"]') !== null;");
+    browser.wait_within(Duration::from_secs(10), "a new job's row", &row).await;
+    let r = c.post(format!("{base}/jobs/{third}/cancel")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    browser.wait_within(Duration::from_secs(15), "its cancel", &row_status(&third, "cancelled")).await;
+    let fetched = browser.eval("return window.fetched;").await;
+    let fetched: Vec<&str> = fetched.as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert!(fetched.contains(&"/events"), "the page follows GET /events: {fetched:?}");
+    let lists = fetched.iter().filter(|u| u.starts_with("/jobs?")).count();
+    assert_eq!(lists, 1, "one GET /jobs, then events: {fetched:?}");
+    assert_aligned(&browser, "the jobs table").await;
+
+    // A finished classifier: its epochs on a loss and an accuracy axis, no error row, its
+    // checkpoints by epoch, and the file its download link saves.
+    let finished = crate::common::wait_finished(c, base, &done, Duration::from_secs(300)).await;
+    assert_eq!(finished["status"], "succeeded");
+    browser.open(&format!("{base}/#/jobs/{done}")).await;
+    let checkpoints = get_json(c, &format!("{base}/jobs/{done}/checkpoints")).await;
+    let checkpoints = checkpoints.as_array().unwrap().clone();
+    let rows = format!(
+        "return document.querySelectorAll('#checkpoints tbody tr').length === {};",
+        checkpoints.len()
+    );
+    browser.wait_for("the job's checkpoints", &rows).await;
+    let epochs = browser
+        .eval("return [...document.querySelectorAll('#checkpoints tbody tr')].map(r => Number(r.cells[0].textContent));")
+        .await;
+    let listed: Vec<Value> = checkpoints.iter().map(|c| c["epoch"].clone()).collect();
+    assert_eq!(epochs, json!(listed), "the first column is the epoch");
+    browser.wait_for("the epoch chart's points", &points("epoch-chart")).await;
+    assert_eq!(browser.eval(&axis_title("epoch-chart", "y")).await, "loss");
+    assert_eq!(browser.eval(&axis_title("epoch-chart", "accuracy")).await, "accuracy");
+    assert_eq!(browser.eval("return document.getElementById('error') === null;").await, true, "no error row");
+    assert_aligned(&browser, "the checkpoints table").await;
+    let newest = checkpoints.last().unwrap();
+    browser.click(&format!("#checkpoints a[data-checkpoint=\"{}\"]", newest["id"])).await;
+    let file = browser.downloaded().await;
+    let digest = hex(&Sha256::digest(std::fs::read(&file).unwrap()));
+    assert_eq!(digest, newest["sha256"].as_str().unwrap(), "{} is the checkpoint listed", file.display());
 
     browser.open(&format!("{base}/#/jobs/{training}")).await;
     let first = browser.wait_for("the loss chart's first points", &points("step-chart")).await;
@@ -141,16 +404,17 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     let series = "const c = document.getElementById('compare-steps'); return c && c.dataset.series === '2';";
     browser.wait_for("two series in the compare view", series).await;
     browser.wait_for("epoch points in the compare view", &points("compare-epochs")).await;
+    assert_eq!(browser.eval(&axis_title("compare-epochs", "y")).await, "loss");
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a screenshot with something drawn");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-compare.png");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-compare.png");
     std::fs::write(&path, &png).unwrap();
     println!("screenshot: {}", path.display());
 
     let r = c.post(format!("{base}/jobs/{training}/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    // A language model's page lists its checkpoints and generates text from the box.
+    // A language model's page: perplexity on its epoch axis, its checkpoints, generation.
     let language = json!({"model": {"kind": "rnn_lm", "cell": "gru", "hidden": 32},
         "data": {"dataset": "synthetic_text", "chars": 4000, "num_steps": 10},
         "training": {"epochs": 2, "batch_size": 16}, "checkpoint": {"every": 1}});
@@ -159,6 +423,8 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     browser.open(&format!("{base}/#/jobs/{lm}")).await;
     let listed = "return document.querySelectorAll('#checkpoints a[data-checkpoint]').length >= 1;";
     browser.wait_for("the checkpoints with their download links", listed).await;
+    browser.wait_for("the epoch chart's points", &points("epoch-chart")).await;
+    assert_eq!(browser.eval(&axis_title("epoch-chart", "y")).await, "perplexity");
     browser
         .eval(
             "document.getElementById('prefix').value = 'the '; document.getElementById('generate').click();",
@@ -173,6 +439,27 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     let answer: Value = r.json().await.unwrap();
     let expected = format!("{}{}", answer["prompt"].as_str().unwrap(), answer["text"].as_str().unwrap());
     assert_eq!(text.as_str().unwrap(), expected);
+
+    // "Forget key": the form asks again, empty, and nothing the key read stays on screen.
+    browser.click("#forget-key").await;
+    let forgotten = "return !document.getElementById('key-form').hidden \
+        && document.getElementById('key').value === '' \
+        && document.getElementById('view').children.length === 0 \
+        && !document.querySelector('#checkpoints, #generated, #step-chart, #jobs');";
+    browser.wait_within(Duration::from_secs(10), "a page with nothing of the key's", forgotten).await;
+
+    let errors: Vec<Value> = browser
+        .console()
+        .await
+        .into_iter()
+        .filter(|m| m["message"].as_str().is_some_and(|t| t.contains("favicon")))
+        .collect();
+    assert_eq!(errors, Vec::<Value>::new(), "no console message about the favicon");
+    browser.close().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The browser binary: Debian's chromium, or `$KILN_CHROMIUM`.
