@@ -2,10 +2,11 @@
 //! the media-type and CORS rules that keep other web pages from driving it.
 //!
 //! Every route needs a key when the server has keys ([`crate::keys::Access`]), except
-//! `/healthz`, `/readyz`, `/openapi.json` and the dashboard's page and assets (which hold no
-//! data: the page asks for a key and reads everything through the API with it). `read` keys may use `GET` routes and generation;
-//! everything else needs a `write` key. Without a key the answer is 401 with `WWW-Authenticate:
-//! Bearer`; with a read key on a write route, 403.
+//! `/healthz`, `/readyz`, `/openapi.json` and the dashboard's page and assets, `/favicon.ico`
+//! among them (they hold no data: the page asks for a key and reads everything through the API
+//! with it). `read` keys may use `GET` routes and generation; everything else needs a `write`
+//! key. Without a key the answer is 401 with `WWW-Authenticate: Bearer`; with a read key on a
+//! write route, 403.
 //!
 //! A browser sends some cross-site requests without asking first ("simple" requests:
 //! `text/plain`, form encodings), so a JSON route that took any body type could be driven by any
@@ -158,8 +159,8 @@ mod tests {
         assert_eq!(needed_scope(&Method::DELETE, "/datasets/x"), Some(Scope::Write));
         assert_eq!(needed_scope(&Method::POST, "/jobs/x/cancel"), Some(Scope::Write));
         assert_eq!(needed_scope(&Method::GET, "/nowhere"), Some(Scope::Read));
-        for open in OPEN_PATHS {
-            assert_eq!(needed_scope(&Method::GET, open), None);
+        for open in OPEN_PATHS.into_iter().chain(["/", "/dashboard/app.js", "/favicon.ico"]) {
+            assert_eq!(needed_scope(&Method::GET, open), None, "{open}");
         }
     }
 
