@@ -162,8 +162,9 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_GENERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_generations: u32,
 
-    /// Most `GET /jobs/{id}/events` streams open at once (over all jobs); one more is answered
-    /// 503 with `Retry-After`. Each stream also holds one of `--max-connections`.
+    /// Most event streams open at once (`GET /jobs/{id}/events` over all jobs and `GET /events`,
+    /// together); one more is answered 503 with `Retry-After`. Each stream also holds one of
+    /// `--max-connections`.
     #[arg(long, env = "KILN_MAX_EVENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_event_streams: u32,
 

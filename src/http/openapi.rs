@@ -99,7 +99,7 @@ fn shared_rules(method: &str, path: &str, operation: &mut Operation) {
         let error = status.parse::<u16>().is_ok_and(|code| code >= 400);
         let RefOr::T(response) = response else { continue };
         if let Some(content) = response.content.get_mut("text/event-stream") {
-            content.schema = Some(sse_event().into());
+            content.schema = Some(sse_event(path == "/events").into());
         }
         if !error {
             continue;
@@ -274,20 +274,23 @@ fn link(operation: &mut Operation, status: &str, links: &[(&str, Link)]) {
 }
 
 /// One Server-Sent Event, which the `schema` of a `text/event-stream` response describes in
-/// OpenAPI 3.1 (3.2 calls it `itemSchema`): its `id`, its kind and its JSON body.
-fn sse_event() -> Schema {
+/// OpenAPI 3.1 (3.2 calls it `itemSchema`): its `id`, its kind and its JSON body. The stream of
+/// every job (`all`) adds `deleted`, an event without an id.
+fn sse_event(all: bool) -> Schema {
     let text =
         |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description));
-    let kinds = ["status", "step", "epoch", "checkpoint"];
-    ObjectBuilder::new()
-        .property("id", text("The event's number: send it as Last-Event-ID to resume after it"))
+    let mut kinds = vec!["status", "step", "epoch", "checkpoint"];
+    let mut id = "The event's number: send it as Last-Event-ID to resume after it".to_string();
+    if all {
+        kinds.push("deleted");
+        id = id.replace("number", "number (none on `deleted`)");
+    }
+    let event = ObjectBuilder::new()
+        .property("id", text(&id))
         .property("event", text("The kind of event").enum_values(Some(kinds)))
-        .property("data", text("The event's body, a JSON object"))
-        .required("id")
-        .required("event")
-        .required("data")
-        .description(Some("One event of the stream"))
-        .into()
+        .property("data", text("The event's body, a JSON object"));
+    let event = if all { event } else { event.required("id") };
+    event.required("event").required("data").description(Some("One event of the stream")).into()
 }
 
 /// A response whose body is a problem.

@@ -3,16 +3,15 @@
 //!
 //! Every event is written to the store in the same transaction as the fact it reports (so the
 //! history is exactly what the job's record says), gets the row's sequence number as its id, and
-//! is then sent once on a broadcast channel. A watcher ([`Follow`]) reads the history it missed
-//! from the store, then takes new events from the channel: many watchers of one job cost one
-//! database write per event, not one read per watcher per poll. A watcher that falls more than
-//! the channel's capacity behind reads what it missed from the store again.
+//! is then sent once on a broadcast channel. A watcher ([`Follow`], of one job or of every job)
+//! reads the history it missed from the store, then takes new events from the channel: many
+//! watchers cost one database write per event, not one read per watcher per poll. A watcher that
+//! falls more than the channel's capacity behind reads what it missed from the store again.
 //!
 //! A run that resumes from a checkpoint forgets the step and epoch events past it, as it forgets
 //! those metrics: the history then reads as if the run had never gone further, and a watcher that
 //! was live at the time sees the resumed steps arrive again, under new ids.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -103,6 +102,21 @@ pub struct Recorded {
     pub last: bool,
 }
 
+impl Recorded {
+    /// Its body with its job named first, as a stream of every job sends it:
+    /// `{"job":"<id>","status":"running",...}`.
+    pub fn data_with_job(&self) -> String {
+        let rest = self.data.trim_start().strip_prefix('{').unwrap_or("}").trim_start();
+        let comma = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"job\":\"{}\"{comma}{rest}", self.job)
+    }
+}
+
+/// The body of a `deleted` event: `{"job":"<id>"}`.
+pub fn deleted_data(job: JobId) -> String {
+    format!("{{\"job\":\"{job}\"}}")
+}
+
 /// What goes on the broadcast channel.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -153,86 +167,17 @@ pub struct History {
     pub events: Vec<Recorded>,
 }
 
-/// Reads a job's stored history after a cursor (`None`: the job does not exist).
+/// Reads the stored history after a cursor, for watchers that catch up.
 pub trait HistorySource {
+    /// Job `job`'s status and up to `limit` of its events after `after` (`None`: no such job).
     fn history(&self, job: JobId, after: i64, limit: usize) -> Result<Option<History>, String>;
+    /// Up to `limit` events of every job after `after`, oldest first.
+    fn all_history(&self, after: i64, limit: usize) -> Result<Vec<Recorded>, String>;
 }
 
-/// One watcher of one job: yields its events after a cursor, the stored ones first, then the
-/// live ones, each once and in order, and ends after the final status (or when the job is
-/// deleted).
-pub struct Follow {
-    job: JobId,
-    /// The id of the last event yielded (or the watcher's `Last-Event-ID`).
-    cursor: i64,
-    live: broadcast::Receiver<Notice>,
-    pending: VecDeque<Recorded>,
-    /// The store must be read before the channel: at the start, and after falling behind.
-    catch_up: bool,
-    /// Nothing more will come once `pending` is empty.
-    done: bool,
-}
+mod follow;
 
-/// What [`Follow::next`] gives.
-#[derive(Debug)]
-pub enum Next {
-    Event(Recorded),
-    /// The history ended (final status, or the job is gone).
-    End,
-}
-
-impl Follow {
-    /// Starts following `job` after event `cursor`. Subscribes before the first store read, so
-    /// nothing recorded in between is missed.
-    pub fn new(announcer: &Announcer, job: JobId, cursor: i64) -> Self {
-        let live = announcer.subscribe();
-        Self { job, cursor, live, pending: VecDeque::new(), catch_up: true, done: false }
-    }
-
-    /// The next event, waiting for one if needed. `source` is read at the start and after the
-    /// watcher fell behind the channel.
-    pub async fn next(&mut self, source: &impl HistorySource) -> Result<Next, String> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                self.cursor = event.id;
-                self.done |= event.last;
-                return Ok(Next::Event(event));
-            }
-            if self.done {
-                return Ok(Next::End);
-            }
-            if self.catch_up {
-                self.read_stored(source)?;
-                continue;
-            }
-            match self.live.recv().await {
-                Ok(Notice::Event(e)) if e.job == self.job && e.id > self.cursor => {
-                    self.pending.push_back(Recorded::clone(&e))
-                }
-                Ok(Notice::Deleted(job)) if job == self.job => self.done = true,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
-                Err(broadcast::error::RecvError::Closed) => self.done = true,
-            }
-        }
-    }
-
-    /// Reads the next page of stored events; only called with nothing pending, so the page
-    /// starts right after the cursor.
-    fn read_stored(&mut self, source: &impl HistorySource) -> Result<(), String> {
-        let Some(page) = source.history(self.job, self.cursor, PAGE)? else {
-            self.done = true;
-            return Ok(());
-        };
-        if page.events.len() < PAGE {
-            self.catch_up = false;
-            // A finished job's history is complete (its final event, if it has one, is in it).
-            self.done = page.status.is_finished();
-        }
-        self.pending.extend(page.events);
-        Ok(())
-    }
-}
+pub use follow::{Follow, Next};
 
 #[cfg(test)]
 mod tests;

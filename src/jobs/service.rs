@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::checkpoints::{self, Located};
 use super::error::JobError;
-use super::events::{Follow, History, HistorySource};
+use super::events::{Follow, History, HistorySource, Recorded};
 use super::generation::Generation;
 use super::queue::CancelOutcome;
 use super::shared::Shared;
@@ -166,6 +166,13 @@ impl Jobs {
         Ok(follow)
     }
 
+    /// Starts following every job's events: after event `after`, or, with `None`, those recorded
+    /// from now on.
+    pub fn follow_all(&self, after: Option<i64>) -> Result<Follow, JobError> {
+        let (live, newest) = self.shared.store.subscribe()?;
+        Ok(Follow::all(live, after.unwrap_or(newest)))
+    }
+
     /// Cancels a queued job at once, or asks a running one to stop at its next step.
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
         let job = self.get(id)?;
@@ -274,5 +281,9 @@ fn not_found(id: JobId) -> JobError {
 impl HistorySource for Jobs {
     fn history(&self, job: JobId, after: i64, limit: usize) -> Result<Option<History>, String> {
         self.shared.store.history(job, after, limit)
+    }
+
+    fn all_history(&self, after: i64, limit: usize) -> Result<Vec<Recorded>, String> {
+        self.shared.store.all_history(after, limit)
     }
 }

@@ -1,10 +1,12 @@
 //! The event history of each job (see [`crate::jobs::events`]): appended inside the transaction
-//! that records the fact, announced after it commits, read back by watchers that catch up.
+//! that records the fact, announced after it commits (before the store takes the next write, so
+//! the channel carries ids in order), read back by watchers that catch up, of one job or of all.
 
 use rusqlite::{Transaction, params};
+use tokio::sync::broadcast;
 
 use super::{Result, Store, StoreError};
-use crate::jobs::events::{History, HistorySource, JobEvent, Recorded};
+use crate::jobs::events::{History, HistorySource, JobEvent, Notice, Recorded};
 use crate::jobs::{JobId, JobStatus};
 
 /// Appends `event` to job `id`'s history inside `tx`; returns it as recorded, to announce once
@@ -36,20 +38,46 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = db.prepare_cached(
-            "SELECT seq, kind, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, job_id, kind, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![id.to_string(), after, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-        })?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, name, data) = row?;
-            let kind = kind(&name)?;
-            let last = kind == "status" && is_final_status(&data);
-            events.push(Recorded { id: seq, job: id, kind, data, last });
-        }
+        let rows = stmt.query_map(params![id.to_string(), after, limit as i64], row)?;
+        let events = rows.map(|r| recorded(r?)).collect::<Result<_>>()?;
         Ok(Some(History { status, events }))
     }
+
+    /// Up to `limit` events of every job after event `after`, oldest first.
+    pub fn all_events(&self, after: i64, limit: usize) -> Result<Vec<Recorded>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT seq, job_id, kind, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], row)?;
+        rows.map(|r| recorded(r?)).collect()
+    }
+
+    /// A receiver of every event announced from now on, and the id of the newest event stored
+    /// now (0: none), taken together under the store's lock: the receiver gets every event after
+    /// that id.
+    pub fn subscribe(&self) -> Result<(broadcast::Receiver<Notice>, i64)> {
+        let db = self.db();
+        let newest = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        Ok((self.announcer.subscribe(), newest))
+    }
+}
+
+/// An `events` row: its id, job, kind and body.
+type Row = (i64, String, String, String);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// An `events` row decoded.
+fn recorded((id, job, name, data): Row) -> Result<Recorded> {
+    let job = JobId::parse_str(&job).map_err(|_| StoreError::Corrupt(format!("job id {job:?}")))?;
+    let kind = kind(&name)?;
+    let last = kind == "status" && is_final_status(&data);
+    Ok(Recorded { id, job, kind, data, last })
 }
 
 /// Whether a stored status event's body is a final status.
@@ -64,13 +92,17 @@ impl HistorySource for Store {
     fn history(&self, job: JobId, after: i64, limit: usize) -> std::result::Result<Option<History>, String> {
         self.events(job, after, limit).map_err(|e| e.to_string())
     }
+
+    fn all_history(&self, after: i64, limit: usize) -> std::result::Result<Vec<Recorded>, String> {
+        self.all_events(after, limit).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
     use crate::jobs::JobStatus;
-    use crate::jobs::events::Notice;
+    use crate::jobs::events::{Follow, Next, Notice};
     use crate::jobs::shared::Shared;
     use crate::metrics::{EpochMetrics, Progress, StepPoint};
 
@@ -112,5 +144,34 @@ mod tests {
         }
         assert_eq!(announced, ["status", "status", "step", "step", "step", "epoch", "status"]);
         assert!(store.events(crate::jobs::JobId::new_v4(), 0, 10).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn every_jobs_events_are_read_in_order_and_a_new_watcher_starts_after_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
+        let (a, b) = (shared.store_job_for_test(body), shared.store_job_for_test(body));
+        let store = &shared.store;
+        store.mark_running(a, "cpu (burn-flex)").unwrap();
+        let all = store.all_events(0, 100).unwrap();
+        let jobs: Vec<_> = all.iter().map(|e| e.job).collect();
+        assert_eq!(jobs, [a, b, a], "both jobs' events, in the order they happened");
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(store.all_events(all[0].id, 1).unwrap(), all[1..2], "after a cursor, up to a limit");
+
+        let (live, newest) = store.subscribe().unwrap();
+        assert_eq!(newest, all[2].id, "the newest event stored");
+        let mut follow = Follow::all(live, newest);
+        store.finish_job(b, JobStatus::Cancelled, None).unwrap();
+        let Next::Event(event) = follow.next(store).await.unwrap() else { panic!("an event") };
+        assert_eq!((event.job, event.kind, event.last), (b, "status", true));
+        assert_eq!(event.data_with_job(), format!(r#"{{"job":"{b}","status":"cancelled"}}"#));
+        store.delete_job(b, "jobs/b").unwrap();
+        assert!(matches!(follow.next(store).await.unwrap(), Next::Deleted(job) if job == b));
+        assert_eq!(
+            store.all_events(0, 100).unwrap(),
+            all[..1].iter().chain(&all[2..]).cloned().collect::<Vec<_>>()
+        );
     }
 }

@@ -177,14 +177,15 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `write` in one transaction; once it commits, announces the events it recorded.
+    /// Runs `write` in one transaction; once it commits, announces the events it recorded, still
+    /// holding the lock: the channel then carries every job's events in the order of their ids.
     fn write<T>(&self, write: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Recorded>)>) -> Result<T> {
         let mut db = self.db();
         let tx = db.transaction()?;
         let (value, events) = write(&tx)?;
         tx.commit()?;
-        drop(db);
         self.announcer.announce(events);
+        drop(db);
         Ok(value)
     }
 
@@ -376,8 +377,8 @@ impl Store {
         tx.execute("DELETE FROM jobs WHERE id = ?1", [id.to_string()])?;
         removals::record(&tx, files)?;
         tx.commit()?;
-        drop(db);
         self.announcer.deleted(id);
+        drop(db);
         Ok(())
     }
 }
