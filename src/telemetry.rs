@@ -1,17 +1,23 @@
 //! What `GET /metrics` shows Prometheus: the server's counters, gauges and histograms, in the
-//! Prometheus text format (the `prometheus-client` crate).
+//! OpenMetrics text format (the `prometheus-client` crate) or, for clients that ask for it, the
+//! classic Prometheus text format 0.0.4 ([`Format`], converted by `telemetry/text.rs`).
 //!
 //! Some values are counted as they happen — HTTP requests and their latency (the HTTP layer),
-//! epochs completed, checkpoint bytes written and each running job's throughput (the job
+//! epochs completed, checkpoint bytes written and the running jobs' throughput (the job
 //! service's reporting port); the rest — jobs by status, queue depth per lane, running jobs per
 //! device — are read from the store and the queue when Prometheus scrapes ([`Snapshot`]). This
 //! module knows no other part of kiln: the layers above fill it in.
 //!
 //! Every label takes a bounded set of values, whatever clients send: a request's method is one
 //! of the standard ones or `other`, its route a pattern of the router or `unmatched`, its status
-//! a three-digit code; a job's throughput series goes away when the job stops training.
+//! a three-digit code. Throughput is summed by lane and model kind over the jobs training now
+//! (no series per job): a lane and model's series goes away when none of its jobs trains.
 
+mod text;
+
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,11 +40,52 @@ struct RouteLabels {
     route: String,
 }
 
+/// Where a job trains and what: the labels of its throughput.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    job: String,
-    /// `examples` or `tokens`.
-    unit: String,
+pub struct Trainer {
+    /// The lane it runs in (`cpu`, `gpu:0` ...), as `kiln_queue_depth` names it.
+    pub lane: String,
+    /// Its model's kind (`lenet_bn`, `rnn_lm` ...).
+    pub model: String,
+}
+
+/// What a job's throughput counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Images, for a classifier.
+    Examples,
+    /// Tokens, for a language model.
+    Tokens,
+}
+
+/// A gauge of `f64` values.
+type Rate = Gauge<f64, AtomicU64>;
+
+/// The wire format of a scrape: what the client asked for in its `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0, which Prometheus asks for first.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (`curl`, `promtool check metrics`).
+    Text,
+}
+
+impl Format {
+    /// The `Content-Type` of an exposition in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// `openmetrics`, what [`Telemetry::encode`] wrote, in this format.
+    pub fn convert(self, openmetrics: String) -> String {
+        match self {
+            Self::OpenMetrics => openmetrics,
+            Self::Text => text::from_openmetrics(&openmetrics),
+        }
+    }
 }
 
 /// One label, `name="value"`, of the values read at scrape time.
@@ -62,7 +109,11 @@ pub struct Telemetry {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     epochs: Counter,
     checkpoint_bytes: Counter,
-    throughput: Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    examples_per_second: Family<Trainer, Rate>,
+    tokens_per_second: Family<Trainer, Rate>,
+    /// Each training job's latest throughput, by job id: summed into the two families above at
+    /// each scrape.
+    rates: Mutex<HashMap<String, (Trainer, Unit, f64)>>,
     jobs: Family<Label, Gauge>,
     queue: Family<Label, Gauge>,
     running: Family<Label, Gauge>,
@@ -82,7 +133,7 @@ impl Default for Telemetry {
         let latency =
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_buckets);
         let (epochs, checkpoint_bytes) = (Counter::default(), Counter::default());
-        let throughput = Family::default();
+        let (examples_per_second, tokens_per_second) = (Family::default(), Family::default());
         let (jobs, queue, running) = (Family::default(), Family::default(), Family::default());
         registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
         registry.register(
@@ -92,14 +143,19 @@ impl Default for Telemetry {
         );
         registry.register("epochs_completed", "Training epochs completed, all jobs", epochs.clone());
         registry.register(
-            "checkpoint_bytes_written",
+            "checkpoint_written_bytes",
             "Bytes of model files written as checkpoints",
             checkpoint_bytes.clone(),
         );
         registry.register(
-            "job_throughput",
-            "Examples or tokens per second of each running job, over its latest steps",
-            throughput.clone(),
+            "training_examples_per_second",
+            "Images per second of the classifiers training now, summed by lane and model kind",
+            examples_per_second.clone(),
+        );
+        registry.register(
+            "training_tokens_per_second",
+            "Tokens per second of the language models training now, summed by lane and model kind",
+            tokens_per_second.clone(),
         );
         registry.register("jobs", "Jobs by status", jobs.clone());
         registry.register("queue_depth", "Jobs waiting, by lane (cpu, gpu:N)", queue.clone());
@@ -110,7 +166,9 @@ impl Default for Telemetry {
             latency,
             epochs,
             checkpoint_bytes,
-            throughput,
+            examples_per_second,
+            tokens_per_second,
+            rates: Mutex::default(),
             jobs,
             queue,
             running,
@@ -150,21 +208,38 @@ impl Telemetry {
         self.checkpoint_bytes.inc_by(bytes);
     }
 
-    /// Job `job` trains at `per_sec` examples or tokens (`unit`) per second.
-    pub fn throughput(&self, job: &str, unit: &str, per_sec: f64) {
-        self.throughput.get_or_create(&JobLabels { job: job.into(), unit: unit.into() }).set(per_sec);
+    /// Job `job`, training as `trainer`, now runs at `per_sec` `unit`s per second. The id only
+    /// tells one job's report from another's: it labels no series.
+    pub fn throughput(&self, job: &str, trainer: &Trainer, unit: Unit, per_sec: f64) {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        rates.insert(job.to_string(), (trainer.clone(), unit, per_sec));
     }
 
-    /// Job `job` stopped training: its throughput series goes away.
+    /// Job `job` stopped training: it counts in no throughput any more.
     pub fn stopped(&self, job: &str) {
-        for unit in ["examples", "tokens"] {
-            self.throughput.remove(&JobLabels { job: job.into(), unit: unit.into() });
+        self.rates.lock().unwrap_or_else(|p| p.into_inner()).remove(job);
+    }
+
+    /// Sets the throughput gauges to the sums over the jobs training now; a lane and model
+    /// with none has no series.
+    fn sum_rates(&self) {
+        self.examples_per_second.clear();
+        self.tokens_per_second.clear();
+        let rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        for (trainer, unit, per_sec) in rates.values() {
+            let family = match unit {
+                Unit::Examples => &self.examples_per_second,
+                Unit::Tokens => &self.tokens_per_second,
+            };
+            family.get_or_create(trainer).inc_by(*per_sec);
         }
     }
 
-    /// Everything, in the Prometheus text format, with the scrape-time values of `snapshot`.
+    /// Everything in the OpenMetrics text format, with the scrape-time values of `snapshot`
+    /// ([`Format::convert`] gives the classic text format).
     pub fn encode(&self, snapshot: &Snapshot) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.sum_rates();
         for (family, name, values) in [
             (&self.jobs, "status", &snapshot.jobs_by_status),
             (&self.queue, "lane", &snapshot.queue_depth),
@@ -186,6 +261,10 @@ impl Telemetry {
 mod tests {
     use super::*;
 
+    fn trainer(lane: &str, model: &str) -> Trainer {
+        Trainer { lane: lane.into(), model: model.into() }
+    }
+
     #[test]
     fn counters_and_scrape_time_values_are_encoded() {
         let telemetry = Telemetry::default();
@@ -193,7 +272,7 @@ mod tests {
         telemetry.request("GET", "/jobs/{id}", 200, 0.5);
         telemetry.epoch_completed();
         telemetry.checkpoint_written(1234);
-        telemetry.throughput("j1", "examples", 4000.5);
+        telemetry.throughput("j1", &trainer("cpu", "lenet_bn"), Unit::Examples, 4000.5);
         let snapshot = Snapshot {
             jobs_by_status: vec![("running".into(), 1), ("queued".into(), 0)],
             queue_depth: vec![("cpu".into(), 3)],
@@ -204,17 +283,63 @@ mod tests {
             r#"kiln_http_requests_total{method="GET",route="/jobs/{id}",status="200"} 2"#,
             r#"kiln_http_request_duration_seconds_count{method="GET",route="/jobs/{id}"} 2"#,
             "kiln_epochs_completed_total 1",
-            "kiln_checkpoint_bytes_written_total 1234",
-            r#"kiln_job_throughput{job="j1",unit="examples"} 4000.5"#,
+            "kiln_checkpoint_written_bytes_total 1234",
+            r#"kiln_training_examples_per_second{lane="cpu",model="lenet_bn"} 4000.5"#,
             r#"kiln_jobs{status="running"} 1"#,
             r#"kiln_queue_depth{lane="cpu"} 3"#,
             r#"kiln_running_jobs{device="cpu (burn-flex)"} 1"#,
+            "# TYPE kiln_checkpoint_written_bytes counter",
+            "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
         telemetry.stopped("j1");
         let after = telemetry.encode(&Snapshot::default());
-        assert!(!after.contains("j1") && !after.contains(r#"status="running""#), "{after}");
+        assert!(!after.contains("kiln_training_examples_per_second{"), "{after}");
+        assert!(!after.contains(r#"status="running""#), "{after}");
+    }
+
+    #[test]
+    fn throughput_is_summed_by_lane_and_model_with_no_job_label() {
+        let telemetry = Telemetry::default();
+        telemetry.throughput("a", &trainer("cpu", "lenet_bn"), Unit::Examples, 100.0);
+        telemetry.throughput("b", &trainer("cpu", "lenet_bn"), Unit::Examples, 50.5);
+        telemetry.throughput("c", &trainer("gpu:0", "lenet_bn"), Unit::Examples, 7.0);
+        telemetry.throughput("d", &trainer("cpu", "rnn_lm"), Unit::Tokens, 900.0);
+        // A newer report of a job replaces its older one.
+        telemetry.throughput("a", &trainer("cpu", "lenet_bn"), Unit::Examples, 200.0);
+        let text = telemetry.encode(&Snapshot::default());
+        for line in [
+            r#"kiln_training_examples_per_second{lane="cpu",model="lenet_bn"} 250.5"#,
+            r#"kiln_training_examples_per_second{lane="gpu:0",model="lenet_bn"} 7.0"#,
+            r#"kiln_training_tokens_per_second{lane="cpu",model="rnn_lm"} 900.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("job="), "{text}");
+        telemetry.stopped("a");
+        telemetry.stopped("d");
+        let text = telemetry.encode(&Snapshot::default());
+        let line = r#"kiln_training_examples_per_second{lane="cpu",model="lenet_bn"} 50.5"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+        assert!(!text.contains("kiln_training_tokens_per_second{"), "no language model trains: {text}");
+    }
+
+    #[test]
+    fn the_text_format_names_counters_with_total_and_has_no_eof() {
+        let telemetry = Telemetry::default();
+        telemetry.epoch_completed();
+        telemetry.request("GET", "/healthz", 200, 0.001);
+        let text = Format::Text.convert(telemetry.encode(&Snapshot::default()));
+        for line in [
+            "# TYPE kiln_epochs_completed_total counter",
+            "# TYPE kiln_checkpoint_written_bytes_total counter",
+            "# TYPE kiln_http_requests_total counter",
+            "kiln_epochs_completed_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
     }
 
     #[test]

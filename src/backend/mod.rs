@@ -43,6 +43,16 @@ pub enum Lane {
     Gpu(usize),
 }
 
+/// The lane's name in metrics: `cpu`, `gpu:0` ...
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Gpu(index) => write!(f, "gpu:{index}"),
+        }
+    }
+}
+
 /// A device a job trains on, with the name the API shows.
 pub struct Resolved {
     /// The plain (inference) device.

@@ -168,3 +168,10 @@ fn a_gru_language_model_trains_to_the_same_losses_on_wgpu_and_cpu() {
         assert!(close(*c, *g), "step {step}: cpu {c} wgpu {g} ({losses:?})");
     }
 }
+
+#[test]
+fn lanes_are_named_as_the_queue_depth_names_them() {
+    assert_eq!(Lane::Cpu.to_string(), "cpu");
+    assert_eq!(Lane::Gpu(0).to_string(), "gpu:0");
+    assert_eq!(Lane::Gpu(12).to_string(), "gpu:12");
+}

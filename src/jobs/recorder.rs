@@ -2,7 +2,8 @@
 //! [`RunLog`] of one job's run, and writes what the engine reports — progress, step points, epoch
 //! rows, the checkpoint index, the parameter count, the first step's time, warnings — to the
 //! [`Store`] (which records and announces the job's events), and counts epochs, checkpoint bytes
-//! and the job's throughput in the server's [`Telemetry`].
+//! and the job's throughput (under its lane and model kind, never its id) in the server's
+//! [`Telemetry`].
 //! The checkpoint files are the engine's; the index rows are written here, each directory relative
 //! to the data dir with the size and SHA-256 of every file, and a dropped checkpoint's directory
 //! is recorded as to be removed until the engine says it is.
@@ -14,10 +15,11 @@ use std::time::Instant;
 use super::shared::Shared;
 use super::store::{NewCheckpoint, Store, StoreError};
 use super::{JobId, checkpoints, datadir};
+use crate::backend::Lane;
 use crate::config::Config;
 use crate::definition::{DataSpec, ValidJobSpec};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, Trainer, Unit};
 use crate::train::report::{KeptCheckpoint, ReportError, RunLog, SavedCheckpoint};
 
 /// Records one job's run in the store.
@@ -26,23 +28,26 @@ pub struct Recorder<'a> {
     store: &'a Store,
     telemetry: &'a Telemetry,
     id: JobId,
-    /// What the job's throughput counts (`examples` or `tokens`), and how many per step.
-    unit: &'static str,
+    /// The labels the job's throughput counts under.
+    trainer: Trainer,
+    /// What the job's throughput counts, and how many per step.
+    unit: Unit,
     per_step: u64,
     /// When the last steps were reported, and the step they reached.
     last: Cell<Option<(Instant, u64)>>,
 }
 
 impl<'a> Recorder<'a> {
-    /// The log of job `id`'s run, whose definition is `spec`.
-    pub(crate) fn new(shared: &'a Shared, id: JobId, spec: &ValidJobSpec) -> Self {
+    /// The log of job `id`'s run in `lane`, whose definition is `spec`.
+    pub(crate) fn new(shared: &'a Shared, id: JobId, spec: &ValidJobSpec, lane: Lane) -> Self {
         let batch = spec.training.batch_size as u64;
         let (unit, per_step) = match &spec.data {
-            DataSpec::Text(text) => ("tokens", batch * text.num_steps as u64),
-            DataSpec::Images(_) => ("examples", batch),
+            DataSpec::Text(text) => (Unit::Tokens, batch * text.num_steps as u64),
+            DataSpec::Images(_) => (Unit::Examples, batch),
         };
+        let trainer = Trainer { lane: lane.to_string(), model: spec.model.kind().to_string() };
         let (config, store, telemetry) = (&shared.config, &shared.store, &shared.telemetry);
-        Self { config, store, telemetry, id, unit, per_step, last: Cell::new(None) }
+        Self { config, store, telemetry, id, trainer, unit, per_step, last: Cell::new(None) }
     }
 
     /// Sets the job's throughput from the steps taken since the last report.
@@ -52,7 +57,7 @@ impl<'a> Recorder<'a> {
             let seconds = now.duration_since(then).as_secs_f64();
             if step > before && seconds > 0.0 {
                 let rate = (step - before) as f64 * self.per_step as f64 / seconds;
-                self.telemetry.throughput(&self.id.to_string(), self.unit, rate);
+                self.telemetry.throughput(&self.id.to_string(), &self.trainer, self.unit, rate);
             }
         }
     }
@@ -139,6 +144,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::jobs::shared::Shared;
+    use crate::telemetry::{Format, Snapshot};
 
     #[test]
     fn warnings_are_kept_in_order_and_shown_with_the_job() {
@@ -149,11 +155,37 @@ mod tests {
         assert!(shared.store.job(id).unwrap().unwrap().warnings.is_empty());
 
         let spec = shared.store.job(id).unwrap().unwrap().spec;
-        let log = Recorder::new(&shared, id, &spec);
+        let log = Recorder::new(&shared, id, &spec, Lane::Cpu);
         log.warn("checkpoint 3 (step 12) is damaged").unwrap();
         log.warn("a \"quoted\" second one").unwrap();
         let reopened = Shared::open(shared.config.clone()).unwrap();
         let job = reopened.store.job(id).unwrap().unwrap();
         assert_eq!(job.warnings, ["checkpoint 3 (step 12) is damaged", "a \"quoted\" second one"]);
+    }
+
+    #[test]
+    fn throughput_is_counted_under_the_lane_and_model_kind_until_the_job_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"},"training":{"batch_size":8}}"#;
+        let id = shared.store_job_for_test(body);
+        let spec = shared.store.job(id).unwrap().unwrap().spec;
+        let log = Recorder::new(&shared, id, &spec, Lane::Gpu(1));
+        let at = |step| Progress { epoch: 0, epochs: 1, step, steps: 100 };
+        log.steps(&[], at(0)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log.steps(&[], at(5)).unwrap();
+
+        let scrape = || Format::Text.convert(shared.telemetry.encode(&Snapshot::default()));
+        let text = scrape();
+        let series = r#"kiln_training_examples_per_second{lane="gpu:1",model="lenet_bn"} "#;
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{text}"));
+        let rate: f64 = line[series.len()..].parse().unwrap();
+        // 5 steps of 8 examples in a little more than 20 ms: at most 2,000 a second.
+        assert!(rate > 0.0 && rate <= 2000.0, "{line}");
+        assert!(!text.contains(&id.to_string()), "no series names the job: {text}");
+
+        shared.telemetry.stopped(&id.to_string());
+        assert!(!scrape().contains(series), "{}", scrape());
     }
 }

@@ -95,7 +95,7 @@ fn run(
         store.finish_job(id, JobStatus::Failed, Some(&format!("recording progress: {e}")))?;
         return Err(e);
     }
-    let log = Recorder::new(shared, id, &job.spec);
+    let log = Recorder::new(shared, id, &job.spec, lane);
     let run = Run {
         id,
         spec: &job.spec,

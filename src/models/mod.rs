@@ -38,6 +38,19 @@ pub enum ModelSpec {
     Language(LanguageModelSpec),
 }
 
+impl ModelSpec {
+    /// The `kind` a job definition names it by (`lenet_bn`, `rnn_lm` ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Classifier(ClassifierSpec::LenetBn { .. }) => "lenet_bn",
+            Self::Classifier(ClassifierSpec::MlpBn { .. }) => "mlp_bn",
+            Self::Classifier(ClassifierSpec::Resnet { .. }) => "resnet",
+            Self::Classifier(ClassifierSpec::Densenet { .. }) => "densenet",
+            Self::Language(LanguageModelSpec::RnnLm { .. }) => "rnn_lm",
+        }
+    }
+}
+
 /// A language model of a job definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]

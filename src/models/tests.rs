@@ -183,3 +183,28 @@ fn lenet_flattens_what_its_convolutions_leave_at_every_size_it_fits() {
     }
     assert!(!spec.fits(square(1, 15), 5));
 }
+
+#[test]
+fn kind_is_the_name_a_job_definition_uses() {
+    let specs = [
+        ModelSpec::Classifier(ClassifierSpec::LenetBn { batch_norm: true }),
+        ModelSpec::Classifier(ClassifierSpec::MlpBn {
+            hidden: vec![8],
+            activation: Activation::Relu,
+            batch_norm: true,
+        }),
+        ModelSpec::Classifier(ClassifierSpec::Resnet { depth: 18, widths: vec![8], blocks: vec![1] }),
+        ModelSpec::Classifier(ClassifierSpec::Densenet { growth_rate: 4, blocks: vec![1], stem_channels: 8 }),
+        ModelSpec::Language(LanguageModelSpec::RnnLm {
+            cell: Cell::Gru,
+            hidden: 8,
+            layers: 1,
+            embedding: None,
+        }),
+    ];
+    let kinds: Vec<_> = specs.iter().map(ModelSpec::kind).collect();
+    assert_eq!(kinds, ["lenet_bn", "mlp_bn", "resnet", "densenet", "rnn_lm"]);
+    for spec in &specs {
+        assert_eq!(serde_json::to_value(spec).unwrap()["kind"], spec.kind(), "{spec:?}");
+    }
+}

@@ -15,6 +15,7 @@ mod durability;
 mod fashion_mnist;
 mod language_models;
 mod modern_cnns;
+mod prometheus;
 mod security;
 mod watch;
 mod wgpu;

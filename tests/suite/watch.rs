@@ -181,7 +181,15 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
 
     let scrape = || async {
-        let r = c.get(format!("{base}/metrics")).bearer_auth(&reader).send().await.unwrap();
+        // What Prometheus 2.42 sends: OpenMetrics first.
+        let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let r = c
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&reader)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
         parse_prometheus(&r.text().await.unwrap())
@@ -189,7 +197,7 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let during = loop {
         let samples = scrape().await;
-        if value(&samples, "kiln_job_throughput", &format!("job=\"{id}\"")).is_some() {
+        if value(&samples, "kiln_training_examples_per_second", "").is_some() {
             break samples;
         }
         assert!(std::time::Instant::now() < deadline, "no throughput while training");
@@ -198,7 +206,9 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
     assert_eq!(value(&during, "kiln_jobs", "status=\"running\""), Some(1.0));
     assert_eq!(value(&during, "kiln_queue_depth", "lane=\"cpu\""), Some(0.0));
     assert_eq!(value(&during, "kiln_running_jobs", "device=\"cpu"), Some(1.0));
-    assert!(value(&during, "kiln_job_throughput", "unit=\"examples\"").unwrap() > 0.0);
+    let lenet = r#"lane="cpu",model="lenet_bn""#;
+    assert!(value(&during, "kiln_training_examples_per_second", lenet).unwrap() > 0.0);
+    assert!(during.iter().all(|(_, labels, _)| !labels.contains(&id)), "no series names the job");
     let gets = r#"method="GET",route="/jobs/{id}",status="200""#;
     assert!(value(&during, "kiln_http_requests_total", r#"route="/metrics",status="200""#).unwrap() >= 1.0);
     assert!(value(&during, "kiln_http_requests_total", r#"route="/metrics",status="401""#).unwrap() >= 1.0);
@@ -212,10 +222,10 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
     wait_finished(&authorized(&reader), base, &id, Duration::from_secs(60)).await;
     let after = scrape().await;
     assert_eq!(value(&after, "kiln_jobs", "status=\"cancelled\""), Some(1.0));
-    assert_eq!(value(&after, "kiln_job_throughput", &format!("job=\"{id}\"")), None, "gone once stopped");
+    assert_eq!(value(&after, "kiln_training_examples_per_second", ""), None, "gone once none trains");
     assert!(value(&after, "kiln_http_requests_total", gets).unwrap() >= 1.0, "wait_finished's polls");
     assert!(value(&after, "kiln_epochs_completed_total", "").is_some());
-    assert!(value(&after, "kiln_checkpoint_bytes_written_total", "").unwrap() > 0.0, "cancel checkpoints");
+    assert!(value(&after, "kiln_checkpoint_written_bytes_total", "").unwrap() > 0.0, "cancel checkpoints");
 }
 
 /// A client that sends `key` with every request.
