@@ -165,6 +165,15 @@ text="$(api -X POST "$base_url/jobs/$gru/generate" -d '{"prefix": "the ", "max_t
 echo "generated: $text"
 [ "${#text}" -ge 40 ] || fail "generate returned '$text'"
 
+step "the README's language-model example on the built-in Time Machine (no file in the volume)"
+tm="$(jq '.name = "smoke: time machine" | .training.epochs = 2 | .model.hidden = 32 | .checkpoint.every = 1' \
+  examples/rnn-time-machine.json | api -X POST "$base_url/jobs" -d @- | jq -r .id)" \
+  || fail "examples/rnn-time-machine.json was refused"
+[ "$(wait_for "$tm")" = succeeded ] || fail "the Time Machine job: $(api "$base_url/jobs/$tm" | jq -c '{status, error}')"
+tm_ppl="$(api "$base_url/jobs/$tm/metrics" | jq '.epochs[-1].perplexity')"
+echo "The Time Machine, 2 epochs: perplexity $tm_ppl"
+jq -e -n "$tm_ppl > 1 and $tm_ppl < 28" >/dev/null || fail "perplexity $tm_ppl over the book's 28 symbols"
+
 step "docker stop during training: checkpoint and exit within 10 s"
 long="$(jq '.name = "smoke: interrupted" | .training.epochs = 200 | .checkpoint = {"every": 1, "keep_last": 1}' \
   examples/lenet-bn-synthetic.json | api -X POST "$base_url/jobs" -d @- | jq -r .id)"
