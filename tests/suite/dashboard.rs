@@ -347,7 +347,7 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
         browser.wait_for("the jobs table to list the job", &row).await;
     }
 
-    // The table follows the server-wide stream: a new job shows, and its cancel, in much less
+    // The table follows the server-wide stream: a new job shows, and its cancel, in less
     // than the 30 s of the fallback poll, and the page read GET /jobs once.
     browser
         .wait_for("the event stream", "return document.getElementById('jobs').dataset.live === 'events';")
@@ -356,10 +356,10 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     third["name"] = json!("lenet-bn cancelled");
     let third = submit(c, base, &third).await["id"].as_str().unwrap().to_string();
     let row = format!("return document.querySelector('tr[data-id=\"{third}\"]') !== null;");
-    browser.wait_within(Duration::from_secs(10), "a new job's row", &row).await;
+    browser.wait_within(Duration::from_secs(20), "a new job's row", &row).await;
     let r = c.post(format!("{base}/jobs/{third}/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    browser.wait_within(Duration::from_secs(15), "its cancel", &row_status(&third, "cancelled")).await;
+    browser.wait_within(Duration::from_secs(20), "its cancel", &row_status(&third, "cancelled")).await;
     let fetched = browser.eval("return window.fetched;").await;
     let fetched: Vec<&str> = fetched.as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
     assert!(fetched.contains(&"/events"), "the page follows GET /events: {fetched:?}");
