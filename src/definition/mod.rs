@@ -22,6 +22,7 @@ use crate::text::{Normalize, Sampling, Tokenizer};
 mod bounds;
 pub mod generate;
 mod names;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -280,6 +281,7 @@ pub enum DataSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageDataSpec {
     #[serde(flatten)]
+    #[schema(schema_with = sources::images)]
     pub source: DatasetSpec,
     #[schema(minimum = 1)]
     pub limit_train: Option<usize>,
@@ -307,6 +309,7 @@ impl ImageDataSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TextDataSpec {
     #[serde(flatten)]
+    #[schema(schema_with = sources::text)]
     pub source: TextSource,
     pub tokenizer: Tokenizer,
     pub normalize: Normalize,

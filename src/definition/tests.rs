@@ -280,3 +280,56 @@ fn a_model_with_no_stages_is_refused_by_field_not_measured() {
         assert!(errors.iter().any(|e| e.field == field), "{json}: {errors:?}");
     }
 }
+
+/// Every data set a valid job's `data` can hold is documented as objects a client generator can
+/// merge (`sources.rs`): each key of it is a property, each required property is there, and
+/// `dataset` takes its name.
+#[test]
+fn the_document_gives_every_data_set_of_a_valid_job_its_fields() {
+    use crate::data::TextSource;
+    use crate::text::{Normalize, Sampling, Tokenizer};
+    use utoipa::PartialSchema;
+
+    let images = |source| {
+        let data = ImageDataSpec { source, limit_train: Some(10), limit_test: Some(10), resize: Some(32) };
+        (DataSpec::Images(data), ImageDataSpec::schema())
+    };
+    let text = |source| {
+        let data = TextDataSpec {
+            source,
+            tokenizer: Tokenizer::Char,
+            normalize: Normalize::D2l,
+            min_freq: 0,
+            max_tokens: Some(100),
+            num_steps: 35,
+            sampling: Sampling::Sequential,
+            validation_fraction: 0.1,
+        };
+        (DataSpec::Text(data), TextDataSpec::schema())
+    };
+    let all = [
+        images(DatasetSpec::FashionMnist),
+        images(DatasetSpec::SyntheticImages { train_size: 10, test_size: 10, seed: 1 }),
+        text(TextSource::TimeMachine),
+        text(TextSource::Uploaded { dataset_id: uuid::Uuid::nil() }),
+        text(TextSource::SyntheticText { chars: 100, seed: 1 }),
+    ];
+    for (data, schema) in all {
+        let data = serde_json::to_value(&data).unwrap();
+        let schema = serde_json::to_value(schema).unwrap();
+        let parts = schema["allOf"].as_array().expect("the data set's fields and the others");
+        assert!(parts.iter().all(|part| part["type"] == "object"), "{schema}");
+        let properties: Vec<&String> =
+            parts.iter().flat_map(|part| part["properties"].as_object().unwrap().keys()).collect();
+        for key in data.as_object().unwrap().keys() {
+            assert!(properties.contains(&key), "{key} of {data} is not documented: {schema}");
+        }
+        for part in parts {
+            for required in part["required"].as_array().into_iter().flatten() {
+                assert!(data.get(required.as_str().unwrap()).is_some(), "{required} not in {data}");
+            }
+        }
+        let names = parts.iter().find_map(|part| part["properties"]["dataset"]["enum"].as_array()).unwrap();
+        assert!(names.contains(&data["dataset"]), "{data}: {schema}");
+    }
+}
