@@ -7,7 +7,7 @@
 //! headers sit over their columns' alignment and a checkpoint's download, clicked, saves the file
 //! the API lists with its SHA-256; the compare view draws one series per chosen job; a language
 //! model's box generates text; "Forget key" leaves nothing of what the key read. `/favicon.ico`
-//! is served without the key. A screenshot of the compare view is saved under the test binary's
+//! is served without the key. Where no event stream can be opened, the table polls instead. A screenshot of the compare view is saved under the test binary's
 //! temporary directory (`target/tmp/dashboard-compare.png`). The browser ends with the test, its
 //! WebDriver session first, then chromedriver, then any process of theirs still left.
 
@@ -455,6 +455,22 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
         .filter(|m| m["message"].as_str().is_some_and(|t| t.contains("favicon")))
         .collect();
     assert_eq!(errors, Vec::<Value>::new(), "no console message about the favicon");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_table_polls_while_the_event_stream_cannot_be_opened() {
+    // No slot for an event stream: GET /events answers 503, and the table lists the jobs anyway.
+    let server = crate::common::Server::start_with(|c| c.max_event_streams = 0).await;
+    let base = server.base.as_str();
+    let id = submit(&server.client, base, &synthetic_job(1)).await["id"].as_str().unwrap().to_string();
+    let browser = Browser::start().await;
+    browser.open(&format!("{base}/#/")).await;
+    let row = format!("return document.querySelector('tr[data-id=\"{id}\"]') !== null;");
+    browser.wait_for("the jobs table to list the job", &row).await;
+    let polling = "return document.getElementById('jobs').dataset.live === 'polling' \
+        && document.getElementById('live').textContent.includes('every 30 s');";
+    browser.wait_for("the table to say it polls", polling).await;
     browser.close().await;
 }
 
