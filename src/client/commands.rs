@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::follow::{Display, columns, follow, number};
+use super::watch::Watch;
 use super::{Client, ClientError, ServerArgs};
 
 /// A client subcommand with its arguments.
@@ -22,11 +23,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List jobs, oldest first.
+    /// List jobs, oldest first; with --watch, then print a line per change to any job as it
+    /// happens (status, finished epoch, deletion) until interrupted.
     Jobs {
-        /// Only jobs with this status.
+        /// Only jobs with this status (in the table; --watch shows every job's changes).
         #[arg(long)]
         status: Option<String>,
+        /// After the table, follow every job's changes (`GET /events`).
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -75,13 +80,7 @@ pub fn run(command: ClientCommand) -> Result<bool, String> {
 async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
     match command {
         ClientCommand::Submit { file, follow, server } => submit(&Client::new(&server), &file, follow).await,
-        ClientCommand::Jobs { status, server } => {
-            let path =
-                status.map_or("/jobs?limit=1000".to_string(), |s| format!("/jobs?limit=1000&status={s}"));
-            let page = Client::new(&server).get(&path).await?;
-            print_jobs(page["jobs"].as_array().map_or(&[][..], Vec::as_slice));
-            Ok(true)
-        }
+        ClientCommand::Jobs { status, watch, server } => jobs(&Client::new(&server), status, watch).await,
         ClientCommand::Metrics { id, server } => {
             let metrics = Client::new(&server).get(&format!("/jobs/{id}/metrics")).await?;
             print_epochs(&metrics["epochs"]);
@@ -103,6 +102,21 @@ async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
             checkpoints(&Client::new(&server), &id, download).await
         }
     }
+}
+
+/// `kiln jobs`: the table, then, with `watch`, every job's changes.
+async fn jobs(client: &Client, status: Option<String>, watch: bool) -> Result<bool, ClientError> {
+    let path = status.map_or("/jobs?limit=1000".to_string(), |s| format!("/jobs?limit=1000&status={s}"));
+    // Opened before the table is read, so no change after it is missed.
+    let watch = if watch { Some(Watch::open(client).await?) } else { None };
+    let page = client.get(&path).await?;
+    let listed = page["jobs"].as_array().map_or(&[][..], Vec::as_slice);
+    print_jobs(listed);
+    let Some(mut watch) = watch else {
+        return Ok(true);
+    };
+    watch.know(listed);
+    watch.run().await
 }
 
 async fn submit(client: &Client, file: &Path, follow_it: bool) -> Result<bool, ClientError> {

@@ -1,15 +1,13 @@
 //! Following a job from the terminal: reads `/jobs/{id}/events` and shows, on a terminal, a
 //! progress bar per epoch with the running loss and throughput (indicatif), or, in a log, one
 //! plain line per event that matters (status, epoch, checkpoint). Reconnects with
-//! `Last-Event-ID` if the connection drops, so nothing is shown twice.
-
-use std::time::Duration;
+//! `Last-Event-ID` if the connection drops ([`super::stream`]), so nothing is shown twice.
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-use reqwest::Method;
 use serde_json::Value;
 
-use super::sse::{SseEvent, SseReader};
+use super::sse::SseEvent;
+use super::stream::{EventStream, Item};
 use super::{Client, ClientError};
 
 /// How the progress is shown.
@@ -29,45 +27,21 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// How often a dropped stream is reopened before giving up.
-const RECONNECTS: u32 = 5;
-
 /// Follows `job` (as `GET /jobs/{id}` shows it) to its end.
 pub async fn follow(client: &Client, job: &Value, display: Display) -> Result<Outcome, ClientError> {
     let id = job["id"].as_str().ok_or_else(|| ClientError::Other("the job has no id".into()))?;
     let mut view = View::new(job, display);
-    let mut reader = SseReader::default();
-    let mut failures = 0;
+    let mut events = EventStream::new(client, &format!("/jobs/{id}/events"), &format!("job {id}"));
     loop {
-        let mut request = client.request(Method::GET, &format!("/jobs/{id}/events"));
-        if !reader.last_id().is_empty() {
-            request = request.header("Last-Event-ID", reader.last_id());
-        }
-        let dropped = match client.send(request).await {
-            Ok(mut response) => loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        for event in reader.feed(&chunk) {
-                            if let Some(outcome) = view.show(&event) {
-                                return Ok(outcome);
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        return Err(ClientError::Other(format!("the stream of job {id} ended early")));
-                    }
-                    Err(e) => break e.to_string(),
+        match events.next().await? {
+            Item::Event(event) => {
+                if let Some(outcome) = view.show(&event) {
+                    return Ok(outcome);
                 }
-            },
-            Err(ClientError::Unreachable { source, .. }) => source.to_string(),
-            Err(refused) => return Err(refused),
-        };
-        failures += 1;
-        if failures > RECONNECTS {
-            return Err(ClientError::Other(format!("lost the stream of job {id}: {dropped}")));
+            }
+            Item::Dropped(why) => view.note(&format!("stream dropped ({why}); reconnecting")),
+            Item::Ended => return Err(ClientError::Other(format!("the stream of job {id} ended early"))),
         }
-        view.note(&format!("stream dropped ({dropped}); reconnecting"));
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

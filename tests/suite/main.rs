@@ -18,4 +18,5 @@ mod modern_cnns;
 mod prometheus;
 mod security;
 mod watch;
+mod watch_all;
 mod wgpu;
