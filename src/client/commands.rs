@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::follow::{Display, columns, follow, number};
+use super::follow::{Display, follow};
+use super::table::{epochs_table, terminal_width};
 use super::watch::Watch;
 use super::{Client, ClientError, ServerArgs};
 
@@ -41,9 +42,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Cancel a queued or running job.
+    /// Cancel a queued or running job. A running job stops at its next step; with --wait, wait
+    /// until it has.
     Cancel {
         id: String,
+        /// Wait until the job has stopped, and exit 0 only if it ended cancelled.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -86,11 +91,7 @@ async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
             print_epochs(&metrics["epochs"]);
             Ok(true)
         }
-        ClientCommand::Cancel { id, server } => {
-            let job = Client::new(&server).post(&format!("/jobs/{id}/cancel"), &json!({})).await?;
-            println!("job {id}: {}", job["status"].as_str().unwrap_or("?"));
-            Ok(true)
-        }
+        ClientCommand::Cancel { id, wait, server } => cancel(&Client::new(&server), &id, wait).await,
         ClientCommand::Generate { id, prefix, tokens, server } => {
             let body = json!({"prefix": prefix, "max_tokens": tokens});
             let generated = Client::new(&server).post(&format!("/jobs/{id}/generate"), &body).await?;
@@ -198,21 +199,53 @@ fn print_jobs(jobs: &[Value]) {
     }
 }
 
-/// Epoch rows as a table whose columns are the metrics any row has.
+/// Epoch rows as a table whose columns are the metrics any row has, fitted to the terminal.
 fn print_epochs(epochs: &Value) {
     let rows = epochs.as_array().map_or(&[][..], Vec::as_slice);
-    let columns = columns(rows);
     if rows.is_empty() {
         println!("no epoch finished");
         return;
     }
-    let header: Vec<String> = columns.iter().map(|c| format!("{c:>14}")).collect();
-    println!("{:>5} {}", "epoch", header.join(" "));
-    for row in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{:>14}", row[c].as_f64().map(number).unwrap_or_default()))
-            .collect();
-        println!("{:>5} {}", row["epoch"].as_u64().unwrap_or_default(), cells.join(" "));
+    for line in epochs_table(rows, terminal_width().unwrap_or(usize::MAX)) {
+        println!("{line}");
     }
+}
+
+/// How often `cancel --wait` looks at the job.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Asks the server to cancel job `id`; says whether it is stopped or when it will be, and with
+/// `wait` polls the job until it has stopped. Succeeds if the job ended cancelled (or, without
+/// `wait`, will).
+async fn cancel(client: &Client, id: &str, wait: bool) -> Result<bool, ClientError> {
+    let status = |job: &Value| job["status"].as_str().unwrap_or("?").to_string();
+    let mut job = match client.post(&format!("/jobs/{id}/cancel"), &json!({})).await {
+        // Already finished: cancelling again is not an error if it ended cancelled.
+        Err(ClientError::Refused { status: reqwest::StatusCode::CONFLICT, .. }) => {
+            let job = client.get(&format!("/jobs/{id}")).await?;
+            println!("job {id}: already {}", status(&job));
+            return Ok(status(&job) == "cancelled");
+        }
+        answer => answer?,
+    };
+    if status(&job) == "running" {
+        if !wait {
+            println!(
+                "job {id}: cancel requested; it stops at its next training step \
+                 (`kiln cancel --wait {id}` waits for it)"
+            );
+            return Ok(true);
+        }
+        println!("job {id}: cancel requested; waiting for it to stop at its next training step");
+        while status(&job) == "running" {
+            tokio::time::sleep(CANCEL_POLL).await;
+            job = client.get(&format!("/jobs/{id}")).await?;
+        }
+    }
+    let status = status(&job);
+    match job["error"].as_str() {
+        Some(error) => println!("job {id}: {status}: {error}"),
+        None => println!("job {id}: {status}"),
+    }
+    Ok(status == "cancelled")
 }

@@ -2,12 +2,21 @@
 //! progress bar per epoch with the running loss and throughput (indicatif), or, in a log, one
 //! plain line per event that matters (status, epoch, checkpoint). Reconnects with
 //! `Last-Event-ID` if the connection drops ([`super::stream`]), so nothing is shown twice.
+//!
+//! The bar's rate is measured here, over the last seconds of step events ([`Rate`]): a burst of
+//! events read at once (the history replayed on connecting) counts as one point, so the first
+//! redraw shows no rate rather than a burst's millions per second. A finished epoch leaves one
+//! line that fits the terminal (see [`super::table`]).
 
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use super::sse::SseEvent;
 use super::stream::{EventStream, Item};
+use super::table::{Names, epoch_line, terminal_width};
 use super::{Client, ClientError};
 
 /// How the progress is shown.
@@ -35,7 +44,7 @@ pub async fn follow(client: &Client, job: &Value, display: Display) -> Result<Ou
     loop {
         match events.next().await? {
             Item::Event(event) => {
-                if let Some(outcome) = view.show(&event) {
+                if let Some(outcome) = view.show(&event, Instant::now()) {
                     return Ok(outcome);
                 }
             }
@@ -55,6 +64,7 @@ struct View {
     /// The step the current epoch started after.
     epoch_start: u64,
     bar: Option<ProgressBar>,
+    rate: Rate,
     unit: &'static str,
 }
 
@@ -75,22 +85,22 @@ impl View {
             epochs,
             epoch_start: progress["step"].as_u64().unwrap_or(0),
             bar: None,
+            rate: Rate::default(),
             unit,
         }
     }
 
     /// Shows one event; returns the outcome after a final status.
-    fn show(&mut self, event: &SseEvent) -> Option<Outcome> {
+    fn show(&mut self, event: &SseEvent, at: Instant) -> Option<Outcome> {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             return None;
         };
         match event.event.as_str() {
             "status" => return self.status(&data),
-            "step" => self.step(&data),
+            "step" => self.step(&data, at),
             "epoch" => self.epoch(&data),
             "checkpoint" => self.note(&format!(
-                "checkpoint {} written (epoch {}, step {}, sha256 {})",
-                data["id"],
+                "checkpoint of epoch {} saved (step {}, sha256 {})",
                 data["epoch"],
                 data["step"],
                 data["sha256"].as_str().unwrap_or("").get(..12).unwrap_or("")
@@ -115,35 +125,41 @@ impl View {
         finished.then_some(Outcome { status, error })
     }
 
-    fn step(&mut self, data: &Value) {
+    fn step(&mut self, data: &Value, at: Instant) {
         let (step, epoch) = (data["step"].as_u64().unwrap_or(0), data["epoch"].as_u64().unwrap_or(0));
         let loss = data["loss"].as_f64().unwrap_or(f64::NAN);
         if self.display == Display::Lines {
             return;
         }
-        let (len, per_step, unit) = (self.steps_per_epoch * self.per_step, self.per_step, self.unit);
+        let len = self.steps_per_epoch * self.per_step;
         let bar = self.bar.get_or_insert_with(|| {
             let bar = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
-            let template =
-                format!("epoch {{prefix}} {{bar:30}} {{percent:>3}}% {{rate:>8}} {unit}/s  {{msg}}");
-            let style =
-                ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}", state.per_sec());
-            }));
+            // The message, cut to the terminal's width: `  12345 examples/s  loss 0.4123`.
+            let template = "epoch {prefix} {bar:24} {percent:>3}% {wide_msg}";
+            bar.set_style(
+                ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
             bar
         });
+        let position = step.saturating_sub(self.epoch_start) * self.per_step;
+        self.rate.record(at, position);
+        let rate = self.rate.per_sec().map_or(String::new(), |r| format!("{r:.0}"));
         bar.set_prefix(format!("{epoch}/{}", self.epochs));
-        bar.set_position(step.saturating_sub(self.epoch_start) * per_step);
-        bar.set_message(format!("loss {loss:.4}"));
+        bar.set_position(position);
+        bar.set_message(format!("{rate:>8} {}/s  loss {loss:.4}", self.unit));
     }
 
     fn epoch(&mut self, row: &Value) {
-        match self.bar.take() {
-            // The bar stays, its prefix naming the epoch: the message needs only the metrics.
-            Some(bar) => bar.finish_with_message(metrics_text(row, 4)),
-            None => println!("{}", epoch_line(row, self.epochs)),
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
+        self.rate = Rate::default();
+        // A terminal gets a line that fits it, under short labels; a log every field by its name.
+        let line = match terminal_width() {
+            Some(width) => epoch_line(row, self.epochs, Names::Short, width),
+            None => epoch_line(row, self.epochs, Names::Api, usize::MAX),
+        };
+        println!("{line}");
         let epoch = row["epoch"].as_u64().unwrap_or(0);
         self.epoch_start = epoch * self.steps_per_epoch;
     }
@@ -157,50 +173,70 @@ impl View {
     }
 }
 
-/// The metrics of an epoch row in the order they are shown; any other field comes after them.
-const ORDER: [&str; 12] = [
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "perplexity",
-    "validation_perplexity",
-    "grad_norm",
-    "grad_norm_max",
-    "examples_per_sec",
-    "tokens_per_sec",
-    "seconds",
-    "epoch",
-];
+/// Progress per second over the last [`Rate::WINDOW`] of step events, as they arrive.
+#[derive(Debug, Default)]
+struct Rate {
+    /// When a position was seen, oldest first.
+    points: VecDeque<(Instant, u64)>,
+}
 
-/// The numeric fields of epoch rows other than `epoch`, in [`ORDER`], each once.
-pub fn columns<'a>(rows: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for row in rows {
-        for (name, value) in row.as_object().into_iter().flatten() {
-            if name != "epoch" && value.is_number() && !names.contains(name) {
-                names.push(name.clone());
-            }
+impl Rate {
+    const WINDOW: Duration = Duration::from_secs(5);
+    /// Events closer together than this arrived in one burst (read at once): one point.
+    const BURST: Duration = Duration::from_millis(100);
+    /// No rate is shown over a shorter span.
+    const SHORTEST: Duration = Duration::from_millis(500);
+
+    fn record(&mut self, at: Instant, position: u64) {
+        match self.points.back_mut() {
+            Some(last) if at.duration_since(last.0) < Self::BURST => last.1 = position,
+            _ => self.points.push_back((at, position)),
+        }
+        while self.points.len() > 2 && at.duration_since(self.points[1].0) >= Self::WINDOW {
+            self.points.pop_front();
         }
     }
-    let rank = |n: &String| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len());
-    names.sort_by_key(rank);
-    names
+
+    fn per_sec(&self) -> Option<f64> {
+        let (&(first, from), &(last, to)) = (self.points.front()?, self.points.back()?);
+        let span = last.duration_since(first);
+        (span >= Self::SHORTEST).then(|| to.saturating_sub(from) as f64 / span.as_secs_f64())
+    }
 }
 
-/// An epoch row as one line: `epoch 2/5  train_loss 0.4123  test_accuracy 0.8512 ...`.
-pub fn epoch_line(row: &Value, epochs: u64) -> String {
-    format!("epoch {}/{epochs}  {}", row["epoch"].as_u64().unwrap_or_default(), metrics_text(row, usize::MAX))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The first `most` metrics of an epoch row: `train_loss 0.4123  train_accuracy 0.8512 ...`.
-fn metrics_text(row: &Value, most: usize) -> String {
-    let fields = columns([row]).into_iter().take(most);
-    let fields = fields.map(|name| format!("{name} {}", number(row[&name].as_f64().unwrap_or(f64::NAN))));
-    fields.collect::<Vec<_>>().join("  ")
-}
+    #[test]
+    fn a_replayed_burst_shows_no_rate_and_then_counts_as_one_point() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut rate = Rate::default();
+        // The history read at once on connecting: 5,000 examples within 3 ms.
+        for (i, position) in [1000, 3000, 5000].into_iter().enumerate() {
+            rate.record(ms(i as u64), position);
+        }
+        assert_eq!(rate.per_sec(), None, "no rate from a burst");
+        rate.record(ms(400), 5400);
+        assert_eq!(rate.per_sec(), None, "too short a span");
+        rate.record(ms(1000), 6000);
+        let per_sec = rate.per_sec().unwrap();
+        assert!((per_sec - 1000.0).abs() < 1.0, "1,000 examples in 1 s after the burst: {per_sec}");
+    }
 
-/// A metric for a table: four decimals below 100, whole numbers above.
-pub fn number(v: f64) -> String {
-    if v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.4}") }
+    #[test]
+    fn the_rate_follows_the_last_seconds() {
+        let start = Instant::now();
+        let mut rate = Rate::default();
+        // 100 examples/s for 10 s, then 1,000/s for 10 s.
+        let mut position = 0;
+        for tenth in 1..=200u64 {
+            position += if tenth <= 100 { 10 } else { 100 };
+            rate.record(start + Duration::from_millis(tenth * 100), position);
+        }
+        let per_sec = rate.per_sec().unwrap();
+        assert!((per_sec - 1000.0).abs() < 30.0, "{per_sec}");
+        assert!(rate.points.len() <= 52, "{} points kept", rate.points.len());
+    }
 }

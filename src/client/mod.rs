@@ -3,13 +3,15 @@
 //!
 //! [`Client`] sends requests with the API key and turns problem+json answers into errors that
 //! name what the server said; [`sse`] reads the event stream; [`follow`] draws a job's progress
-//! (bars on a terminal, one line per epoch in a log); [`stream`] reopens a dropped event stream;
-//! [`watch`] shows every job's changes (`kiln jobs --watch`); [`commands`] are the subcommands.
+//! (bars on a terminal, one line per epoch in a log); [`table`] lays out epoch metrics;
+//! [`stream`] reopens a dropped event stream; [`watch`] shows every job's changes (`kiln jobs
+//! --watch`); [`commands`] are the subcommands.
 
 pub mod commands;
 pub mod follow;
 pub mod sse;
 pub mod stream;
+pub mod table;
 pub mod watch;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};

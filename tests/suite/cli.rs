@@ -61,7 +61,8 @@ async fn submit_follow_trains_to_success_in_plain_lines_and_the_other_commands_s
     );
     let metrics = text(&kiln(&server, Some(WRITER), &["metrics", &id]).await.stdout);
     assert_eq!(metrics.lines().count(), 3, "a header and two epochs:\n{metrics}");
-    assert!(metrics.lines().next().unwrap().contains("test_accuracy"), "{metrics}");
+    assert!(metrics.lines().next().unwrap().contains("test acc"), "{metrics}");
+    assert!(metrics.lines().all(|l| l.chars().count() <= 80), "fits 80 columns:\n{metrics}");
 
     let saved = dir.path().join("saved");
     let out = kiln(&server, Some(WRITER), &["checkpoints", &id, "--download", saved.to_str().unwrap()]).await;
@@ -124,6 +125,15 @@ async fn submit_follow_exits_non_zero_with_the_error_when_the_job_fails_or_is_ca
         .await;
     let cancel = kiln(&server, None, &["cancel", &id]).await;
     assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let said = text(&cancel.stdout);
+    assert!(said.contains("cancel requested") && said.contains("--wait"), "{said}");
+    // Asked again, waiting: it returns once the job has stopped, and says so.
+    let waited = kiln(&server, None, &["cancel", "--wait", &id]).await;
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    let waited = text(&waited.stdout);
+    assert!(waited.trim_end().ends_with("cancelled"), "stopped, or already stopped: {waited}");
+    let job = crate::common::get_json(c, &server.url(&format!("/jobs/{id}"))).await;
+    assert_eq!(job["status"], "cancelled", "stopped when --wait returned");
     let out = follow.await.unwrap();
     assert!(!out.status.success(), "a cancelled job is not a success");
     assert!(text(&out.stdout).trim_end().ends_with("cancelled"), "{}", text(&out.stdout));
