@@ -152,7 +152,7 @@ impl Jobs {
             .collect();
         let lanes = std::iter::once(Lane::Cpu).chain(shared.backends.usable_gpus().map(Lane::Gpu));
         let queue = shared.queue.lock();
-        let queue_depth = lanes.map(|lane| (lane_name(lane), queue.waiting_in(lane) as i64)).collect();
+        let queue_depth = lanes.map(|lane| (lane.to_string(), queue.waiting_in(lane) as i64)).collect();
         drop(queue);
         let snapshot = Snapshot { jobs_by_status, queue_depth, running_by_device: by_device };
         Ok(shared.telemetry.encode(&snapshot))
@@ -262,14 +262,6 @@ impl Jobs {
         if let Some(pool) = pool {
             pool.join();
         }
-    }
-}
-
-/// A lane as the metrics name it: `cpu`, `gpu:0` ...
-fn lane_name(lane: Lane) -> String {
-    match lane {
-        Lane::Cpu => "cpu".to_string(),
-        Lane::Gpu(i) => format!("gpu:{i}"),
     }
 }
 
