@@ -5,19 +5,16 @@
 #
 #   bench/time-machine.sh [KILN_BINARY] [JOB.json ...]
 #
-# Defaults: the test-built binary and examples/rnn-time-machine.json. The corpus comes from
-# data/timemachine.txt in this repository (override with TIME_MACHINE=path).
+# Defaults: the test-built binary and examples/rnn-time-machine.json. The corpus is the one built
+# into kiln (data/timemachine.txt in this repository, checked by its SHA-1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kiln=${1:-${CARGO_TARGET_DIR:-target}/debug/kiln}
 shift || true
 jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(examples/rnn-time-machine.json)
-corpus=${TIME_MACHINE:-data/timemachine.txt}
 
 data=$(mktemp -d)
-mkdir -p "$data/datasets"
-cp "$corpus" "$data/datasets/timemachine.txt"
 port=$((20000 + RANDOM % 20000))
 KILN_DATA_DIR=$data KILN_BIND=127.0.0.1:$port KILN_LOG=warn "$kiln" serve &
 pid=$!
