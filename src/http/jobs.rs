@@ -314,10 +314,10 @@ async fn download(
     responses(
         (status = 200, body = Generated),
         (status = 400, description = "Body is not JSON", body = Problem),
-        (status = 404, description = "No such job or checkpoint", body = Problem),
-        (status = 409, description = "Not a language model, or no checkpoint yet", body = Problem),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 409, description = "Not a language model, no checkpoint yet, or the newest removed by training while it was read (retry)", body = Problem),
         (status = 413, description = "Body over --max-body-bytes", body = Problem),
-        (status = 422, description = "Invalid request; each problem names its field", body = Problem),
+        (status = 422, description = "Invalid request, or a `checkpoint` the job does not have; each problem names its field", body = Problem),
         (status = 500, description = "The newest checkpoint cannot be loaded: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` cannot be read (`checkpoint_unreadable`)", body = Problem),
         (status = 503, description = "Every generation slot is taken (--max-generations); see Retry-After", body = Problem,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),

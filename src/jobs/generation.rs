@@ -22,9 +22,9 @@ use utoipa::ToSchema;
 
 use super::checkpoints::{self, Located};
 use super::{JobError, JobId, Jobs};
-use crate::definition::Task;
 use crate::definition::generate::GenerateRequest;
 use crate::definition::parse_strict;
+use crate::definition::{FieldError, Task};
 use crate::models::{LanguageModelSpec, RnnLm};
 use crate::text::Vocab;
 use crate::train::checkpoint::{self as checkpoint_files, CheckpointError};
@@ -138,8 +138,9 @@ impl Jobs {
                         continue;
                     }
                     tracing::debug!(job = %id, error = %e, "a checkpoint pruned while it was read");
-                    return Err(JobError::NotFound(format!(
-                        "checkpoint {} of job {id}: training removed it (checkpoint.keep_last)",
+                    return Err(JobError::Conflict(format!(
+                        "checkpoint {} of job {id} was removed by training (checkpoint.keep_last) while it \
+                         was read; retry",
                         at.info.id
                     )));
                 }
@@ -153,10 +154,21 @@ impl Jobs {
 }
 
 impl Jobs {
-    /// The checkpoint a generation reads: the one `wanted`, or the newest.
+    /// The checkpoint a generation reads: the one `wanted`, or the newest. A `wanted` one the
+    /// job does not have (never, or no longer) is a problem with the request's `checkpoint`
+    /// field, a 422: the job, the resource, is there.
     fn pick_checkpoint(&self, id: JobId, wanted: Option<i64>) -> Result<Located, JobError> {
         match wanted {
-            Some(wanted) => self.indexed_checkpoint(id, wanted),
+            Some(wanted) => self.indexed_checkpoint(id, wanted).map_err(|e| match e {
+                JobError::NotFound(what) => JobError::Invalid(vec![FieldError {
+                    field: "checkpoint".into(),
+                    message: format!(
+                        "is not one of this job's: {what} (GET /jobs/{id}/checkpoints lists them; training \
+                         keeps the newest checkpoint.keep_last and the best)"
+                    ),
+                }]),
+                other => other,
+            }),
             None => checkpoints::located(self.config(), &self.shared.store, id)?
                 .into_iter()
                 .last()

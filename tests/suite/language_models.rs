@@ -147,10 +147,16 @@ async fn an_lstm_memorises_a_repeated_text_and_greedy_generation_continues_it() 
     .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(fields(&problem), ["prefix", "max_tokens", "temperature", "top_k"]);
-    let (status, _) =
+    // A checkpoint the job does not have is a problem with the body, not a missing job.
+    let (status, problem) =
         post(&server, &format!("/jobs/{id}/generate"), &json!({"prefix": "kiln", "checkpoint": 999_999}))
             .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["checkpoint"]);
+    assert!(
+        problem["errors"][0]["message"].as_str().unwrap().contains("/checkpoints lists them"),
+        "{problem}"
+    );
     let (status, problem) = post(&server, &format!("/jobs/{id}/generate"), &json!({"prefx": "kiln"})).await;
     assert_eq!(status, 422, "{problem}");
 
