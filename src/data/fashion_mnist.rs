@@ -32,12 +32,11 @@ pub fn locate(datasets_dir: &Path) -> Result<PathBuf, String> {
             return Ok(dir.clone());
         }
     }
-    Err(format!(
-        "fashion_mnist is not installed on this server: install Debian's package dataset-fashion-mnist \
+    Err("fashion_mnist is not installed on this server: install Debian's package dataset-fashion-mnist \
          (apt-get install dataset-fashion-mnist) or put train-images-idx3-ubyte, train-labels-idx1-ubyte, \
          t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz) in the server's \
          <data-dir>/datasets/fashion-mnist/"
-    ))
+        .to_string())
 }
 
 fn find(dir: &Path, split: &str, kind: &str) -> Option<PathBuf> {
