@@ -1,14 +1,17 @@
 //! The bounds of a job definition's list fields, for the API document only: utoipa's field
-//! attributes bound a number but not the items of a list, so `model.widths`, `model.blocks` and
-//! `model.hidden` take their schemas from here, which state the ranges validation enforces.
+//! attributes bound a number but not the items of a list, so `model.widths`, `model.blocks`,
+//! `model.hidden` and `model.layers` take their schemas from here, which state the ranges
+//! validation enforces.
 
 use std::borrow::Cow;
 
-use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use super::validate::{MAX_BLOCKS, MAX_CHANNELS, MAX_HIDDEN_LAYERS, MAX_STAGES, MAX_WIDTH};
+use super::validate::{
+    MAX_BLOCKS, MAX_CHANNELS, MAX_HIDDEN_LAYERS, MAX_SEQUENTIAL_LAYERS, MAX_STAGES, MAX_WIDTH,
+};
 
 /// An integer from 1 to `max`.
 fn count(max: usize) -> ObjectBuilder {
@@ -54,5 +57,30 @@ impl PartialSchema for super::Hidden {
 impl ToSchema for super::Hidden {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Hidden")
+    }
+}
+
+impl PartialSchema for super::RawLayers {
+    fn schema() -> RefOr<Schema> {
+        let count = count(MAX_HIDDEN_LAYERS);
+        let list = ArrayBuilder::new()
+            .items(Ref::from_schema_name(crate::models::LayerSpec::name()))
+            .min_items(Some(1))
+            .max_items(Some(MAX_SEQUENTIAL_LAYERS));
+        let one_of = OneOfBuilder::new().item(count).item(list);
+        let description = "`model.layers`: `rnn_lm`: stacked recurrent layers, 1 to 16 (default 1); \
+                           `sequential`: 1 to 256 layers, each an object with one key, its kind.";
+        one_of.description(Some(description)).into()
+    }
+}
+
+impl ToSchema for super::RawLayers {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Layers")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((crate::models::LayerSpec::name().into(), crate::models::LayerSpec::schema()));
+        crate::models::LayerSpec::schemas(schemas);
     }
 }

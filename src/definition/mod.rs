@@ -55,8 +55,8 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    /// `lenet_bn`, `mlp_bn`, `resnet`, `densenet` (image classifiers) or `rnn_lm` (a language
-    /// model).
+    /// `lenet_bn`, `mlp_bn`, `resnet`, `densenet`, `sequential` (image classifiers) or `rnn_lm`
+    /// (a language model).
     #[schema(required, value_type = ModelKind)]
     pub kind: Option<String>,
     /// Build the net with batch normalization (default true); false gives the same net without.
@@ -86,9 +86,9 @@ pub struct RawModel {
     /// `rnn_lm` only: `rnn` (the book's from-scratch RNN, default), `gru` or `lstm`.
     #[schema(value_type = Option<crate::models::Cell>)]
     pub cell: Option<String>,
-    /// `rnn_lm` only: stacked recurrent layers (default 1), 1 to 16.
-    #[schema(minimum = 1, maximum = 16)]
-    pub layers: Option<usize>,
+    /// `rnn_lm`: stacked recurrent layers (default 1), 1 to 16; `sequential`: the network's
+    /// layers, in order (required).
+    pub layers: Option<RawLayers>,
     /// `rnn_lm` only: width of a learned token embedding; absent or null feeds tokens one-hot,
     /// as the book does; 1 to 16384.
     #[schema(minimum = 1, maximum = 16384)]
@@ -102,6 +102,16 @@ pub struct RawModel {
 pub enum Hidden {
     One(usize),
     Many(Vec<usize>),
+}
+
+/// `model.layers`: a number of recurrent layers (`rnn_lm`) or a list of layers (`sequential`),
+/// each read into a [`crate::models::LayerSpec`] by validation, so that every bad layer is named
+/// by its index; its schema is in `bounds.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawLayers {
+    Count(usize),
+    List(Vec<serde_json::Value>),
 }
 
 /// `data` as sent.

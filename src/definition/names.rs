@@ -14,6 +14,7 @@ pub enum ModelKind {
     MlpBn,
     Resnet,
     Densenet,
+    Sequential,
     RnnLm,
 }
 

@@ -67,7 +67,7 @@ impl DenseBlock {
         Self { convs }
     }
 
-    fn parameter_count(n: usize, cin: usize, growth: usize) -> usize {
+    pub(crate) fn parameter_count(n: usize, cin: usize, growth: usize) -> usize {
         (0..n).map(|i| cin + i * growth).map(|c| 2 * c + growth * c * Self::CONV.area() + growth).sum()
     }
 
@@ -79,7 +79,7 @@ impl DenseBlock {
 
     /// Floats `n` conv blocks on `cin` channels keep for one example `side` pixels wide: each
     /// conv block's BatchNorm and ReLU outputs, its convolution's and the concatenation.
-    fn activation_floats(n: usize, cin: usize, growth: usize, side: Option<usize>) -> usize {
+    pub(crate) fn activation_floats(n: usize, cin: usize, growth: usize, side: Option<usize>) -> usize {
         let (input, output) = (pixels(side), pixels(Self::CONV.after(side)));
         (0..n).map(|i| cin + i * growth).map(|c| 2 * c * input + (growth + (c + growth)) * output).sum()
     }
@@ -96,9 +96,10 @@ impl DenseBlock {
     }
 }
 
-/// BN ReLU Conv1x1 (to half the channels) AvgPool(2, stride 2).
+/// BN ReLU Conv1x1 AvgPool(2, stride 2): DenseNet's halves the channels, a layer list's goes to
+/// any number.
 #[derive(Module, Debug)]
-struct Transition {
+pub struct Transition {
     bn: BatchNorm,
     conv: Conv2d,
     pool: AvgPool2d,
@@ -110,32 +111,39 @@ impl Transition {
     /// The 2x2 average pooling with stride 2.
     const POOL: Window = Window::new(2, 2, 0);
 
-    /// A transition from `c` channels to `c / 2`.
-    fn new(c: usize, device: &Device) -> Self {
+    /// A transition from `cin` channels to `cout`.
+    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
         Self {
-            bn: BatchNormConfig::new(c).init(device),
-            conv: book_conv(Self::CONV.conv(c, c / 2), device),
+            bn: BatchNormConfig::new(cin).init(device),
+            conv: book_conv(Self::CONV.conv(cin, cout), device),
             pool: Self::POOL.avg_pool().init(),
         }
     }
 
-    /// Trainable parameters of a transition from `c` channels.
-    fn parameter_count(c: usize) -> usize {
-        2 * c + (c / 2) * c * Self::CONV.area() + c / 2
+    /// Trainable parameters of a transition from `cin` channels to `cout`.
+    pub(crate) fn parameter_count(cin: usize, cout: usize) -> usize {
+        2 * cin + cout * cin * Self::CONV.area() + cout
     }
 
     /// Sides of the convolution's and the pooling's outputs for an input `side`: `None` from
     /// the first whose kernel does not fit.
-    fn sides(side: Option<usize>) -> [Option<usize>; 2] {
+    pub(crate) fn sides(side: Option<usize>) -> [Option<usize>; 2] {
         let conv = Self::CONV.after(side);
         [conv, Self::POOL.after(conv)]
     }
 
-    /// Floats a transition from `c` channels keeps for one example `side` pixels wide: the
-    /// BatchNorm's and ReLU's outputs, the convolution's and the pooled map.
-    fn activation_floats(c: usize, side: Option<usize>) -> usize {
+    /// Floats a transition from `cin` to `cout` channels keeps for one example `side` pixels
+    /// wide: the BatchNorm's and ReLU's outputs, the convolution's and the pooled map.
+    pub(crate) fn activation_floats(cin: usize, cout: usize, side: Option<usize>) -> usize {
         let [conv, pooled] = Self::sides(side).map(pixels);
-        2 * c * pixels(side) + (c / 2) * conv + (c / 2) * pooled
+        2 * cin * pixels(side) + cout * conv + cout * pooled
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, cin, h, w]`
+    /// - output: `[batch, cout, h / 2, w / 2]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.pool.forward(conv2d(&self.conv, relu(batch_norm(&self.bn, x))))
     }
 }
 
@@ -189,7 +197,7 @@ impl DenseNetConfig {
             s = DenseBlock::output_side(n, s);
             c += n * self.growth_rate;
             if i + 1 < self.blocks.len() {
-                total += Transition::activation_floats(c, s);
+                total += Transition::activation_floats(c, c / 2, s);
                 s = Transition::sides(s)[1];
                 c /= 2;
             }
@@ -205,7 +213,7 @@ impl DenseNetConfig {
             total += DenseBlock::parameter_count(n, c, self.growth_rate);
             c += n * self.growth_rate;
             if i + 1 < self.blocks.len() {
-                total += Transition::parameter_count(c);
+                total += Transition::parameter_count(c, c / 2);
                 c /= 2;
             }
         }
@@ -221,7 +229,7 @@ impl DenseNetConfig {
             dense.push(DenseBlock::new(n, c, self.growth_rate, device));
             c += n * self.growth_rate;
             if i + 1 < self.blocks.len() {
-                transitions.push(Transition::new(c, device));
+                transitions.push(Transition::new(c, c / 2, device));
                 c /= 2;
             }
         }
@@ -247,7 +255,7 @@ impl DenseNet {
         for (i, block) in self.dense.iter().enumerate() {
             x = block.forward(x);
             if let Some(t) = self.transitions.get(i) {
-                x = t.pool.forward(conv2d(&t.conv, relu(batch_norm(&t.bn, x))));
+                x = t.forward(x);
             }
         }
         let x = relu(batch_norm(&self.bn, x));

@@ -14,6 +14,7 @@ pub mod lenet_bn;
 pub mod mlp_bn;
 pub mod resnet;
 pub mod rnn_lm;
+pub mod sequential;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -29,6 +30,7 @@ use lenet_bn::{LenetBn, LenetBnConfig};
 use mlp_bn::{MlpBn, MlpBnConfig};
 use resnet::{ResNet, ResNetConfig};
 pub use rnn_lm::{Cell, RnnLm, RnnLmConfig};
+pub use sequential::{LayerProblem, LayerSpec, Plan, Sequential, Shape};
 
 /// The `model` of a job definition: what `kind` names decides which of the two it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -46,6 +48,7 @@ impl ModelSpec {
             Self::Classifier(ClassifierSpec::MlpBn { .. }) => "mlp_bn",
             Self::Classifier(ClassifierSpec::Resnet { .. }) => "resnet",
             Self::Classifier(ClassifierSpec::Densenet { .. }) => "densenet",
+            Self::Classifier(ClassifierSpec::Sequential { .. }) => "sequential",
             Self::Language(LanguageModelSpec::RnnLm { .. }) => "rnn_lm",
         }
     }
@@ -81,6 +84,8 @@ pub enum ClassifierSpec {
     Resnet { depth: u32, widths: Vec<usize>, blocks: Vec<usize> },
     /// DenseNet (the book's §8.7): `blocks` conv blocks per dense block.
     Densenet { growth_rate: usize, blocks: Vec<usize>, stem_channels: usize },
+    /// A network written as a list of layers ([`sequential`]), input widths inferred.
+    Sequential { layers: Vec<LayerSpec> },
 }
 
 /// Activation of hidden layers.
@@ -98,6 +103,7 @@ pub enum Classifier {
     MlpBn(MlpBn),
     ResNet(ResNet),
     DenseNet(DenseNet),
+    Sequential(Sequential),
 }
 
 impl Classifier {
@@ -112,6 +118,7 @@ impl Classifier {
             Self::MlpBn(m) => m.forward(images),
             Self::ResNet(m) => m.forward(images),
             Self::DenseNet(m) => m.forward(images),
+            Self::Sequential(m) => m.forward(images),
         }
     }
 }
@@ -185,6 +192,8 @@ enum ClassifierConfig {
     MlpBn(MlpBnConfig),
     ResNet(ResNetConfig),
     DenseNet(DenseNetConfig),
+    /// A layer list's plan for the image shape, `None` when the list does not fit it.
+    Sequential(Option<Plan>),
 }
 
 impl ClassifierConfig {
@@ -196,6 +205,8 @@ impl ClassifierConfig {
             Self::MlpBn(c) => c.feature_side(side),
             Self::ResNet(c) => c.feature_side(side),
             Self::DenseNet(c) => c.feature_side(side),
+            // A plan exists only for the side it was made for (see `ClassifierSpec::fits`).
+            Self::Sequential(plan) => plan.as_ref().map(|_| side),
         }
     }
 
@@ -212,6 +223,7 @@ impl ClassifierConfig {
             Self::MlpBn(c) => c.activation_floats(),
             Self::ResNet(c) => c.activation_floats(side),
             Self::DenseNet(c) => c.activation_floats(side),
+            Self::Sequential(plan) => plan.as_ref().map_or(0, Plan::activation_floats),
         }
     }
 
@@ -221,6 +233,7 @@ impl ClassifierConfig {
             Self::MlpBn(c) => c.parameter_count(),
             Self::ResNet(c) => c.parameter_count(),
             Self::DenseNet(c) => c.parameter_count(),
+            Self::Sequential(plan) => plan.as_ref().map_or(0, Plan::parameters),
         }
     }
 
@@ -230,6 +243,10 @@ impl ClassifierConfig {
             Self::MlpBn(c) => Classifier::MlpBn(c.init(device)),
             Self::ResNet(c) => Classifier::ResNet(c.init(device)),
             Self::DenseNet(c) => Classifier::DenseNet(c.init(device)),
+            Self::Sequential(plan) => {
+                let plan = plan.as_ref().expect("a layer list is planned at submit before it is built");
+                Classifier::Sequential(Sequential::new(plan, device))
+            }
         }
     }
 }
@@ -350,7 +367,20 @@ impl ClassifierSpec {
             Self::Densenet { growth_rate, blocks, stem_channels } => ClassifierConfig::DenseNet(
                 Self::densenet(shape, classes, *growth_rate, blocks, *stem_channels),
             ),
+            Self::Sequential { .. } => {
+                ClassifierConfig::Sequential(self.plan(shape, classes).and_then(Result::ok))
+            }
         }
+    }
+
+    /// A layer list walked from `shape` to `classes` values ([`sequential::plan`]): the plan or
+    /// every problem, by layer; `None` for the built-in kinds.
+    pub fn plan(&self, shape: ImageShape, classes: usize) -> Option<Result<Plan, Vec<LayerProblem>>> {
+        let Self::Sequential { layers } = self else {
+            return None;
+        };
+        let input = Shape::Maps { channels: shape.channels, side: shape.height };
+        Some(sequential::plan(layers, input, classes))
     }
 
     /// Whether images of `shape` keep at least one pixel through every layer of the model for
@@ -362,6 +392,10 @@ impl ClassifierSpec {
     /// The smallest square image side the model (for images of `shape`'s channels and
     /// `classes` classes) can take.
     pub fn smallest_side(&self, shape: ImageShape, classes: usize) -> usize {
+        if matches!(self, Self::Sequential { .. }) {
+            let fits = |side| self.fits(ImageShape { height: side, width: side, ..shape }, classes);
+            return (1..4096).find(|s| fits(*s)).unwrap_or(4096);
+        }
         let config = self.config(shape, classes);
         (1..4096).find(|s| config.fits(*s)).unwrap_or(4096)
     }

@@ -89,14 +89,14 @@ impl Residual {
     }
 
     /// Side of the block's output for an input `side` (`None` when a kernel does not fit).
-    fn output_side(stride: usize, side: Option<usize>) -> Option<usize> {
+    pub(crate) fn output_side(stride: usize, side: Option<usize>) -> Option<usize> {
         Self::conv3(1).after(Self::conv3(stride).after(side))
     }
 
     /// Floats a block from `cin` to `cout` channels keeps for one example whose output is
     /// `side` pixels wide: both convolutions' and BatchNorms' outputs, the first ReLU's, the sum
     /// and its ReLU, and the projected shortcut where there is one.
-    fn activation_floats(cin: usize, cout: usize, stride: usize, side: Option<usize>) -> usize {
+    pub(crate) fn activation_floats(cin: usize, cout: usize, stride: usize, side: Option<usize>) -> usize {
         (7 + usize::from(Self::projects(cin, cout, stride))) * cout * pixels(side)
     }
 

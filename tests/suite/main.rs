@@ -17,6 +17,7 @@ mod language_models;
 mod modern_cnns;
 mod prometheus;
 mod security;
+mod sequential;
 mod watch;
 mod watch_all;
 mod wgpu;

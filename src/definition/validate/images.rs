@@ -16,7 +16,15 @@ pub(super) fn check_classifier(
     p: &mut Problems,
 ) {
     let (shape, classes) = (data.input_shape(), data.source.classes());
-    if !model.fits(shape, classes) {
+    if let Some(Err(problems)) = model.plan(shape, classes) {
+        // A layer list says by layer what does not fit, with the shapes.
+        for problem in problems {
+            p.add(
+                &format!("model.layers[{}]", problem.index),
+                format!("({}): {}", problem.kind, problem.message),
+            );
+        }
+    } else if !model.fits(shape, classes) {
         p.add(
             "data.resize",
             format!(

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::models::{Activation, Cell};
 
 mod images;
+mod layers;
 mod size;
 mod text;
 
@@ -90,6 +91,7 @@ pub(super) const MAX_WIDTH: usize = 16_384;
 pub(super) const MAX_STAGES: usize = 8;
 pub(super) const MAX_CHANNELS: usize = 4096;
 pub(super) const MAX_BLOCKS: usize = 64;
+pub(super) const MAX_SEQUENTIAL_LAYERS: usize = 256;
 
 /// Parses a JSON request body strictly into `T`; the error names the field path of the first
 /// problem.
@@ -184,6 +186,7 @@ fn refuse_foreign_fields(kind: &str, raw: &RawModel, p: &mut Problems) {
         "mlp_bn" => &["batch_norm", "hidden", "activation"],
         "resnet" => &["depth", "widths", "blocks"],
         "densenet" => &["growth_rate", "blocks", "stem_channels"],
+        "sequential" => &["layers"],
         _ => &["cell", "hidden", "layers", "embedding"],
     };
     let present = [
@@ -209,7 +212,7 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
         p.add("model", "is required, e.g. {\"kind\": \"lenet_bn\"}");
         return None;
     };
-    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet", "rnn_lm"];
+    let kinds = ["lenet_bn", "mlp_bn", "resnet", "densenet", "sequential", "rnn_lm"];
     let Some(kind) = raw.kind.as_deref() else {
         p.add("model.kind", format!("is required: one of {}", kinds.join(", ")));
         return None;
@@ -263,6 +266,7 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
             list(p, "model.blocks", &blocks, MAX_STAGES, MAX_BLOCKS);
             ClassifierSpec::Densenet { growth_rate, blocks, stem_channels }
         }
+        "sequential" => ClassifierSpec::Sequential { layers: layers::validate_layers(raw.layers, p) },
         _ => {
             let cell = choose(p, "model.cell", raw.cell.as_deref().unwrap_or("rnn"), &Cell::ALL)?;
             let hidden = match raw.hidden {
@@ -273,7 +277,14 @@ fn validate_model(raw: Option<RawModel>, p: &mut Problems) -> Option<ModelSpec> 
                     1
                 }
             };
-            let layers = p.range("model.layers", raw.layers.unwrap_or(1), 1, MAX_HIDDEN_LAYERS);
+            let layers = match raw.layers {
+                None => 1,
+                Some(RawLayers::Count(n)) => p.range("model.layers", n, 1, MAX_HIDDEN_LAYERS),
+                Some(RawLayers::List(_)) => {
+                    p.add("model.layers", "must be one number for model.kind = rnn_lm (e.g. 2)");
+                    1
+                }
+            };
             let embedding = raw.embedding.map(|e| p.range("model.embedding", e, 1, MAX_WIDTH));
             return Some(ModelSpec::Language(LanguageModelSpec::RnnLm { cell, hidden, layers, embedding }));
         }

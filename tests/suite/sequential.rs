@@ -1,0 +1,159 @@
+//! `sequential` models over HTTP: the batch-normalization chapter's seed network refused at
+//! submit by layer with both widths, accepted with the width left out and trained on
+//! Fashion-MNIST; a mixed list learns generated images; mistakes are named by layer, all at once;
+//! a layer-list job resumes after `kill -9` like any other.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Process, Server, get_json, submit, wait_finished, wait_for};
+
+async fn post(server: &Server, body: &Value) -> (u16, Value) {
+    let r = server.client.post(server.url("/jobs")).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The problem's `(field, message)` pairs.
+fn errors(problem: &Value) -> Vec<(String, String)> {
+    let errors = problem["errors"].as_array().unwrap_or_else(|| panic!("no errors in {problem}"));
+    errors
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap().into(), e["message"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The seed network of the book's batch-normalization chapter, on Fashion-MNIST at 12 pixels;
+/// its first linear layer's width as given.
+fn seed_job(linear: Value) -> Value {
+    json!({
+        "model": {"kind": "sequential", "layers": [
+            {"conv2d": {"out": 6, "kernel": 5}}, {"batch_norm": {}}, {"sigmoid": {}},
+            {"avg_pool2d": {"kernel": 2, "stride": 2}}, {"flatten": {}},
+            {"linear": linear}, {"batch_norm": {}}, {"sigmoid": {}}, {"linear": {"out": 10}}
+        ]},
+        "data": {"dataset": "fashion_mnist", "resize": 12, "limit_train": 6000, "limit_test": 1000},
+        "training": {"epochs": 3, "batch_size": 64, "optimizer": {"kind": "sgd", "lr": 0.9}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_network_is_refused_at_its_linear_layer_and_trains_with_the_width_inferred() {
+    let server = Server::start().await;
+    let (status, problem) = post(&server, &seed_job(json!({"in": 36, "out": 10}))).await;
+    assert_eq!(status, 422, "{problem}");
+    let errors = errors(&problem);
+    assert_eq!(errors.len(), 1, "{problem}");
+    assert_eq!(errors[0].0, "model.layers[5]");
+    assert_eq!(errors[0].1, "(linear): expects 36 inputs, the layer before gives 96 (6×4×4)");
+    let listed = get_json(&server.client, &server.url("/jobs")).await;
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "nothing stored");
+
+    let job = submit(&server.client, &server.base, &seed_job(json!({"out": 10}))).await;
+    assert_eq!(job["parameters"], 1_268);
+    assert_eq!(job["spec"]["model"]["kind"], "sequential");
+    assert_eq!(
+        job["spec"]["model"]["layers"][0],
+        json!({"conv2d": {"out": 6, "kernel": 5, "stride": 1, "padding": 0}})
+    );
+    let id = job["id"].as_str().unwrap();
+    let done = wait_finished(&server.client, &server.base, id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let metrics = get_json(&server.client, &server.url(&format!("/jobs/{id}/metrics"))).await;
+    let accuracy = metrics["latest"]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.5, "three epochs of 6,000 images, 10 classes: {}", metrics["epochs"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_book_blocks_learns_generated_images() {
+    let server = Server::start().await;
+    let job = json!({
+        "model": {"kind": "sequential", "layers": [
+            {"conv2d": {"out": 8, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"relu": {}},
+            {"max_pool2d": {"kernel": 3, "stride": 2, "padding": 1}},
+            {"residual": {"out": 8}}, {"residual": {"out": 16, "stride": 2}},
+            {"dense_block": {"convs": 2, "growth": 8}}, {"transition": {"out": 16}},
+            {"global_avg_pool": {}}, {"flatten": {}}, {"dropout": {"p": 0.2}}, {"linear": {"out": 10}}
+        ]},
+        "data": {"dataset": "synthetic_images", "train_size": 1200, "test_size": 300, "seed": 3},
+        "training": {"epochs": 3, "batch_size": 64, "seed": 7,
+                     "optimizer": {"kind": "sgd", "lr": 0.05, "momentum": 0.9}}
+    });
+    let job = submit(&server.client, &server.base, &job).await;
+    let id = job["id"].as_str().unwrap();
+    let done = wait_finished(&server.client, &server.base, id, Duration::from_secs(600)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let metrics = get_json(&server.client, &server.url(&format!("/jobs/{id}/metrics"))).await;
+    let accuracy = metrics["latest"]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "{}", metrics["epochs"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mistake_of_a_layer_list_is_named_by_layer_at_once() {
+    let server = Server::start().await;
+    let data = json!({"dataset": "synthetic_images"});
+    let cases = [
+        (
+            json!([{"conv3d": {"out": 4}}, {"linear": {"out": 10, "bias": false}}, {"dropout": {"p": 1.5}}]),
+            vec!["model.layers[0]", "model.layers[1]", "model.layers[2].dropout.p"],
+        ),
+        (json!([]), vec!["model.layers"]),
+        (json!(3), vec!["model.layers"]),
+        (json!([{"conv2d": {"out": 6, "kernel": 40}}]), vec!["model.layers[0]"]),
+        (json!([{"linear": {"out": 10}}]), vec!["model.layers[0]"]),
+        (json!([{"flatten": {}}, {"linear": {"out": 3}}]), vec!["model.layers[1]"]),
+        (
+            json!([{"conv2d": {"out": 0, "kernel": 3, "stride": 0}}]),
+            vec!["model.layers[0].conv2d.out", "model.layers[0].conv2d.stride"],
+        ),
+    ];
+    for (layers, expected) in cases {
+        let body = json!({"model": {"kind": "sequential", "layers": layers}, "data": data});
+        let (status, problem) = post(&server, &body).await;
+        assert_eq!(status, 422, "{layers}: {problem}");
+        let fields: Vec<String> = errors(&problem).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, expected, "{layers}: {problem}");
+    }
+    let (_, problem) =
+        post(&server, &json!({"model": {"kind": "sequential", "layers": [{"conv3d": {}}]}, "data": data}))
+            .await;
+    let message = &errors(&problem)[0].1;
+    assert!(message.contains("conv3d") && message.contains("conv2d, batch_norm, linear"), "{message}");
+    let (_, problem) = post(&server, &json!({"model": {"kind": "sequential"}, "data": data})).await;
+    assert_eq!(errors(&problem)[0].0, "model.layers", "{problem}");
+    let (_, problem) = post(&server, &json!({"model": {"kind": "rnn_lm", "layers": [{"relu": {}}]}, "data": {"dataset": "synthetic_text"}})).await;
+    assert_eq!(errors(&problem)[0].0, "model.layers", "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_list_job_resumes_after_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::spawn(dir.path());
+    let (c, base) = (first.client.clone(), first.base.clone());
+    let job = json!({
+        "model": {"kind": "sequential", "layers": [
+            {"conv2d": {"out": 6, "kernel": 5}}, {"batch_norm": {}}, {"sigmoid": {}},
+            {"avg_pool2d": {"kernel": 2, "stride": 2}}, {"flatten": {}}, {"dropout": {"p": 0.1}},
+            {"linear": {"out": 32}}, {"batch_norm": {}}, {"relu": {}}, {"linear": {"out": 10}}
+        ]},
+        "data": {"dataset": "synthetic_images", "train_size": 12000, "test_size": 300, "seed": 3},
+        "training": {"epochs": 3, "batch_size": 64, "optimizer": {"kind": "sgd", "lr": 0.3}},
+        "checkpoint": {"every": 1, "keep_last": 2}
+    });
+    let id = submit(&c, &base, &job).await["id"].as_str().unwrap().to_string();
+    let steps_per_epoch = 188;
+    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+        j["progress"]["step"].as_u64() > Some(steps_per_epoch + 5)
+    })
+    .await;
+    let before = get_json(&c, &format!("{base}/jobs/{id}/metrics")).await;
+    first.kill9();
+
+    let second = Process::spawn(dir.path());
+    let (c, base) = (second.client.clone(), second.base.clone());
+    let done = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let after = get_json(&c, &format!("{base}/jobs/{id}/metrics")).await;
+    assert_eq!(after["epochs"][0], before["epochs"][0], "the checkpointed epoch is kept as it was");
+    assert_eq!(after["epochs"].as_array().unwrap().len(), 3);
+}
