@@ -21,6 +21,10 @@ pub enum ClientCommand {
         file: PathBuf,
         #[arg(long)]
         follow: bool,
+        /// Only validate the definition and show what would run (each layer of a layer list
+        /// with its output shape and parameters, the totals, the lane); nothing is stored.
+        #[arg(long, conflicts_with = "follow")]
+        dry_run: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -84,7 +88,9 @@ pub fn run(command: ClientCommand) -> Result<bool, String> {
 
 async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
     match command {
-        ClientCommand::Submit { file, follow, server } => submit(&Client::new(&server), &file, follow).await,
+        ClientCommand::Submit { file, follow, dry_run, server } => {
+            submit(&Client::new(&server), &file, follow, dry_run).await
+        }
         ClientCommand::Jobs { status, watch, server } => jobs(&Client::new(&server), status, watch).await,
         ClientCommand::Metrics { id, server } => {
             let metrics = Client::new(&server).get(&format!("/jobs/{id}/metrics")).await?;
@@ -120,7 +126,7 @@ async fn jobs(client: &Client, status: Option<String>, watch: bool) -> Result<bo
     watch.run().await
 }
 
-async fn submit(client: &Client, file: &Path, follow_it: bool) -> Result<bool, ClientError> {
+async fn submit(client: &Client, file: &Path, follow_it: bool, dry_run: bool) -> Result<bool, ClientError> {
     let text = if file == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -129,6 +135,10 @@ async fn submit(client: &Client, file: &Path, follow_it: bool) -> Result<bool, C
     .map_err(|e| ClientError::Other(format!("reading {}: {e}", file.display())))?;
     let definition: Value = serde_json::from_str(&text)
         .map_err(|e| ClientError::Other(format!("{} is not JSON: {e}", file.display())))?;
+    if dry_run {
+        print_dry_run(&client.post("/jobs?dry_run=true", &definition).await?);
+        return Ok(true);
+    }
     let job = client.post("/jobs", &definition).await?;
     let id = job["id"].as_str().unwrap_or_default().to_string();
     println!("job {id} {}", job["status"].as_str().unwrap_or("?"));
@@ -248,4 +258,49 @@ async fn cancel(client: &Client, id: &str, wait: bool) -> Result<bool, ClientErr
         None => println!("job {id}: {status}"),
     }
     Ok(status == "cancelled")
+}
+
+/// What `POST /jobs?dry_run=true` answered: the layers as a table, then the totals.
+fn print_dry_run(answer: &Value) {
+    let model = &answer["spec"]["model"];
+    if let Some(layers) = answer["layers"].as_array() {
+        println!("{:>5}  {:<15}  {:>12}  {:>10}", "layer", "kind", "output", "parameters");
+        for layer in layers {
+            let output = layer["output"].as_array().map_or(String::new(), |dims| {
+                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+            });
+            println!(
+                "{:>5}  {:<15}  {:>12}  {:>10}",
+                layer["index"].as_u64().unwrap_or(0),
+                layer["kind"].as_str().unwrap_or(""),
+                output,
+                thousands(layer["parameters"].as_u64().unwrap_or(0))
+            );
+        }
+    }
+    let kind = model["kind"].as_str().unwrap_or("?");
+    let mut totals =
+        vec![format!("{kind}: {} parameters", thousands(answer["parameters"].as_u64().unwrap_or(0)))];
+    if let Some(bytes) = answer["activation_bytes"].as_u64() {
+        let batch = answer["spec"]["training"]["batch_size"].as_u64().unwrap_or(0);
+        totals.push(format!("~{:.1} MiB of activations per batch of {batch}", bytes as f64 / 1048576.0));
+    }
+    if let Some(steps) = answer["steps"].as_u64().filter(|s| *s > 0) {
+        totals.push(format!("{} steps", thousands(steps)));
+    }
+    totals.push(format!("lane {}", answer["lane"].as_str().unwrap_or("?")));
+    println!("{}; nothing was stored", totals.join("; "));
+}
+
+/// `1268` as `1,268`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -23,10 +23,12 @@ mod bounds;
 pub mod generate;
 mod names;
 mod sources;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use summary::LayerSummary;
 pub(crate) use validate::MAX_NAME_CHARS;
 pub use validate::{Limits, parse_strict};
 

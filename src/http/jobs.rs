@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use super::limits::BodyCap;
 use crate::definition::generate::GenerateRequest;
+use crate::jobs::dry_run::DryRun;
 use crate::jobs::generation::Generated;
 use crate::jobs::store::MetricsPage;
 use crate::jobs::{CheckpointInfo, Job, JobId, JobStatus};
@@ -83,14 +84,34 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Submit a job definition. It is validated, stored and queued.
+/// Query of `POST /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+struct SubmitQuery {
+    /// `true`: validate the definition and answer what would run (200, a `DryRun`: the layers
+    /// with their shapes and parameters, the totals, the lane), storing nothing.
+    #[param(value_type = Option<bool>)]
+    dry_run: Option<String>,
+}
+
+/// What `POST /jobs` answers with 200, for the API document: the job an `Idempotency-Key`
+/// already made, or a dry run.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(untagged)]
+enum SubmitAnswer {
+    Job(Job),
+    DryRun(DryRun),
+}
+
+/// Submit a job definition. It is validated, stored and queued; with `dry_run=true` only
+/// validated, and answered with what would run.
 #[utoipa::path(post, path = "/jobs", tag = "jobs",
     request_body(content = crate::definition::JobSpec, description = "The job definition"),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+    params(SubmitQuery, ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "Repeat a submit safely: the same key returns the same job. 1 to 255 visible ASCII characters, no spaces")),
     responses(
         (status = 201, description = "Queued", body = Job, headers(("Location" = String, description = "/jobs/{id}"))),
-        (status = 200, description = "Already submitted with this Idempotency-Key", body = Job),
+        (status = 200, description = "Already submitted with this Idempotency-Key (a `Job`), or with `dry_run=true` what would run (a `DryRun`; nothing is stored)", body = SubmitAnswer),
         (status = 400, description = "Not JSON, or a malformed Idempotency-Key", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another definition", body = Problem),
         (status = 413, description = "Body over the size limit", body = Problem),
@@ -100,11 +121,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     ))]
 async fn submit(
     State(state): State<AppState>,
+    Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("dry_run", "must be true or false")),
+    };
     let key = idempotency_key(&headers)?;
     let body = BodyCap::json(state.jobs.config().max_body_bytes).read(body)?;
+    if dry_run {
+        return Ok(Json(state.jobs.dry_run(&body)?).into_response());
+    }
     let submitted = state.jobs.submit(&body, key)?;
     let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(located(status, submitted.job))

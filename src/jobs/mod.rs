@@ -3,7 +3,8 @@
 //! [`crate::train`]'s.
 //!
 //! - [`service`]: [`Jobs`], the operations the HTTP layer calls (submit, cancel, delete ...);
-//!   [`generation`] and [`datasets`] add the operations on text models and uploaded corpora.
+//!   [`generation`] and [`datasets`] add the operations on text models and uploaded corpora,
+//!   [`dry_run`] a submit that only says what would run.
 //! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All
 //!   SQL lives there.
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
@@ -28,6 +29,7 @@ mod checkpoints;
 mod datadir;
 pub mod datasets;
 pub mod disk;
+pub mod dry_run;
 pub mod error;
 pub mod events;
 pub mod generation;
@@ -50,7 +52,7 @@ use uuid::Uuid;
 pub use error::JobError;
 pub use service::Jobs;
 
-use crate::definition::ValidJobSpec;
+use crate::definition::{LayerSummary, ValidJobSpec};
 use crate::metrics::{EpochMetrics, Progress};
 
 /// Identifies a job.
@@ -115,6 +117,10 @@ pub struct Job {
     pub backend: Option<String>,
     /// Trainable parameters of the model.
     pub parameters: u64,
+    /// A `sequential` model's layers, resolved for the job's data: each one's output shape and
+    /// parameters. Absent for the built-in kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSummary>>,
     /// Seconds from the start of the job's latest run (or resume) to the end of its first
     /// optimizer step: loading the data, building the model and, on a GPU, compiling and
     /// autotuning kernels. Compare a cold and a warm start with it.

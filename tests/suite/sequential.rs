@@ -157,3 +157,73 @@ async fn a_layer_list_job_resumes_after_kill_dash_nine() {
     assert_eq!(after["epochs"][0], before["epochs"][0], "the checkpointed epoch is kept as it was");
     assert_eq!(after["epochs"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_each_layer_and_the_totals_and_stores_nothing() {
+    let server = Server::start().await;
+    let url = server.url("/jobs?dry_run=true");
+    let r = server.client.post(&url).json(&seed_job(json!({"out": 10}))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let layers = answer["layers"].as_array().unwrap();
+    let shapes: Vec<&Value> = layers.iter().map(|l| &l["output"]).collect();
+    assert_eq!(shapes[0], &json!([6, 8, 8]));
+    assert_eq!(shapes[3], &json!([6, 4, 4]));
+    assert_eq!(shapes[4], &json!([96]));
+    assert_eq!(layers[5], json!({"index": 5, "kind": "linear", "output": [10], "parameters": 970}));
+    let sum: u64 = layers.iter().map(|l| l["parameters"].as_u64().unwrap()).sum();
+    assert_eq!((answer["parameters"].as_u64(), sum), (Some(1_268), 1_268));
+    assert_eq!(answer["lane"], "cpu");
+    assert!(answer["activation_bytes"].as_u64().unwrap() > 0, "{answer}");
+    assert_eq!(answer["spec"]["data"]["resize"], 12);
+
+    // The same 422 as a submit; a built-in kind has no layer list; a bad flag is named.
+    let r = server.client.post(&url).json(&seed_job(json!({"in": 36, "out": 10}))).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let lenet = json!({"model": {"kind": "lenet_bn"}, "data": {"dataset": "synthetic_images"}});
+    let answer: Value = server.client.post(&url).json(&lenet).send().await.unwrap().json().await.unwrap();
+    assert_eq!((answer["parameters"].as_u64(), answer.get("layers")), (Some(44_878), None), "{answer}");
+    let r = server.client.post(server.url("/jobs?dry_run=maybe")).json(&lenet).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(errors(&problem)[0].0, "dry_run", "{problem}");
+    let listed = get_json(&server.client, &server.url("/jobs")).await;
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "a dry run stores nothing");
+
+    // A submitted layer-list job shows the same layers.
+    let job = submit(&server.client, &server.base, &seed_job(json!({"out": 10}))).await;
+    assert_eq!(job["layers"].as_array().unwrap(), layers);
+    let shown =
+        get_json(&server.client, &server.url(&format!("/jobs/{}", job["id"].as_str().unwrap()))).await;
+    assert_eq!(shown["layers"], job["layers"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_submit_dry_run_prints_the_layer_table() {
+    let server = Server::start().await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed-sequential.json");
+    let base = server.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["submit", example, "--dry-run", "--server", &base])
+            .env_remove("KILN_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + 9 + 1, "a header, 9 layers, the totals:\n{stdout}");
+    assert!(
+        lines[1].contains("conv2d") && lines[1].contains("6×8×8") && lines[1].trim_end().ends_with("156")
+    );
+    assert!(lines[6].contains("linear") && lines[6].trim_end().ends_with("970"), "{stdout}");
+    assert!(
+        lines[10].starts_with("sequential: 1,268 parameters") && lines[10].contains("lane cpu"),
+        "{stdout}"
+    );
+    let listed = get_json(&server.client, &server.url("/jobs")).await;
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "nothing stored");
+}

@@ -130,13 +130,15 @@ impl JobRow {
     }
 
     fn into_job(self) -> Result<Job> {
+        let spec: ValidJobSpec = serde_json::from_str(&self.spec)?;
         Ok(Job {
+            layers: spec.layers(),
             id: JobId::parse_str(&self.id)
                 .map_err(|_| StoreError::Corrupt(format!("job id {:?}", self.id)))?,
             name: self.name,
             status: JobStatus::parse(&self.status)
                 .ok_or(StoreError::Corrupt(format!("status {:?}", self.status)))?,
-            spec: serde_json::from_str(&self.spec)?,
+            spec,
             progress: self.progress,
             created_at: self.created_at,
             started_at: self.started_at,
