@@ -3,7 +3,10 @@
 //! together and the data set is checked with the data, by [`crate::models::sequential::plan`].
 
 use super::*;
-use crate::models::LayerSpec;
+use crate::models::sequential::{
+    Conv2dLayer, DenseBlockLayer, DropoutLayer, LayerSpec, LinearLayer, PoolLayer, ResidualLayer,
+    TransitionLayer,
+};
 
 /// `model.layers` of a `sequential` model: its layers, or none when a problem was recorded.
 pub(super) fn validate_layers(raw: Option<RawLayers>, p: &mut Problems) -> Vec<LayerSpec> {
@@ -83,7 +86,7 @@ const LAYER_KINDS: [&str; 15] = [
 fn check_ranges(layer: &LayerSpec, field: &str, p: &mut Problems) {
     let at = |name: &str| format!("{field}.{name}");
     match layer {
-        LayerSpec::Conv2d { out, kernel, stride, padding, input } => {
+        LayerSpec::Conv2d(Conv2dLayer { out, kernel, stride, padding, input }) => {
             p.range(&at("out"), *out, 1, MAX_CHANNELS);
             p.range(&at("kernel"), *kernel, 1, 64);
             p.range(&at("stride"), *stride, 1, 64);
@@ -92,40 +95,40 @@ fn check_ranges(layer: &LayerSpec, field: &str, p: &mut Problems) {
                 p.range(&at("in"), *input, 1, MAX_CHANNELS);
             }
         }
-        LayerSpec::Linear { out, input } => {
+        LayerSpec::Linear(LinearLayer { out, input }) => {
             p.range(&at("out"), *out, 1, 65_536);
             if let Some(input) = input {
                 p.range(&at("in"), *input, 1, usize::MAX);
             }
         }
-        LayerSpec::AvgPool2d { kernel, stride, padding }
-        | LayerSpec::MaxPool2d { kernel, stride, padding } => {
+        LayerSpec::AvgPool2d(PoolLayer { kernel, stride, padding })
+        | LayerSpec::MaxPool2d(PoolLayer { kernel, stride, padding }) => {
             p.range(&at("kernel"), *kernel, 1, 64);
             if let Some(stride) = stride {
                 p.range(&at("stride"), *stride, 1, 64);
             }
             p.range(&at("padding"), *padding, 0, 32);
         }
-        LayerSpec::Dropout { p: probability } => {
+        LayerSpec::Dropout(DropoutLayer { p: probability }) => {
             p.fraction(&at("p"), *probability);
         }
-        LayerSpec::Residual { out, stride } => {
+        LayerSpec::Residual(ResidualLayer { out, stride }) => {
             p.range(&at("out"), *out, 1, MAX_CHANNELS);
             p.range(&at("stride"), *stride, 1, 8);
         }
-        LayerSpec::DenseBlock { convs, growth } => {
+        LayerSpec::DenseBlock(DenseBlockLayer { convs, growth }) => {
             p.range(&at("convs"), *convs, 1, MAX_BLOCKS);
             p.range(&at("growth"), *growth, 1, 1024);
         }
-        LayerSpec::Transition { out } => {
+        LayerSpec::Transition(TransitionLayer { out }) => {
             p.range(&at("out"), *out, 1, MAX_CHANNELS);
         }
-        LayerSpec::BatchNorm {}
-        | LayerSpec::Sigmoid {}
-        | LayerSpec::Relu {}
-        | LayerSpec::Tanh {}
-        | LayerSpec::Gelu {}
-        | LayerSpec::GlobalAvgPool {}
-        | LayerSpec::Flatten {} => {}
+        LayerSpec::BatchNorm(_)
+        | LayerSpec::Sigmoid(_)
+        | LayerSpec::Relu(_)
+        | LayerSpec::Tanh(_)
+        | LayerSpec::Gelu(_)
+        | LayerSpec::GlobalAvgPool(_)
+        | LayerSpec::Flatten(_) => {}
     }
 }

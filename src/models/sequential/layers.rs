@@ -17,7 +17,10 @@ use burn::tensor::{Device, Tensor};
 use super::super::densenet::{DenseBlock, Transition};
 use super::super::resnet::Residual;
 use super::super::{Window, book_conv, book_linear};
-use super::{LayerSpec, Plan, Shape};
+use super::{
+    Conv2dLayer, DenseBlockLayer, DropoutLayer, LayerSpec, LinearLayer, Plan, PoolLayer, ResidualLayer,
+    Shape, TransitionLayer,
+};
 use crate::fused::{avg_pool2, batch_norm, conv2d, sigmoid};
 
 /// `flatten`: no parameters.
@@ -99,31 +102,33 @@ fn build(spec: &LayerSpec, input: Shape, device: &Device) -> Layer {
         Shape::Flat(n) => n,
     };
     match spec {
-        LayerSpec::Conv2d { out, kernel, stride, padding, .. } => {
+        LayerSpec::Conv2d(Conv2dLayer { out, kernel, stride, padding, .. }) => {
             Layer::Conv2d(book_conv(Window::new(*kernel, *stride, *padding).conv(channels, *out), device))
         }
-        LayerSpec::BatchNorm {} => Layer::BatchNorm(BatchNormConfig::new(channels).init(device)),
-        LayerSpec::Linear { out, .. } => Layer::Linear(book_linear(channels, *out, device)),
-        LayerSpec::Sigmoid {} => Layer::Sigmoid(Sigmoid),
-        LayerSpec::Relu {} => Layer::Relu(Relu),
-        LayerSpec::Tanh {} => Layer::Tanh(Tanh),
-        LayerSpec::Gelu {} => Layer::Gelu(Gelu::new()),
-        LayerSpec::AvgPool2d { kernel, stride, padding } => {
+        LayerSpec::BatchNorm(_) => Layer::BatchNorm(BatchNormConfig::new(channels).init(device)),
+        LayerSpec::Linear(LinearLayer { out, .. }) => Layer::Linear(book_linear(channels, *out, device)),
+        LayerSpec::Sigmoid(_) => Layer::Sigmoid(Sigmoid),
+        LayerSpec::Relu(_) => Layer::Relu(Relu),
+        LayerSpec::Tanh(_) => Layer::Tanh(Tanh),
+        LayerSpec::Gelu(_) => Layer::Gelu(Gelu::new()),
+        LayerSpec::AvgPool2d(PoolLayer { kernel, stride, padding }) => {
             Layer::AvgPool2d(pool_window(*kernel, *stride, *padding).avg_pool().init())
         }
-        LayerSpec::MaxPool2d { kernel, stride, padding } => {
+        LayerSpec::MaxPool2d(PoolLayer { kernel, stride, padding }) => {
             Layer::MaxPool2d(pool_window(*kernel, *stride, *padding).max_pool().init())
         }
-        LayerSpec::GlobalAvgPool {} => Layer::GlobalAvgPool(GlobalAvgPool),
-        LayerSpec::Flatten {} => Layer::Flatten(Flatten),
-        LayerSpec::Dropout { p } => Layer::Dropout(DropoutConfig::new(*p).init()),
-        LayerSpec::Residual { out, stride } => {
+        LayerSpec::GlobalAvgPool(_) => Layer::GlobalAvgPool(GlobalAvgPool),
+        LayerSpec::Flatten(_) => Layer::Flatten(Flatten),
+        LayerSpec::Dropout(DropoutLayer { p }) => Layer::Dropout(DropoutConfig::new(*p).init()),
+        LayerSpec::Residual(ResidualLayer { out, stride }) => {
             Layer::Residual(Residual::new(channels, *out, *stride, device))
         }
-        LayerSpec::DenseBlock { convs, growth } => {
+        LayerSpec::DenseBlock(DenseBlockLayer { convs, growth }) => {
             Layer::DenseBlock(DenseBlock::new(*convs, channels, *growth, device))
         }
-        LayerSpec::Transition { out } => Layer::Transition(Transition::new(channels, *out, device)),
+        LayerSpec::Transition(TransitionLayer { out }) => {
+            Layer::Transition(Transition::new(channels, *out, device))
+        }
     }
 }
 

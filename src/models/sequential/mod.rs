@@ -24,103 +24,133 @@ use super::resnet::Residual;
 pub use layers::Sequential;
 
 /// One layer of a `sequential` model: an object with one key, the layer's kind, whose value holds
-/// its settings (`{}` for none).
+/// its settings (`{}` for none). Each kind's settings are a named schema in the API document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum LayerSpec {
-    /// A 2-D convolution to `out` channels with a `kernel`-square window (PyTorch's `Conv2d`).
-    Conv2d {
-        #[schema(minimum = 1, maximum = 4096)]
-        out: usize,
-        #[schema(minimum = 1, maximum = 64)]
-        kernel: usize,
-        /// Default 1.
-        #[serde(default = "one")]
-        #[schema(minimum = 1, maximum = 64)]
-        stride: usize,
-        /// Zeros added on each side, default 0.
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 64)]
-        padding: usize,
-        /// Input channels: inferred from the layer before; checked when given.
-        #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-        #[schema(minimum = 1)]
-        input: Option<usize>,
-    },
+    /// A 2-D convolution (PyTorch's `Conv2d`).
+    Conv2d(Conv2dLayer),
     /// Batch normalization: BatchNorm2d after feature maps, BatchNorm1d after a flat vector.
-    BatchNorm {},
-    /// An affine layer to `out` features (PyTorch's `Linear`); needs a flat input.
-    Linear {
-        #[schema(minimum = 1, maximum = 65536)]
-        out: usize,
-        /// Input features: inferred from the layer before; checked when given.
-        #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-        #[schema(minimum = 1)]
-        input: Option<usize>,
-    },
-    Sigmoid {},
-    Relu {},
-    Tanh {},
-    Gelu {},
-    /// Average pooling over a `kernel`-square window; `stride` defaults to `kernel`.
-    AvgPool2d {
-        #[schema(minimum = 1, maximum = 64)]
-        kernel: usize,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(minimum = 1, maximum = 64)]
-        stride: Option<usize>,
-        /// Zeros added on each side, at most half the kernel; default 0.
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 32)]
-        padding: usize,
-    },
-    /// Max pooling over a `kernel`-square window; `stride` defaults to `kernel`.
-    MaxPool2d {
-        #[schema(minimum = 1, maximum = 64)]
-        kernel: usize,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(minimum = 1, maximum = 64)]
-        stride: Option<usize>,
-        /// Padding on each side, at most half the kernel; default 0.
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 32)]
-        padding: usize,
-    },
+    BatchNorm(NoSettings),
+    /// An affine layer (PyTorch's `Linear`); needs a flat input.
+    Linear(LinearLayer),
+    Sigmoid(NoSettings),
+    Relu(NoSettings),
+    Tanh(NoSettings),
+    Gelu(NoSettings),
+    /// Average pooling.
+    AvgPool2d(PoolLayer),
+    /// Max pooling.
+    MaxPool2d(PoolLayer),
     /// The mean of each channel: feature maps `c×h×w` become `c×1×1` (PyTorch's
     /// `AdaptiveAvgPool2d((1, 1))`); a `flatten` then gives `c` values.
-    GlobalAvgPool {},
+    GlobalAvgPool(NoSettings),
     /// Feature maps `c×h×w` become `c·h·w` values.
-    Flatten {},
+    Flatten(NoSettings),
     /// Zeroes each value with probability `p` in training (scaling the rest by `1/(1-p)`);
     /// nothing in evaluation.
-    Dropout {
-        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
-        p: f64,
-    },
-    /// The book's residual block (§8.6): two 3×3 convolutions to `out` channels with BatchNorm
-    /// and ReLU, the first with `stride` (default 1), added to the input — through a 1×1
-    /// convolution when the block changes the shape.
-    Residual {
-        #[schema(minimum = 1, maximum = 4096)]
-        out: usize,
-        #[serde(default = "one")]
-        #[schema(minimum = 1, maximum = 8)]
-        stride: usize,
-    },
-    /// The book's dense block (§8.7): `convs` blocks of BatchNorm, ReLU and a 3×3 convolution to
-    /// `growth` channels, each output joined to its input along the channels.
-    DenseBlock {
-        #[schema(minimum = 1, maximum = 64)]
-        convs: usize,
-        #[schema(minimum = 1, maximum = 1024)]
-        growth: usize,
-    },
-    /// The book's transition block (§8.7): BatchNorm, ReLU, a 1×1 convolution to `out` channels
-    /// and a 2×2 average pooling with stride 2.
-    Transition {
-        #[schema(minimum = 1, maximum = 4096)]
-        out: usize,
-    },
+    Dropout(DropoutLayer),
+    /// The book's residual block (§8.6).
+    Residual(ResidualLayer),
+    /// The book's dense block (§8.7).
+    DenseBlock(DenseBlockLayer),
+    /// The book's transition block (§8.7).
+    Transition(TransitionLayer),
+}
+
+/// The settings of a layer that has none: `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+/// `conv2d`: to `out` channels with a `kernel`-square window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2dLayer {
+    #[schema(minimum = 1, maximum = 4096)]
+    pub out: usize,
+    #[schema(minimum = 1, maximum = 64)]
+    pub kernel: usize,
+    /// Default 1.
+    #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 64)]
+    pub stride: usize,
+    /// Zeros added on each side, default 0.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 64)]
+    pub padding: usize,
+    /// Input channels: inferred from the layer before; checked when given.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4096)]
+    pub input: Option<usize>,
+}
+
+/// `linear`: to `out` features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinearLayer {
+    #[schema(minimum = 1, maximum = 65536)]
+    pub out: usize,
+    /// Input features: inferred from the layer before; checked when given.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub input: Option<usize>,
+}
+
+/// `avg_pool2d`, `max_pool2d`: over a `kernel`-square window; `stride` defaults to `kernel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolLayer {
+    #[schema(minimum = 1, maximum = 64)]
+    pub kernel: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
+    pub stride: Option<usize>,
+    /// Padding on each side, at most half the kernel; default 0.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 32)]
+    pub padding: usize,
+}
+
+/// `dropout`: the probability `p` of zeroing a value, in [0, 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutLayer {
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+    pub p: f64,
+}
+
+/// `residual`: two 3×3 convolutions to `out` channels with BatchNorm and ReLU, the first with
+/// `stride` (default 1), added to the input — through a 1×1 convolution when the block changes
+/// the shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResidualLayer {
+    #[schema(minimum = 1, maximum = 4096)]
+    pub out: usize,
+    #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 8)]
+    pub stride: usize,
+}
+
+/// `dense_block`: `convs` blocks of BatchNorm, ReLU and a 3×3 convolution to `growth`
+/// channels, each output joined to its input along the channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DenseBlockLayer {
+    #[schema(minimum = 1, maximum = 64)]
+    pub convs: usize,
+    #[schema(minimum = 1, maximum = 1024)]
+    pub growth: usize,
+}
+
+/// `transition`: BatchNorm, ReLU, a 1×1 convolution to `out` channels and a 2×2 average pooling
+/// with stride 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionLayer {
+    #[schema(minimum = 1, maximum = 4096)]
+    pub out: usize,
 }
 
 /// The layer list is compared, not hashed; `p` is a finite number once validated.
@@ -134,21 +164,21 @@ impl LayerSpec {
     /// The layer's kind, as its key in a job definition.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Conv2d { .. } => "conv2d",
-            Self::BatchNorm {} => "batch_norm",
-            Self::Linear { .. } => "linear",
-            Self::Sigmoid {} => "sigmoid",
-            Self::Relu {} => "relu",
-            Self::Tanh {} => "tanh",
-            Self::Gelu {} => "gelu",
-            Self::AvgPool2d { .. } => "avg_pool2d",
-            Self::MaxPool2d { .. } => "max_pool2d",
-            Self::GlobalAvgPool {} => "global_avg_pool",
-            Self::Flatten {} => "flatten",
-            Self::Dropout { .. } => "dropout",
-            Self::Residual { .. } => "residual",
-            Self::DenseBlock { .. } => "dense_block",
-            Self::Transition { .. } => "transition",
+            Self::Conv2d(_) => "conv2d",
+            Self::BatchNorm(_) => "batch_norm",
+            Self::Linear(_) => "linear",
+            Self::Sigmoid(_) => "sigmoid",
+            Self::Relu(_) => "relu",
+            Self::Tanh(_) => "tanh",
+            Self::Gelu(_) => "gelu",
+            Self::AvgPool2d(_) => "avg_pool2d",
+            Self::MaxPool2d(_) => "max_pool2d",
+            Self::GlobalAvgPool(_) => "global_avg_pool",
+            Self::Flatten(_) => "flatten",
+            Self::Dropout(_) => "dropout",
+            Self::Residual(_) => "residual",
+            Self::DenseBlock(_) => "dense_block",
+            Self::Transition(_) => "transition",
         }
     }
 }
@@ -260,7 +290,7 @@ pub fn plan(layers: &[LayerSpec], input: Shape, classes: usize) -> Result<Plan, 
                     activation_floats: 2 * activation_floats,
                 });
                 flattened_from = match (spec, shape, output) {
-                    (LayerSpec::Flatten {}, maps @ Shape::Maps { .. }, _) => Some(maps),
+                    (LayerSpec::Flatten(_), maps @ Shape::Maps { .. }, _) => Some(maps),
                     (_, _, Shape::Flat(n)) if n == shape.values() => flattened_from,
                     _ => None,
                 };
@@ -337,7 +367,7 @@ fn check_in(input: Option<usize>, found: usize, unit: &str, from: Option<Shape>)
 
 fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result<Step, String> {
     match spec {
-        LayerSpec::Conv2d { out, kernel, stride, padding, input: given } => {
+        LayerSpec::Conv2d(Conv2dLayer { out, kernel, stride, padding, input: given }) => {
             let (cin, side) = maps(input)?;
             let window = Window::new(*kernel, *stride, *padding);
             let side =
@@ -347,7 +377,7 @@ fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result
             let mismatch = check_in(*given, cin, "input channels", None);
             Ok(Step { output, parameters, activation_floats: output.values(), mismatch })
         }
-        LayerSpec::Linear { out, input: given } => {
+        LayerSpec::Linear(LinearLayer { out, input: given }) => {
             let n = match input {
                 Shape::Flat(n) => n,
                 maps @ Shape::Maps { .. } => {
@@ -362,19 +392,19 @@ fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result
             let output = Shape::Flat(*out);
             Ok(Step { output, parameters: n * out + out, activation_floats: *out, mismatch })
         }
-        LayerSpec::BatchNorm {} => {
+        LayerSpec::BatchNorm(_) => {
             let channels = match input {
                 Shape::Maps { channels, .. } => channels,
                 Shape::Flat(n) => n,
             };
             Ok(Step { parameters: 2 * channels, ..Step::free(input) })
         }
-        LayerSpec::Sigmoid {} | LayerSpec::Relu {} | LayerSpec::Tanh {} | LayerSpec::Gelu {} => {
+        LayerSpec::Sigmoid(_) | LayerSpec::Relu(_) | LayerSpec::Tanh(_) | LayerSpec::Gelu(_) => {
             Ok(Step::free(input))
         }
-        LayerSpec::Dropout { .. } => Ok(Step::free(input)),
-        LayerSpec::AvgPool2d { kernel, stride, padding }
-        | LayerSpec::MaxPool2d { kernel, stride, padding } => {
+        LayerSpec::Dropout(DropoutLayer { .. }) => Ok(Step::free(input)),
+        LayerSpec::AvgPool2d(PoolLayer { kernel, stride, padding })
+        | LayerSpec::MaxPool2d(PoolLayer { kernel, stride, padding }) => {
             let (channels, side) = maps(input)?;
             if 2 * padding > *kernel {
                 return Err(format!("padding {padding} is more than half the kernel {kernel}"));
@@ -383,12 +413,12 @@ fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result
             let side = side_after(window, side, &format!("a {kernel}×{kernel} window"))?;
             Ok(Step::free(Shape::Maps { channels, side }))
         }
-        LayerSpec::GlobalAvgPool {} => {
+        LayerSpec::GlobalAvgPool(_) => {
             let (channels, _) = maps(input)?;
             Ok(Step::free(Shape::Maps { channels, side: 1 }))
         }
-        LayerSpec::Flatten {} => Ok(Step { activation_floats: 0, ..Step::free(Shape::Flat(input.values())) }),
-        LayerSpec::Residual { out, stride } => {
+        LayerSpec::Flatten(_) => Ok(Step { activation_floats: 0, ..Step::free(Shape::Flat(input.values())) }),
+        LayerSpec::Residual(ResidualLayer { out, stride }) => {
             let (cin, side) = maps(input)?;
             let side = Residual::output_side(*stride, Some(side))
                 .filter(|s| *s >= 1)
@@ -400,7 +430,7 @@ fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result
                 mismatch: None,
             })
         }
-        LayerSpec::DenseBlock { convs, growth } => {
+        LayerSpec::DenseBlock(DenseBlockLayer { convs, growth }) => {
             let (cin, side) = maps(input)?;
             Ok(Step {
                 output: Shape::Maps { channels: cin + convs * growth, side },
@@ -409,7 +439,7 @@ fn step(spec: &LayerSpec, input: Shape, flattened_from: Option<Shape>) -> Result
                 mismatch: None,
             })
         }
-        LayerSpec::Transition { out } => {
+        LayerSpec::Transition(TransitionLayer { out }) => {
             let (cin, side) = maps(input)?;
             let pooled = Transition::sides(Some(side))[1]
                 .filter(|s| *s >= 1)
