@@ -87,9 +87,31 @@ fn discovery_lists_a_usable_device_and_auto_never_picks_a_software_one() {
 
 #[test]
 fn an_mlp_bn_trains_to_the_same_losses_on_wgpu_and_cpu_and_its_weights_move_both_ways() {
+    trains_alike_on_wgpu_and_cpu(ClassifierSpec::MlpBn {
+        hidden: vec![32, 16],
+        activation: Activation::Relu,
+        batch_norm: true,
+    });
+}
+
+#[test]
+fn a_layer_list_trains_to_the_same_losses_on_wgpu_and_cpu_and_its_weights_move_both_ways() {
+    // Convolution, batch norm, sigmoid and 2×2 pooling take the fused kernels on the CPU and
+    // Burn's operations on WGPU.
+    let layers = serde_json::from_value(serde_json::json!([
+        {"conv2d": {"out": 4, "kernel": 5}}, {"batch_norm": {}}, {"sigmoid": {}},
+        {"avg_pool2d": {"kernel": 2, "stride": 2}}, {"max_pool2d": {"kernel": 3, "stride": 2, "padding": 1}},
+        {"flatten": {}}, {"linear": {"out": 16}}, {"batch_norm": {}}, {"relu": {}}, {"linear": {"out": 10}}
+    ]))
+    .unwrap();
+    trains_alike_on_wgpu_and_cpu(ClassifierSpec::Sequential { layers });
+}
+
+/// Four SGD steps of `spec` from the same weights on WGPU and the CPU give the same losses, and
+/// the trained weights moved back to the CPU give the same outputs.
+fn trains_alike_on_wgpu_and_cpu(spec: ClassifierSpec) {
     let dir = tempfile::tempdir().unwrap();
     let (gpu, cpu) = (wgpu(), cpu());
-    let spec = ClassifierSpec::MlpBn { hidden: vec![32, 16], activation: Activation::Relu, batch_norm: true };
     let data = synthetic(64);
     let shape = data.input_shape();
 

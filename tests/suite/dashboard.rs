@@ -326,8 +326,15 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     headers.insert("authorization", format!("Bearer {WRITER}").parse().unwrap());
     server.client = reqwest::Client::builder().default_headers(headers).build().unwrap();
     let c = &server.client;
+    // A layer list (the batch-normalization chapter's small network at 28 pixels): its page
+    // shows its layers.
     let mut quick = synthetic_job(2);
-    quick["name"] = json!("lenet-bn quick");
+    quick["name"] = json!("seed network quick");
+    quick["model"] = json!({"kind": "sequential", "layers": [
+        {"conv2d": {"out": 6, "kernel": 5}}, {"batch_norm": {}}, {"sigmoid": {}},
+        {"avg_pool2d": {"kernel": 2, "stride": 2}}, {"flatten": {}},
+        {"linear": {"out": 32}}, {"batch_norm": {}}, {"sigmoid": {}}, {"linear": {"out": 10}}
+    ]});
     let done = submit(c, base, &quick).await["id"].as_str().unwrap().to_string();
     let mut long = synthetic_job(200);
     long["name"] = json!("lenet-bn long");
@@ -388,7 +395,30 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     assert_eq!(browser.eval(&axis_title("epoch-chart", "y")).await, "loss");
     assert_eq!(browser.eval(&axis_title("epoch-chart", "accuracy")).await, "accuracy");
     assert_eq!(browser.eval("return document.getElementById('error') === null;").await, true, "no error row");
-    assert_aligned(&browser, "the checkpoints table").await;
+    let layers = browser
+        .eval("return [...document.querySelectorAll('#layers tbody tr')].map(r => [r.cells[1].textContent, r.cells[2].textContent, r.cells[3].textContent]);")
+        .await;
+    let shown: Vec<Value> = finished["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let output: Vec<String> = l["output"].as_array().unwrap().iter().map(|d| d.to_string()).collect();
+            let parameters = l["parameters"].as_u64().unwrap();
+            json!([
+                l["kind"],
+                output.join("×"),
+                if parameters >= 1000 {
+                    format!("{},{:03}", parameters / 1000, parameters % 1000)
+                } else {
+                    parameters.to_string()
+                }
+            ])
+        })
+        .collect();
+    assert_eq!(layers, json!(shown), "the layer table is the job's layers");
+    assert_eq!(layers[0], json!(["conv2d", "6×24×24", "156"]));
+    assert_aligned(&browser, "the checkpoints and layers tables").await;
     let newest = checkpoints.last().unwrap();
     browser.click(&format!("#checkpoints a[data-checkpoint=\"{}\"]", newest["id"])).await;
     let file = browser.downloaded().await;

@@ -399,6 +399,7 @@ async function jobView(id) {
     <dt>backend</dt><dd id="backend">${esc(job.backend || job.spec.backend)}</dd></dl>
     <div class="charts"><div class="chart"><canvas id="step-chart"></canvas></div>
     <div class="chart"><canvas id="epoch-chart"></canvas></div></div>
+    ${layersTable(job)}
     <h2>Checkpoints</h2><p id="checkpoints-error" class="error"></p>
     <table id="checkpoints"><thead><tr><th class="num">epoch</th><th class="num">step</th><th class="num">bytes</th>
     <th>sha256</th><th class="num">id</th><th></th></tr></thead><tbody></tbody></table>
@@ -432,6 +433,17 @@ async function jobView(id) {
       if (d.error) showError(d.error);
     }
   }, abort.signal);
+}
+
+// A layer list's layers with their output shapes and parameters, as the API resolved them for the
+// job's data (a built-in kind has none).
+function layersTable(job) {
+  if (!job.layers) return '';
+  const rows = job.layers.map(l => `<tr><td class="num">${l.index}</td><td>${esc(l.kind)}</td>
+    <td class="num">${l.output.join('×')}</td><td class="num">${l.parameters.toLocaleString('en')}</td></tr>`).join('');
+  return `<h2>Layers</h2><table id="layers"><thead><tr><th class="num">layer</th><th>kind</th>
+    <th class="num">output</th><th class="num">parameters</th></tr></thead><tbody>${rows}</tbody>
+    <tfoot><tr><td></td><td>total</td><td></td><td class="num">${job.parameters.toLocaleString('en')}</td></tr></tfoot></table>`;
 }
 
 // A job's checkpoints: the epoch it ends (the job's own numbering) first, the server-wide id it
