@@ -1,11 +1,12 @@
-//! What a valid job's model looks like before it trains: each layer of a layer list with its
-//! output shape and parameter count (as Keras' `model.summary()` or torchinfo show it), and the
+//! What a valid job's model looks like before it trains: each layer (a layer list's, or a
+//! built-in kind's preset list) with its output shape and parameter count (as Keras' `model.summary()` or torchinfo show it), and the
 //! activation memory one batch needs. The job view and the dry run show them.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Task, ValidJobSpec};
+use crate::models::{Shape, sequential};
 
 /// One layer of a `sequential` model, resolved for the job's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -21,10 +22,13 @@ pub struct LayerSummary {
 }
 
 impl ValidJobSpec {
-    /// The layers of a `sequential` model with their shapes; `None` for the built-in kinds.
+    /// An image classifier's layers with their shapes: a `sequential` model's own, a built-in
+    /// kind's as its preset list writes it; `None` for a language model.
     pub fn layers(&self) -> Option<Vec<LayerSummary>> {
         let Some(Task::Classify { model, data }) = self.task() else { return None };
-        let plan = model.plan(data.input_shape(), data.source.classes())?.ok()?;
+        let (shape, classes) = (data.input_shape(), data.source.classes());
+        let input = Shape::Maps { channels: shape.channels, side: shape.height };
+        let plan = sequential::plan(&model.as_layers(classes), input, classes).ok()?;
         let layers = plan.layers.iter().enumerate().map(|(index, layer)| LayerSummary {
             index,
             kind: layer.spec.kind().to_string(),

@@ -1,5 +1,5 @@
 //! `POST /jobs?dry_run=true`: a definition validated exactly as a submit validates it, answered
-//! with what would run — the resolved definition, a layer list's layers with their shapes and
+//! with what would run — the resolved definition, the model's layers with their shapes and
 //! parameters, the totals, the activation memory of a batch and the lane — and nothing stored or
 //! queued.
 
@@ -25,8 +25,8 @@ pub struct DryRun {
     /// what `--max-batch-memory-mib` is checked against; absent for a language model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activation_bytes: Option<u64>,
-    /// A `sequential` model's layers with their output shapes and parameters; absent for the
-    /// built-in kinds.
+    /// An image classifier's layers with their output shapes and parameters (a built-in kind's
+    /// as its preset list writes it); absent for a language model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSummary>>,
 }

@@ -117,8 +117,8 @@ pub struct Job {
     pub backend: Option<String>,
     /// Trainable parameters of the model.
     pub parameters: u64,
-    /// A `sequential` model's layers, resolved for the job's data: each one's output shape and
-    /// parameters. Absent for the built-in kinds.
+    /// An image classifier's layers, resolved for the job's data: each one's output shape and
+    /// parameters (a built-in kind's as its preset list writes it). Absent for a language model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSummary>>,
     /// Seconds from the start of the job's latest run (or resume) to the end of its first

@@ -12,6 +12,7 @@
 pub mod densenet;
 pub mod lenet_bn;
 pub mod mlp_bn;
+mod presets;
 pub mod resnet;
 pub mod rnn_lm;
 pub mod sequential;

@@ -177,12 +177,21 @@ async fn a_dry_run_shows_each_layer_and_the_totals_and_stores_nothing() {
     assert!(answer["activation_bytes"].as_u64().unwrap() > 0, "{answer}");
     assert_eq!(answer["spec"]["data"]["resize"], 12);
 
-    // The same 422 as a submit; a built-in kind has no layer list; a bad flag is named.
+    // The same 422 as a submit; a built-in kind shows its preset list; a bad flag is named.
     let r = server.client.post(&url).json(&seed_job(json!({"in": 36, "out": 10}))).send().await.unwrap();
     assert_eq!(r.status(), 422);
     let lenet = json!({"model": {"kind": "lenet_bn"}, "data": {"dataset": "synthetic_images"}});
     let answer: Value = server.client.post(&url).json(&lenet).send().await.unwrap().json().await.unwrap();
-    assert_eq!((answer["parameters"].as_u64(), answer.get("layers")), (Some(44_878), None), "{answer}");
+    let preset = answer["layers"].as_array().unwrap();
+    let kinds: Vec<&str> = preset.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[..4], ["conv2d", "batch_norm", "sigmoid", "avg_pool2d"], "{answer}");
+    assert_eq!(
+        (kinds.len(), preset[8]["output"].clone()),
+        (16, json!([256])),
+        "LeNet's flatten gives 16×4×4"
+    );
+    let sum: u64 = preset.iter().map(|l| l["parameters"].as_u64().unwrap()).sum();
+    assert_eq!((answer["parameters"].as_u64(), sum), (Some(44_878), 44_878), "{answer}");
     let r = server.client.post(server.url("/jobs?dry_run=maybe")).json(&lenet).send().await.unwrap();
     assert_eq!(r.status(), 422);
     let problem: Value = r.json().await.unwrap();

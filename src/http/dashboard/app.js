@@ -435,8 +435,8 @@ async function jobView(id) {
   }, abort.signal);
 }
 
-// A layer list's layers with their output shapes and parameters, as the API resolved them for the
-// job's data (a built-in kind has none).
+// The model's layers with their output shapes and parameters, as the API resolved them for the
+// job's data (a language model has none).
 function layersTable(job) {
   if (!job.layers) return '';
   const rows = job.layers.map(l => `<tr><td class="num">${l.index}</td><td>${esc(l.kind)}</td>
