@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{JobError, Jobs};
-use crate::definition::{JobSpec, LayerSummary, Limits, ValidJobSpec};
+use crate::definition::{LayerSummary, ValidJobSpec};
 
 /// What a submit of the same definition would run.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -34,10 +34,7 @@ pub struct DryRun {
 impl Jobs {
     /// Validates `body` as [`Jobs::submit`] does and says what would run; stores nothing.
     pub fn dry_run(&self, body: &[u8]) -> Result<DryRun, JobError> {
-        let shared = &self.shared;
-        let valid = JobSpec::from_json(body)?
-            .validate(&Limits { config: &shared.config, backends: &shared.backends })
-            .map_err(JobError::Invalid)?;
+        let valid = self.validate(body)?;
         Ok(DryRun {
             layers: valid.spec.layers(),
             activation_bytes: valid.spec.activation_bytes(),

@@ -20,7 +20,7 @@ use super::worker::Pool;
 use super::{CheckpointInfo, Job, JobId, JobStatus, datadir, disk, orphans, sweep, worker};
 use crate::backend::{BackendsView, Lane};
 use crate::config::Config;
-use crate::definition::{JobSpec, Limits};
+use crate::definition::{JobSpec, Limits, ValidJob};
 use crate::telemetry::{Snapshot, Telemetry};
 
 /// The result of a submit.
@@ -78,13 +78,20 @@ impl Jobs {
         &self.shared.config
     }
 
+    /// Parses and validates a job definition against this server's caps and devices: what a
+    /// submit and a dry run both start with.
+    pub(super) fn validate(&self, body: &[u8]) -> Result<ValidJob, JobError> {
+        let shared = &self.shared;
+        JobSpec::from_json(body)?
+            .validate(&Limits { config: &shared.config, backends: &shared.backends })
+            .map_err(JobError::Invalid)
+    }
+
     /// Validates and queues a job. With an idempotency key already used, returns that job.
     pub fn submit(&self, body: &[u8], idempotency_key: Option<&str>) -> Result<Submitted, JobError> {
         let shared = &self.shared;
         disk::check_floor(&shared.config)?;
-        let valid = JobSpec::from_json(body)?
-            .validate(&Limits { config: &shared.config, backends: &shared.backends })
-            .map_err(JobError::Invalid)?;
+        let valid = self.validate(body)?;
         if let Some(key) = idempotency_key {
             if let Some(job) = shared.store.job_by_idempotency_key(key)? {
                 if job.spec != valid.spec {
