@@ -93,10 +93,12 @@ fn fused_conv2d(
     ))
 }
 
-/// `pool.forward(x)` for LeNet's 2×2 average pooling with stride 2 (`pool` must be that): on
-/// flex one kernel forward and one backward, where Burn's CPU pooling runs a general 3-D loop.
+/// `pool.forward(x)`. For a 2×2 average pooling with stride 2 and no padding (LeNet's) on flex,
+/// one kernel forward and one backward, where Burn's CPU pooling runs a general 3-D loop; any
+/// other pooling, or device, Burn's own.
 pub fn avg_pool2(pool: &AvgPool2d, x: Tensor<4>) -> Tensor<4> {
-    if on_flex(&x) {
+    let halves = pool.kernel_size == [2, 2] && pool.stride == [2, 2];
+    if halves && matches!(pool.padding, PaddingConfig2d::Valid) && on_flex(&x) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_avg_pool2(x.into_dispatch()))
     } else {
         pool.forward(x)

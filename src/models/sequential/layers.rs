@@ -9,9 +9,7 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, MaxPool2d};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, Linear, PaddingConfig2d, Relu, Tanh,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, Linear, Relu, Tanh};
 use burn::tensor::{Device, Tensor};
 
 use super::super::densenet::{DenseBlock, Transition};
@@ -149,12 +147,7 @@ impl Layer {
                 Flat(x) => Flat(linear.forward(x)),
                 Maps(_) => panic!("linear got feature maps: the layer list was not planned"),
             },
-            Self::AvgPool2d(pool) => {
-                let x = maps(x, "avg_pool2d");
-                let halves = pool.kernel_size == [2, 2] && pool.stride == [2, 2];
-                let unpadded = matches!(pool.padding, PaddingConfig2d::Valid);
-                Maps(if halves && unpadded { avg_pool2(pool, x) } else { pool.forward(x) })
-            }
+            Self::AvgPool2d(pool) => Maps(avg_pool2(pool, maps(x, "avg_pool2d"))),
             Self::MaxPool2d(pool) => Maps(pool.forward(maps(x, "max_pool2d"))),
             Self::GlobalAvgPool(_) => Maps(maps(x, "global_avg_pool").mean_dim(3).mean_dim(2)),
             Self::Flatten(_) => match x {
