@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Task, ValidJobSpec};
-use crate::models::{Shape, sequential};
 
 /// One layer of a `sequential` model, resolved for the job's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -26,9 +25,7 @@ impl ValidJobSpec {
     /// kind's as its preset list writes it; `None` for a language model.
     pub fn layers(&self) -> Option<Vec<LayerSummary>> {
         let Some(Task::Classify { model, data }) = self.task() else { return None };
-        let (shape, classes) = (data.input_shape(), data.source.classes());
-        let input = Shape::Maps { channels: shape.channels, side: shape.height };
-        let plan = sequential::plan(&model.as_layers(classes), input, classes).ok()?;
+        let plan = model.layer_plan(data.input_shape(), data.source.classes()).ok()?;
         let layers = plan.layers.iter().enumerate().map(|(index, layer)| LayerSummary {
             index,
             kind: layer.spec.kind().to_string(),

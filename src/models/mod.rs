@@ -10,28 +10,30 @@
 //! the activation they keep; [`ClassifierSpec`] only picks the config and asks it.
 
 pub mod densenet;
+mod init;
 pub mod lenet_bn;
 pub mod mlp_bn;
 mod presets;
 pub mod resnet;
 pub mod rnn_lm;
 pub mod sequential;
+mod window;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
-use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::data::ImageShape;
 use densenet::{DenseNet, DenseNetConfig};
+pub use init::materialize;
+pub(crate) use init::{book_conv, book_linear};
 use lenet_bn::{LenetBn, LenetBnConfig};
 use mlp_bn::{MlpBn, MlpBnConfig};
 use resnet::{ResNet, ResNetConfig};
 pub use rnn_lm::{Cell, RnnLm, RnnLmConfig};
 pub use sequential::{LayerProblem, LayerSpec, Plan, Sequential, Shape};
+pub(crate) use window::{Window, pixels};
 
 /// The `model` of a job definition: what `kind` names decides which of the two it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -124,67 +126,6 @@ impl Classifier {
     }
 }
 
-/// The square window of a convolution or a pooling: kernel side, stride and padding. A model's
-/// config builds its layers from its windows and computes from the same windows the sides those
-/// layers leave, so each layer's geometry is written once.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Window {
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-}
-
-impl Window {
-    pub(crate) const fn new(kernel: usize, stride: usize, pad: usize) -> Self {
-        Self { kernel, stride, pad }
-    }
-
-    /// Side of the output for an input `side` pixels wide, or `None` when the kernel does not fit.
-    pub(crate) fn output_side(self, side: usize) -> Option<usize> {
-        (side + 2 * self.pad).checked_sub(self.kernel).map(|d| d / self.stride + 1)
-    }
-
-    /// [`Self::output_side`] after a layer that may itself have left nothing.
-    pub(crate) fn after(self, side: Option<usize>) -> Option<usize> {
-        side.and_then(|s| self.output_side(s))
-    }
-
-    /// Weights of the kernel between one input and one output channel.
-    pub(crate) fn area(self) -> usize {
-        self.kernel * self.kernel
-    }
-
-    fn padding(self) -> PaddingConfig2d {
-        match self.pad {
-            0 => PaddingConfig2d::Valid,
-            p => PaddingConfig2d::Explicit(p, p, p, p),
-        }
-    }
-
-    /// A convolution from `cin` to `cout` channels over this window.
-    pub(crate) fn conv(self, cin: usize, cout: usize) -> Conv2dConfig {
-        Conv2dConfig::new([cin, cout], [self.kernel; 2])
-            .with_stride([self.stride; 2])
-            .with_padding(self.padding())
-    }
-
-    /// An average pooling over this window.
-    pub(crate) fn avg_pool(self) -> AvgPool2dConfig {
-        AvgPool2dConfig::new([self.kernel; 2]).with_strides([self.stride; 2]).with_padding(self.padding())
-    }
-
-    /// A max pooling over this window.
-    pub(crate) fn max_pool(self) -> MaxPool2dConfig {
-        MaxPool2dConfig::new([self.kernel; 2]).with_strides([self.stride; 2]).with_padding(self.padding())
-    }
-}
-
-/// Values in one channel of a square feature map `side` pixels wide; none where a layer whose
-/// kernel did not fit left no map (an activation estimate counts the layers that do fit).
-pub(crate) fn pixels(side: Option<usize>) -> usize {
-    side.map_or(0, |s| s * s)
-}
-
 /// The config a [`ClassifierSpec`] builds for one image shape and class count: the one place
 /// that knows the model's layers, and so its parameters, the sides it takes and the activation
 /// it keeps.
@@ -250,52 +191,6 @@ impl ClassifierConfig {
             }
         }
     }
-}
-
-/// Initialisation as the book's PyTorch code does it: `xavier_uniform_` on the weights, and
-/// PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the biases (Burn would otherwise draw
-/// the biases from the weights' Xavier distribution).
-fn book_bias(fan_in: usize, len: usize, device: &Device) -> Param<Tensor<1>> {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    Initializer::Uniform { min: -bound, max: bound }.init([len], device)
-}
-
-/// A linear layer initialised as the book does.
-pub(crate) fn book_linear(inputs: usize, outputs: usize, device: &Device) -> Linear {
-    let mut linear = LinearConfig::new(inputs, outputs)
-        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-        .init(device);
-    linear.bias = Some(book_bias(inputs, outputs, device));
-    linear
-}
-
-/// A convolution initialised as the book does; `config` sets everything but the initialiser.
-pub(crate) fn book_conv(config: Conv2dConfig, device: &Device) -> Conv2d {
-    let fan_in = config.channels[0] / config.groups * config.kernel_size[0] * config.kernel_size[1];
-    let out = config.channels[1];
-    let mut conv = config.with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device);
-    if conv.bias.is_some() {
-        conv.bias = Some(book_bias(fan_in, out, device));
-    }
-    conv
-}
-
-/// Draws every parameter's initial value now (Burn initialises lazily, on first use) and
-/// counts the trainable values — BatchNorm's running statistics are state, not parameters.
-/// The model must be on an autodiff device for the count to see which values train.
-pub fn materialize<M: Module>(model: &M) -> usize {
-    struct Visitor(usize);
-    impl ModuleVisitor for Visitor {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let value = param.val();
-            if value.is_require_grad() {
-                self.0 += value.shape().num_elements();
-            }
-        }
-    }
-    let mut visitor = Visitor(0);
-    model.visit(&mut visitor);
-    visitor.0
 }
 
 impl ClassifierSpec {
@@ -374,14 +269,17 @@ impl ClassifierSpec {
         }
     }
 
-    /// A layer list walked from `shape` to `classes` values ([`sequential::plan`]): the plan or
-    /// every problem, by layer; `None` for the built-in kinds.
+    /// A `sequential` model's list walked from `shape` to `classes` values: the plan or every
+    /// problem, by layer; `None` for the built-in kinds (their sizes are their modules').
     pub fn plan(&self, shape: ImageShape, classes: usize) -> Option<Result<Plan, Vec<LayerProblem>>> {
-        let Self::Sequential { layers } = self else {
-            return None;
-        };
+        matches!(self, Self::Sequential { .. }).then(|| self.layer_plan(shape, classes))
+    }
+
+    /// The model as a layer list ([`Self::as_layers`], a built-in kind's preset) walked from
+    /// `shape` to `classes` values ([`sequential::plan`]).
+    pub fn layer_plan(&self, shape: ImageShape, classes: usize) -> Result<Plan, Vec<LayerProblem>> {
         let input = Shape::Maps { channels: shape.channels, side: shape.height };
-        Some(sequential::plan(layers, input, classes))
+        sequential::plan(&self.as_layers(classes), input, classes)
     }
 
     /// Whether images of `shape` keep at least one pixel through every layer of the model for
