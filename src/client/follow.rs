@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::sse::SseEvent;
 use super::stream::{EventStream, Item};
 use super::table::{Names, epoch_line, terminal_width};
+use super::watch::status_text;
 use super::{Client, ClientError};
 
 /// How the progress is shown.
@@ -113,11 +114,7 @@ impl View {
     fn status(&mut self, data: &Value) -> Option<Outcome> {
         let status = data["status"].as_str().unwrap_or("unknown").to_string();
         let error = data["error"].as_str().map(str::to_string);
-        match (&data["backend"], &error) {
-            (Value::String(backend), _) => self.note(&format!("status: {status} on {backend}")),
-            (_, Some(error)) => self.note(&format!("status: {status}: {error}")),
-            _ => self.note(&format!("status: {status}")),
-        }
+        self.note(&format!("status: {}", status_text(data)));
         let finished = matches!(status.as_str(), "succeeded" | "failed" | "cancelled");
         if finished && let Some(bar) = self.bar.take() {
             bar.abandon();

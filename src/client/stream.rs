@@ -41,8 +41,6 @@ pub struct EventStream<'a> {
     failures: u32,
     /// Whether the server ending the stream is a drop, to reconnect after, rather than its end.
     endless: bool,
-    /// Whether the next connection waits first (it follows a drop).
-    wait: bool,
 }
 
 impl<'a> EventStream<'a> {
@@ -58,7 +56,6 @@ impl<'a> EventStream<'a> {
             ready: VecDeque::new(),
             failures: 0,
             endless: false,
-            wait: false,
         }
     }
 
@@ -70,7 +67,8 @@ impl<'a> EventStream<'a> {
 
     /// Opens a connection now, with `Last-Event-ID` once an event was read.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
-        if std::mem::take(&mut self.wait) {
+        // A connection after a drop (counted until an event arrives) waits first.
+        if self.failures > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let mut request = self.client.request(Method::GET, &self.path);
@@ -117,7 +115,6 @@ impl<'a> EventStream<'a> {
         if self.failures > RECONNECTS {
             return Err(ClientError::Other(format!("lost the stream of {}: {why}", self.what)));
         }
-        self.wait = true;
         Ok(Item::Dropped(why))
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::stream::{EventStream, Item};
+use super::table::number;
 use super::{Client, ClientError};
 
 /// A watch of every job.
@@ -43,17 +44,19 @@ impl<'a> Watch<'a> {
     pub async fn run(mut self) -> Result<bool, ClientError> {
         loop {
             match self.events.next().await? {
-                Item::Event(event) => {
+                // Steps, most of the stream, and checkpoints are not shown: not even parsed.
+                Item::Event(event) if matches!(event.event.as_str(), "status" | "epoch" | "deleted") => {
                     let Ok(data) = serde_json::from_str::<Value>(&event.data) else { continue };
-                    let job = data["job"].as_str().unwrap_or_default().to_string();
-                    let epochs = if event.event == "epoch" { self.epochs_of(&job).await } else { 0 };
+                    let job = data["job"].as_str().unwrap_or_default();
+                    let epochs = if event.event == "epoch" { self.epochs_of(job).await } else { 0 };
                     if event.event == "deleted" {
-                        self.epochs.remove(&job);
+                        self.epochs.remove(job);
                     }
                     if let Some(text) = describe(&event.event, &data, epochs) {
                         println!("{} {job} {text}", now());
                     }
                 }
+                Item::Event(_) => {}
                 Item::Dropped(why) => eprintln!("stream dropped ({why}); reconnecting"),
                 // An endless stream's end is a drop.
                 Item::Ended => {}
@@ -78,17 +81,20 @@ impl<'a> Watch<'a> {
 /// `deleted`; `None` for the kinds not shown.
 pub fn describe(kind: &str, data: &Value, epochs: u64) -> Option<String> {
     match kind {
-        "status" => {
-            let status = data["status"].as_str().unwrap_or("unknown");
-            Some(match (data["backend"].as_str(), data["error"].as_str()) {
-                (Some(backend), _) => format!("{status} on {backend}"),
-                (_, Some(error)) => format!("{status}: {error}"),
-                _ => status.to_string(),
-            })
-        }
+        "status" => Some(status_text(data)),
         "epoch" => Some(epoch_text(data, epochs)),
         "deleted" => Some("deleted".to_string()),
         _ => None,
+    }
+}
+
+/// A status event's body in words: `running on cpu (burn-flex)`, `failed: <why>`, `queued`.
+pub fn status_text(data: &Value) -> String {
+    let status = data["status"].as_str().unwrap_or("unknown");
+    match (data["backend"].as_str(), data["error"].as_str()) {
+        (Some(backend), _) => format!("{status} on {backend}"),
+        (_, Some(error)) => format!("{status}: {error}"),
+        _ => status.to_string(),
     }
 }
 
@@ -101,7 +107,7 @@ fn epoch_text(row: &Value, epochs: u64) -> String {
         ["test_accuracy", "validation_perplexity", "perplexity"].into_iter().find(|m| row[m].is_number());
     for name in ["train_loss"].into_iter().chain(quality) {
         if let Some(value) = row[name].as_f64() {
-            text.push_str(&format!("  {name} {value:.4}"));
+            text.push_str(&format!("  {name} {}", number(value)));
         }
     }
     text
