@@ -212,7 +212,13 @@ impl Telemetry {
     /// tells one job's report from another's: it labels no series.
     pub fn throughput(&self, job: &str, trainer: &Trainer, unit: Unit, per_sec: f64) {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        rates.insert(job.to_string(), (trainer.clone(), unit, per_sec));
+        // Reported every few steps: a known job's rate is updated in place, without allocating.
+        match rates.get_mut(job) {
+            Some(rate) => rate.2 = per_sec,
+            None => {
+                rates.insert(job.to_string(), (trainer.clone(), unit, per_sec));
+            }
+        }
     }
 
     /// Job `job` stopped training: it counts in no throughput any more.

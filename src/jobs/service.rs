@@ -176,8 +176,16 @@ impl Jobs {
     /// Starts following every job's events: after event `after`, or, with `None`, those recorded
     /// from now on.
     pub fn follow_all(&self, after: Option<i64>) -> Result<Follow, JobError> {
-        let (live, newest) = self.shared.store.subscribe()?;
-        Ok(Follow::all(live, after.unwrap_or(newest)))
+        let store = &self.shared.store;
+        match after {
+            // Subscribed before the first store read (the watcher's), so nothing is missed.
+            Some(after) => Ok(Follow::all(store.announcer().subscribe(), after)),
+            // Only a watcher without a cursor needs the newest id, read as it subscribes.
+            None => {
+                let (live, newest) = store.subscribe()?;
+                Ok(Follow::all(live, newest))
+            }
+        }
     }
 
     /// Cancels a queued job at once, or asks a running one to stop at its next step.
