@@ -69,17 +69,14 @@ async fn submit_follow_trains_to_success_in_plain_lines_and_the_other_commands_s
     assert!(out.status.success(), "{}", text(&out.stderr));
     let file = std::fs::read_dir(&saved).unwrap().next().unwrap().unwrap().path();
     assert_eq!(file.extension().unwrap(), "bpk", "burnpack, as the server names it: {}", file.display());
-    let listed: Value =
-        crate::common::get_json(&authorized(), &server.url(&format!("/jobs/{id}/checkpoints"))).await;
+    let listed: Value = crate::common::get_json(
+        &crate::common::authorized(WRITER),
+        &server.url(&format!("/jobs/{id}/checkpoints")),
+    )
+    .await;
     let newest = listed.as_array().unwrap().last().unwrap();
     let digest = format!("{:x}", sha2::Sha256::digest(std::fs::read(&file).unwrap()));
     assert_eq!(digest, newest["sha256"].as_str().unwrap(), "the newest checkpoint, whole");
-}
-
-fn authorized() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {WRITER}").parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,3 +264,10 @@ pub fn read_answer(stream: &mut std::net::TcpStream) -> (u16, Vec<(String, Strin
     }
     (status, headers, serde_json::from_slice(&raw[end + 4..end + 4 + length]).unwrap())
 }
+
+/// A client that sends `key` as its bearer token with every request.
+pub fn authorized(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}

@@ -322,9 +322,7 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     assert_eq!(r.headers()["content-type"], "image/x-icon");
     assert!(r.bytes().await.unwrap().starts_with(&[0, 0, 1, 0]), "an ICO file");
 
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {WRITER}").parse().unwrap());
-    server.client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    server.client = crate::common::authorized(WRITER);
     let c = &server.client;
     // A layer list (the batch-normalization chapter's small network at 28 pixels): its page
     // shows its layers.
@@ -422,7 +420,7 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     let newest = checkpoints.last().unwrap();
     browser.click(&format!("#checkpoints a[data-checkpoint=\"{}\"]", newest["id"])).await;
     let file = browser.downloaded().await;
-    let digest = hex(&Sha256::digest(std::fs::read(&file).unwrap()));
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&file).unwrap()));
     assert_eq!(digest, newest["sha256"].as_str().unwrap(), "{} is the checkpoint listed", file.display());
 
     browser.open(&format!("{base}/#/jobs/{training}")).await;
@@ -502,10 +500,6 @@ async fn the_jobs_table_polls_while_the_event_stream_cannot_be_opened() {
         && document.getElementById('live').textContent.includes('every 30 s');";
     browser.wait_for("the table to say it polls", polling).await;
     browser.close().await;
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The browser binary: Debian's chromium, or `$KILN_CHROMIUM`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kiln::client::sse::{SseEvent, SseReader};
 use serde_json::{Value, json};
 
-use crate::common::{Server, submit, synthetic_job, wait_finished};
+use crate::common::{Server, authorized, submit, synthetic_job, wait_finished};
 use crate::security::keyed_server;
 
 /// Reads job `id`'s event stream from `last_id` (none: from the start) until it ends, or until
@@ -40,11 +40,11 @@ pub async fn read_events(
     events
 }
 
-fn data(event: &SseEvent) -> Value {
+pub(crate) fn data(event: &SseEvent) -> Value {
     serde_json::from_str(&event.data).unwrap()
 }
 
-fn ids(events: &[SseEvent]) -> Vec<i64> {
+pub(crate) fn ids(events: &[SseEvent]) -> Vec<i64> {
     events.iter().map(|e| e.id.parse().unwrap()).collect()
 }
 
@@ -229,12 +229,6 @@ async fn prometheus_scrapes_with_a_read_key_while_a_job_trains() {
 }
 
 /// A client that sends `key` with every request.
-fn authorized(key: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
-}
-
 /// The samples of a Prometheus text exposition: (name, labels, value). Every line that is not a
 /// comment must parse.
 fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {

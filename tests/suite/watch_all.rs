@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Server, submit, synthetic_job, wait_finished};
 use crate::security::{WRITER, keyed_server};
-use crate::watch::read_events;
+use crate::watch::{data, ids, read_events};
 
 /// An open `GET /events` and what of it has been read.
 struct Open {
@@ -48,10 +48,6 @@ impl Open {
     }
 }
 
-fn data(event: &SseEvent) -> Value {
-    serde_json::from_str(&event.data).unwrap()
-}
-
 /// Whether `events` hold job `id`'s final `succeeded` status.
 fn succeeded(events: &[SseEvent], id: &str) -> bool {
     events.iter().any(|e| data(e) == json!({"job": id, "status": "succeeded"}))
@@ -72,10 +68,6 @@ fn of_job(events: &[SseEvent], id: &str) -> Vec<SseEvent> {
 async fn own_stream(client: &reqwest::Client, base: &str, id: &str) -> Vec<SseEvent> {
     let events = read_events(client, base, id, None, None).await;
     events.into_iter().map(|e| SseEvent { data: data(&e).to_string(), ..e }).collect()
-}
-
-fn ids(events: &[SseEvent]) -> Vec<i64> {
-    events.iter().map(|e| e.id.parse().unwrap()).collect()
 }
 
 /// A job that logs every step.
