@@ -60,8 +60,7 @@ keyForm.addEventListener('submit', e => {
 document.getElementById('forget-key').addEventListener('click', () => {
   sessionStorage.removeItem(KEY);
   document.getElementById('key').value = '';
-  clearView();
-  route();
+  route(); // clears the view first, then asks for a key
 });
 
 // ---- event streams ------------------------------------------------------------------------------
