@@ -35,6 +35,8 @@ use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+#[cfg(test)]
+mod legacy_tests;
 mod verify;
 
 use super::position::Position;
