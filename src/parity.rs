@@ -2,8 +2,8 @@
 //! can reproduce exactly, so `bench/parity.py` can run the very same training and the two can be
 //! compared loss by loss.
 //!
-//! Writes the initial weights (BatchNorm running statistics included, in the module's field
-//! order, Linear weights as Burn stores them: `[in, out]`) to a JSON file, trains with SGD on
+//! Writes the initial weights (BatchNorm running statistics included, layer by layer in the
+//! model's order, Linear weights as Burn stores them: `[in, out]`) to a JSON file, trains with SGD on
 //! the training set in file order, and prints the loss of selected steps and the test accuracy
 //! of each epoch in the same format as the Python side.
 
@@ -45,7 +45,7 @@ pub struct ParityArgs {
     pub datasets_dir: std::path::PathBuf,
 }
 
-/// Collects every float tensor of a module, in field order.
+/// Collects every float tensor of a module, in the order it visits them.
 struct Dump(Vec<String>);
 
 impl ModuleVisitor for Dump {

@@ -1,36 +1,32 @@
-//! The models kiln trains, each built from a Burn `Config`.
+//! The models kiln trains, each built from a spec.
 //!
 //! [`ModelSpec`] is the `model` of a job definition: an image classifier ([`ClassifierSpec`],
 //! built into a [`Classifier`] for a data set's image shape and class count) or a language model
 //! ([`LanguageModelSpec`], built into an [`RnnLm`] for a vocabulary). Each gives its parameter
 //! count without being built, so validation refuses models over the server's cap.
 //!
-//! Each model's config is the one place that knows its layers: it builds them, counts their
-//! parameters, and computes from the same kernel windows and widths the image sides they take and
-//! the activation they keep; [`ClassifierSpec`] only picks the config and asks it.
+//! Every image classifier is a layer list: a `sequential` model's own, or a built-in kind's
+//! preset ([`presets`]: LeNet-BN, the MLP, ResNet and DenseNet as the book writes them). One
+//! [`sequential::plan`] of that list for the image shape knows the layers' shapes, parameters
+//! and activation, and one builder ([`Sequential`]) makes the module; [`legacy`] names the
+//! weights of checkpoints written before, when the built-in kinds were modules of their own.
 
-pub mod densenet;
+pub mod dense;
 mod init;
-pub mod lenet_bn;
-pub mod mlp_bn;
+pub mod legacy;
 mod presets;
-pub mod resnet;
+pub mod residual;
 pub mod rnn_lm;
 pub mod sequential;
 mod window;
 
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::data::ImageShape;
-use densenet::{DenseNet, DenseNetConfig};
 pub use init::materialize;
 pub(crate) use init::{book_conv, book_linear};
-use lenet_bn::{LenetBn, LenetBnConfig};
-use mlp_bn::{MlpBn, MlpBnConfig};
-use resnet::{ResNet, ResNetConfig};
 pub use rnn_lm::{Cell, RnnLm, RnnLmConfig};
 pub use sequential::{LayerProblem, LayerSpec, Plan, Sequential, Shape};
 pub(crate) use window::{Window, pixels};
@@ -47,11 +43,7 @@ impl ModelSpec {
     /// The `kind` a job definition names it by (`lenet_bn`, `rnn_lm` ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Classifier(ClassifierSpec::LenetBn { .. }) => "lenet_bn",
-            Self::Classifier(ClassifierSpec::MlpBn { .. }) => "mlp_bn",
-            Self::Classifier(ClassifierSpec::Resnet { .. }) => "resnet",
-            Self::Classifier(ClassifierSpec::Densenet { .. }) => "densenet",
-            Self::Classifier(ClassifierSpec::Sequential { .. }) => "sequential",
+            Self::Classifier(spec) => spec.kind(),
             Self::Language(LanguageModelSpec::RnnLm { .. }) => "rnn_lm",
         }
     }
@@ -99,143 +91,19 @@ pub enum Activation {
     Sigmoid,
 }
 
-/// An image classifier of any kind kiln trains.
-#[derive(Module, Debug)]
-pub enum Classifier {
-    LenetBn(LenetBn),
-    MlpBn(MlpBn),
-    ResNet(ResNet),
-    DenseNet(DenseNet),
-    Sequential(Sequential),
-}
-
-impl Classifier {
-    /// Class logits.
-    ///
-    /// # Shapes
-    /// - `images`: `[batch, channels, height, width]`
-    /// - output: `[batch, classes]`
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        match self {
-            Self::LenetBn(m) => m.forward(images),
-            Self::MlpBn(m) => m.forward(images),
-            Self::ResNet(m) => m.forward(images),
-            Self::DenseNet(m) => m.forward(images),
-            Self::Sequential(m) => m.forward(images),
-        }
-    }
-}
-
-/// The config a [`ClassifierSpec`] builds for one image shape and class count: the one place
-/// that knows the model's layers, and so its parameters, the sides it takes and the activation
-/// it keeps.
-enum ClassifierConfig {
-    LenetBn(LenetBnConfig),
-    MlpBn(MlpBnConfig),
-    ResNet(ResNetConfig),
-    DenseNet(DenseNetConfig),
-    /// A layer list's plan for the image shape, `None` when the list does not fit it.
-    Sequential(Option<Plan>),
-}
-
-impl ClassifierConfig {
-    /// Side of the feature maps the model's feature extractor leaves from `side`-pixel images,
-    /// or `None` when a kernel does not fit.
-    fn feature_side(&self, side: usize) -> Option<usize> {
-        match self {
-            Self::LenetBn(c) => c.feature_side(side),
-            Self::MlpBn(c) => c.feature_side(side),
-            Self::ResNet(c) => c.feature_side(side),
-            Self::DenseNet(c) => c.feature_side(side),
-            // A plan exists only for the side it was made for (see `ClassifierSpec::fits`).
-            Self::Sequential(plan) => plan.as_ref().map(|_| side),
-        }
-    }
-
-    /// Whether images `side` pixels square keep at least one pixel through every layer.
-    fn fits(&self, side: usize) -> bool {
-        self.feature_side(side).is_some_and(|s| s >= 1)
-    }
-
-    /// See [`ClassifierSpec::activation_floats`]; LeNet and the MLP know their input size from
-    /// their config, ResNet and DenseNet take any `side`.
-    fn activation_floats(&self, side: usize) -> usize {
-        match self {
-            Self::LenetBn(c) => c.activation_floats(),
-            Self::MlpBn(c) => c.activation_floats(),
-            Self::ResNet(c) => c.activation_floats(side),
-            Self::DenseNet(c) => c.activation_floats(side),
-            Self::Sequential(plan) => plan.as_ref().map_or(0, Plan::activation_floats),
-        }
-    }
-
-    fn parameter_count(&self) -> usize {
-        match self {
-            Self::LenetBn(c) => c.parameter_count(),
-            Self::MlpBn(c) => c.parameter_count(),
-            Self::ResNet(c) => c.parameter_count(),
-            Self::DenseNet(c) => c.parameter_count(),
-            Self::Sequential(plan) => plan.as_ref().map_or(0, Plan::parameters),
-        }
-    }
-
-    fn init(&self, device: &Device) -> Classifier {
-        match self {
-            Self::LenetBn(c) => Classifier::LenetBn(c.init(device)),
-            Self::MlpBn(c) => Classifier::MlpBn(c.init(device)),
-            Self::ResNet(c) => Classifier::ResNet(c.init(device)),
-            Self::DenseNet(c) => Classifier::DenseNet(c.init(device)),
-            Self::Sequential(plan) => {
-                let plan = plan.as_ref().expect("a layer list is planned at submit before it is built");
-                Classifier::Sequential(Sequential::new(plan, device))
-            }
-        }
-    }
-}
+/// An image classifier of any kind kiln trains: the network of its layer list.
+pub type Classifier = Sequential;
 
 impl ClassifierSpec {
-    fn lenet(shape: ImageShape, classes: usize, batch_norm: bool) -> LenetBnConfig {
-        LenetBnConfig::new()
-            .with_channels(shape.channels)
-            .with_size(shape.height)
-            .with_classes(classes)
-            .with_batch_norm(batch_norm)
-    }
-
-    fn mlp(
-        shape: ImageShape,
-        classes: usize,
-        hidden: &[usize],
-        activation: Activation,
-        batch_norm: bool,
-    ) -> MlpBnConfig {
-        MlpBnConfig::new(shape.len(), hidden.to_vec())
-            .with_classes(classes)
-            .with_activation(activation)
-            .with_batch_norm(batch_norm)
-    }
-
-    fn resnet(shape: ImageShape, classes: usize, widths: &[usize], blocks: &[usize]) -> ResNetConfig {
-        ResNetConfig::new()
-            .with_channels(shape.channels)
-            .with_classes(classes)
-            .with_widths(widths.to_vec())
-            .with_blocks(blocks.to_vec())
-    }
-
-    fn densenet(
-        shape: ImageShape,
-        classes: usize,
-        growth_rate: usize,
-        blocks: &[usize],
-        stem_channels: usize,
-    ) -> DenseNetConfig {
-        DenseNetConfig::new()
-            .with_channels(shape.channels)
-            .with_classes(classes)
-            .with_growth_rate(growth_rate)
-            .with_blocks(blocks.to_vec())
-            .with_stem_channels(stem_channels)
+    /// The `kind` a job definition names it by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::LenetBn { .. } => "lenet_bn",
+            Self::MlpBn { .. } => "mlp_bn",
+            Self::Resnet { .. } => "resnet",
+            Self::Densenet { .. } => "densenet",
+            Self::Sequential { .. } => "sequential",
+        }
     }
 
     /// The book's ResNet-18.
@@ -248,29 +116,9 @@ impl ClassifierSpec {
         Self::Densenet { growth_rate: 32, blocks: vec![4, 4, 4, 4], stem_channels: 64 }
     }
 
-    /// The model's config for images of `shape` and `classes` classes.
-    fn config(&self, shape: ImageShape, classes: usize) -> ClassifierConfig {
-        match self {
-            Self::LenetBn { batch_norm } => {
-                ClassifierConfig::LenetBn(Self::lenet(shape, classes, *batch_norm))
-            }
-            Self::MlpBn { hidden, activation, batch_norm } => {
-                ClassifierConfig::MlpBn(Self::mlp(shape, classes, hidden, *activation, *batch_norm))
-            }
-            Self::Resnet { widths, blocks, .. } => {
-                ClassifierConfig::ResNet(Self::resnet(shape, classes, widths, blocks))
-            }
-            Self::Densenet { growth_rate, blocks, stem_channels } => ClassifierConfig::DenseNet(
-                Self::densenet(shape, classes, *growth_rate, blocks, *stem_channels),
-            ),
-            Self::Sequential { .. } => {
-                ClassifierConfig::Sequential(self.plan(shape, classes).and_then(Result::ok))
-            }
-        }
-    }
-
     /// A `sequential` model's list walked from `shape` to `classes` values: the plan or every
-    /// problem, by layer; `None` for the built-in kinds (their sizes are their modules').
+    /// problem, by layer; `None` for the built-in kinds, whose presets fit any image they take
+    /// (an image too small for one is refused by its smallest side instead).
     pub fn plan(&self, shape: ImageShape, classes: usize) -> Option<Result<Plan, Vec<LayerProblem>>> {
         matches!(self, Self::Sequential { .. }).then(|| self.layer_plan(shape, classes))
     }
@@ -282,38 +130,41 @@ impl ClassifierSpec {
         sequential::plan(&self.as_layers(classes), input, classes)
     }
 
-    /// Whether images of `shape` keep at least one pixel through every layer of the model for
-    /// `classes` classes.
+    /// Whether images of `shape` go through every layer of the model for `classes` classes.
     pub fn fits(&self, shape: ImageShape, classes: usize) -> bool {
-        self.config(shape, classes).fits(shape.height)
+        self.layer_plan(shape, classes).is_ok()
     }
 
     /// The smallest square image side the model (for images of `shape`'s channels and
     /// `classes` classes) can take.
     pub fn smallest_side(&self, shape: ImageShape, classes: usize) -> usize {
-        if matches!(self, Self::Sequential { .. }) {
-            let fits = |side| self.fits(ImageShape { height: side, width: side, ..shape }, classes);
-            return (1..4096).find(|s| fits(*s)).unwrap_or(4096);
-        }
-        let config = self.config(shape, classes);
-        (1..4096).find(|s| config.fits(*s)).unwrap_or(4096)
+        let fits = |side| self.fits(ImageShape { height: side, width: side, ..shape }, classes);
+        (1..4096).find(|s| fits(*s)).unwrap_or(4096)
     }
 
     /// Floats of activation one example keeps alive through a training step: every layer's
     /// output, each kept for the backward pass and matched by a gradient of the same size.
-    /// An estimate for admission control (with Burn's own workspace on top), not an accounting.
+    /// An estimate for admission control (with Burn's own workspace on top), not an accounting;
+    /// 0 for images the model does not fit.
     pub fn activation_floats(&self, shape: ImageShape, classes: usize) -> usize {
-        self.config(shape, classes).activation_floats(shape.height)
+        self.layer_plan(shape, classes).map_or(0, |plan| plan.activation_floats())
     }
 
-    /// Trainable parameters of the model for inputs of `shape` and `classes` classes.
+    /// Trainable parameters of the model for inputs of `shape` and `classes` classes; 0 for
+    /// images it does not fit.
     pub fn parameter_count(&self, shape: ImageShape, classes: usize) -> usize {
-        self.config(shape, classes).parameter_count()
+        self.layer_plan(shape, classes).map_or(0, |plan| plan.parameters())
     }
 
-    /// Builds the model with fresh weights on `device`.
+    /// Builds the model with fresh weights on `device`, layer by layer in the list's order.
+    ///
+    /// # Panics
+    /// When the list does not fit `shape`: validation refuses such a job before anything builds.
     pub fn init(&self, shape: ImageShape, classes: usize, device: &Device) -> Classifier {
-        self.config(shape, classes).init(device)
+        let plan = self.layer_plan(shape, classes).unwrap_or_else(|problems| {
+            panic!("{} does not fit {shape:?}, validation refuses it: {problems:?}", self.kind())
+        });
+        Sequential::new(&plan, device)
     }
 }
 

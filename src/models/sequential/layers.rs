@@ -12,8 +12,8 @@ use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, Linear, Relu, Tanh};
 use burn::tensor::{Device, Tensor};
 
-use super::super::densenet::{DenseBlock, Transition};
-use super::super::resnet::Residual;
+use super::super::dense::{DenseBlock, Transition};
+use super::super::residual::Residual;
 use super::super::{Window, book_conv, book_linear};
 use super::{
     Conv2dLayer, DenseBlockLayer, DropoutLayer, LayerSpec, LinearLayer, Plan, PoolLayer, ResidualLayer,

@@ -16,8 +16,8 @@ mod spec;
 mod tests;
 
 use super::Window;
-use super::densenet::{DenseBlock, Transition};
-use super::resnet::Residual;
+use super::dense::{DenseBlock, Transition};
+use super::residual::Residual;
 
 pub use layers::Sequential;
 pub use spec::{

@@ -19,7 +19,9 @@
 //! SHA-256 as recorded (a checkpoint indexed before its files were all recorded is checked on its
 //! model file alone).
 //!
-//! The digests and the checks against them are in [`verify`].
+//! The digests and the checks against them are in [`verify`]. A classifier's weights written by
+//! an older kiln, under the names its modules had then, load through the renames of
+//! [`crate::models::legacy`].
 //!
 //! Errors name the file by the path they were given, for the logs; [`CheckpointError::within`]
 //! makes that path relative to the data dir before an error can reach a client.
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use burn::store::{BurnpackStore, KeyRemapper, ModuleSnapshot};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -41,6 +44,7 @@ mod verify;
 
 use super::position::Position;
 use crate::definition::ValidJobSpec;
+use crate::models::{ModelSpec, legacy};
 use crate::text::Vocab;
 
 pub use verify::{FileDigest, FileDigests, digest_files, open_verified};
@@ -277,8 +281,26 @@ pub fn manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
 /// Loads the weights of the checkpoint in `dir` into `model` (built from the job's spec),
 /// for evaluation or generation.
 pub fn read_model<M: Module>(dir: &Path, model: M) -> Result<M, CheckpointError> {
-    let model_file = dir.join(MODEL_FILE);
-    model.try_load_file(&model_file).map_err(|e| invalid(&model_file, e))
+    load_weights(&dir.join(MODEL_FILE), model, Vec::new())
+}
+
+/// Loads the weights in `model_file` into `model`, each with the parameter id it was saved
+/// with (the optimizer's state is keyed by it), after renaming those an older kiln wrote under
+/// other names (`renames`, regular expressions and replacements: [`crate::models::legacy`]).
+/// Every parameter must find its weight, of its shape, and every weight its parameter.
+fn load_weights<M: Module>(
+    model_file: &Path,
+    mut model: M,
+    renames: Vec<(String, String)>,
+) -> Result<M, CheckpointError> {
+    let remapper = KeyRemapper::from_patterns(renames).map_err(|e| invalid(model_file, e))?;
+    let mut store = BurnpackStore::from_file(model_file).remap(remapper);
+    let loaded = model.load_from(&mut store).map_err(|e| invalid(model_file, e))?;
+    if !loaded.unused.is_empty() {
+        let unused = loaded.unused.join(", ");
+        return Err(invalid(model_file, format!("weights the model has no parameter for: {unused}")));
+    }
+    Ok(model)
 }
 
 /// Reads the checkpoint in `dir`, whose `manifest` the caller has read (and checked), into a
@@ -293,7 +315,11 @@ pub fn read<M: Module>(
 ) -> Result<Restored<M>, CheckpointError> {
     // Loaded into an autodiff model, Burn's parameters stop tracking gradients; loaded into a
     // plain one and switched to training, they track them (see the checkpoint test in train::fit).
-    let model = read_model(dir, model)?.train();
+    let renames = match &manifest.spec.model {
+        ModelSpec::Classifier(spec) => legacy::renames(spec),
+        ModelSpec::Language(_) => Vec::new(),
+    };
+    let model = load_weights(&dir.join(MODEL_FILE), model, renames)?.train();
     let optim_file = dir.join(OPTIMIZER_FILE);
     let optim = optim.load(&optim_file).map_err(|e| invalid(&optim_file, e))?;
     Ok(Restored { model, optim, position: manifest.position.clone() })
