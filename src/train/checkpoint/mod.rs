@@ -38,6 +38,7 @@ use burn::store::{BurnpackStore, KeyRemapper, ModuleSnapshot};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod export;
 #[cfg(test)]
 mod legacy_tests;
 mod verify;
@@ -284,6 +285,17 @@ pub fn read_model<M: Module>(dir: &Path, model: M) -> Result<M, CheckpointError>
     load_weights(&dir.join(MODEL_FILE), model, Vec::new())
 }
 
+/// Loads the weights of the checkpoint in `dir`, whose `manifest` the caller has read, into
+/// `model` (built from that manifest's spec), whichever kiln wrote them: a classifier's weights
+/// written under older names are renamed ([`crate::models::legacy`]).
+pub fn read_weights<M: Module>(dir: &Path, manifest: &Manifest, model: M) -> Result<M, CheckpointError> {
+    let renames = match &manifest.spec.model {
+        ModelSpec::Classifier(spec) => legacy::renames(spec),
+        ModelSpec::Language(_) => Vec::new(),
+    };
+    load_weights(&dir.join(MODEL_FILE), model, renames)
+}
+
 /// Loads the weights in `model_file` into `model`, each with the parameter id it was saved
 /// with (the optimizer's state is keyed by it), after renaming those an older kiln wrote under
 /// other names (`renames`, regular expressions and replacements: [`crate::models::legacy`]).
@@ -315,11 +327,7 @@ pub fn read<M: Module>(
 ) -> Result<Restored<M>, CheckpointError> {
     // Loaded into an autodiff model, Burn's parameters stop tracking gradients; loaded into a
     // plain one and switched to training, they track them (see the checkpoint test in train::fit).
-    let renames = match &manifest.spec.model {
-        ModelSpec::Classifier(spec) => legacy::renames(spec),
-        ModelSpec::Language(_) => Vec::new(),
-    };
-    let model = load_weights(&dir.join(MODEL_FILE), model, renames)?.train();
+    let model = read_weights(dir, manifest, model)?.train();
     let optim_file = dir.join(OPTIMIZER_FILE);
     let optim = optim.load(&optim_file).map_err(|e| invalid(&optim_file, e))?;
     Ok(Restored { model, optim, position: manifest.position.clone() })
