@@ -71,9 +71,30 @@ pub enum ClientCommand {
         id: String,
         #[arg(long)]
         download: Option<PathBuf>,
+        /// The downloaded file's format: the checkpoint's own burnpack, or an image
+        /// classifier's weights under PyTorch's names (safetensors).
+        #[arg(long, value_enum, default_value_t = WeightsFormat::Burnpack, requires = "download")]
+        format: WeightsFormat,
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+/// The format of a downloaded checkpoint (`kiln checkpoints --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsFormat {
+    Burnpack,
+    Safetensors,
+}
+
+impl WeightsFormat {
+    /// The `format` query value and the file's extension.
+    fn query_and_extension(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Burnpack => ("burnpack", "bpk"),
+            Self::Safetensors => ("safetensors", "safetensors"),
+        }
+    }
 }
 
 /// Runs `command`; `Ok(false)` when it ran but what it reports failed (a job that did not
@@ -105,8 +126,8 @@ async fn dispatch(command: ClientCommand) -> Result<bool, ClientError> {
             println!("{}{}", prompt.as_str().unwrap_or_default(), text.as_str().unwrap_or_default());
             Ok(true)
         }
-        ClientCommand::Checkpoints { id, download, server } => {
-            checkpoints(&Client::new(&server), &id, download).await
+        ClientCommand::Checkpoints { id, download, format, server } => {
+            checkpoints(&Client::new(&server), &id, download, format).await
         }
     }
 }
@@ -156,7 +177,12 @@ async fn submit(client: &Client, file: &Path, follow_it: bool, dry_run: bool) ->
     Ok(outcome.status == "succeeded")
 }
 
-async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Result<bool, ClientError> {
+async fn checkpoints(
+    client: &Client,
+    id: &str,
+    download: Option<PathBuf>,
+    format: WeightsFormat,
+) -> Result<bool, ClientError> {
     let list = client.get(&format!("/jobs/{id}/checkpoints")).await?;
     let list = list.as_array().map_or(&[][..], Vec::as_slice);
     println!("{:>6} {:>6} {:>8} {:>12}  sha256", "id", "epoch", "step", "bytes");
@@ -174,7 +200,8 @@ async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Re
         return Ok(true);
     };
     let newest = list.last().ok_or_else(|| ClientError::Other(format!("job {id} has no checkpoint")))?;
-    let url = format!("/jobs/{id}/checkpoints/{}", newest["id"]);
+    let (query, extension) = format.query_and_extension();
+    let url = format!("/jobs/{id}/checkpoints/{}?format={query}", newest["id"]);
     let bytes = client
         .send(client.request(Method::GET, &url))
         .await?
@@ -183,7 +210,7 @@ async fn checkpoints(client: &Client, id: &str, download: Option<PathBuf>) -> Re
         .map_err(|e| ClientError::Other(format!("downloading checkpoint {}: {e}", newest["id"])))?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| ClientError::Other(format!("creating {}: {e}", dir.display())))?;
-    let path = dir.join(format!("{id}-checkpoint-{}.bpk", newest["id"]));
+    let path = dir.join(format!("{id}-checkpoint-{}.{extension}", newest["id"]));
     std::fs::write(&path, &bytes)
         .map_err(|e| ClientError::Other(format!("writing {}: {e}", path.display())))?;
     println!("saved {} ({} bytes)", path.display(), bytes.len());

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 use utoipa::{IntoParams, ToSchema};
 
@@ -306,23 +307,51 @@ async fn checkpoints(
     Ok(Json(state.jobs.checkpoints(job_id(&id)?)?))
 }
 
-/// Download a checkpoint's model weights (a Burn burnpack file, `.bpk`). The file is checked
-/// against the size and SHA-256 recorded when it was written before any of it is sent.
+/// Query of a checkpoint download.
+#[derive(Debug, Deserialize, IntoParams)]
+struct DownloadQuery {
+    /// `burnpack` (the default): the checkpoint's own file. `safetensors`: an image classifier's
+    /// weights under PyTorch's `state_dict` names (the `nn.Sequential` of its layers, the book's
+    /// block classes), for `model.load_state_dict(safetensors.torch.load_file(f))`.
+    #[param(value_type = Option<String>, pattern = "^(burnpack|safetensors)$")]
+    format: Option<String>,
+}
+
+/// Download a checkpoint's model weights: a Burn burnpack file (`.bpk`), checked against the
+/// size and SHA-256 recorded when it was written before any of it is sent; or, with
+/// `format=safetensors`, an image classifier's weights under PyTorch's names, made from it.
 #[utoipa::path(get, path = "/jobs/{id}/checkpoints/{checkpoint_id}", tag = "jobs",
+    params(DownloadQuery),
     responses(
-        (status = 200, description = "The burnpack file", content_type = "application/octet-stream",
+        (status = 200, description = "The burnpack file, or the safetensors file made from it", content_type = "application/octet-stream",
          headers(("X-Checksum-Sha256" = String, description = "SHA-256 of the body"))),
         (status = 404, body = Problem),
+        (status = 409, description = "`format=safetensors` for a language model", body = Problem),
+        (status = 422, description = "A `format` other than `burnpack` or `safetensors`", body = Problem),
+        (status = 503, description = "`format=safetensors` while every --max-generations slot is taken; see Retry-After", body = Problem,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The checkpoint cannot be served: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` cannot be read (`checkpoint_unreadable`)", body = Problem)))]
 async fn download(
     State(state): State<AppState>,
     Path((id, checkpoint_id)): Path<(String, String)>,
+    Query(query): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let checkpoint_id: i64 = checkpoint_id
         .parse()
         .map_err(|_| ApiError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))?;
     let jobs = state.jobs.clone();
+    match query.format.as_deref() {
+        None | Some("burnpack") => {}
+        Some("safetensors") => {
+            let (_, file) =
+                tokio::task::spawn_blocking(move || jobs.checkpoint_safetensors(id, checkpoint_id))
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("exporting a checkpoint stopped: {e}")))??;
+            return Ok(attachment(format!("{id}-{checkpoint_id}.safetensors"), file));
+        }
+        Some(_) => return Err(ApiError::invalid("format", "must be burnpack or safetensors")),
+    }
     let (info, file) = tokio::task::spawn_blocking(move || jobs.checkpoint_file(id, checkpoint_id))
         .await
         .map_err(|e| ApiError::Internal(format!("checking a checkpoint stopped: {e}")))??;
@@ -335,6 +364,17 @@ async fn download(
     ];
     let file = tokio::fs::File::from_std(file);
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
+}
+
+/// A file made in memory, sent for download with its SHA-256.
+fn attachment(filename: String, file: Vec<u8>) -> Response {
+    let sha256 = Sha256::digest(&file);
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        (header::HeaderName::from_static("x-checksum-sha256"), format!("{sha256:x}")),
+    ];
+    (headers, file).into_response()
 }
 
 /// Text from a language-model job: warm the model on `prefix`, then generate `max_tokens`

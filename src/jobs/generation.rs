@@ -98,6 +98,18 @@ impl Generation {
 }
 
 impl Jobs {
+    /// One of the `--max-generations` slots for work that loads a checkpoint's model outside
+    /// training (generation, export), or 503 with `Retry-After` when all are taken.
+    pub(super) fn model_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, JobError> {
+        self.generation.slots.try_acquire().map_err(|_| JobError::Busy {
+            what: format!(
+                "{} generations or exports are running, this server's limit (--max-generations)",
+                self.config().max_generations
+            ),
+            retry_after_secs: 1,
+        })
+    }
+
     /// Continues a prefix with a language-model job's newest checkpoint, or the one the request
     /// names. Blocking: it runs the model on the CPU, so call it off the async runtime.
     pub fn generate(&self, id: JobId, body: &[u8]) -> Result<Generated, JobError> {
@@ -109,13 +121,7 @@ impl Jobs {
         };
         let request =
             parse_strict::<GenerateRequest>(body)?.validate(self.config()).map_err(JobError::Invalid)?;
-        let _slot = self.generation.slots.try_acquire().map_err(|_| JobError::Busy {
-            what: format!(
-                "{} generations are running, this server's limit (--max-generations)",
-                self.config().max_generations
-            ),
-            retry_after_secs: 1,
-        })?;
+        let _slot = self.model_slot()?;
         // Training prunes old checkpoints while this reads one: a checkpoint gone between the
         // listing and the read is looked up again once.
         // Generation runs on the CPU whatever the job trained on: checkpoints are portable, and a

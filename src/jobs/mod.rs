@@ -32,6 +32,7 @@ pub mod disk;
 pub mod dry_run;
 pub mod error;
 pub mod events;
+mod export;
 pub mod generation;
 mod orphans;
 pub mod queue;

@@ -238,9 +238,19 @@ impl Jobs {
     /// from the data dir, damaged or unreadable is refused with its cause (see [`checkpoints`]),
     /// never served. Reads the whole checkpoint: call it off the async runtime.
     pub fn checkpoint_file(&self, id: JobId, checkpoint_id: i64) -> Result<(CheckpointInfo, File), JobError> {
+        self.verified_checkpoint(id, checkpoint_id).map(|(at, file)| (at.info, file))
+    }
+
+    /// Checkpoint `checkpoint_id` of job `id`, checked against its index (see
+    /// [`Self::checkpoint_file`]), with its model file open.
+    pub(super) fn verified_checkpoint(
+        &self,
+        id: JobId,
+        checkpoint_id: i64,
+    ) -> Result<(Located, File), JobError> {
         let at = self.indexed_checkpoint(id, checkpoint_id)?;
         match checkpoints::verify(&self.shared.config, id, &at) {
-            Ok(file) => Ok((at.info, file)),
+            Ok(file) => Ok((at, file)),
             // Pruned by training between the lookup and the open: gone, not damaged.
             Err(_) if !at.dir.exists() && self.pruned(id, checkpoint_id)? => {
                 Err(JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))

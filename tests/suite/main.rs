@@ -12,6 +12,7 @@ mod dashboard;
 mod data_dir;
 mod datasets;
 mod durability;
+mod export;
 mod fashion_mnist;
 mod language_models;
 mod modern_cnns;
