@@ -157,8 +157,8 @@ pub struct Config {
     #[arg(long, env = "KILN_DISCARD_ORPHANS")]
     pub discard_orphans: bool,
 
-    /// Most `POST /jobs/{id}/generate` requests running at once; one more is answered 503
-    /// with `Retry-After`.
+    /// Most `POST /jobs/{id}/generate` requests and safetensors exports of checkpoints running
+    /// at once; one more is answered 503 with `Retry-After`.
     #[arg(long, env = "KILN_MAX_GENERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_generations: u32,
 

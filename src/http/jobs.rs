@@ -330,7 +330,7 @@ struct DownloadQuery {
         (status = 422, description = "A `format` other than `burnpack` or `safetensors`", body = Problem),
         (status = 503, description = "`format=safetensors` while every --max-generations slot is taken; see Retry-After", body = Problem,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "The checkpoint cannot be served: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` cannot be read (`checkpoint_unreadable`)", body = Problem)))]
+        (status = 500, description = "The checkpoint cannot be served: a file of it is gone from the data dir (`checkpoint_missing`), no longer matches its recorded size and SHA-256 (`checkpoint_corrupt`), or its `checkpoint.json` (or, for `format=safetensors`, its weights) cannot be read (`checkpoint_unreadable`)", body = Problem)))]
 async fn download(
     State(state): State<AppState>,
     Path((id, checkpoint_id)): Path<(String, String)>,
@@ -344,11 +344,15 @@ async fn download(
     match query.format.as_deref() {
         None | Some("burnpack") => {}
         Some("safetensors") => {
-            let (_, file) =
-                tokio::task::spawn_blocking(move || jobs.checkpoint_safetensors(id, checkpoint_id))
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("exporting a checkpoint stopped: {e}")))??;
-            return Ok(attachment(format!("{id}-{checkpoint_id}.safetensors"), file));
+            // Converted and hashed off the async runtime.
+            let export = move || {
+                let (_, file) = jobs.checkpoint_safetensors(id, checkpoint_id)?;
+                Ok::<_, crate::jobs::JobError>((format!("{:x}", Sha256::digest(&file)), file))
+            };
+            let (sha256, file) = tokio::task::spawn_blocking(export)
+                .await
+                .map_err(|e| ApiError::Internal(format!("exporting a checkpoint stopped: {e}")))??;
+            return Ok(attachment(format!("{id}-{checkpoint_id}.safetensors"), sha256, file));
         }
         Some(_) => return Err(ApiError::invalid("format", "must be burnpack or safetensors")),
     }
@@ -366,13 +370,12 @@ async fn download(
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
 }
 
-/// A file made in memory, sent for download with its SHA-256.
-fn attachment(filename: String, file: Vec<u8>) -> Response {
-    let sha256 = Sha256::digest(&file);
+/// A file made in memory, sent for download with its SHA-256 (hex).
+fn attachment(filename: String, sha256: String, file: Vec<u8>) -> Response {
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
-        (header::HeaderName::from_static("x-checksum-sha256"), format!("{sha256:x}")),
+        (header::HeaderName::from_static("x-checksum-sha256"), sha256),
     ];
     (headers, file).into_response()
 }

@@ -4,7 +4,8 @@
 //! The checkpoint is checked against its index as a download is, read into the job's model on
 //! the CPU (weights an older kiln named otherwise included) and written out under PyTorch's
 //! names ([`crate::train::checkpoint::export`]), with the job's definition in the file's
-//! metadata. It holds a model in memory, so it takes one of the `--max-generations` slots.
+//! metadata. It holds a model in memory, so it takes one of the `--max-generations` slots while
+//! it converts; a checkpoint that training prunes meanwhile is a 404, as for a download.
 //! Image classifiers only, for now: a language model is answered 409 and keeps its burnpack.
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use burn::tensor::Device;
 
 use super::checkpoints;
+use super::store::StoreError;
 use super::{CheckpointInfo, JobError, JobId, Jobs};
 use crate::definition::Task;
 use crate::train::checkpoint::{self as checkpoint_files, export};
@@ -26,18 +28,34 @@ impl Jobs {
         checkpoint_id: i64,
     ) -> Result<(CheckpointInfo, Vec<u8>), JobError> {
         let job = self.get(id)?;
-        let Some(Task::Classify { model, data }) = job.spec.task() else {
-            return Err(JobError::Conflict(format!(
-                "job {id} trains a language model; safetensors export is for image classifiers so far: \
-                 download the checkpoint without format (a burnpack)"
-            )));
+        let (model, data) = match job.spec.task() {
+            Some(Task::Classify { model, data }) => (model, data),
+            Some(Task::Language { .. }) => {
+                return Err(JobError::Conflict(format!(
+                    "job {id} trains a language model; safetensors export is for image classifiers so \
+                     far: download the checkpoint without format (a burnpack)"
+                )));
+            }
+            None => {
+                return Err(JobError::Store(StoreError::Corrupt(format!(
+                    "job {id}: its model and data do not pair"
+                ))));
+            }
         };
-        let _slot = self.model_slot()?;
         let (at, _) = self.verified_checkpoint(id, checkpoint_id)?;
-        let damaged = |e| checkpoints::damaged(self.config(), id, checkpoint_id, e);
-        let manifest = checkpoint_files::manifest(&at.dir).map_err(damaged)?;
-        let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
-        let weights = checkpoint_files::read_weights(&at.dir, &manifest, fresh).map_err(damaged)?;
+        let _slot = self.model_slot()?;
+        let read = || {
+            let manifest = checkpoint_files::manifest(&at.dir)?;
+            let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
+            Ok((checkpoint_files::read_weights(&at.dir, &manifest, fresh)?, manifest))
+        };
+        let (weights, manifest) = read().map_err(|e| match e {
+            // Pruned by training since it was verified: gone, not damaged.
+            _ if !at.dir.exists() && matches!(self.pruned(id, checkpoint_id), Ok(true)) => {
+                JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}"))
+            }
+            e => checkpoints::damaged(self.config(), id, checkpoint_id, e),
+        })?;
         let definition = serde_json::to_string(&manifest.spec).expect("a job definition serialises");
         let metadata = HashMap::from([
             // safetensors.torch writes "pt" here.

@@ -93,3 +93,50 @@ fn variant(layer: &LayerSpec) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Activation;
+
+    #[test]
+    fn every_old_part_has_its_layer_and_no_index_is_a_prefix_of_another() {
+        let specs = [
+            ClassifierSpec::LenetBn { batch_norm: false },
+            ClassifierSpec::MlpBn { hidden: vec![], activation: Activation::Relu, batch_norm: true },
+            ClassifierSpec::MlpBn {
+                hidden: vec![8, 8, 8],
+                activation: Activation::Sigmoid,
+                batch_norm: false,
+            },
+            ClassifierSpec::Resnet { depth: 34, widths: vec![4, 8, 16, 32], blocks: vec![3, 4, 6, 3] },
+            ClassifierSpec::Densenet { growth_rate: 4, blocks: vec![3], stem_channels: 8 },
+        ];
+        for spec in specs {
+            let (module, parts) = old_parts(&spec).unwrap();
+            let trained = spec.as_layers(10).iter().filter(|l| variant(l).is_some()).count();
+            assert_eq!(parts.len(), trained, "{spec:?}");
+            let renames = renames(&spec);
+            // ResNet-34's sixteen blocks: blocks.1 must not take blocks.10's weights.
+            let rename = |name: &str| {
+                let matching: Vec<_> = renames
+                    .iter()
+                    .filter(|(from, _)| matches_as_the_regex_would(from, name))
+                    .map(|(_, to)| to.clone())
+                    .collect();
+                assert!(matching.len() <= 1, "{name}: {matching:?}");
+                matching.into_iter().next()
+            };
+            for part in &parts {
+                assert!(rename(&format!("{module}.{part}.weight")).is_some(), "{spec:?}: {part}");
+            }
+        }
+    }
+
+    /// Whether `pattern` (`^Module\.part\.(.+)$`, the only form [`renames`] makes) matches
+    /// `name`.
+    fn matches_as_the_regex_would(pattern: &str, name: &str) -> bool {
+        let prefix = pattern.trim_start_matches('^').trim_end_matches(r"(.+)$").replace(r"\.", ".");
+        name.strip_prefix(&prefix).is_some_and(|rest| !rest.is_empty())
+    }
+}

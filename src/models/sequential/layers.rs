@@ -3,7 +3,7 @@
 //!
 //! Layers initialise as the book's PyTorch code does (Xavier weights, PyTorch's default biases),
 //! and the convolution, batch normalization, sigmoid and 2×2 average pooling go through
-//! [`crate::fused`]: on the CPU the same fused kernels as the built-in models. Dropout and
+//! [`crate::fused`]: kiln's fused kernels on the CPU. Dropout and
 //! BatchNorm follow the model's mode: off and running statistics in evaluation.
 
 use burn::module::Module;

@@ -11,8 +11,10 @@
 //! own classes: a `residual` layer is its `Residual` (`conv1`, `bn1`, `conv2`, `bn2` and the 1×1
 //! `conv3` on the shortcut), a `dense_block` its `DenseBlock` (`net.{j}.0` the BatchNorm and
 //! `net.{j}.2` the convolution of conv block `j`), a `transition` its `transition_block`
-//! (`0` the BatchNorm, `2` the convolution). So `model.load_state_dict(load_file(f))` works on
-//! the book's PyTorch code, strict.
+//! (`0` the BatchNorm, `2` the convolution). So `load_state_dict(load_file(f), strict=True)`
+//! works on a flat `nn.Sequential` of those layers — the book's LeNet-BN as it is (d2l's
+//! `BNLeNet` keeps it as `self.net`: load into `model.net`). The book nests ResNet's and
+//! DenseNet's stages (`b1` … `b5`); those need their keys mapped.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,25 +30,27 @@ struct Entry {
     bytes: Vec<u8>,
 }
 
-/// Collects every float tensor of a module by its Burn path (`layers.0.Conv2d.weight`).
-#[derive(Default)]
-struct Paths {
-    path: Vec<String>,
-    tensors: Vec<(String, TensorData)>,
-}
-
-impl ModuleVisitor for Paths {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+/// Calls `f` with every float tensor of `model` and its Burn path (`layers.0.Conv2d.weight`),
+/// in the order the module visits them.
+pub(crate) fn each_float<M: Module>(model: &M, f: impl FnMut(&str, TensorData)) {
+    struct Walk<F> {
+        path: Vec<String>,
+        f: F,
     }
+    impl<F: FnMut(&str, TensorData)> ModuleVisitor for Walk<F> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
 
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.tensors.push((self.path.join("."), param.val().into_data()));
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            (self.f)(&self.path.join("."), param.val().into_data());
+        }
     }
+    model.visit(&mut Walk { path: Vec::new(), f });
 }
 
 /// What a Burn path becomes in PyTorch: the name, and whether the tensor is a Linear weight
@@ -111,11 +115,10 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 /// # Panics
 /// On a parameter path kiln's layers do not make: the names are kiln's own.
 pub fn safetensors<M: Module>(model: &M, steps: u64, metadata: HashMap<String, String>) -> Vec<u8> {
-    let mut paths = Paths::default();
-    model.visit(&mut paths);
+    // Each tensor becomes its bytes as it is met, so the model is copied once, not twice.
     let mut entries = BTreeMap::new();
-    for (path, data) in paths.tensors {
-        let (name, linear) = torch_name(&path).unwrap_or_else(|| panic!("no PyTorch name for {path}"));
+    each_float(model, |path, data| {
+        let (name, linear) = torch_name(path).unwrap_or_else(|| panic!("no PyTorch name for {path}"));
         let (shape, values) =
             if linear { transpose(data) } else { (data.shape().to_vec(), data.iter::<f32>().collect()) };
         if let Some(bn) = name.strip_suffix(".running_var") {
@@ -124,7 +127,7 @@ pub fn safetensors<M: Module>(model: &M, steps: u64, metadata: HashMap<String, S
             entries.insert(format!("{bn}.num_batches_tracked"), tracked);
         }
         entries.insert(name, Entry { dtype: Dtype::F32, shape, bytes: f32_bytes(&values) });
-    }
+    });
     let views = entries.iter().map(|(name, e)| {
         let view = TensorView::new(e.dtype, e.shape.clone(), &e.bytes).expect("sizes agree");
         (name.clone(), view)

@@ -279,8 +279,9 @@ pub fn manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
     Ok(manifest)
 }
 
-/// Loads the weights of the checkpoint in `dir` into `model` (built from the job's spec),
-/// for evaluation or generation.
+/// Loads the weights of the checkpoint in `dir` into a language model (built from the job's
+/// spec), for generation. A classifier's go through [`read_weights`], which knows their older
+/// names.
 pub fn read_model<M: Module>(dir: &Path, model: M) -> Result<M, CheckpointError> {
     load_weights(&dir.join(MODEL_FILE), model, Vec::new())
 }

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::module::Module;
+use burn::tensor::Device;
 use safetensors::{Dtype, SafeTensors};
 
-use super::safetensors;
+use super::{each_float, safetensors};
 use crate::data::ImageShape;
 use crate::models::ClassifierSpec;
 
@@ -45,23 +45,11 @@ fn each_book_network_exports_pytorchs_state_dict_names_and_shapes() {
 
 /// Every float tensor of a module by its Burn path, flat.
 fn values<M: Module>(model: &M) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    #[derive(Default)]
-    struct Walk(Vec<String>, HashMap<String, (Vec<usize>, Vec<f32>)>);
-    impl ModuleVisitor for Walk {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.push(name.into());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.0.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let data = param.val().into_data();
-            self.1.insert(self.0.join("."), (data.shape().to_vec(), data.iter::<f32>().collect()));
-        }
-    }
-    let mut walk = Walk::default();
-    model.visit(&mut walk);
-    walk.1
+    let mut values = HashMap::new();
+    each_float(model, |path, data| {
+        values.insert(path.to_string(), (data.shape().to_vec(), data.iter::<f32>().collect()));
+    });
+    values
 }
 
 fn floats(read: &SafeTensors<'_>, name: &str) -> Vec<f32> {
@@ -95,4 +83,40 @@ fn linear_weights_are_transposed_and_batch_norm_keeps_its_values_under_pytorchs_
 
     let (_, header) = SafeTensors::read_metadata(&file).unwrap();
     assert_eq!(header.metadata().as_ref().unwrap()["kiln.definition"], "{}");
+}
+
+#[test]
+fn every_layer_kind_exports_each_tensor_once_and_a_count_per_batch_norm() {
+    let layers = serde_json::json!([
+        {"conv2d": {"out": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"gelu": {}},
+        {"max_pool2d": {"kernel": 2}}, {"residual": {"out": 4}}, {"residual": {"out": 6, "stride": 2}},
+        {"dense_block": {"convs": 2, "growth": 2}}, {"transition": {"out": 4}}, {"tanh": {}},
+        {"avg_pool2d": {"kernel": 2}}, {"global_avg_pool": {}}, {"flatten": {}}, {"dropout": {"p": 0.5}},
+        {"linear": {"out": 8}}, {"batch_norm": {}}, {"relu": {}}, {"sigmoid": {}}, {"linear": {"out": 10}}
+    ]);
+    let spec: ClassifierSpec =
+        serde_json::from_value(serde_json::json!({"kind": "sequential", "layers": layers})).unwrap();
+    let model = spec.init(square(16), 10, &Device::flex());
+    let file = safetensors(&model, 3, HashMap::new());
+    let read = SafeTensors::deserialize(&file).unwrap();
+    let burn = values(&model);
+    // 2 BatchNorm layers, 2 in each residual block, 2 in the dense block, 1 in the transition.
+    let batch_norms = 2 + 2 * 2 + 2 + 1;
+    assert_eq!(read.len(), burn.len() + batch_norms);
+    let names = read.names();
+    for expected in [
+        "4.conv1.weight",
+        "5.conv3.weight",
+        "6.net.1.0.running_var",
+        "7.2.weight",
+        "13.weight",
+        "14.num_batches_tracked",
+        "17.bias",
+    ] {
+        assert!(names.iter().any(|n| *n == expected), "{expected} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("4.conv3")),
+        "a block that keeps the shape has no projection"
+    );
 }
