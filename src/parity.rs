@@ -7,13 +7,14 @@
 //! the training set in file order, and prints the loss of selected steps and the test accuracy
 //! of each epoch in the same format as the Python side.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use crate::data::DatasetSpec;
 use crate::definition::OptimizerSpec;
 use crate::models::{ClassifierSpec, materialize};
+use crate::train::checkpoint::export::each_float;
 use crate::train::{fit, optim};
 
 /// What to run.
@@ -45,17 +46,6 @@ pub struct ParityArgs {
     pub datasets_dir: std::path::PathBuf,
 }
 
-/// Collects every float tensor of a module, in the order it visits them.
-struct Dump(Vec<String>);
-
-impl ModuleVisitor for Dump {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val();
-        let data: Vec<f32> = value.to_data().iter::<f32>().collect();
-        self.0.push(format!("{{\"shape\":{:?},\"data\":{:?}}}", value.dims(), data));
-    }
-}
-
 /// Runs the training and prints what `bench/parity.py` prints.
 pub fn run(args: &ParityArgs) -> Result<(), String> {
     let spec = match args.model.as_str() {
@@ -71,9 +61,13 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
     device.seed(args.seed);
     let mut model = spec.init(data.train.input_shape(), 10, &device);
     materialize(&model);
-    let mut dump = Dump(Vec::new());
-    model.valid().visit(&mut dump);
-    std::fs::write(&args.out, format!("[{}]", dump.0.join(",")))
+    // Every float tensor, in the order the model visits them: what bench/parity.py reads.
+    let mut dump = Vec::new();
+    each_float(&model.valid(), |_, data| {
+        let values: Vec<f32> = data.iter::<f32>().collect();
+        dump.push(format!("{{\"shape\":{:?},\"data\":{:?}}}", data.shape().to_vec(), values));
+    });
+    std::fs::write(&args.out, format!("[{}]", dump.join(",")))
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
 
     let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr: args.lr, momentum: 0.0, weight_decay: 0.0 });

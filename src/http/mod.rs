@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod checkpoints;
 pub mod dashboard;
 pub mod datasets;
 pub mod error;
@@ -64,6 +65,7 @@ pub fn router(state: AppState, access: Access) -> Result<Router, String> {
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
     let app = Router::new()
         .merge(jobs::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
+        .merge(checkpoints::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
         .merge(events::router())
         .merge(datasets::router(config.max_dataset_bytes))
         .merge(backends::router())

@@ -61,6 +61,7 @@ struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::jobs::Paths::openapi());
+    doc.merge(super::checkpoints::Paths::openapi());
     doc.merge(super::events::Paths::openapi());
     doc.merge(super::prometheus::Paths::openapi());
     doc.merge(super::datasets::Paths::openapi());
