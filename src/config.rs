@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use uuid::Uuid;
@@ -77,13 +77,27 @@ pub struct Config {
     #[arg(long, env = "KILN_MAX_GENERATE_TOKENS", default_value_t = 2000)]
     pub max_generate_tokens: usize,
 
+    /// Most images one `POST /jobs/{id}/predict` may send.
+    #[arg(long, env = "KILN_MAX_PREDICT_BATCH", default_value_t = 256)]
+    pub max_predict_batch: usize,
+
     /// Longest prefix, in characters, `POST /jobs/{id}/generate` accepts.
     #[arg(long, env = "KILN_MAX_PREFIX_CHARS", default_value_t = 10_000)]
     pub max_prefix_chars: usize,
 
-    /// Largest text corpus `POST /datasets` accepts, in bytes; a bigger upload gets 413.
+    /// Largest upload `POST /datasets` accepts (a text corpus, or an image archive as sent), in
+    /// bytes; a bigger upload gets 413.
     #[arg(long, env = "KILN_MAX_DATASET_BYTES", default_value_t = 64 << 20)]
     pub max_dataset_bytes: usize,
+
+    /// Most bytes one image data set upload may expand to: its archive's entries once
+    /// decompressed, and the decoded images kiln stores (a decompression bomb stops here, 422).
+    #[arg(long, env = "KILN_MAX_DECODED_BYTES", default_value_t = 512 << 20)]
+    pub max_decoded_bytes: u64,
+
+    /// Most classes an uploaded image data set may have.
+    #[arg(long, env = "KILN_MAX_CLASSES", default_value_t = 1000)]
+    pub max_classes: usize,
 
     /// Most uploaded data sets stored at once, uploads in progress included; one more gets 507.
     #[arg(long, env = "KILN_MAX_UPLOADS", default_value_t = 100)]
@@ -243,9 +257,15 @@ impl Config {
         self.data_dir.join("datasets")
     }
 
-    /// Directory holding the text corpora uploaded with `POST /datasets`, one file each.
+    /// Directory holding the data sets uploaded with `POST /datasets`, one file each.
     pub fn uploads_dir(&self) -> PathBuf {
-        self.datasets_dir().join("uploads")
+        uploads_in(&self.datasets_dir())
+    }
+
+    /// The file holding uploaded image data set `id`, decoded (see [`crate::data::uploaded`]).
+    /// It exists as long as `GET /datasets/{id}` finds the data set.
+    pub fn uploaded_images_path(&self, id: Uuid) -> PathBuf {
+        images_in(&self.datasets_dir(), id)
     }
 
     /// The file holding uploaded data set `id`: UTF-8 text, exactly the bytes uploaded. It exists
@@ -253,6 +273,17 @@ impl Config {
     pub fn uploaded_dataset_path(&self, id: Uuid) -> PathBuf {
         self.uploads_dir().join(format!("{id}.txt"))
     }
+}
+
+/// The uploads directory of `datasets_dir` (see [`Config::uploads_dir`]).
+pub fn uploads_in(datasets_dir: &Path) -> PathBuf {
+    datasets_dir.join("uploads")
+}
+
+/// The file of uploaded image data set `id` in `datasets_dir` (see
+/// [`Config::uploaded_images_path`]), for code that knows only that directory.
+pub fn images_in(datasets_dir: &Path, id: Uuid) -> PathBuf {
+    uploads_in(datasets_dir).join(format!("{id}.safetensors"))
 }
 
 /// A secret from the configuration (`KILN_API_KEY`): never printed, not even by `Debug`.

@@ -15,11 +15,25 @@ use super::{DataError, ImageSet, ImageShape};
 /// Where Debian's package `dataset-fashion-mnist` installs the files.
 pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
+/// The class names, in label order, as the data set's authors give them.
+pub const CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
 /// Examples in the training split.
 pub const TRAIN_LEN: usize = 60_000;
 
-const IMAGES_MAGIC: u32 = 0x0000_0803;
-const LABELS_MAGIC: u32 = 0x0000_0801;
+pub(super) const IMAGES_MAGIC: u32 = 0x0000_0803;
+pub(super) const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// The first directory that holds all four files.
 pub fn locate(datasets_dir: &Path) -> Result<PathBuf, String> {
@@ -57,8 +71,13 @@ fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
     Ok(bytes)
 }
 
-/// Parses an IDX file with `magic`, returning its dimensions and payload.
-fn parse_idx<'a>(bytes: &'a [u8], magic: u32, path: &Path) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+/// Parses an IDX file with `magic`, returning its dimensions and payload. Also reads the IDX
+/// files of uploaded archives (`import`), where `path` is the file's name in the archive.
+pub(super) fn parse_idx<'a>(
+    bytes: &'a [u8],
+    magic: u32,
+    path: &Path,
+) -> Result<(Vec<usize>, &'a [u8]), DataError> {
     let corrupt = |reason: String| DataError::Corrupt { path: path.display().to_string(), reason };
     let word = |i: usize| bytes.get(4 * i..4 * i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let found = word(0).ok_or_else(|| corrupt("shorter than an IDX header".into()))?;
@@ -70,7 +89,10 @@ fn parse_idx<'a>(bytes: &'a [u8], magic: u32, path: &Path) -> Result<(Vec<usize>
         .map(|i| word(i).map(|d| d as usize).ok_or_else(|| corrupt("truncated header".into())))
         .collect::<Result<_, _>>()?;
     let payload = &bytes[4 * (rank + 1)..];
-    let expected: usize = dims.iter().product();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |product, d| product.checked_mul(*d))
+        .ok_or_else(|| corrupt(format!("dimensions {dims:?} are too large")))?;
     if payload.len() != expected {
         return Err(corrupt(format!("{} bytes of data, the header promises {expected}", payload.len())));
     }
@@ -103,7 +125,7 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
     Ok(ImageSet {
         shape: ImageShape { channels: 1, height: dims[1], width: dims[2] },
         pixels: pixels.iter().map(|p| f32::from(*p) / 255.0).collect(),
-        labels: labels.to_vec(),
+        labels: labels.iter().map(|l| u16::from(*l)).collect(),
         resize: None,
     })
 }

@@ -4,12 +4,16 @@
 //! [`DatasetSpec`] is the `data.dataset` choice of a job definition. [`DatasetSpec::load`] turns
 //! it into an [`ImageData`] — a train and a test [`ImageSet`] of `f32` pixels in `[0, 1]` and
 //! class labels — that the training loop slices into batches. Files come from the data dir first
-//! and from system packages second; nothing is downloaded.
+//! and from system packages second; nothing is downloaded. Users' own images arrive as archives
+//! ([`import`]) and are kept decoded ([`uploaded`]).
 
 mod fashion_mnist;
+pub mod import;
 mod synthetic;
 mod text;
+pub mod uploaded;
 
+pub use fashion_mnist::CLASSES as FASHION_MNIST_CLASSES;
 pub use text::TextSource;
 
 use std::path::Path;
@@ -19,6 +23,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::config::images_in;
 
 /// The `data.dataset` of a job, with the fields that belong to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -28,6 +35,17 @@ pub enum DatasetSpec {
     FashionMnist,
     /// Images generated in-process: class-dependent patterns plus noise, 1x28x28, 10 classes.
     SyntheticImages { train_size: usize, test_size: usize, seed: u64 },
+    /// An image data set uploaded with `POST /datasets?kind=images`. Its shape, classes and
+    /// counts are filled in from the data set when the job is submitted (and, when given, must
+    /// be its own).
+    Uploaded {
+        dataset_id: Uuid,
+        channels: usize,
+        side: usize,
+        classes: usize,
+        train_size: usize,
+        test_size: usize,
+    },
 }
 
 /// Channels, height and width of one image.
@@ -59,7 +77,7 @@ pub struct ImageSet {
     pub shape: ImageShape,
     /// `len() * shape.len()` pixels, image after image, channel-major.
     pub pixels: Vec<f32>,
-    pub labels: Vec<u8>,
+    pub labels: Vec<u16>,
     /// Side, in pixels, images are bilinearly resized to when batched; `None` keeps `shape`.
     pub resize: Option<usize>,
 }
@@ -107,6 +125,8 @@ pub struct ImageData {
     pub train: ImageSet,
     pub test: ImageSet,
     pub classes: usize,
+    /// The classes' names, in label order.
+    pub names: Vec<String>,
 }
 
 /// Why a data set could not be loaded.
@@ -139,20 +159,28 @@ pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
 impl DatasetSpec {
     /// Shape of one input image.
     pub fn shape(&self) -> ImageShape {
-        ImageShape { channels: 1, height: 28, width: 28 }
+        match self {
+            Self::Uploaded { channels, side, .. } => {
+                ImageShape { channels: *channels, height: *side, width: *side }
+            }
+            _ => ImageShape { channels: 1, height: 28, width: 28 },
+        }
     }
 
     /// Examples in the full training split.
     pub fn train_len(&self) -> usize {
         match self {
             Self::FashionMnist => fashion_mnist::TRAIN_LEN,
-            Self::SyntheticImages { train_size, .. } => *train_size,
+            Self::SyntheticImages { train_size, .. } | Self::Uploaded { train_size, .. } => *train_size,
         }
     }
 
     /// Number of classes.
     pub fn classes(&self) -> usize {
-        10
+        match self {
+            Self::Uploaded { classes, .. } => *classes,
+            _ => 10,
+        }
     }
 
     /// Whether the data can be loaded here; the error says how to provide it.
@@ -160,6 +188,10 @@ impl DatasetSpec {
         match self {
             Self::FashionMnist => fashion_mnist::locate(datasets_dir).map(|_| ()),
             Self::SyntheticImages { .. } => Ok(()),
+            Self::Uploaded { dataset_id, .. } => match images_in(datasets_dir, *dataset_id).is_file() {
+                true => Ok(()),
+                false => Err(format!("no uploaded image data set has id {dataset_id}")),
+            },
         }
     }
 
@@ -172,24 +204,54 @@ impl DatasetSpec {
         limit_test: Option<usize>,
         resize: Option<usize>,
     ) -> Result<ImageData, DataError> {
-        let (mut train, mut test) = match self {
+        let (mut train, mut test, names) = match self {
             Self::FashionMnist => {
                 let dir = fashion_mnist::locate(datasets_dir).map_err(DataError::Missing)?;
-                (fashion_mnist::load(&dir, "train")?, fashion_mnist::load(&dir, "t10k")?)
+                let names = fashion_mnist::CLASSES.map(str::to_string).to_vec();
+                (fashion_mnist::load(&dir, "train")?, fashion_mnist::load(&dir, "t10k")?, names)
             }
             Self::SyntheticImages { train_size, test_size, seed } => {
                 let shape = self.shape();
                 (
                     synthetic::images(shape, *train_size, *seed),
                     synthetic::images(shape, *test_size, seed.wrapping_add(1)),
+                    (0..10).map(|c| c.to_string()).collect(),
                 )
             }
+            Self::Uploaded { dataset_id, .. } => self.load_uploaded(&images_in(datasets_dir, *dataset_id))?,
         };
         train.truncate(limit_train);
         test.truncate(limit_test);
         train.resize = resize;
         test.resize = resize;
-        Ok(ImageData { train, test, classes: self.classes() })
+        Ok(ImageData { train, test, classes: self.classes(), names })
+    }
+
+    /// The splits of the uploaded image set at `path`, which must still be the one this spec
+    /// was validated against.
+    fn load_uploaded(&self, path: &Path) -> Result<(ImageSet, ImageSet, Vec<String>), DataError> {
+        let Self::Uploaded { dataset_id, .. } = self else { unreachable!("only for uploaded sets") };
+        if !path.is_file() {
+            return Err(DataError::Missing(format!(
+                "uploaded data set {dataset_id} was deleted before the job could read it"
+            )));
+        }
+        let (train, test, info) = uploaded::load(path)?;
+        let found = Self::Uploaded {
+            dataset_id: *dataset_id,
+            channels: info.channels,
+            side: info.side,
+            classes: info.classes.len(),
+            train_size: info.train,
+            test_size: info.test,
+        };
+        if found != *self {
+            return Err(DataError::Corrupt {
+                path: path.display().to_string(),
+                reason: format!("holds {found:?}, the job was validated against {self:?}"),
+            });
+        }
+        Ok((train, test, info.classes))
     }
 }
 

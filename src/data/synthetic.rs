@@ -39,7 +39,7 @@ pub fn images(shape: ImageShape, n: usize, seed: u64) -> ImageSet {
         for _ in 0..shape.channels {
             pixels.extend_from_slice(&image);
         }
-        labels.push(class as u8);
+        labels.push(class as u16);
     }
     ImageSet { shape, pixels, labels, resize: None }
 }
@@ -57,7 +57,7 @@ mod tests {
         assert_eq!(a.pixels, b.pixels);
         assert_eq!(a.pixels.len(), 500 * 784);
         assert!(a.pixels.iter().all(|p| (0.0..=1.0).contains(p)));
-        for class in 0..10u8 {
+        for class in 0..10u16 {
             assert!(a.labels.contains(&class), "class {class} missing");
         }
         assert_ne!(a.pixels, images(shape, 500, 10).pixels);

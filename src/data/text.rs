@@ -32,6 +32,8 @@ impl TextSource {
             Self::Uploaded { dataset_id } => {
                 if config.uploaded_dataset_path(*dataset_id).is_file() {
                     Ok(())
+                } else if config.uploaded_images_path(*dataset_id).is_file() {
+                    Err(format!("data set {dataset_id} holds images: a language model needs a text corpus"))
                 } else {
                     Err(format!("no uploaded data set has id {dataset_id}; upload one with POST /datasets"))
                 }

@@ -94,8 +94,9 @@ pub enum RawLayers {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawData {
-    /// Images: `fashion_mnist` or `synthetic_images`; text: `time_machine`, `uploaded` or
-    /// `synthetic_text`.
+    /// Images: `fashion_mnist`, `synthetic_images` or `uploaded`; text: `time_machine`,
+    /// `uploaded` or `synthetic_text`. `uploaded` is a data set of `POST /datasets`, named by
+    /// `dataset_id`: images for a classifier, text for a language model.
     #[schema(required, value_type = DatasetName)]
     pub dataset: Option<String>,
     /// Train on this many examples only (a prefix of the training set).
@@ -104,10 +105,11 @@ pub struct RawData {
     /// Evaluate on this many examples only (a prefix of the test set).
     #[schema(minimum = 1)]
     pub limit_test: Option<usize>,
-    /// `synthetic_images` only: training examples (default 2000).
+    /// `synthetic_images`: training examples (default 2000); uploaded images: the data set's
+    /// (filled in; when given, it must be the data set's).
     #[schema(minimum = 1)]
     pub train_size: Option<usize>,
-    /// `synthetic_images` only: test examples (default 500).
+    /// `synthetic_images`: test examples (default 500); uploaded images: as `train_size`.
     #[schema(minimum = 1)]
     pub test_size: Option<usize>,
     /// `synthetic_images` and `synthetic_text`: generator seed (default 0).
@@ -118,6 +120,18 @@ pub struct RawData {
     pub resize: Option<usize>,
     /// `uploaded` only: the id `POST /datasets` returned.
     pub dataset_id: Option<uuid::Uuid>,
+    /// Uploaded images only: channels of every image (1 or 3). Filled in from the data set at
+    /// submit; when given, it must be the data set's.
+    #[schema(minimum = 1)]
+    pub channels: Option<usize>,
+    /// Uploaded images only: height and width of every image, as stored (before `resize`).
+    /// Filled in from the data set; when given, it must be the data set's.
+    #[schema(minimum = 1)]
+    pub side: Option<usize>,
+    /// Uploaded images only: number of classes. Filled in from the data set; when given, it must
+    /// be the data set's.
+    #[schema(minimum = 1)]
+    pub classes: Option<usize>,
     /// `synthetic_text` only: characters to generate (default 20000), 2 to 10000000.
     #[schema(minimum = 2, maximum = 10_000_000)]
     pub chars: Option<usize>,

@@ -1,8 +1,11 @@
-//! `/datasets`: upload a text corpus to train language models on, list, inspect and delete them.
+//! `/datasets`: upload a text corpus to train language models on, or an archive of labelled
+//! images to train classifiers on; list, inspect and delete them.
 //!
-//! An upload is a `text/plain` body (UTF-8), capped by `--max-dataset-bytes` instead of the
-//! JSON body limit. The `PlainText` extractor checks the media type and hands over the body
-//! unread; the handler checks the label, begins the upload (the quotas may refuse it there, 507,
+//! An upload is a `text/plain` body (UTF-8), or with `kind=images` an archive (`application/x-tar`,
+//! `application/gzip`, `application/zip` or `application/octet-stream`: the archive's content says
+//! which it is), capped by `--max-dataset-bytes` instead of the JSON body limit. The
+//! `UploadBody` extractor hands over the body unread with its media type; the handler checks the
+//! query and the media type, begins the upload (the quotas may refuse it there, 507,
 //! before any of the body is read) and streams the body into it chunk by chunk, cutting it with
 //! a 413 as soon as it passes the cap. When the text itself is refused midway (not UTF-8, over
 //! the bytes quota), the rest of the body, up to the cap, is read and dropped before the answer,
@@ -18,21 +21,19 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::limits::{BodyCap, declared_length, unreadable};
 use crate::jobs::JobError;
-use crate::jobs::datasets::{Dataset, DatasetId, Upload, ValidUpload};
+use crate::jobs::datasets::{Dataset, DatasetId, RawUpload, Upload, ValidUpload};
 
 /// Routes of this resource; an upload may be up to `max_dataset_bytes` long (the router's
 /// `DefaultBodyLimit` applies to extractors that buffer, not to the streamed upload body).
 pub fn router(max_dataset_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/datasets", get(list).post(upload))
-        .route_layer(from_fn_with_state(BodyCap::text(max_dataset_bytes), declared_length))
+        .route_layer(from_fn_with_state(BodyCap::upload(max_dataset_bytes), declared_length))
         .route("/datasets/{id}", get(show).delete(remove))
 }
 
@@ -48,21 +49,48 @@ async fn blocking<T: Send + 'static>(
     Ok(done.map_err(|e| ApiError::Internal(format!("blocking task: {e}")))??)
 }
 
-/// A `text/plain` body, not yet read, and the length it declares (`Content-Length`), if any.
-struct PlainText {
+/// An upload's body, not yet read, its headers (for the media type) and the length it declares
+/// (`Content-Length`), if any.
+struct UploadBody {
     body: Body,
+    headers: HeaderMap,
     declared: Option<u64>,
 }
 
-impl FromRequest<AppState> for PlainText {
+impl FromRequest<AppState> for UploadBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &AppState) -> Result<Self, ApiError> {
-        require_plain_text(request.headers())?;
-        let declared = request.headers().get(header::CONTENT_LENGTH);
+        let (parts, body) = request.into_parts();
+        let declared = parts.headers.get(header::CONTENT_LENGTH);
         let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        Ok(Self { body: request.into_body(), declared })
+        Ok(Self { body, headers: parts.headers, declared })
     }
+}
+
+/// The media types an image archive may be sent as; the archive's content says which it is.
+const ARCHIVE_TYPES: [&str; 6] = [
+    "application/x-tar",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-compressed-tar",
+    "application/zip",
+    "application/octet-stream",
+];
+
+/// Accepts one of [`ARCHIVE_TYPES`].
+fn require_archive(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let value = value.as_deref().unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if ARCHIVE_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
+        return Ok(());
+    }
+    let got = if value.is_empty() { "none".to_string() } else { format!("{value:?}") };
+    Err(ApiError::UnsupportedMediaType(format!(
+        "content-type must be one of {} for kind=images (an archive); got {got}",
+        ARCHIVE_TYPES.join(", ")
+    )))
 }
 
 /// Streams `body` into `upload` and stores it; see the module docs for the cap and what
@@ -147,32 +175,36 @@ fn require_plain_text(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Query of `POST /datasets`.
-#[derive(Debug, Deserialize, IntoParams)]
-struct UploadQuery {
-    /// A label shown in listings, at most 200 characters (trimmed).
-    name: Option<String>,
-}
-
-/// Upload a text corpus (UTF-8) for language-model jobs to train on.
+/// Upload a text corpus (UTF-8) for language-model jobs to train on, or (`kind=images`) an
+/// archive of labelled images for image classifiers: decoded once here, and stored decoded.
 #[utoipa::path(post, path = "/datasets", tag = "datasets", operation_id = "upload_dataset",
-    params(UploadQuery),
-    request_body(content = String, content_type = "text/plain", description = "The corpus, UTF-8 text, at most --max-dataset-bytes"),
+    params(RawUpload),
+    request_body(content(
+        (String = "text/plain"),
+        (Vec<u8> = "application/x-tar"),
+        (Vec<u8> = "application/gzip"),
+        (Vec<u8> = "application/zip"),
+        (Vec<u8> = "application/octet-stream"),
+    ), description = "The corpus, UTF-8 text; or with kind=images a tar, gzipped tar or zip archive. At most --max-dataset-bytes"),
     responses(
         (status = 201, description = "Stored", body = Dataset, headers(("Location" = String, description = "/datasets/{id}"))),
         (status = 413, description = "Body over --max-dataset-bytes", body = Problem),
-        (status = 415, description = "Not text/plain, or a charset other than UTF-8", body = Problem),
-        (status = 422, description = "Empty, not UTF-8 (naming the offset of the first invalid byte), or name too long", body = Problem),
+        (status = 415, description = "Not text/plain (or a charset other than UTF-8) for a text; not an archive type for kind=images", body = Problem),
+        (status = 422, description = "A query field out of range; a text empty or not UTF-8 (naming the offset of the first invalid byte); an archive that is not a tar, gzipped tar or zip, or whose images cannot be stored (not a PNG or JPEG by content, mixed sizes without side, an empty class, one class, more than --max-classes, a path outside the archive or a link, more than --max-decoded-bytes once decompressed)", body = Problem),
         (status = 507, description = "Storing it would pass --max-uploads (data sets) or --max-uploads-bytes (their bytes together, uploads in progress included)", body = Problem),
     ))]
 async fn upload(
     State(state): State<AppState>,
-    Query(q): Query<UploadQuery>,
-    PlainText { body, declared }: PlainText,
+    Query(raw): Query<RawUpload>,
+    UploadBody { body, headers, declared }: UploadBody,
 ) -> Result<Response, ApiError> {
-    let label = ValidUpload::new(q.name.as_deref()).map_err(JobError::Invalid)?;
-    let upload = state.jobs.begin_upload(label, declared).await?;
-    let dataset = receive(upload, body, BodyCap::text(state.jobs.config().max_dataset_bytes)).await?;
+    let valid = ValidUpload::new(&raw).map_err(JobError::Invalid)?;
+    match valid.images {
+        None => require_plain_text(&headers)?,
+        Some(_) => require_archive(&headers)?,
+    }
+    let upload = state.jobs.begin_upload(valid, declared).await?;
+    let dataset = receive(upload, body, BodyCap::upload(state.jobs.config().max_dataset_bytes)).await?;
     let location =
         HeaderValue::from_str(&format!("/datasets/{}", dataset.id)).expect("a UUID path is a valid header");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(dataset)).into_response())

@@ -20,7 +20,7 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyCap {
     pub bytes: usize,
-    /// "body" for JSON, "text" for uploads.
+    /// "body" for JSON, "upload" for uploads.
     pub noun: &'static str,
     pub flag: &'static str,
 }
@@ -31,9 +31,14 @@ impl BodyCap {
         Self { bytes, noun: "body", flag: "--max-body-bytes" }
     }
 
-    /// The cap on uploaded text.
-    pub fn text(bytes: usize) -> Self {
-        Self { bytes, noun: "text", flag: "--max-dataset-bytes" }
+    /// The cap on the images sent to predict (JSON arrays of pixels, or a PNG or JPEG).
+    pub fn predict(bytes: usize) -> Self {
+        Self { bytes, noun: "body", flag: "--max-dataset-bytes" }
+    }
+
+    /// The cap on uploads (a text or an archive).
+    pub fn upload(bytes: usize) -> Self {
+        Self { bytes, noun: "upload", flag: "--max-dataset-bytes" }
     }
 
     /// The body a `Bytes` extractor read, or the error to answer: 413 past this cap, else as

@@ -3,7 +3,8 @@
 //!
 //! An uploaded text is read whole once — its size, SHA-256 and characters counted as an upload
 //! counts them — and indexed without a label, dated by the file's modification time; one that is
-//! empty or not UTF-8 was never a stored upload and is not adopted. A job is read back from its
+//! empty or not UTF-8 was never a stored upload and is not adopted. An uploaded image set is
+//! adopted the same way when its file loads whole (its header describes it). A job is read back from its
 //! checkpoints: every `step-…` directory whose `checkpoint.json` parses (and names this job) is
 //! indexed, its files digested now, so downloads and generation work; the newest gives the
 //! definition and where training stood. The job is stored finished: `succeeded` when every
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::checkpoints::files_json;
 use super::datadir::{self, to_lost_and_found};
-use super::datasets::{Dataset, DatasetId};
+use super::datasets::{Dataset, DatasetId, DatasetKind};
 use super::error::JobError;
 use super::shared::Shared;
 use super::store::{AdoptedJob, NewCheckpoint};
@@ -30,12 +31,18 @@ use crate::definition::{Task, ValidJobSpec};
 use crate::metrics::Progress;
 use crate::train::checkpoint::{self, FileDigests, Manifest};
 
-/// Adopts the orphaned `jobs` and `uploads` (see [`super::orphans`]), or moves each to
-/// `lost+found/`.
-pub(super) fn adopt(shared: &Shared, jobs: &[JobId], uploads: &[DatasetId]) -> Result<(), JobError> {
-    for &id in uploads {
-        let path = datadir::upload_file(id);
-        match read_upload(shared, id)? {
+/// Adopts the orphaned `jobs`, uploaded `texts` and `images` (see [`super::orphans`]), or moves
+/// each to `lost+found/`.
+pub(super) fn adopt(
+    shared: &Shared,
+    jobs: &[JobId],
+    texts: &[DatasetId],
+    images: &[DatasetId],
+) -> Result<(), JobError> {
+    let texts = texts.iter().map(|&id| (datadir::upload_file(id), read_upload(shared, id)));
+    let images = images.iter().map(|&id| (datadir::images_file(id), read_images(shared, id)));
+    for (path, read) in texts.chain(images) {
+        match read? {
             Some(dataset) => {
                 shared.store.insert_dataset(&dataset, &path)?;
                 shared.uploads.adopt_stored(dataset.bytes);
@@ -43,7 +50,11 @@ pub(super) fn adopt(shared: &Shared, jobs: &[JobId], uploads: &[DatasetId]) -> R
                 tracing::warn!(%path, bytes, "adopted an uploaded data set the database did not know");
             }
             None => {
-                to_lost_and_found(&shared.config, &path, "an upload that is empty or not UTF-8")?;
+                to_lost_and_found(
+                    &shared.config,
+                    &path,
+                    "an upload that is empty, not UTF-8 or not an image set",
+                )?;
             }
         }
     }
@@ -88,7 +99,19 @@ fn read_upload(shared: &Shared, id: DatasetId) -> Result<Option<Dataset>, JobErr
     }
     let sha256 = format!("{:x}", hash.finalize());
     let created_at = modified(&path);
-    Ok(Some(Dataset { id, name: None, bytes, sha256, chars, created_at }))
+    let (kind, chars, images) = (DatasetKind::Text, Some(chars), None);
+    Ok(Some(Dataset { id, name: None, kind, bytes, sha256, chars, images, created_at }))
+}
+
+/// Image set `id` read back from its file, or `None` when it does not load.
+fn read_images(shared: &Shared, id: DatasetId) -> Result<Option<Dataset>, JobError> {
+    let path = shared.config.uploaded_images_path(id);
+    let Ok((_, _, info)) = crate::data::uploaded::load(&path) else { return Ok(None) };
+    let mut hash = Sha256::new();
+    let bytes = io::copy(&mut File::open(&path)?, &mut hash)?;
+    let sha256 = format!("{:x}", hash.finalize());
+    let (kind, images, created_at) = (DatasetKind::Images, Some(info), modified(&path));
+    Ok(Some(Dataset { id, name: None, kind, bytes, sha256, chars: None, images, created_at }))
 }
 
 /// When `path` was last modified (RFC 3339), or now.
@@ -238,9 +261,9 @@ mod tests {
         let (text, empty) = (DatasetId::new_v4(), DatasetId::new_v4());
         fs::write(shared.config.uploaded_dataset_path(text), "a🦀b").unwrap();
         fs::write(shared.config.uploaded_dataset_path(empty), "").unwrap();
-        adopt(&shared, &[], &[text, empty]).unwrap();
+        adopt(&shared, &[], &[text, empty], &[]).unwrap();
         let dataset = shared.store.dataset(text).unwrap().unwrap();
-        assert_eq!((dataset.name, dataset.bytes, dataset.chars), (None, 6, 3));
+        assert_eq!((dataset.name, dataset.bytes, dataset.chars), (None, 6, Some(3)));
         assert_eq!(dataset.sha256, format!("{:x}", Sha256::digest("a🦀b")));
         assert_eq!(shared.store.upload_totals().unwrap(), (1, 6));
         assert!(matches!(shared.uploads.reserve(0), Err(JobError::QuotaExceeded(_))), "the quota counts it");

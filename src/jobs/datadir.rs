@@ -33,6 +33,11 @@ pub(super) fn upload_file(id: Uuid) -> String {
     format!("datasets/uploads/{id}.txt")
 }
 
+/// An uploaded image data set's decoded images: `datasets/uploads/<id>.safetensors`.
+pub(super) fn images_file(id: Uuid) -> String {
+    format!("datasets/uploads/{id}.safetensors")
+}
+
 /// `relative` resolved against the data dir; `None` unless it is a plain relative path (no
 /// root, no `..`), so that no row of the database can name a file outside the data dir.
 pub(super) fn resolve(config: &Config, relative: &str) -> Option<PathBuf> {

@@ -1,9 +1,9 @@
-//! Uploaded text corpora: the [`Dataset`] record, the checks an upload passes and the operations
-//! the HTTP layer calls on them, as methods of [`Jobs`] (whose store also knows which jobs read
-//! a data set).
+//! Uploaded data sets — text corpora and image archives: the [`Dataset`] record, the checks an
+//! upload passes and the operations the HTTP layer calls on them, as methods of [`Jobs`] (whose
+//! store also knows which jobs read a data set).
 //!
-//! An upload's label is checked once into a [`ValidUpload`] (at most 200 characters) before its
-//! text is read; [`Jobs::begin_upload`] then reserves its place in the quotas
+//! An upload's label, kind and image options are checked once into a [`ValidUpload`] before its
+//! body is read; [`Jobs::begin_upload`] then reserves its place in the quotas
 //! ([`super::quota`]) and the text streams to disk as it arrives ([`Upload`]): written to a
 //! temporary file beside [`crate::Config::uploaded_dataset_path`] in batches on blocking
 //! threads, checked as UTF-8, counted and hashed on the way, never held whole in memory. Once
@@ -13,56 +13,189 @@
 //! the store records the file as to be removed before the rename, and forgets it with the index).
 //! An upload refused, failed or abandoned by its client leaves no file. A data set that a queued
 //! or running job reads cannot be deleted. Training code reads the text from that path.
+//!
+//! An image archive streams the same way into a temporary file; once complete it is decoded
+//! ([`crate::data::import`]) on a blocking thread, and the decoded images
+//! ([`crate::data::uploaded`]) are the file stored, hashed and indexed as a text is. The archive
+//! is removed either way; a refused archive (422) leaves nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::bytes::Bytes;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::quota::Reservation;
 use super::store::DatasetDeletion;
 use super::uploads::{TempUpload, remove_if_present};
 use super::{JobError, Jobs};
+use crate::data::import::{ImportError, ImportOptions};
+use crate::data::uploaded::{self, ImageSetInfo};
 use crate::definition::{FieldError, MAX_NAME_CHARS};
 
 /// Identifies an uploaded data set.
 pub type DatasetId = Uuid;
 
-/// An uploaded text corpus as the API shows it.
+/// What an uploaded data set holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// A text corpus, for language models.
+    Text,
+    /// Labelled images, for image classifiers.
+    Images,
+}
+
+impl DatasetKind {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Images => "images",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Text, Self::Images].into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// An uploaded data set as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Dataset {
     #[schema(value_type = String, format = Uuid)]
     pub id: DatasetId,
     /// The label given at upload (`?name=`), trimmed.
     pub name: Option<String>,
-    /// Size of the text in bytes, exactly as uploaded.
+    pub kind: DatasetKind,
+    /// Size of the stored file in bytes: a text exactly as uploaded; images decoded (a
+    /// safetensors file of `uint8` pixels and `uint16` labels).
     pub bytes: u64,
     /// SHA-256 of those bytes, lowercase hex.
     pub sha256: String,
-    /// Unicode scalar values (Rust `char`s) in the text.
-    pub chars: u64,
+    /// Text: Unicode scalar values (Rust `char`s) in the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chars: Option<u64>,
+    /// Images: the classes (in label order), channels, side and the train and test counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageSetInfo>,
     /// RFC 3339 time of the upload.
     pub created_at: String,
 }
 
-/// The part of an upload checked before its text is read: nothing downstream checks it again.
-/// The text is checked as it streams in (see [`Upload`]).
+/// The query of `POST /datasets`, as sent.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct RawUpload {
+    /// A label shown in listings, at most 200 characters (trimmed).
+    pub name: Option<String>,
+    /// `text` (default: a UTF-8 corpus, `text/plain`) or `images` (an archive: a tar, gzipped
+    /// tar or zip of class folders `train/<class>/*.png|jpg` and optionally `test/<class>/…`, or
+    /// of the four IDX files of the MNIST format).
+    pub kind: Option<String>,
+    /// Images: resize every image to this many pixels square, 8 to 512 (default: keep their
+    /// size, which must then be one square size for all).
+    pub side: Option<String>,
+    /// Images: `true` to store one grey channel even when the images are in colour (default
+    /// `false`: 3 channels when any image is in colour, else 1).
+    pub to_grayscale: Option<String>,
+    /// Images without a `test/` split: the share of the training images held out for testing,
+    /// chosen by `seed` (default 0.1), above 0 and at most 0.5.
+    pub test_fraction: Option<String>,
+    /// Images: the seed of that choice (default 0).
+    pub seed: Option<String>,
+}
+
+/// What a valid image upload asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageUpload {
+    pub side: Option<usize>,
+    pub to_grayscale: bool,
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+/// The part of an upload checked before its body is read: nothing downstream checks it again.
+/// A text is checked as it streams in, an archive once it is complete (see [`Upload`]).
 #[derive(Debug)]
 pub struct ValidUpload {
     /// Trimmed; `None` when absent or blank.
     pub name: Option<String>,
+    /// `None` for a text.
+    pub images: Option<ImageUpload>,
 }
 
+/// Sides an image data set may be stored at.
+const SIDES: std::ops::RangeInclusive<usize> = 8..=512;
+
 impl ValidUpload {
-    /// Checks the label; its problem names the field `name`.
-    pub fn new(name: Option<&str>) -> Result<Self, Vec<FieldError>> {
-        let name = name.map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+    /// Checks the query; each problem names its field.
+    pub fn new(raw: &RawUpload) -> Result<Self, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, message: String| {
+            problems.push(FieldError { field: field.to_string(), message });
+        };
+        let name = raw.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
         if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
-            let message = format!("must be at most {MAX_NAME_CHARS} characters");
-            return Err(vec![FieldError { field: "name".to_string(), message }]);
+            problem("name", format!("must be at most {MAX_NAME_CHARS} characters"));
         }
-        Ok(Self { name })
+        let kind = raw.kind.as_deref().unwrap_or("text");
+        let kind = DatasetKind::parse(kind).unwrap_or_else(|| {
+            problem("kind", format!("must be text or images (got {kind:?})"));
+            DatasetKind::Text
+        });
+        let image_fields = [
+            ("side", &raw.side),
+            ("to_grayscale", &raw.to_grayscale),
+            ("test_fraction", &raw.test_fraction),
+            ("seed", &raw.seed),
+        ];
+        if kind == DatasetKind::Text {
+            for (field, _) in image_fields.iter().filter(|(_, value)| value.is_some()) {
+                problem(field, "is for kind=images only".to_string());
+            }
+        }
+        let images = (kind == DatasetKind::Images).then(|| image_upload(raw, &mut problem));
+        if problems.is_empty() { Ok(Self { name, images }) } else { Err(problems) }
     }
+}
+
+/// The image options of `raw`, recording each problem.
+fn image_upload(raw: &RawUpload, problem: &mut impl FnMut(&str, String)) -> ImageUpload {
+    let side = raw.side.as_deref().map(|side| match side.parse() {
+        Ok(side) if SIDES.contains(&side) => side,
+        _ => {
+            problem(
+                "side",
+                format!("must be a whole number from {} to {} (got {side:?})", SIDES.start(), SIDES.end()),
+            );
+            *SIDES.start()
+        }
+    });
+    let to_grayscale = match raw.to_grayscale.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            problem("to_grayscale", format!("must be true or false (got {other:?})"));
+            false
+        }
+    };
+    let test_fraction = match raw.test_fraction.as_deref().map(str::parse::<f64>) {
+        None => 0.1,
+        Some(Ok(f)) if f > 0.0 && f <= 0.5 => f,
+        Some(_) => {
+            problem("test_fraction", "must be a number above 0 and at most 0.5".to_string());
+            0.1
+        }
+    };
+    let seed = match raw.seed.as_deref().map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(seed)) => seed,
+        Some(Err(_)) => {
+            problem("seed", "must be a whole number from 0 to 18446744073709551615".to_string());
+            0
+        }
+    };
+    ImageUpload { side, to_grayscale, test_fraction, seed }
 }
 
 /// Chunks are handed to a blocking thread once this many bytes are waiting.
@@ -75,6 +208,8 @@ pub struct Upload {
     jobs: Jobs,
     id: DatasetId,
     name: Option<String>,
+    /// What to make of an image archive; `None` for a text.
+    images: Option<ImageUpload>,
     /// `None` once given back or committed.
     reservation: Option<Reservation>,
     /// `None` only while a blocking thread writes to it, or once finished.
@@ -118,21 +253,33 @@ impl Upload {
     pub async fn finish(mut self) -> Result<Dataset, JobError> {
         self.flush().await?;
         let file = self.file.take().expect("an upload in progress has its file");
-        let reservation = self.reservation.take().expect("an upload in progress holds its reservation");
-        let (jobs, id, name) = (self.jobs.clone(), self.id, self.name.take());
+        let mut reservation = self.reservation.take().expect("an upload in progress holds its reservation");
+        let (jobs, id, name, images) = (self.jobs.clone(), self.id, self.name.take(), self.images.take());
         blocking(move || {
+            let (file, info) = match images {
+                None => (file, None),
+                Some(options) => {
+                    let (decoded, info) = jobs.decode_images(id, file, &options, &mut reservation)?;
+                    (decoded, Some(info))
+                }
+            };
             let store = &jobs.shared.store;
             // To be removed until indexed: a crash between the rename and the index leaves the
             // file to the start-up sweep, not to the orphan check.
-            let path = super::datadir::upload_file(id);
+            let (kind, path) = match info {
+                None => (DatasetKind::Text, super::datadir::upload_file(id)),
+                Some(_) => (DatasetKind::Images, super::datadir::images_file(id)),
+            };
             store.record_removal(&path)?;
             let committed = file.commit(|written| {
                 let dataset = Dataset {
                     id,
                     name,
+                    kind,
                     bytes: written.bytes,
                     sha256: written.sha256,
-                    chars: written.chars,
+                    chars: info.is_none().then_some(written.chars),
+                    images: info,
                     created_at: super::now(),
                 };
                 store.insert_dataset(&dataset, &path)?;
@@ -188,7 +335,44 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The most pixels one image of an archive may have, read from its header before it is decoded.
+const MAX_SOURCE_PIXELS: u64 = 8192 * 8192;
+
 impl Jobs {
+    /// Decodes the images of the complete `archive` of upload `id` into the file to store, not
+    /// yet committed, and its info; the quota must hold both files for a moment. The archive is
+    /// removed either way. Blocking.
+    fn decode_images(
+        &self,
+        id: DatasetId,
+        archive: TempUpload,
+        upload: &ImageUpload,
+        reservation: &mut Reservation,
+    ) -> Result<(TempUpload, ImageSetInfo), JobError> {
+        let config = self.config();
+        let options = ImportOptions {
+            side: upload.side,
+            to_grayscale: upload.to_grayscale,
+            test_fraction: upload.test_fraction,
+            seed: upload.seed,
+            max_classes: config.max_classes,
+            max_expanded_bytes: config.max_decoded_bytes,
+            max_image_pixels: MAX_SOURCE_PIXELS,
+        };
+        let imported =
+            crate::data::import::import(archive.written_path(), &options).map_err(|e| match e {
+                ImportError::Invalid(problem) => JobError::Invalid(vec![problem]),
+                ImportError::Io(e) => JobError::Io(e),
+            })?;
+        let (bytes, info) = uploaded::encode(&imported)
+            .map_err(|e| JobError::Io(std::io::Error::other(format!("encoding an image set: {e}"))))?;
+        drop(imported);
+        reservation.grow_to(archive.len() + bytes.len() as u64)?;
+        let mut stored = TempUpload::create(config.uploaded_images_path(id), false)?;
+        stored.append(&bytes)?;
+        Ok((stored, info))
+    }
+
     /// Starts an upload labelled as `upload` says: reserves its place in the quotas, with the
     /// `declared` length if known (refusing it at once if that is too much), and creates its
     /// temporary file.
@@ -196,12 +380,18 @@ impl Jobs {
         super::disk::check_floor(self.config())?;
         let reservation = self.shared.uploads.reserve(declared.unwrap_or(0))?;
         let id = DatasetId::new_v4();
-        let path = self.config().uploaded_dataset_path(id);
-        let file = blocking(move || TempUpload::create(path)).await?;
+        let text = upload.images.is_none();
+        // An archive is received beside the file its images become, and never committed.
+        let path = match text {
+            true => self.config().uploaded_dataset_path(id),
+            false => self.config().uploads_dir().join(format!("{id}.archive")),
+        };
+        let file = blocking(move || TempUpload::create(path, text)).await?;
         Ok(Upload {
             jobs: self.clone(),
             id,
             name: upload.name,
+            images: upload.images,
             reservation: Some(reservation),
             file: Some(file),
             waiting: Vec::new(),
@@ -222,7 +412,11 @@ impl Jobs {
 
     /// Removes a data set and its file, unless a queued or running job reads it.
     pub fn delete_dataset(&self, id: DatasetId) -> Result<(), JobError> {
-        let file = super::datadir::upload_file(id);
+        let kind = self.dataset(id)?.kind;
+        let (file, full) = match kind {
+            DatasetKind::Text => (super::datadir::upload_file(id), self.config().uploaded_dataset_path(id)),
+            DatasetKind::Images => (super::datadir::images_file(id), self.config().uploaded_images_path(id)),
+        };
         match self.shared.store.delete_dataset(id, &file)? {
             DatasetDeletion::NotFound => Err(not_found(id)),
             DatasetDeletion::InUse(job, status) => Err(JobError::Conflict(format!(
@@ -232,7 +426,7 @@ impl Jobs {
             ))),
             DatasetDeletion::Deleted { bytes } => {
                 self.shared.uploads.release_stored(bytes);
-                remove_if_present(&self.config().uploaded_dataset_path(id))?;
+                remove_if_present(&full)?;
                 Ok(self.shared.store.removed(&file)?)
             }
         }
@@ -259,7 +453,7 @@ mod tests {
         let mut config = Config::with_data_dir(dir.path());
         config.max_uploads = 1;
         let jobs = Jobs::without_workers(Shared::open(config).unwrap());
-        let unnamed = || ValidUpload::new(None).unwrap();
+        let unnamed = || ValidUpload::new(&RawUpload::default()).unwrap();
 
         let mut upload = jobs.begin_upload(unnamed(), None).await.unwrap();
         upload.write(Bytes::from_static(b"half")).await.unwrap();
@@ -268,13 +462,13 @@ mod tests {
         upload.abandon().await;
         assert_eq!(files(&jobs), 0, "abandoned: its temporary file is gone");
 
-        let mut upload = jobs.begin_upload(ValidUpload::new(Some(" c ")).unwrap(), Some(3)).await.unwrap();
+        let mut upload = jobs.begin_upload(ValidUpload::new(&named(" c ")).unwrap(), Some(3)).await.unwrap();
         let e = "é".as_bytes();
         for chunk in [&b"a"[..], &e[..1], &e[1..]] {
             upload.write(Bytes::copy_from_slice(chunk)).await.unwrap();
         }
         let dataset = upload.finish().await.unwrap();
-        assert_eq!((dataset.name.as_deref(), dataset.bytes, dataset.chars), (Some("c"), 3, 2));
+        assert_eq!((dataset.name.as_deref(), dataset.bytes, dataset.chars), (Some("c"), 3, Some(2)));
         assert_eq!(std::fs::read(jobs.config().uploaded_dataset_path(dataset.id)).unwrap(), "aé".as_bytes());
         assert_eq!(jobs.dataset(dataset.id).unwrap(), dataset);
         assert!(matches!(jobs.begin_upload(unnamed(), None).await, Err(JobError::QuotaExceeded(_))));
@@ -284,15 +478,64 @@ mod tests {
         jobs.begin_upload(unnamed(), None).await.expect("a deleted data set gives back its place");
     }
 
+    fn named(name: &str) -> RawUpload {
+        RawUpload { name: Some(name.to_string()), ..RawUpload::default() }
+    }
+
+    fn problems(raw: &RawUpload) -> Vec<String> {
+        ValidUpload::new(raw).unwrap_err().into_iter().map(|e| e.to_string()).collect()
+    }
+
     #[test]
     fn a_label_is_trimmed_blank_is_none_and_long_is_refused() {
-        assert_eq!(ValidUpload::new(Some("  corpus \n")).unwrap().name.as_deref(), Some("corpus"));
-        assert_eq!(ValidUpload::new(Some("   ")).unwrap().name, None);
-        assert_eq!(ValidUpload::new(None).unwrap().name, None);
+        assert_eq!(ValidUpload::new(&named("  corpus \n")).unwrap().name.as_deref(), Some("corpus"));
+        assert_eq!(ValidUpload::new(&named("   ")).unwrap().name, None);
+        assert_eq!(ValidUpload::new(&RawUpload::default()).unwrap().name, None);
         let longest = "é".repeat(MAX_NAME_CHARS);
-        assert_eq!(ValidUpload::new(Some(&longest)).unwrap().name, Some(longest.clone()));
-        let errors = ValidUpload::new(Some(&format!("{longest}n"))).unwrap_err();
-        let errors: Vec<_> = errors.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(ValidUpload::new(&named(&longest)).unwrap().name, Some(longest.clone()));
+        let errors = problems(&named(&format!("{longest}n")));
         assert_eq!(errors, [format!("name must be at most {MAX_NAME_CHARS} characters")]);
+    }
+
+    #[test]
+    fn image_options_are_checked_and_belong_to_images_only() {
+        let images = |pairs: &[(&str, &str)]| {
+            let mut raw = RawUpload { kind: Some("images".into()), ..RawUpload::default() };
+            for (key, value) in pairs {
+                let value = Some(value.to_string());
+                match *key {
+                    "side" => raw.side = value,
+                    "to_grayscale" => raw.to_grayscale = value,
+                    "test_fraction" => raw.test_fraction = value,
+                    _ => raw.seed = value,
+                }
+            }
+            raw
+        };
+        let defaults = ValidUpload::new(&images(&[])).unwrap().images.unwrap();
+        assert_eq!(defaults, ImageUpload { side: None, to_grayscale: false, test_fraction: 0.1, seed: 0 });
+        let given =
+            images(&[("side", "32"), ("to_grayscale", "true"), ("test_fraction", "0.5"), ("seed", "7")]);
+        let given = ValidUpload::new(&given).unwrap().images.unwrap();
+        assert_eq!(given, ImageUpload { side: Some(32), to_grayscale: true, test_fraction: 0.5, seed: 7 });
+        assert_eq!(
+            problems(&images(&[
+                ("side", "7"),
+                ("to_grayscale", "yes"),
+                ("test_fraction", "0"),
+                ("seed", "-1")
+            ])),
+            [
+                "side must be a whole number from 8 to 512 (got \"7\")",
+                "to_grayscale must be true or false (got \"yes\")",
+                "test_fraction must be a number above 0 and at most 0.5",
+                "seed must be a whole number from 0 to 18446744073709551615",
+            ]
+        );
+        let text = RawUpload { side: Some("32".into()), ..RawUpload::default() };
+        assert_eq!(problems(&text), ["side is for kind=images only"]);
+        let unknown = RawUpload { kind: Some("audio".into()), ..RawUpload::default() };
+        assert_eq!(problems(&unknown), ["kind must be text or images (got \"audio\")"]);
+        assert!(ValidUpload::new(&RawUpload::default()).unwrap().images.is_none());
     }
 }

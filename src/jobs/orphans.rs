@@ -1,4 +1,5 @@
-//! Orphans: job directories (`jobs/<id>`) and uploaded texts (`datasets/uploads/<id>.txt`) in
+//! Orphans: job directories (`jobs/<id>`), uploaded texts (`datasets/uploads/<id>.txt`) and image
+//! sets (`datasets/uploads/<id>.safetensors`) in
 //! the data dir that the database does not know and did not record as to be removed. They appear
 //! when `kiln.sqlite3` is lost (deleted, emptied) or restored from an older copy: the files are
 //! the only record left, so kiln never deletes them on its own.
@@ -30,17 +31,19 @@ const EXAMPLES: usize = 3;
 pub(super) struct Orphans {
     pub jobs: Vec<JobId>,
     pub uploads: Vec<DatasetId>,
+    pub images: Vec<DatasetId>,
 }
 
 impl Orphans {
     fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.uploads.is_empty()
+        self.jobs.is_empty() && self.uploads.is_empty() && self.images.is_empty()
     }
 
     /// Their paths relative to the data dir, jobs first.
     fn paths(&self) -> impl Iterator<Item = String> + '_ {
         let jobs = self.jobs.iter().map(|id| datadir::job_dir(*id));
-        jobs.chain(self.uploads.iter().map(|id| datadir::upload_file(*id)))
+        let images = self.images.iter().map(|id| datadir::images_file(*id));
+        jobs.chain(self.uploads.iter().map(|id| datadir::upload_file(*id))).chain(images)
     }
 }
 
@@ -56,7 +59,7 @@ pub(super) fn resolve(shared: &Shared) -> Result<(), JobError> {
         discard(config, &orphans);
         Ok(())
     } else if config.adopt_orphans {
-        adopt::adopt(shared, &orphans.jobs, &orphans.uploads)
+        adopt::adopt(shared, &orphans.jobs, &orphans.uploads, &orphans.images)
     } else {
         let message = refusal(store.is_empty()?, &orphans);
         tracing::error!("{message}");
@@ -77,13 +80,22 @@ pub(super) fn find(config: &Config, store: &Store) -> Result<Orphans, JobError> 
         }
     }
     for name in names(&config.uploads_dir())? {
-        let Some(Ok(id)) = name.strip_suffix(".txt").map(DatasetId::parse_str) else { continue };
-        if store.dataset(id)?.is_none() && !removals.contains(&datadir::upload_file(id)) {
-            orphans.uploads.push(id);
+        let (ids, file): (_, fn(DatasetId) -> String) = match name.strip_suffix(".txt") {
+            Some(id) => ((id, &mut orphans.uploads), datadir::upload_file),
+            None => match name.strip_suffix(".safetensors") {
+                Some(id) => ((id, &mut orphans.images), datadir::images_file),
+                None => continue,
+            },
+        };
+        let (id, found) = ids;
+        let Ok(id) = DatasetId::parse_str(id) else { continue };
+        if store.dataset(id)?.is_none() && !removals.contains(&file(id)) {
+            found.push(id);
         }
     }
     orphans.jobs.sort();
     orphans.uploads.sort();
+    orphans.images.sort();
     Ok(orphans)
 }
 
@@ -104,11 +116,12 @@ fn refusal(empty: bool, orphans: &Orphans) -> String {
     if !orphans.jobs.is_empty() {
         found.push(count(orphans.jobs.len(), "job directory", "job directories"));
     }
-    if !orphans.uploads.is_empty() {
-        found.push(count(orphans.uploads.len(), "uploaded data set", "uploaded data sets"));
+    let uploads = orphans.uploads.len() + orphans.images.len();
+    if uploads > 0 {
+        found.push(count(uploads, "uploaded data set", "uploaded data sets"));
     }
     let examples: Vec<String> = orphans.paths().take(EXAMPLES).collect();
-    let more = orphans.jobs.len() + orphans.uploads.len() - examples.len();
+    let more = orphans.jobs.len() + uploads - examples.len();
     let more = if more > 0 { format!(" and {more} more") } else { String::new() };
     let database = if empty {
         "the database (kiln.sqlite3) is empty: it looks new, as when it was deleted or emptied"
@@ -119,7 +132,7 @@ fn refusal(empty: bool, orphans: &Orphans) -> String {
         "the data dir holds {} that the database does not know ({}{more}); {database}. Nothing was \
          changed. To keep them, stop and restore kiln.sqlite3 together with its kiln.sqlite3-wal \
          file, or restart with --adopt-orphans to index them back (jobs from their checkpoints, \
-         data sets from their text; what cannot be read back is moved to lost+found/); to delete \
+         data sets from their files; what cannot be read back is moved to lost+found/); to delete \
          them, restart with --discard-orphans",
         found.join(" and "),
         examples.join(", "),
@@ -160,7 +173,7 @@ mod tests {
         fs::write(config.jobs_dir().join("notes.txt"), "not kiln's").unwrap();
 
         let orphans = find(config, &shared.store).unwrap();
-        assert_eq!(orphans, Orphans { jobs: vec![lost], uploads: vec![upload] });
+        assert_eq!(orphans, Orphans { jobs: vec![lost], uploads: vec![upload], images: vec![] });
         let message = refusal(shared.store.is_empty().unwrap(), &orphans);
         assert!(
             message.starts_with("the data dir holds 1 job directory and 1 uploaded data set"),

@@ -1,6 +1,7 @@
-//! The files of uploaded text corpora: written chunk by chunk as they arrive ([`TempUpload`]),
-//! checked as UTF-8 and hashed on the way, so that a crash or a failed upload leaves the whole
-//! file or none; removed when their data set is. What an interrupted upload left — a temporary
+//! The files of uploads: written chunk by chunk as they arrive ([`TempUpload`]), a text checked
+//! as UTF-8 and every file hashed on the way, so that a crash or a failed upload leaves the whole
+//! file or none; removed when their data set is. An image archive is received the same way into
+//! a temporary file that is never committed: its images, once decoded, are the file kept. What an interrupted upload left — a temporary
 //! file ([`is_temporary`]), or a file renamed into place but never indexed, which the database
 //! recorded as to be removed until its index — is removed by the start-up sweep
 //! ([`super::sweep`]).
@@ -16,9 +17,10 @@ use super::utf8::{InvalidUtf8, Utf8Stream};
 use crate::definition::FieldError;
 
 /// Whether `name`, an entry of the uploads directory, is the temporary file of an upload
-/// (`.<id>.txt.tmp`): it is never indexed, and one left at start was cut short.
+/// (`.<id>.txt.tmp`, `.<id>.safetensors.tmp`, `.<id>.archive.tmp`): it is never indexed, and one
+/// left at start was cut short.
 pub(super) fn is_temporary(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".txt.tmp")
+    name.starts_with('.') && name.ends_with(".tmp")
 }
 
 /// What a finished upload wrote.
@@ -27,6 +29,7 @@ pub(super) struct Written {
     pub bytes: u64,
     /// Lowercase hex.
     pub sha256: String,
+    /// Characters of a text; 0 for other files.
     pub chars: u64,
 }
 
@@ -43,7 +46,8 @@ pub(super) struct TempUpload {
     tmp: PathBuf,
     file: File,
     hash: Sha256,
-    text: Utf8Stream,
+    /// `None` for a file that is not text.
+    text: Option<Utf8Stream>,
     bytes: u64,
     stage: Stage,
 }
@@ -60,32 +64,48 @@ enum Stage {
 }
 
 impl TempUpload {
-    /// Creates the temporary file of `path`, and its directory if needed.
-    pub fn create(path: PathBuf) -> Result<Self, JobError> {
+    /// Creates the temporary file of `path`, and its directory if needed: a text, checked as
+    /// UTF-8, or (`text` false) any bytes.
+    pub fn create(path: PathBuf, text: bool) -> Result<Self, JobError> {
         let dir = path.parent().expect("an upload path has a directory");
         let name = path.file_name().expect("an upload path has a file name").to_string_lossy();
         let tmp = dir.join(format!(".{name}.tmp"));
         let file =
             fs::create_dir_all(dir).and_then(|()| File::create_new(&tmp)).map_err(|e| in_file(&tmp, e))?;
-        let (hash, text) = (Sha256::new(), Utf8Stream::new());
+        let (hash, text) = (Sha256::new(), text.then(Utf8Stream::new));
         Ok(Self { path, tmp, file, hash, text, bytes: 0, stage: Stage::Writing })
     }
 
-    /// Appends the next chunk of the text; refuses one that makes it invalid UTF-8.
+    /// Appends the next chunk; refuses one that makes a text invalid UTF-8.
     pub fn append(&mut self, chunk: &[u8]) -> Result<(), JobError> {
-        self.text.feed(chunk).map_err(not_utf8)?;
+        if let Some(text) = &mut self.text {
+            text.feed(chunk).map_err(not_utf8)?;
+        }
         self.hash.update(chunk);
         self.file.write_all(chunk).map_err(|e| in_file(&self.tmp, e))?;
         self.bytes += chunk.len() as u64;
         Ok(())
     }
 
-    /// Ends the text, puts the file in place and calls `index` with what was written; refuses
-    /// an empty text or one that ends inside a character. When `index` fails the file is removed.
+    /// Where the bytes are while they are written (and, for a file never committed, until it is
+    /// dropped).
+    pub fn written_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Ends the file, puts it in place and calls `index` with what was written; refuses an empty
+    /// file, and a text that ends inside a character. When `index` fails the file is removed.
     pub fn commit<T>(mut self, index: impl FnOnce(Written) -> Result<T, JobError>) -> Result<T, JobError> {
-        let chars = std::mem::take(&mut self.text).finish().map_err(not_utf8)?;
+        let text = self.text.take();
+        let what = if text.is_some() { "at least one character of text" } else { "an archive" };
+        let chars = text.map(|text| text.finish().map_err(not_utf8)).transpose()?.unwrap_or(0);
         if self.bytes == 0 {
-            return Err(body_error("is empty: upload at least one character of text".to_string()));
+            return Err(body_error(format!("is empty: upload {what}")));
         }
         self.file.sync_all().map_err(|e| in_file(&self.tmp, e))?;
         fs::rename(&self.tmp, &self.path).map_err(|e| in_file(&self.path, e))?;
@@ -150,7 +170,7 @@ mod tests {
     }
 
     fn written(chunks: &[&[u8]], path: &Path) -> Result<Written, JobError> {
-        let mut upload = TempUpload::create(path.to_path_buf())?;
+        let mut upload = TempUpload::create(path.to_path_buf(), true)?;
         for chunk in chunks {
             upload.append(chunk)?;
         }
@@ -192,7 +212,7 @@ mod tests {
             "body is empty: upload at least one character of text"
         );
 
-        let mut dropped = TempUpload::create(path.clone()).unwrap();
+        let mut dropped = TempUpload::create(path.clone(), true).unwrap();
         dropped.append(b"half of it").unwrap();
         assert_eq!(
             names(&config.uploads_dir()),
@@ -201,7 +221,7 @@ mod tests {
         drop(dropped);
         assert!(names(&config.uploads_dir()).is_empty());
 
-        let mut unindexed = TempUpload::create(path.clone()).unwrap();
+        let mut unindexed = TempUpload::create(path.clone(), true).unwrap();
         unindexed.append(b"text").unwrap();
         let failed = unindexed.commit(|_| -> Result<(), JobError> {
             assert!(path.exists(), "indexed only once the file is in place");

@@ -154,7 +154,7 @@ async fn uploads_have_their_own_size_cap_instead_of_the_json_body_limit() {
     assert_eq!(problem["type"], "payload_too_large");
     assert_eq!(
         detail(&problem),
-        "the text is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
+        "the upload is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
     );
     let r = server.client.post(server.url("/jobs")).header("content-type", "application/json");
     let r = r.body("x".repeat(65)).send().await.unwrap();
@@ -165,7 +165,7 @@ async fn uploads_have_their_own_size_cap_instead_of_the_json_body_limit() {
     assert_eq!(status, 413, "{problem}");
     assert_eq!(
         detail(&problem),
-        "the text is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
+        "the upload is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
     );
     let kept = format!("{}.txt", dataset["id"].as_str().unwrap());
     assert_eq!(upload_dir(&server), [(kept, 1000)], "only the upload within the cap");
@@ -175,7 +175,7 @@ async fn uploads_have_their_own_size_cap_instead_of_the_json_body_limit() {
     assert_eq!(status, 413, "a declared length over the cap is answered before the body: {problem}");
     assert_eq!(
         detail(&problem),
-        "the text is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
+        "the upload is larger than this server's limit of 1000 bytes (--max-dataset-bytes)"
     );
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 const MAX_RESIZE: usize = 512;
-pub(super) const IMAGE_SETS: [&str; 2] = ["fashion_mnist", "synthetic_images"];
+pub(super) const IMAGE_SETS: [&str; 3] = ["fashion_mnist", "synthetic_images", "uploaded"];
 
 /// The rules that tie an image classifier to its images.
 pub(super) fn check_classifier(
@@ -49,7 +49,12 @@ pub(super) fn validate_images(
     p: &mut Problems,
 ) -> Option<ImageDataSpec> {
     let owner = format!("data.dataset = {dataset}");
-    p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
+    if dataset != "uploaded" {
+        p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
+        p.not_for(&raw.channels, "data.channels", &owner);
+        p.not_for(&raw.side, "data.side", &owner);
+        p.not_for(&raw.classes, "data.classes", &owner);
+    }
     p.not_for(&raw.chars, "data.chars", &owner);
     p.not_for(&raw.tokenizer, "data.tokenizer", &owner);
     p.not_for(&raw.normalize, "data.normalize", &owner);
@@ -63,13 +68,17 @@ pub(super) fn validate_images(
             p.add(field, "must be at least 1 (leave it out to use every example)");
         }
     }
-    let all = [(IMAGE_SETS[0], 0), (IMAGE_SETS[1], 1)];
+    let all = [(IMAGE_SETS[0], 0), (IMAGE_SETS[1], 1), (IMAGE_SETS[2], 2)];
     let source = match choose(p, "data.dataset", dataset, &all)? {
         0 => {
             p.not_for(&raw.train_size, "data.train_size", &owner);
             p.not_for(&raw.test_size, "data.test_size", &owner);
             p.not_for(&raw.seed, "data.seed", &owner);
             DatasetSpec::FashionMnist
+        }
+        2 => {
+            p.not_for(&raw.seed, "data.seed", &owner);
+            uploaded_images(&raw, config, p)?
         }
         _ => {
             let cap = config.max_synthetic_examples;
@@ -83,4 +92,58 @@ pub(super) fn validate_images(
     };
     let resize = raw.resize.map(|side| p.range("data.resize", side, 8, MAX_RESIZE));
     Some(ImageDataSpec { source, limit_train: raw.limit_train, limit_test: raw.limit_test, resize })
+}
+
+/// An uploaded image data set, its shape, classes and counts read from its file. Those the
+/// definition gives (a definition read back from a job has them all) must be the data set's.
+fn uploaded_images(raw: &RawData, config: &Config, p: &mut Problems) -> Option<DatasetSpec> {
+    let Some(dataset_id) = raw.dataset_id else {
+        p.add(
+            "data.dataset_id",
+            "is required with data.dataset = uploaded: the id POST /datasets?kind=images returned",
+        );
+        return None;
+    };
+    let path = config.uploaded_images_path(dataset_id);
+    if !path.is_file() {
+        let message = if config.uploaded_dataset_path(dataset_id).is_file() {
+            format!(
+                "data set {dataset_id} is a text corpus: an image classifier needs images (POST /datasets?kind=images)"
+            )
+        } else {
+            format!(
+                "no uploaded image data set has id {dataset_id}; upload one with POST /datasets?kind=images"
+            )
+        };
+        p.add("data.dataset_id", message);
+        return None;
+    }
+    let info = match crate::data::uploaded::read_info(&path) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::error!(%e, "an uploaded image data set cannot be read");
+            p.add("data.dataset_id", format!("data set {dataset_id} cannot be read on this server"));
+            return None;
+        }
+    };
+    let found = [
+        ("data.channels", raw.channels, info.channels),
+        ("data.side", raw.side, info.side),
+        ("data.classes", raw.classes, info.classes.len()),
+        ("data.train_size", raw.train_size, info.train),
+        ("data.test_size", raw.test_size, info.test),
+    ];
+    for (field, given, own) in found {
+        if given.is_some_and(|given| given != own) {
+            p.add(field, format!("is {own} in data set {dataset_id} (leave it out, or give {own})"));
+        }
+    }
+    Some(DatasetSpec::Uploaded {
+        dataset_id,
+        channels: info.channels,
+        side: info.side,
+        classes: info.classes.len(),
+        train_size: info.train,
+        test_size: info.test,
+    })
 }

@@ -304,12 +304,14 @@ fn validate_data(
         return None;
     };
     let Some(dataset) = raw.dataset.clone() else {
-        let names = [IMAGE_SETS.as_slice(), TEXT_SETS.as_slice()].concat();
+        let text_only = TEXT_SETS.iter().filter(|name| !IMAGE_SETS.contains(name));
+        let names: Vec<&str> = IMAGE_SETS.iter().chain(text_only).copied().collect();
         p.add("data.dataset", format!("is required: one of {}", names.join(", ")));
         return None;
     };
     let dataset = dataset.as_str();
-    let is_text = TEXT_SETS.contains(&dataset);
+    // `uploaded` names an upload of either kind: the model says which it must be.
+    let is_text = if dataset == "uploaded" { language } else { TEXT_SETS.contains(&dataset) };
     if IMAGE_SETS.contains(&dataset) || is_text {
         if language && !is_text {
             p.add(

@@ -65,6 +65,9 @@ pub(super) fn validate_text(raw: RawData, dataset: &str, p: &mut Problems) -> Op
     p.not_for(&raw.train_size, "data.train_size", &owner);
     p.not_for(&raw.test_size, "data.test_size", &owner);
     p.not_for(&raw.resize, "data.resize", &owner);
+    p.not_for(&raw.channels, "data.channels", &owner);
+    p.not_for(&raw.side, "data.side", &owner);
+    p.not_for(&raw.classes, "data.classes", &owner);
     if dataset != "uploaded" {
         p.not_for(&raw.dataset_id, "data.dataset_id", &owner);
     }

@@ -1,11 +1,12 @@
-//! The index of uploaded data sets (their size, hash and label; the text itself is a file, see
+//! The index of uploaded data sets (their kind, size, hash, label and an image set's classes and
+//! shape; the text or images themselves are a file, see
 //! [`crate::jobs::datasets`]), their totals (the upload quota starts from them), and which active
 //! jobs read one.
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Result, Store, StoreError, removals};
-use crate::jobs::datasets::{Dataset, DatasetId};
+use crate::jobs::datasets::{Dataset, DatasetId, DatasetKind};
 use crate::jobs::{JobId, JobStatus};
 
 /// What [`Store::delete_dataset`] did.
@@ -20,7 +21,7 @@ pub enum DatasetDeletion {
     InUse(JobId, JobStatus),
 }
 
-const DATASET_COLUMNS: &str = "id, name, bytes, sha256, chars, created_at";
+const DATASET_COLUMNS: &str = "id, name, bytes, sha256, chars, created_at, kind, images";
 
 /// The queued or running jobs that read uploaded data set `?1`, oldest first, with their status
 /// (`?2`, `?3`: the names of queued and running). A job's validated spec is stored as JSON in
@@ -41,6 +42,9 @@ struct DatasetRow {
     sha256: String,
     chars: i64,
     created_at: String,
+    kind: String,
+    /// An image set's info, as JSON.
+    images: Option<String>,
 }
 
 impl DatasetRow {
@@ -53,17 +57,25 @@ impl DatasetRow {
             sha256: row.get(3)?,
             chars: row.get(4)?,
             created_at: row.get(5)?,
+            kind: row.get(6)?,
+            images: row.get(7)?,
         })
     }
 
     fn into_dataset(self) -> Result<Dataset> {
+        let kind = DatasetKind::parse(&self.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("data set kind {:?}", self.kind)))?;
+        let images = self.images.map(|json| serde_json::from_str(&json)).transpose();
+        let images = images.map_err(|e| StoreError::Corrupt(format!("data set images: {e}")))?;
         Ok(Dataset {
             id: DatasetId::parse_str(&self.id)
                 .map_err(|_| StoreError::Corrupt(format!("data set id {:?}", self.id)))?,
             name: self.name,
+            kind,
             bytes: self.bytes as u64,
             sha256: self.sha256,
-            chars: self.chars as u64,
+            chars: (kind == DatasetKind::Text).then_some(self.chars as u64),
+            images,
             created_at: self.created_at,
         })
     }
@@ -87,14 +99,20 @@ impl Store {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute(
-            "INSERT INTO datasets (id, name, bytes, sha256, chars, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO datasets (id, name, bytes, sha256, chars, created_at, kind, images)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 dataset.id.to_string(),
                 dataset.name,
                 dataset.bytes as i64,
                 dataset.sha256,
-                dataset.chars as i64,
+                dataset.chars.unwrap_or(0) as i64,
                 dataset.created_at,
+                dataset.kind.as_str(),
+                dataset
+                    .images
+                    .as_ref()
+                    .map(|info| serde_json::to_string(info).expect("image info serializes")),
             ],
         )?;
         removals::forget(&tx, file)?;
@@ -179,8 +197,10 @@ mod tests {
             id: DatasetId::new_v4(),
             name: Some(name.to_string()),
             bytes: 5,
+            kind: DatasetKind::Text,
             sha256: "00".repeat(32),
-            chars: 5,
+            chars: Some(5),
+            images: None,
             created_at: crate::jobs::now(),
         }
     }

@@ -89,6 +89,8 @@ pub(super) fn create_or_upgrade(conn: &Connection) -> Result<()> {
         ("jobs", "first_step_seconds", "REAL"),
         ("jobs", "warnings", "TEXT NOT NULL DEFAULT '[]'"),
         ("checkpoints", "files", "TEXT"),
+        ("datasets", "kind", "TEXT NOT NULL DEFAULT 'text'"),
+        ("datasets", "images", "TEXT"),
     ] {
         let has: bool = conn.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
