@@ -24,6 +24,7 @@ use crate::text::{Normalize, Sampling, Tokenizer};
 mod bounds;
 pub mod generate;
 mod names;
+pub mod predict;
 mod raw;
 mod sources;
 mod summary;

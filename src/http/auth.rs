@@ -4,7 +4,7 @@
 //! Every route needs a key when the server has keys ([`crate::keys::Access`]), except
 //! `/healthz`, `/readyz`, `/openapi.json` and the dashboard's page and assets, `/favicon.ico`
 //! among them (they hold no data: the page asks for a key and reads everything through the API
-//! with it). `read` keys may use `GET` routes and generation; everything else needs a `write`
+//! with it). `read` keys may use `GET` routes, generation and prediction; everything else needs a `write`
 //! key. Without a key the answer is 401 with `WWW-Authenticate: Bearer`; with a read key on a
 //! write route, 403.
 //!
@@ -33,7 +33,9 @@ fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
     if OPEN_PATHS.contains(&path) || (method == Method::GET && super::dashboard::is_asset(path)) {
         return None;
     }
-    let generation = method == Method::POST && path.starts_with("/jobs/") && path.ends_with("/generate");
+    let generation = method == Method::POST
+        && path.starts_with("/jobs/")
+        && (path.ends_with("/generate") || path.ends_with("/predict"));
     if method == Method::GET || method == Method::HEAD || generation {
         Some(Scope::Read)
     } else {
@@ -81,7 +83,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 /// Routes that read a JSON body, and POST routes that read none.
 fn body_rule(method: &Method, path: &str) -> BodyRule {
-    if method != Method::POST || path == "/datasets" {
+    // An upload, and a PNG or JPEG to predict: their handlers check the media type.
+    if method != Method::POST || path == "/datasets" || path.ends_with("/predict") {
         return BodyRule::Any;
     }
     if path == "/jobs" || path.ends_with("/generate") { BodyRule::Json } else { BodyRule::NoneOrJson }
@@ -155,6 +158,7 @@ mod tests {
     fn reads_need_a_read_key_changes_a_write_key_and_probes_none() {
         assert_eq!(needed_scope(&Method::GET, "/jobs"), Some(Scope::Read));
         assert_eq!(needed_scope(&Method::POST, "/jobs/x/generate"), Some(Scope::Read));
+        assert_eq!(needed_scope(&Method::POST, "/jobs/x/predict"), Some(Scope::Read));
         assert_eq!(needed_scope(&Method::POST, "/jobs"), Some(Scope::Write));
         assert_eq!(needed_scope(&Method::DELETE, "/datasets/x"), Some(Scope::Write));
         assert_eq!(needed_scope(&Method::POST, "/jobs/x/cancel"), Some(Scope::Write));

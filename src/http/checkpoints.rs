@@ -38,23 +38,23 @@ async fn checkpoints(
 /// Query of a checkpoint download.
 #[derive(Debug, Deserialize, IntoParams)]
 struct DownloadQuery {
-    /// `burnpack` (the default): the checkpoint's own file. `safetensors`: an image classifier's
-    /// weights under PyTorch's `state_dict` names (the `nn.Sequential` of its layers, the book's
-    /// block classes), for `model.load_state_dict(safetensors.torch.load_file(f))`.
+    /// `burnpack` (the default): the checkpoint's own file. `safetensors`: the weights under
+    /// PyTorch's `state_dict` names (an image classifier's `nn.Sequential` of its layers with the
+    /// book's block classes; a language model's `nn.GRU`/`nn.LSTM` and `linear`, or the book's
+    /// scratch RNN), for `model.load_state_dict(safetensors.torch.load_file(f))`.
     #[param(value_type = Option<String>, pattern = "^(burnpack|safetensors)$")]
     format: Option<String>,
 }
 
 /// Download a checkpoint's model weights: a Burn burnpack file (`.bpk`), checked against the
 /// size and SHA-256 recorded when it was written before any of it is sent; or, with
-/// `format=safetensors`, an image classifier's weights under PyTorch's names, made from it.
+/// `format=safetensors`, the weights under PyTorch's names, made from it.
 #[utoipa::path(get, path = "/jobs/{id}/checkpoints/{checkpoint_id}", tag = "jobs",
     params(DownloadQuery),
     responses(
         (status = 200, description = "The burnpack file, or the safetensors file made from it", content_type = "application/octet-stream",
          headers(("X-Checksum-Sha256" = String, description = "SHA-256 of the body"))),
         (status = 404, body = Problem),
-        (status = 409, description = "`format=safetensors` for a language model", body = Problem),
         (status = 422, description = "A `format` other than `burnpack` or `safetensors`", body = Problem),
         (status = 503, description = "`format=safetensors` while every --max-generations slot is taken; see Retry-After", body = Problem,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),

@@ -20,6 +20,7 @@ pub mod health;
 pub mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod predict;
 pub mod prometheus;
 pub mod server;
 pub mod wire;
@@ -68,6 +69,7 @@ pub fn router(state: AppState, access: Access) -> Result<Router, String> {
         .merge(checkpoints::router().route_layer(from_fn_with_state(BodyCap::json(limit), declared_length)))
         .merge(events::router())
         .merge(datasets::router(config.max_dataset_bytes))
+        .merge(predict::router(config.max_dataset_bytes))
         .merge(backends::router())
         .merge(health::router())
         .merge(openapi::router())

@@ -65,6 +65,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::events::Paths::openapi());
     doc.merge(super::prometheus::Paths::openapi());
     doc.merge(super::datasets::Paths::openapi());
+    doc.merge(super::predict::Paths::openapi());
     doc.merge(super::backends::Paths::openapi());
     doc.merge(super::health::Paths::openapi());
     doc.merge(Paths::openapi());

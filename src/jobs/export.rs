@@ -4,9 +4,9 @@
 //! The checkpoint is checked against its index as a download is, read into the job's model on
 //! the CPU (weights an older kiln named otherwise included) and written out under PyTorch's
 //! names ([`crate::train::checkpoint::export`]), with the job's definition in the file's
-//! metadata. It holds a model in memory, so it takes one of the `--max-generations` slots while
-//! it converts; a checkpoint that training prunes meanwhile is a 404, as for a download.
-//! Image classifiers only, for now: a language model is answered 409 and keeps its burnpack.
+//! metadata — a classifier's class names and layer list, a language model's vocabulary. It
+//! holds a model in memory, so it takes one of the `--max-generations` slots while it converts;
+//! a checkpoint that training prunes meanwhile is a 404, as for a download.
 
 use std::collections::HashMap;
 
@@ -15,8 +15,9 @@ use burn::tensor::Device;
 use super::checkpoints;
 use super::store::StoreError;
 use super::{CheckpointInfo, JobError, JobId, Jobs};
-use crate::definition::Task;
-use crate::train::checkpoint::{self as checkpoint_files, export};
+use crate::definition::{ImageDataSpec, Task};
+use crate::models::ClassifierSpec;
+use crate::train::checkpoint::{self as checkpoint_files, CheckpointError, Manifest, export};
 
 impl Jobs {
     /// The weights of checkpoint `checkpoint_id` of job `id` as a safetensors file with
@@ -28,43 +29,83 @@ impl Jobs {
         checkpoint_id: i64,
     ) -> Result<(CheckpointInfo, Vec<u8>), JobError> {
         let job = self.get(id)?;
-        let (model, data) = match job.spec.task() {
-            Some(Task::Classify { model, data }) => (model, data),
-            Some(Task::Language { .. }) => {
-                return Err(JobError::Conflict(format!(
-                    "job {id} trains a language model; safetensors export is for image classifiers so \
-                     far: download the checkpoint without format (a burnpack)"
-                )));
-            }
-            None => {
-                return Err(JobError::Store(StoreError::Corrupt(format!(
-                    "job {id}: its model and data do not pair"
-                ))));
-            }
+        let Some(task) = job.spec.task() else {
+            return Err(JobError::Store(StoreError::Corrupt(format!(
+                "job {id}: its model and data do not pair"
+            ))));
         };
         let (at, _) = self.verified_checkpoint(id, checkpoint_id)?;
         let _slot = self.model_slot()?;
-        let read = || {
+        let read = || -> Result<Vec<u8>, CheckpointError> {
             let manifest = checkpoint_files::manifest(&at.dir)?;
-            let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
-            Ok((checkpoint_files::read_weights(&at.dir, &manifest, fresh)?, manifest))
+            let metadata = |extra: Vec<(&str, String)>| metadata(id, checkpoint_id, &manifest, extra);
+            match task {
+                Task::Classify { model, data } => {
+                    let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
+                    let weights = checkpoint_files::read_weights(&at.dir, &manifest, fresh)?;
+                    let extra = classifier_metadata(model, data, &manifest, &at.dir)?;
+                    Ok(export::safetensors(&weights, manifest.position.step, metadata(extra)))
+                }
+                Task::Language { model, .. } => {
+                    let vocab = manifest.vocab.as_ref().ok_or_else(|| CheckpointError::Invalid {
+                        path: at.dir.clone(),
+                        reason: "a language model's checkpoint without its vocabulary".into(),
+                    })?;
+                    let fresh = model.config(vocab.len()).init(&Device::flex());
+                    let lm = checkpoint_files::read_model(&at.dir, fresh)?;
+                    let vocab = serde_json::to_string(vocab).expect("a vocabulary serialises");
+                    Ok(export::language::safetensors(&lm, metadata(vec![("kiln.vocab", vocab)])))
+                }
+            }
         };
-        let (weights, manifest) = read().map_err(|e| match e {
+        let file = read().map_err(|e| match e {
             // Pruned by training since it was verified: gone, not damaged.
             _ if !at.dir.exists() && matches!(self.pruned(id, checkpoint_id), Ok(true)) => {
                 JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}"))
             }
             e => checkpoints::damaged(self.config(), id, checkpoint_id, e),
         })?;
-        let definition = serde_json::to_string(&manifest.spec).expect("a job definition serialises");
-        let metadata = HashMap::from([
-            // safetensors.torch writes "pt" here.
-            ("format".to_string(), "pt".to_string()),
-            ("kiln.job".to_string(), id.to_string()),
-            ("kiln.checkpoint".to_string(), checkpoint_id.to_string()),
-            ("kiln.step".to_string(), manifest.position.step.to_string()),
-            ("kiln.definition".to_string(), definition),
-        ]);
-        Ok((at.info, export::safetensors(&weights, manifest.position.step, metadata)))
+        Ok((at.info, file))
     }
+}
+
+/// The metadata of every export: the job, the checkpoint, its step and the definition, and `extra`.
+fn metadata(
+    id: JobId,
+    checkpoint_id: i64,
+    manifest: &Manifest,
+    extra: Vec<(&str, String)>,
+) -> HashMap<String, String> {
+    let definition = serde_json::to_string(&manifest.spec).expect("a job definition serialises");
+    let common = [
+        // safetensors.torch writes "pt" here.
+        ("format", "pt".to_string()),
+        ("kiln.job", id.to_string()),
+        ("kiln.checkpoint", checkpoint_id.to_string()),
+        ("kiln.step", manifest.position.step.to_string()),
+        ("kiln.definition", definition),
+    ];
+    common.into_iter().chain(extra).map(|(key, value)| (key.to_string(), value)).collect()
+}
+
+/// A classifier's class names (`kiln.classes`) and its layers as built (`kiln.layers`: a
+/// built-in kind's preset list written out), for a reader that builds the network itself.
+fn classifier_metadata(
+    model: &ClassifierSpec,
+    data: &ImageDataSpec,
+    manifest: &Manifest,
+    dir: &std::path::Path,
+) -> Result<Vec<(&'static str, String)>, CheckpointError> {
+    let classes = super::predict::class_names(manifest.classes.clone(), data);
+    let plan = model.layer_plan(data.input_shape(), data.source.classes()).map_err(|problems| {
+        CheckpointError::Invalid {
+            path: dir.to_path_buf(),
+            reason: format!("the model does not fit its data: {problems:?}"),
+        }
+    })?;
+    let layers: Vec<_> = plan.layers.iter().map(|layer| &layer.spec).collect();
+    Ok(vec![
+        ("kiln.classes", serde_json::to_string(&classes).expect("class names serialise")),
+        ("kiln.layers", serde_json::to_string(&layers).expect("layers serialise")),
+    ])
 }

@@ -1,4 +1,7 @@
-//! Text from a language-model job: `POST /jobs/{id}/generate` as an operation of [`Jobs`].
+//! Text from a language-model job: `POST /jobs/{id}/generate` as an operation of [`Jobs`]; and
+//! the bounds that generation shares with prediction ([`super::predict`]) and export: the slots
+//! and the cache of loaded models ([`Generation`]), and how a checkpoint's model is found, read
+//! and kept ([`Jobs::loaded_model`]).
 //!
 //! The request is validated once ([`crate::definition::generate`]); the model is read from the job's
 //! newest checkpoint (or the one the request names) onto the CPU and continues the prefix
@@ -21,11 +24,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::checkpoints::{self, Located};
-use super::{JobError, JobId, Jobs};
+use super::{CheckpointInfo, JobError, JobId, Jobs};
 use crate::definition::generate::GenerateRequest;
 use crate::definition::parse_strict;
 use crate::definition::{FieldError, Task};
-use crate::models::{LanguageModelSpec, RnnLm};
+use crate::models::{Classifier, LanguageModelSpec, RnnLm};
 use crate::text::Vocab;
 use crate::train::checkpoint::{self as checkpoint_files, CheckpointError};
 use crate::train::generate;
@@ -44,8 +47,14 @@ pub struct Generated {
     pub seed: u64,
 }
 
-/// A loaded model and its vocabulary.
-type Loaded = (RnnLm, Vocab);
+/// A model read from a checkpoint, with what its outputs mean.
+#[derive(Clone)]
+pub(super) enum Loaded {
+    /// A language model and its vocabulary.
+    Language(RnnLm, Vocab),
+    /// An image classifier and its class names, in label order.
+    Classifier(Classifier, Vec<String>),
+}
 
 /// The bounds of generation: its slots and its cache of loaded models.
 pub struct Generation {
@@ -122,37 +131,14 @@ impl Jobs {
         let request =
             parse_strict::<GenerateRequest>(body)?.validate(self.config()).map_err(JobError::Invalid)?;
         let _slot = self.model_slot()?;
-        // Training prunes old checkpoints while this reads one: a checkpoint gone between the
-        // listing and the read is looked up again once.
         // Generation runs on the CPU whatever the job trained on: checkpoints are portable, and a
         // GPU stays with training.
         let device = burn::tensor::Device::flex();
-        let mut attempts = 0;
-        let (info, lm, vocab) = loop {
-            attempts += 1;
-            let at = self.pick_checkpoint(id, request.checkpoint)?;
-            if let Some((lm, vocab)) = self.generation.cached((id, at.info.id)) {
-                break (at.info, lm, vocab);
-            }
-            match self.load(id, &at, model, &device) {
-                Ok(loaded) => {
-                    self.generation.keep((id, at.info.id), &loaded);
-                    break (at.info, loaded.0, loaded.1);
-                }
-                Err(e) if self.pruned(id, at.info.id)? => {
-                    if attempts < 2 {
-                        continue;
-                    }
-                    tracing::debug!(job = %id, error = %e, "a checkpoint pruned while it was read");
-                    return Err(JobError::Conflict(format!(
-                        "checkpoint {} of job {id} was removed by training (checkpoint.keep_last) while it \
-                         was read; retry",
-                        at.info.id
-                    )));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (info, loaded) = self.loaded_model(id, request.checkpoint, |dir| {
+            let (lm, vocab) = load_language_model(dir, model, &device)?;
+            Ok(Loaded::Language(lm, vocab))
+        })?;
+        let Loaded::Language(lm, vocab) = loaded else { unreachable!("a language model's job loads one") };
         let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)
             .map_err(|e| JobError::Invalid(vec![e]))?;
         Ok(Generated { prompt, text, checkpoint: info.id, epoch: info.epoch, seed: request.seed })
@@ -196,22 +182,50 @@ impl Jobs {
                     job.spec.checkpoint.every
                 )
             }
-            Err(_) => "it can generate once its first checkpoint is written".to_string(),
+            Err(_) => "it can answer once its first checkpoint is written".to_string(),
         };
         JobError::Conflict(format!("job {id} has no checkpoint yet: {when}"))
     }
 
-    /// Checks the checkpoint `at` as a download is, then loads its model onto `device`.
-    fn load(
+    /// The model of checkpoint `wanted` of job `id`, or of its newest: from the cache, or
+    /// checked as a download is, read by `read` from the checkpoint's directory, and kept.
+    /// Training prunes old checkpoints while this reads one: a checkpoint gone between the
+    /// listing and the read is looked up again once.
+    pub(super) fn loaded_model(
         &self,
         id: JobId,
-        at: &Located,
-        model: &LanguageModelSpec,
-        device: &burn::tensor::Device,
-    ) -> Result<Loaded, JobError> {
-        checkpoints::verify(self.config(), id, at)?;
-        load_language_model(&at.dir, model, device)
-            .map_err(|e| checkpoints::damaged(self.config(), id, at.info.id, e))
+        wanted: Option<i64>,
+        read: impl Fn(&Path) -> Result<Loaded, CheckpointError>,
+    ) -> Result<(CheckpointInfo, Loaded), JobError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let at = self.pick_checkpoint(id, wanted)?;
+            if let Some(loaded) = self.generation.cached((id, at.info.id)) {
+                return Ok((at.info, loaded));
+            }
+            let loaded = checkpoints::verify(self.config(), id, &at).and_then(|_| {
+                read(&at.dir).map_err(|e| checkpoints::damaged(self.config(), id, at.info.id, e))
+            });
+            match loaded {
+                Ok(loaded) => {
+                    self.generation.keep((id, at.info.id), &loaded);
+                    return Ok((at.info, loaded));
+                }
+                Err(e) if self.pruned(id, at.info.id)? => {
+                    if attempts < 2 {
+                        continue;
+                    }
+                    tracing::debug!(job = %id, error = %e, "a checkpoint pruned while it was read");
+                    return Err(JobError::Conflict(format!(
+                        "checkpoint {} of job {id} was removed by training (checkpoint.keep_last) while it \
+                         was read; retry",
+                        at.info.id
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod events;
 mod export;
 pub mod generation;
 mod orphans;
+pub mod predict;
 pub mod queue;
 pub mod quota;
 pub mod recorder;

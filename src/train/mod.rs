@@ -10,6 +10,7 @@
 //! - [`optim`]: the optimizer a job asks for.
 //! - [`clip`]: gradient clipping by the global norm.
 //! - [`generate`]: text from a trained language model.
+//! - [`predict`]: a trained classifier's likeliest classes for images.
 //!
 //! A run happens on one worker thread from start to end, off the async runtime; it reads the
 //! job's cancel flag and the server's shutdown flag between steps. Training imports the job
@@ -24,6 +25,7 @@ pub mod generate;
 pub mod lm;
 pub mod optim;
 pub mod position;
+pub mod predict;
 pub mod report;
 
 use std::sync::atomic::AtomicBool;

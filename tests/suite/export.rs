@@ -1,6 +1,7 @@
 //! Checkpoints exported for PyTorch over HTTP and through the CLI: an image classifier's
 //! weights as safetensors under PyTorch's `state_dict` names, the job's definition in the
-//! metadata; a language model and an unknown format are refused by name.
+//! metadata; a language model's as the book's `nn.GRU` model names them; an unknown format is
+//! refused by name.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -69,10 +70,10 @@ async fn a_classifiers_checkpoint_downloads_as_safetensors_with_pytorchs_names()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_language_model_keeps_its_burnpack_and_the_cli_saves_a_safetensors_file() {
+async fn a_language_model_exports_the_books_gru_names_and_the_cli_saves_a_safetensors_file() {
     let server = Server::start().await;
     let lm = json!({
-        "model": {"kind": "rnn_lm", "hidden": 16},
+        "model": {"kind": "rnn_lm", "cell": "gru", "hidden": 16, "layers": 2, "embedding": 8},
         "data": {"dataset": "time_machine", "max_tokens": 2000},
         "training": {"epochs": 1}
     });
@@ -86,10 +87,31 @@ async fn a_language_model_keeps_its_burnpack_and_the_cli_saves_a_safetensors_fil
     let id = lm["id"].as_str().unwrap();
     let checkpoint = newest_checkpoint(&server, id).await;
     let url = server.url(&format!("/jobs/{id}/checkpoints/{}?format=safetensors", checkpoint["id"]));
-    let r = server.client.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 409);
-    let problem: Value = r.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("language model"), "{problem}");
+    let file = server.client.get(&url).send().await.unwrap().bytes().await.unwrap();
+    // The book's concise RNNModel: an nn.GRU of two layers over an embedding, and its Linear head.
+    let read = SafeTensors::deserialize(&file).unwrap();
+    let shapes: BTreeMap<String, Vec<usize>> =
+        read.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect();
+    let (_, header) = SafeTensors::read_metadata(&file).unwrap();
+    let vocab: Vec<Value> = serde_json::from_str(&header.metadata().as_ref().unwrap()["kiln.vocab"]).unwrap();
+    let v = vocab.len();
+    let expected: BTreeMap<String, Vec<usize>> = [
+        ("embedding.weight", vec![v, 8]),
+        ("rnn.weight_ih_l0", vec![48, 8]),
+        ("rnn.weight_hh_l0", vec![48, 16]),
+        ("rnn.bias_ih_l0", vec![48]),
+        ("rnn.bias_hh_l0", vec![48]),
+        ("rnn.weight_ih_l1", vec![48, 16]),
+        ("rnn.weight_hh_l1", vec![48, 16]),
+        ("rnn.bias_ih_l1", vec![48]),
+        ("rnn.bias_hh_l1", vec![48]),
+        ("linear.weight", vec![v, 16]),
+        ("linear.bias", vec![v]),
+    ]
+    .into_iter()
+    .map(|(name, shape)| (name.to_string(), shape))
+    .collect();
+    assert_eq!(shapes, expected);
 
     let dir = tempfile::tempdir().unwrap();
     let id = classifier["id"].as_str().unwrap();

@@ -403,7 +403,10 @@ async function jobView(id) {
     <table id="checkpoints"><thead><tr><th class="num">epoch</th><th class="num">step</th><th class="num">bytes</th>
     <th>sha256</th><th class="num">id</th><th></th></tr></thead><tbody></tbody></table>
     ${family === 'language' ? `<h2>Generate</h2><p><input id="prefix" value="the time traveller" size="40">
-      <button id="generate">Generate</button></p><textarea id="generated" readonly></textarea>` : ''}`;
+      <button id="generate">Generate</button></p><textarea id="generated" readonly></textarea>` : ''}
+    ${family === 'classifier' ? `<h2>Predict</h2><div id="drop" class="drop" tabindex="0">drop a PNG or JPEG here,
+      or <label><input type="file" id="image" accept="image/png,image/jpeg"> choose one</label></div>
+      <table id="predicted"><tbody></tbody></table>` : ''}`;
   if (job.error) showError(job.error);
   const steps = lineChart(document.getElementById('step-chart'), 'step', 'loss');
   const epochs = lineChart(document.getElementById('epoch-chart'), 'epoch', plots.title, true);
@@ -413,6 +416,7 @@ async function jobView(id) {
   });
   checkpoints();
   if (family === 'language') document.getElementById('generate').onclick = () => generate(id);
+  if (family === 'classifier') dropBox(id);
   const abort = new AbortController();
   cleanup.push(() => abort.abort());
   follow(id, event => {
@@ -453,18 +457,47 @@ async function showCheckpoints(id) {
   if (!body) return;
   body.innerHTML = list.map(c => `<tr data-checkpoint="${c.id}"><td class="num">${c.epoch}</td><td class="num">${c.step}</td>
       <td class="num">${c.bytes.toLocaleString('en')}</td><td><code title="${esc(c.sha256)}">${esc(c.sha256.slice(0, 16))}…</code></td>
-      <td class="num">${c.id}</td><td><a href="#" data-checkpoint="${c.id}">download</a></td></tr>`).join('');
-  body.querySelectorAll('a[data-checkpoint]').forEach(a => { a.onclick = e => { e.preventDefault(); download(id, a.dataset.checkpoint); }; });
+      <td class="num">${c.id}</td><td><a href="#" data-checkpoint="${c.id}">download</a>
+      <a href="#" data-checkpoint="${c.id}" data-format="safetensors" title="weights under PyTorch's names">safetensors</a></td></tr>`).join('');
+  body.querySelectorAll('a[data-checkpoint]').forEach(a => {
+    a.onclick = e => { e.preventDefault(); download(id, a.dataset.checkpoint, a.dataset.format); };
+  });
 }
 
 // Downloads go through fetch so that the key is sent, then are saved from a blob.
-async function download(id, checkpoint) {
-  const blob = await (await api(`/jobs/${id}/checkpoints/${checkpoint}`)).blob();
+async function download(id, checkpoint, format) {
+  const query = format ? `?format=${format}` : '';
+  const blob = await (await api(`/jobs/${id}/checkpoints/${checkpoint}${query}`)).blob();
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
-  link.download = `${id}-checkpoint-${checkpoint}.bpk`;
+  link.download = `${id}-checkpoint-${checkpoint}.${format || 'bpk'}`;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+// The drop-an-image box of a classifier's page: the image goes to /predict as it is, and the
+// likeliest classes come back with their probabilities.
+function dropBox(id) {
+  const box = document.getElementById('drop');
+  const predictFile = async file => {
+    const out = document.querySelector('#predicted tbody');
+    out.innerHTML = '<tr><td>…</td></tr>';
+    try {
+      const r = await api(`/jobs/${id}/predict`, { method: 'POST', headers: { 'Content-Type': file.type }, body: file });
+      const top = (await r.json()).predictions[0].top;
+      out.innerHTML = top.map(c => `<tr><td>${esc(c.class)}</td><td class="num">${(100 * c.probability).toFixed(1)} %</td></tr>`).join('');
+    } catch (e) {
+      out.innerHTML = `<tr><td class="error">${esc(e.message)}</td></tr>`;
+    }
+  };
+  box.ondragover = e => { e.preventDefault(); box.classList.add('over'); };
+  box.ondragleave = () => box.classList.remove('over');
+  box.ondrop = e => {
+    e.preventDefault();
+    box.classList.remove('over');
+    if (e.dataTransfer.files.length) predictFile(e.dataTransfer.files[0]);
+  };
+  document.getElementById('image').onchange = e => { if (e.target.files.length) predictFile(e.target.files[0]); };
 }
 
 async function generate(id) {

@@ -135,5 +135,7 @@ pub fn safetensors<M: Module>(model: &M, steps: u64, metadata: HashMap<String, S
     safetensors::serialize(views, Some(metadata)).expect("a safetensors file of f32 and i64 tensors")
 }
 
+pub mod language;
+
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,9 @@ pub struct Manifest {
     /// A language model's vocabulary: token ids mean nothing without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocab: Option<Vocab>,
+    /// A classifier's class names, in label order (absent in checkpoints older than them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
 }
 
 const FORMAT: u32 = 1;
@@ -188,6 +191,8 @@ pub struct Identity<'a> {
     pub spec: &'a ValidJobSpec,
     /// A language model's vocabulary.
     pub vocab: Option<&'a Vocab>,
+    /// A classifier's class names, in label order.
+    pub classes: Option<&'a [String]>,
 }
 
 /// Writes a checkpoint of `model` and `optim` at `position` into its step's directory under
@@ -241,6 +246,7 @@ fn fill<M: Module>(
         spec: identity.spec.clone(),
         position: position.clone(),
         vocab: identity.vocab.cloned(),
+        classes: identity.classes.map(<[String]>::to_vec),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     File::create(&manifest_file).and_then(|mut f| f.write_all(&json)).map_err(io_err(&manifest_file))?;

@@ -76,6 +76,11 @@ pub trait Task {
         None
     }
 
+    /// A classifier's class names, in label order, which its checkpoints carry.
+    fn class_names(&self) -> Option<&[String]> {
+        None
+    }
+
     /// Trainable parameters, when the data decides them (a language model's vocabulary): the
     /// engine reports them once a checkpoint to resume from, if any, is accepted.
     fn parameters(&self) -> Option<u64> {
@@ -259,7 +264,8 @@ fn save<T: Task>(
     state: &State<T::Model>,
     metrics: Option<EpochMetrics>,
 ) -> Result<(), TrainError> {
-    let identity = Identity { job_id: run.id, spec: run.spec, vocab: task.vocab() };
+    let identity =
+        Identity { job_id: run.id, spec: run.spec, vocab: task.vocab(), classes: task.class_names() };
     let parent = run.config.checkpoints_dir(run.id);
     let position = &state.position;
     let written = checkpoint::write(&parent, &identity, &state.model, &state.optim, position)

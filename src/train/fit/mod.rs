@@ -124,6 +124,10 @@ impl Task for Classification<'_> {
         batches_per_epoch(self.data.train.len(), self.settings.batch_size)
     }
 
+    fn class_names(&self) -> Option<&[String]> {
+        Some(&self.data.names)
+    }
+
     fn begin_epoch(&mut self, epoch: u32) {
         self.order = epoch_order(self.data.train.len(), self.settings.seed, epoch);
     }

@@ -93,7 +93,7 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
         model = step(model, &mut optim, &loss_fn, 0.1, None, x, y).0;
     }
     let position = Position { epoch: 0, step_in_epoch: 3, step: 3, totals: EpochTotals::default() };
-    let identity = Identity { job_id: uuid::Uuid::new_v4(), spec: &spec, vocab: None };
+    let identity = Identity { job_id: uuid::Uuid::new_v4(), spec: &spec, vocab: None, classes: None };
     let written = checkpoint::write(dir.path(), &identity, &model, &optim, &position).unwrap();
     let restore = || {
         let fresh = model_spec.init(shape, 10, &plain);
