@@ -122,15 +122,15 @@ pub struct RawData {
     pub dataset_id: Option<uuid::Uuid>,
     /// Uploaded images only: channels of every image (1 or 3). Filled in from the data set at
     /// submit; when given, it must be the data set's.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 3)]
     pub channels: Option<usize>,
     /// Uploaded images only: height and width of every image, as stored (before `resize`).
     /// Filled in from the data set; when given, it must be the data set's.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 8, maximum = 512)]
     pub side: Option<usize>,
     /// Uploaded images only: number of classes. Filled in from the data set; when given, it must
     /// be the data set's.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 2)]
     pub classes: Option<usize>,
     /// `synthetic_text` only: characters to generate (default 20000), 2 to 10000000.
     #[schema(minimum = 2, maximum = 10_000_000)]

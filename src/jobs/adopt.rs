@@ -271,4 +271,33 @@ mod tests {
         let lost = dir.path().join(format!("lost+found/datasets/uploads/{empty}.txt"));
         assert!(lost.exists() && !shared.config.uploaded_dataset_path(empty).exists());
     }
+
+    #[test]
+    fn an_image_set_that_loads_is_adopted_with_its_info_and_one_that_does_not_is_moved_aside() {
+        use crate::data::import::{ImportedImages, Layout, Split};
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        let images = ImportedImages {
+            classes: vec!["a".into(), "b".into()],
+            channels: 1,
+            side: 8,
+            train: Split { pixels: vec![7; 3 * 64], labels: vec![0, 1, 1] },
+            test: Split { pixels: vec![9; 64], labels: vec![0] },
+            layout: Layout::ClassFolders,
+        };
+        let (bytes, info) = crate::data::uploaded::encode(&images).unwrap();
+        let (set, cut) = (DatasetId::new_v4(), DatasetId::new_v4());
+        fs::create_dir_all(shared.config.uploads_dir()).unwrap();
+        fs::write(shared.config.uploaded_images_path(set), &bytes).unwrap();
+        fs::write(shared.config.uploaded_images_path(cut), &bytes[..bytes.len() / 2]).unwrap();
+        adopt(&shared, &[], &[], &[set, cut]).unwrap();
+        let dataset = shared.store.dataset(set).unwrap().unwrap();
+        assert_eq!((dataset.kind, dataset.images, dataset.chars), (DatasetKind::Images, Some(info), None));
+        assert_eq!(
+            (dataset.bytes, dataset.sha256),
+            (bytes.len() as u64, format!("{:x}", Sha256::digest(&bytes)))
+        );
+        assert!(shared.store.dataset(cut).unwrap().is_none());
+        assert!(dir.path().join(format!("lost+found/datasets/uploads/{cut}.safetensors")).exists());
+    }
 }

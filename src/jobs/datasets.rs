@@ -24,12 +24,12 @@ use tokio_util::bytes::Bytes;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::image_uploads::ImageUpload;
 use super::quota::Reservation;
 use super::store::DatasetDeletion;
 use super::uploads::{TempUpload, remove_if_present};
 use super::{JobError, Jobs};
-use crate::data::import::{ImportError, ImportOptions};
-use crate::data::uploaded::{self, ImageSetInfo};
+use crate::data::uploaded::ImageSetInfo;
 use crate::definition::{FieldError, MAX_NAME_CHARS};
 
 /// Identifies an uploaded data set.
@@ -105,15 +105,6 @@ pub struct RawUpload {
     pub seed: Option<String>,
 }
 
-/// What a valid image upload asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageUpload {
-    pub side: Option<usize>,
-    pub to_grayscale: bool,
-    pub test_fraction: f64,
-    pub seed: u64,
-}
-
 /// The part of an upload checked before its body is read: nothing downstream checks it again.
 /// A text is checked as it streams in, an archive once it is complete (see [`Upload`]).
 #[derive(Debug)]
@@ -123,9 +114,6 @@ pub struct ValidUpload {
     /// `None` for a text.
     pub images: Option<ImageUpload>,
 }
-
-/// Sides an image data set may be stored at.
-const SIDES: std::ops::RangeInclusive<usize> = 8..=512;
 
 impl ValidUpload {
     /// Checks the query; each problem names its field.
@@ -154,48 +142,12 @@ impl ValidUpload {
                 problem(field, "is for kind=images only".to_string());
             }
         }
-        let images = (kind == DatasetKind::Images).then(|| image_upload(raw, &mut problem));
+        let images = (kind == DatasetKind::Images).then(|| {
+            let query = [&raw.side, &raw.to_grayscale, &raw.test_fraction, &raw.seed].map(|v| v.as_deref());
+            ImageUpload::from_query(query, &mut problem)
+        });
         if problems.is_empty() { Ok(Self { name, images }) } else { Err(problems) }
     }
-}
-
-/// The image options of `raw`, recording each problem.
-fn image_upload(raw: &RawUpload, problem: &mut impl FnMut(&str, String)) -> ImageUpload {
-    let side = raw.side.as_deref().map(|side| match side.parse() {
-        Ok(side) if SIDES.contains(&side) => side,
-        _ => {
-            problem(
-                "side",
-                format!("must be a whole number from {} to {} (got {side:?})", SIDES.start(), SIDES.end()),
-            );
-            *SIDES.start()
-        }
-    });
-    let to_grayscale = match raw.to_grayscale.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            problem("to_grayscale", format!("must be true or false (got {other:?})"));
-            false
-        }
-    };
-    let test_fraction = match raw.test_fraction.as_deref().map(str::parse::<f64>) {
-        None => 0.1,
-        Some(Ok(f)) if f > 0.0 && f <= 0.5 => f,
-        Some(_) => {
-            problem("test_fraction", "must be a number above 0 and at most 0.5".to_string());
-            0.1
-        }
-    };
-    let seed = match raw.seed.as_deref().map(str::parse::<u64>) {
-        None => 0,
-        Some(Ok(seed)) => seed,
-        Some(Err(_)) => {
-            problem("seed", "must be a whole number from 0 to 18446744073709551615".to_string());
-            0
-        }
-    };
-    ImageUpload { side, to_grayscale, test_fraction, seed }
 }
 
 /// Chunks are handed to a blocking thread once this many bytes are waiting.
@@ -259,7 +211,9 @@ impl Upload {
             let (file, info) = match images {
                 None => (file, None),
                 Some(options) => {
-                    let (decoded, info) = jobs.decode_images(id, file, &options, &mut reservation)?;
+                    // Dropping the archive removes it, decoded or not.
+                    let (decoded, info) = jobs.decode_images(id, &file, &options, &mut reservation)?;
+                    drop(file);
                     (decoded, Some(info))
                 }
             };
@@ -335,44 +289,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The most pixels one image of an archive may have, read from its header before it is decoded.
-const MAX_SOURCE_PIXELS: u64 = 8192 * 8192;
-
 impl Jobs {
-    /// Decodes the images of the complete `archive` of upload `id` into the file to store, not
-    /// yet committed, and its info; the quota must hold both files for a moment. The archive is
-    /// removed either way. Blocking.
-    fn decode_images(
-        &self,
-        id: DatasetId,
-        archive: TempUpload,
-        upload: &ImageUpload,
-        reservation: &mut Reservation,
-    ) -> Result<(TempUpload, ImageSetInfo), JobError> {
-        let config = self.config();
-        let options = ImportOptions {
-            side: upload.side,
-            to_grayscale: upload.to_grayscale,
-            test_fraction: upload.test_fraction,
-            seed: upload.seed,
-            max_classes: config.max_classes,
-            max_expanded_bytes: config.max_decoded_bytes,
-            max_image_pixels: MAX_SOURCE_PIXELS,
-        };
-        let imported =
-            crate::data::import::import(archive.written_path(), &options).map_err(|e| match e {
-                ImportError::Invalid(problem) => JobError::Invalid(vec![problem]),
-                ImportError::Io(e) => JobError::Io(e),
-            })?;
-        let (bytes, info) = uploaded::encode(&imported)
-            .map_err(|e| JobError::Io(std::io::Error::other(format!("encoding an image set: {e}"))))?;
-        drop(imported);
-        reservation.grow_to(archive.len() + bytes.len() as u64)?;
-        let mut stored = TempUpload::create(config.uploaded_images_path(id), false)?;
-        stored.append(&bytes)?;
-        Ok((stored, info))
-    }
-
     /// Starts an upload labelled as `upload` says: reserves its place in the quotas, with the
     /// `declared` length if known (refusing it at once if that is too much), and creates its
     /// temporary file.

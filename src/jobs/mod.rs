@@ -34,6 +34,7 @@ pub mod error;
 pub mod events;
 mod export;
 pub mod generation;
+mod image_uploads;
 mod orphans;
 pub mod predict;
 pub mod queue;

@@ -16,14 +16,11 @@ use super::generation::Loaded;
 use super::store::StoreError;
 use super::{JobError, JobId, Jobs};
 use crate::data::ImageSet;
-use crate::data::import::{ImportError, decode_image};
+use crate::data::import::{MAX_SOURCE_PIXELS, decode_image};
 use crate::definition::predict::{PredictQuery, PredictRequest, ValidPredict, check_top_k};
 use crate::definition::{FieldError, ImageDataSpec, Task, parse_strict};
 use crate::models::ClassifierSpec;
 use crate::train::checkpoint as checkpoint_files;
-
-/// The most pixels an image sent to predict may have, read from its header before decoding.
-const MAX_SOURCE_PIXELS: u64 = 8192 * 8192;
 
 /// What a predict request sends.
 pub enum PredictInput<'a> {
@@ -115,11 +112,8 @@ impl Jobs {
                 let top_k = check_top_k(query.top_k, classes).map_err(|message| {
                     JobError::Invalid(vec![FieldError { field: "top_k".into(), message }])
                 })?;
-                let pixels = decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)
-                    .map_err(|e| match e {
-                        ImportError::Invalid(problem) => JobError::Invalid(vec![problem]),
-                        ImportError::Io(e) => JobError::Io(e),
-                    })?;
+                let pixels =
+                    decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)?;
                 let pixels = pixels.iter().map(|p| f32::from(*p) / 255.0).collect();
                 Ok(ValidPredict { pixels, count: 1, top_k, checkpoint: query.checkpoint })
             }

@@ -383,6 +383,27 @@ fn documented_edges(doc: &Value, schema: &Value) -> Vec<Value> {
     Vec::new()
 }
 
+/// Uploads two classes of two flat `side`-pixel images each, in colour or grey; returns the id.
+async fn two_class_set(server: &Server, rgb: bool, side: u32) -> Value {
+    let png = |class: u8| {
+        let image = image::RgbImage::from_pixel(side, side, image::Rgb([class * 200, 0, 0]));
+        let image =
+            if rgb { image::DynamicImage::from(image) } else { image::DynamicImage::from(image).grayscale() };
+        let mut png = Vec::new();
+        image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        png
+    };
+    let entries: Vec<(String, Vec<u8>)> =
+        (0..4).map(|i| (format!("train/{}/{i}.png", i % 2), png((i % 2) as u8))).collect();
+    let r =
+        server.client.post(server.url("/datasets?kind=images")).header("content-type", "application/gzip");
+    let r = r.body(crate::images::tar(&entries, true)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let dataset: Value = r.json().await.unwrap();
+    assert_eq!(dataset["images"]["channels"], if rgb { 3 } else { 1 }, "{dataset}");
+    dataset["id"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_integer_bound_the_api_document_gives_a_job_field_is_one_the_server_accepts() {
     let server = Server::start().await;
@@ -391,12 +412,20 @@ async fn every_integer_bound_the_api_document_gives_a_job_field_is_one_the_serve
     let name = "n".repeat(201);
     let images =
         |model: Value| json!({"name": name, "model": model, "data": {"dataset": "synthetic_images"}});
+    // Uploaded image sets at the edges of what a job may record of one: grey at 8 pixels, RGB
+    // at 512, two classes.
+    let uploaded = |id: Value| {
+        let layers = [json!({"global_avg_pool": {}}), json!({"flatten": {}}), json!({"linear": {"out": 2}})];
+        json!({"name": name, "model": {"kind": "sequential", "layers": layers}, "data": {"dataset": "uploaded", "dataset_id": id}})
+    };
     let bases = [
         images(json!({"kind": "lenet_bn"})),
         images(json!({"kind": "mlp_bn"})),
         images(json!({"kind": "resnet"})),
         images(json!({"kind": "densenet"})),
         json!({"name": name, "model": {"kind": "rnn_lm"}, "data": {"dataset": "synthetic_text"}}),
+        uploaded(two_class_set(&server, false, 8).await),
+        uploaded(two_class_set(&server, true, 512).await),
     ];
     let sections = [
         ("RawModel", "model"),

@@ -322,3 +322,33 @@ async fn every_bad_archive_is_a_422_naming_the_problem_and_leaves_nothing() {
     let left: Vec<_> = std::fs::read_dir(server.dir.path().join("datasets/uploads")).unwrap().collect();
     assert!(left.is_empty(), "nothing refused is left on disk: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoded_images_count_against_the_uploads_quota_and_a_refusal_leaves_nothing() {
+    // Twenty flat 32-pixel images: a few kilobytes of archive, 61 KB decoded.
+    let solid = |class: usize| {
+        let image =
+            RgbImage::from_fn(32, 32, |_, _| image::Rgb([0, 1, 2].map(|c| if c == class { 255 } else { 0 })));
+        let mut png = Vec::new();
+        image.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();
+        png
+    };
+    let entries: Vec<(String, Vec<u8>)> =
+        (0..20).map(|i| (format!("train/c{}/{i}.png", i % 2), solid(i % 2))).collect();
+    let archive = tar(&entries, true);
+    assert!(archive.len() < 10_000, "{}", archive.len());
+
+    let server = Server::start_with(|c| c.max_uploads_bytes = 30_000).await;
+    let (status, problem) = upload(&server, "", "application/gzip", archive.clone()).await;
+    assert_eq!(status, 507, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("--max-uploads-bytes"), "{problem}");
+    assert_eq!(get_json(&server.client, &server.url("/datasets")).await, json!([]));
+    let left: Vec<_> = std::fs::read_dir(server.dir.path().join("datasets/uploads")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // With room for the archive and its images at once, it is stored and counted at its stored size.
+    let server = Server::start_with(|c| c.max_uploads_bytes = 100_000).await;
+    let (status, dataset) = upload(&server, "", "application/gzip", archive).await;
+    assert_eq!(status, 201, "{dataset}");
+    assert!(dataset["bytes"].as_u64().unwrap() > 20 * 3 * 32 * 32, "{dataset}");
+}

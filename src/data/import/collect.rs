@@ -2,7 +2,7 @@
 //! (`[top/]train/<class>/<file>`, `[top/]test/<class>/<file>`; decoded on the spot, so only
 //! pixels are kept), which are IDX files (by base name, anywhere), which are skipped (folders,
 //! hidden entries, `__MACOSX/`) and which are refused (anything else). [`Collected::finish`]
-//! then hands everything to the layout the archive turned out to use.
+//! says which layout the archive turned out to use, and hands over what it gathered.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -12,7 +12,7 @@ use flate2::read::GzDecoder;
 use super::container::Entry;
 use super::decode::{Pixels, decode};
 use super::meter::Meter;
-use super::{ImportError, ImportOptions, ImportedImages, folders, idx, invalid};
+use super::{ImportError, ImportOptions, invalid};
 
 /// The training or the test split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +74,13 @@ enum Place {
     },
     Idx(Part, IdxKind),
     Stray,
+}
+
+/// What an archive held, in the one layout it used.
+pub(super) enum Gathered {
+    /// Every class folder seen (with or without images), and the images.
+    Folders(BTreeSet<(Part, String)>, Vec<Image>),
+    Idx(Vec<IdxFile>),
 }
 
 /// What the archive held, so far.
@@ -157,7 +164,7 @@ impl Collected {
     }
 
     /// The data set, in the layout the archive used.
-    pub(super) fn finish(self, options: &ImportOptions) -> Result<ImportedImages, ImportError> {
+    pub(super) fn finish(self) -> Result<Gathered, ImportError> {
         if self.entries == 0 {
             return Err(invalid("is an empty archive"));
         }
@@ -167,8 +174,8 @@ impl Collected {
                 if *part == Part::Train { "train" } else { "test" },
                 file.name
             ))),
-            (Some(_), None) => idx::assemble(self.idx, options),
-            (None, _) => folders::assemble(&self.folders, self.images, options),
+            (Some(_), None) => Ok(Gathered::Idx(self.idx)),
+            (None, _) => Ok(Gathered::Folders(self.folders, self.images)),
         }
     }
 }

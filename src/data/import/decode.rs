@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn decode_image_refuses_what_is_not_an_image_and_too_many_pixels() {
         let message = |result: Result<Vec<u8>, ImportError>| match result {
-            Err(ImportError::Invalid(problem)) => problem.to_string(),
+            Err(problem @ ImportError::Invalid { .. }) => problem.to_string(),
             other => panic!("{other:?}"),
         };
         assert_eq!(

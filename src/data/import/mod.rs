@@ -25,7 +25,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::definition::FieldError;
+/// The most pixels one source image may have (an upload's, or one sent to predict), read from
+/// its header before it is decoded: 8,192 × 8,192.
+pub const MAX_SOURCE_PIXELS: u64 = 8192 * 8192;
 
 /// How an archive is turned into arrays; the caller has checked each value against its own
 /// limits (`test_fraction` is in `(0, 0.5]`).
@@ -80,9 +82,10 @@ pub struct Split {
 /// Why an archive could not be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// The archive's content (field `body`) or the options (field `side`) are at fault.
-    #[error("{0}")]
-    Invalid(FieldError),
+    /// The archive's content (field `body`) or the options (field `side`) are at fault: what
+    /// the API answers as a problem naming `field`.
+    #[error("{field} {message}")]
+    Invalid { field: &'static str, message: String },
     /// Server-side trouble reading the archive file.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -93,7 +96,10 @@ pub fn import(archive: &Path, options: &ImportOptions) -> Result<ImportedImages,
     let meter = meter::Meter::new(options.max_expanded_bytes);
     let mut collected = collect::Collected::default();
     container::for_each_entry(archive, &meter, &mut |entry| collected.add(entry, &meter, options))?;
-    collected.finish(options)
+    match collected.finish()? {
+        collect::Gathered::Folders(folders, images) => folders::assemble(&folders, images, options),
+        collect::Gathered::Idx(files) => idx::assemble(files, options),
+    }
 }
 
 /// A problem with the archive's content.
@@ -102,8 +108,8 @@ fn invalid(message: impl Into<String>) -> ImportError {
 }
 
 /// A problem that changing the option `field` would fix.
-fn invalid_field(field: &str, message: impl Into<String>) -> ImportError {
-    ImportError::Invalid(FieldError { field: field.to_string(), message: message.into() })
+fn invalid_field(field: &'static str, message: impl Into<String>) -> ImportError {
+    ImportError::Invalid { field, message: message.into() }
 }
 
 /// Refuses fewer than two classes or more than the cap; `place` says where they were found.

@@ -82,7 +82,7 @@ fn plain_idx_files_with_the_test_prefix_in_a_zip_are_accepted() {
 
 fn refused(items: &[Item]) -> String {
     match import(archive(Kind::Tar, items).path(), &options()) {
-        Err(ImportError::Invalid(FieldError { field, message })) if field == "body" => message,
+        Err(ImportError::Invalid { field, message }) if field == "body" => message,
         other => panic!("not refused on body: {other:?}"),
     }
 }
@@ -122,7 +122,7 @@ fn idx_images_outside_8_to_512_or_of_two_sizes_need_side() {
     let mut items = split("", "train", 0, 8, &TRAIN_LABELS).to_vec();
     items.extend(split("", "t10k", 0, 9, &[0, 1]));
     let (field, message) = match import(archive(Kind::Tar, &items).path(), &options()) {
-        Err(ImportError::Invalid(FieldError { field, message })) => (field, message),
+        Err(ImportError::Invalid { field, message }) => (field.to_string(), message),
         other => panic!("{other:?}"),
     };
     assert_eq!(field, "side");

@@ -5,10 +5,10 @@ use super::*;
 /// The field and message `import` refuses `file` with; the message must not name the file.
 fn refusal(file: &tempfile::NamedTempFile, options: &ImportOptions) -> (String, String) {
     match import(file.path(), options) {
-        Err(ImportError::Invalid(FieldError { field, message })) => {
+        Err(ImportError::Invalid { field, message }) => {
             let path = file.path().display().to_string();
             assert!(!message.contains(&path) && !message.contains("/tmp"), "{message}");
-            (field, message)
+            (field.to_string(), message)
         }
         Err(other) => panic!("not refused as invalid: {other:?}"),
         Ok(data) => panic!("accepted: {:?}", data.classes),
