@@ -17,14 +17,14 @@ use super::store::StoreError;
 use super::{JobError, JobId, Jobs};
 use crate::data::ImageSet;
 use crate::data::import::{MAX_SOURCE_PIXELS, decode_image};
-use crate::definition::predict::{PredictQuery, PredictRequest, ValidPredict, check_top_k};
-use crate::definition::{FieldError, ImageDataSpec, Task, parse_strict};
+use crate::definition::predict::{PredictLimits, PredictQuery, ValidPredict, check_top_k, parse};
+use crate::definition::{FieldError, ImageDataSpec, Task};
 use crate::models::ClassifierSpec;
 use crate::train::checkpoint as checkpoint_files;
 
 /// What a predict request sends.
 pub enum PredictInput<'a> {
-    /// A JSON [`PredictRequest`].
+    /// A JSON [`crate::definition::predict::PredictRequest`].
     Json(&'a [u8]),
     /// One PNG or JPEG, with the options of its query.
     Image(&'a [u8], PredictQuery),
@@ -78,8 +78,9 @@ impl Jobs {
                 ))));
             }
         };
-        let request = self.valid_predict(data, input)?;
+        // The slot before the body is parsed or decoded: that takes memory too.
         let _slot = self.model_slot()?;
+        let request = self.valid_predict(data, input)?;
         let device = Device::flex();
         let (info, loaded) =
             self.loaded_model(id, request.checkpoint, |dir| read_classifier(dir, model, data))?;
@@ -105,17 +106,23 @@ impl Jobs {
         let (shape, classes) = (data.source.shape(), data.source.classes());
         match input {
             PredictInput::Json(body) => {
-                let request: PredictRequest = parse_strict(body)?;
-                request.validate(shape, classes, self.config()).map_err(JobError::Invalid)
+                let limits = PredictLimits { shape, classes, max_images: self.config().max_predict_batch };
+                Ok(parse(body, limits)?)
             }
             PredictInput::Image(bytes, query) => {
-                let top_k = check_top_k(query.top_k, classes).map_err(|message| {
-                    JobError::Invalid(vec![FieldError { field: "top_k".into(), message }])
-                })?;
-                let pixels =
-                    decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)?;
+                let invalid = |field: &str, message: String| JobError::Invalid(vec![FieldError { field: field.into(), message }]);
+                let top_k = query
+                    .top_k
+                    .map(|k| k.parse::<usize>().map_err(|_| invalid("top_k", format!("must be a whole number (got {k:?})"))))
+                    .transpose()?;
+                let top_k = check_top_k(top_k, classes).map_err(|message| invalid("top_k", message))?;
+                let checkpoint = query
+                    .checkpoint
+                    .map(|c| c.parse::<i64>().map_err(|_| invalid("checkpoint", format!("must be a checkpoint id (got {c:?})"))))
+                    .transpose()?;
+                let pixels = decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)?;
                 let pixels = pixels.iter().map(|p| f32::from(*p) / 255.0).collect();
-                Ok(ValidPredict { pixels, count: 1, top_k, checkpoint: query.checkpoint })
+                Ok(ValidPredict { pixels, count: 1, top_k, checkpoint })
             }
         }
     }
