@@ -13,8 +13,8 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use utoipa::ToSchema;
 
 use super::{FieldError, SpecParseError};
@@ -88,7 +88,8 @@ pub fn parse(body: &[u8], limits: PredictLimits) -> Result<ValidPredict, SpecPar
         }
     })?;
     de.end().map_err(|e| SpecParseError::Syntax(e.to_string()))?;
-    let field = |field: &str, message: String| SpecParseError::Field(FieldError { field: field.into(), message });
+    let field =
+        |field: &str, message: String| SpecParseError::Field(FieldError { field: field.into(), message });
     let (pixels, count) = parsed.images.ok_or_else(|| field("images", "is required".into()))?;
     if count == 0 {
         return Err(field("images", format!("must hold 1 to {} images (got 0)", limits.max_images)));
@@ -137,10 +138,14 @@ impl<'de> Visitor<'de> for RequestSeed {
         let mut parsed = Parsed { images: None, top_k: None, checkpoint: None };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "images" if parsed.images.is_none() => parsed.images = Some(map.next_value_seed(ImagesSeed(self.0))?),
+                "images" if parsed.images.is_none() => {
+                    parsed.images = Some(map.next_value_seed(ImagesSeed(self.0))?)
+                }
                 "top_k" if parsed.top_k.is_none() => parsed.top_k = map.next_value()?,
                 "checkpoint" if parsed.checkpoint.is_none() => parsed.checkpoint = map.next_value()?,
-                known if FIELDS.contains(&known) => return Err(de::Error::custom(format!("duplicate field `{known}`"))),
+                known if FIELDS.contains(&known) => {
+                    return Err(de::Error::custom(format!("duplicate field `{known}`")));
+                }
                 other => return Err(de::Error::unknown_field(other, FIELDS)),
             }
         }
@@ -173,7 +178,9 @@ impl<'de> Visitor<'de> for ImagesSeed {
         loop {
             if count == max_images {
                 if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom(format!("must hold 1 to {max_images} images (--max-predict-batch)")));
+                    return Err(de::Error::custom(format!(
+                        "must hold 1 to {max_images} images (--max-predict-batch)"
+                    )));
                 }
                 return Ok((pixels, count));
             }
@@ -231,7 +238,11 @@ impl<'de> Visitor<'de> for Nested<'_> {
     type Value = Vec<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(if self.depth == 0 { "an image: an array of numbers, or of such arrays" } else { "a number or an array" })
+        f.write_str(if self.depth == 0 {
+            "an image: an array of numbers, or of such arrays"
+        } else {
+            "a number or an array"
+        })
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Vec<usize>, E> {
@@ -315,18 +326,39 @@ mod tests {
             problem(r#"{"images": [[0, 0, 0, 0], [0, 0, 0]]}"#, l),
             "images[1] is nested [3]; this job's images are 1x2x2: send [1][2][2], [2][2], or 4 numbers flat"
         );
-        assert_eq!(problem(r#"{"images": [[0, 0, 0, 0, 0]]}"#, l), "images[0][4] holds more than the 4 numbers of one of this job's images");
-        assert_eq!(problem(r#"{"images": [[0, 0, 0, 255]]}"#, l), "images[0][3] 255 is not a pixel in [0, 1] (divide 8-bit values by 255)");
-        assert_eq!(problem(r#"{"images": [[[0, 0], [0]]]}"#, l), "images[0] is ragged: its arrays differ in length or depth");
-        assert_eq!(problem(r#"{"images": [[[[[0]]]]]}"#, l), "images[0][0][0][0] arrays nest at most 3 deep ([C][H][W])");
-        assert_eq!(problem(r#"{"images": [[0,0,0,0], [0,0,0,0], []]}"#, l), "images must hold 1 to 2 images (--max-predict-batch)");
+        assert_eq!(
+            problem(r#"{"images": [[0, 0, 0, 0, 0]]}"#, l),
+            "images[0][4] holds more than the 4 numbers of one of this job's images"
+        );
+        assert_eq!(
+            problem(r#"{"images": [[0, 0, 0, 255]]}"#, l),
+            "images[0][3] 255 is not a pixel in [0, 1] (divide 8-bit values by 255)"
+        );
+        assert_eq!(
+            problem(r#"{"images": [[[0, 0], [0]]]}"#, l),
+            "images[0] is ragged: its arrays differ in length or depth"
+        );
+        assert_eq!(
+            problem(r#"{"images": [[[[[0]]]]]}"#, l),
+            "images[0][0][0][0] arrays nest at most 3 deep ([C][H][W])"
+        );
+        assert_eq!(
+            problem(r#"{"images": [[0,0,0,0], [0,0,0,0], []]}"#, l),
+            "images must hold 1 to 2 images (--max-predict-batch)"
+        );
         assert_eq!(problem(r#"{"images": []}"#, l), "images must hold 1 to 2 images (got 0)");
         assert_eq!(problem(r#"{"top_k": 1}"#, l), "images is required");
-        assert_eq!(problem(r#"{"images": [[0,0,0,0]], "top_k": 11}"#, l), "top_k must be between 1 and 10, the model's classes (got 11)");
+        assert_eq!(
+            problem(r#"{"images": [[0,0,0,0]], "top_k": 11}"#, l),
+            "top_k must be between 1 and 10, the model's classes (got 11)"
+        );
         assert!(problem(r#"{"images": [[0,0,0,0]], "topk": 1}"#, l).starts_with("body unknown field `topk`"));
         let channels_last = "[[[0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]]";
         let message = problem(&format!(r#"{{"images": [{channels_last}]}}"#), limits(3, 2, 2));
-        assert!(message.ends_with("that is channels last: send channels first (np.transpose(x, (2, 0, 1)))"), "{message}");
+        assert!(
+            message.ends_with("that is channels last: send channels first (np.transpose(x, (2, 0, 1)))"),
+            "{message}"
+        );
         assert!(matches!(parse(b"{\"images\": [", l), Err(SpecParseError::Syntax(_))));
     }
 }

@@ -83,25 +83,32 @@ pub struct Dataset {
     pub created_at: String,
 }
 
-/// The query of `POST /datasets`, as sent.
+/// The query of `POST /datasets`, as sent: text, so that a wrong value is a 422 naming it; an
+/// unknown parameter is refused (a misspelt option is not silently ignored).
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct RawUpload {
     /// A label shown in listings, at most 200 characters (trimmed).
     pub name: Option<String>,
     /// `text` (default: a UTF-8 corpus, `text/plain`) or `images` (an archive: a tar, gzipped
     /// tar or zip of class folders `train/<class>/*.png|jpg` and optionally `test/<class>/…`, or
     /// of the four IDX files of the MNIST format).
+    #[param(value_type = Option<DatasetKind>)]
     pub kind: Option<String>,
     /// Images: resize every image to this many pixels square, 8 to 512 (default: keep their
     /// size, which must then be one square size for all).
+    #[param(value_type = Option<u32>, minimum = 8, maximum = 512)]
     pub side: Option<String>,
     /// Images: `true` to store one grey channel even when the images are in colour (default
     /// `false`: 3 channels when any image is in colour, else 1).
+    #[param(value_type = Option<bool>)]
     pub to_grayscale: Option<String>,
     /// Images without a `test/` split: the share of the training images held out for testing,
     /// chosen by `seed` (default 0.1), above 0 and at most 0.5.
+    #[param(value_type = Option<f64>, exclusive_minimum = 0.0, maximum = 0.5)]
     pub test_fraction: Option<String>,
     /// Images: the seed of that choice (default 0).
+    #[param(value_type = Option<u64>)]
     pub seed: Option<String>,
 }
 

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use burn::tensor::Device;
 
 use super::checkpoints;
+use super::generation::load_language_model;
+use super::predict::read_classifier;
 use super::store::StoreError;
 use super::{CheckpointInfo, JobError, JobId, Jobs};
 use crate::definition::{ImageDataSpec, Task};
@@ -41,19 +43,13 @@ impl Jobs {
             let metadata = |extra: Vec<(&str, String)>| metadata(id, checkpoint_id, &manifest, extra);
             match task {
                 Task::Classify { model, data } => {
-                    let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
-                    let weights = checkpoint_files::read_weights(&at.dir, &manifest, fresh)?;
-                    let extra = classifier_metadata(model, data, &manifest, &at.dir)?;
+                    let (weights, names) = read_classifier(&at.dir, model, data)?;
+                    let extra = classifier_metadata(model, data, &names, &at.dir)?;
                     Ok(export::safetensors(&weights, manifest.position.step, metadata(extra)))
                 }
                 Task::Language { model, .. } => {
-                    let vocab = manifest.vocab.as_ref().ok_or_else(|| CheckpointError::Invalid {
-                        path: at.dir.clone(),
-                        reason: "a language model's checkpoint without its vocabulary".into(),
-                    })?;
-                    let fresh = model.config(vocab.len()).init(&Device::flex());
-                    let lm = checkpoint_files::read_model(&at.dir, fresh)?;
-                    let vocab = serde_json::to_string(vocab).expect("a vocabulary serialises");
+                    let (lm, vocab) = load_language_model(&at.dir, model, &Device::flex())?;
+                    let vocab = serde_json::to_string(&vocab).expect("a vocabulary serialises");
                     Ok(export::language::safetensors(&lm, metadata(vec![("kiln.vocab", vocab)])))
                 }
             }
@@ -93,10 +89,9 @@ fn metadata(
 fn classifier_metadata(
     model: &ClassifierSpec,
     data: &ImageDataSpec,
-    manifest: &Manifest,
+    classes: &[String],
     dir: &std::path::Path,
 ) -> Result<Vec<(&'static str, String)>, CheckpointError> {
-    let classes = super::predict::class_names(manifest.classes.clone(), data);
     let plan = model.layer_plan(data.input_shape(), data.source.classes()).map_err(|problems| {
         CheckpointError::Invalid {
             path: dir.to_path_buf(),
@@ -105,7 +100,7 @@ fn classifier_metadata(
     })?;
     let layers: Vec<_> = plan.layers.iter().map(|layer| &layer.spec).collect();
     Ok(vec![
-        ("kiln.classes", serde_json::to_string(&classes).expect("class names serialise")),
+        ("kiln.classes", serde_json::to_string(classes).expect("class names serialise")),
         ("kiln.layers", serde_json::to_string(&layers).expect("layers serialise")),
     ])
 }

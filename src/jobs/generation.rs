@@ -108,11 +108,11 @@ impl Generation {
 
 impl Jobs {
     /// One of the `--max-generations` slots for work that loads a checkpoint's model outside
-    /// training (generation, export), or 503 with `Retry-After` when all are taken.
+    /// training (generation, prediction, export), or 503 with `Retry-After` when all are taken.
     pub(super) fn model_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, JobError> {
         self.generation.slots.try_acquire().map_err(|_| JobError::Busy {
             what: format!(
-                "{} generations or exports are running, this server's limit (--max-generations)",
+                "{} generations, predictions or exports are running, this server's limit (--max-generations)",
                 self.config().max_generations
             ),
             retry_after_secs: 1,
@@ -230,7 +230,7 @@ impl Jobs {
 }
 
 /// A language model and its vocabulary from the checkpoint in `dir`, on `device`.
-fn load_language_model(
+pub(super) fn load_language_model(
     dir: &Path,
     model: &LanguageModelSpec,
     device: &burn::tensor::Device,

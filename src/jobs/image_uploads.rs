@@ -1,7 +1,9 @@
 //! What makes an image upload: the query options of `POST /datasets?kind=images`, checked into
 //! an [`ImageUpload`], and the step that turns the complete archive into the file kiln stores —
 //! decoded by [`crate::data::import`] within this server's caps, encoded by
-//! [`crate::data::uploaded`] — while the quota holds room for both.
+//! [`crate::data::uploaded`] — one archive at a time, while the quota holds room for both.
+
+use std::sync::Mutex;
 
 use uuid::Uuid;
 
@@ -11,6 +13,10 @@ use super::{JobError, Jobs};
 use crate::data::import::{ImportError, ImportOptions, MAX_SOURCE_PIXELS, import};
 use crate::data::uploaded::{self, ImageSetInfo};
 use crate::definition::FieldError;
+
+/// Archives are decoded one at a time, server-wide: a decode holds up to `--max-decoded-bytes`
+/// of memory and a core for as long as it takes, and uploads are rare next to training.
+static DECODING: Mutex<()> = Mutex::new(());
 
 /// Sides an image data set may be stored at.
 const SIDES: std::ops::RangeInclusive<usize> = 8..=512;
@@ -99,11 +105,16 @@ impl Jobs {
             max_expanded_bytes: config.max_decoded_bytes,
             max_image_pixels: MAX_SOURCE_PIXELS,
         };
-        let imported = import(archive.written_path(), &options)?;
+        let imported = {
+            let _one_at_a_time = DECODING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            import(archive.written_path(), &options)?
+        };
         let (bytes, info) = uploaded::encode(&imported)
             .map_err(|e| JobError::Io(std::io::Error::other(format!("encoding an image set: {e}"))))?;
         drop(imported);
         reservation.grow_to(archive.len() + bytes.len() as u64)?;
+        // The decoded file may be many times the archive the floor was checked for.
+        super::disk::check_floor(config)?;
         let mut stored = TempUpload::create(config.uploaded_images_path(id), false)?;
         stored.append(&bytes)?;
         Ok((stored, info))

@@ -1,10 +1,11 @@
-//! Jobs: their durable record, the queue that admits them, the workers that train them and the
-//! uploaded text they may train on. A job's definition is [`crate::definition`]'s; training is
+//! Jobs: their durable record, the queue that admits them, the workers that train them, the
+//! uploaded data sets they may train on, and what their checkpoints answer. A job's definition is [`crate::definition`]'s; training is
 //! [`crate::train`]'s.
 //!
 //! - [`service`]: [`Jobs`], the operations the HTTP layer calls (submit, cancel, delete ...);
-//!   [`generation`] and [`datasets`] add the operations on text models and uploaded corpora,
-//!   [`dry_run`] a submit that only says what would run.
+//!   [`generation`], [`predict`] and `export` add the operations on a trained model (text,
+//!   classes, weights for PyTorch), [`datasets`] those on uploaded corpora and image sets
+//!   (`image_uploads` decodes an archive), [`dry_run`] a submit that only says what would run.
 //! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All
 //!   SQL lives there.
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
@@ -13,7 +14,7 @@
 //! - [`events`]: each job's numbered history (status, steps, epochs, checkpoints), which the
 //!   store records and announces, and [`events::Follow`], one watcher of it.
 //! - [`disk`]: free space under the data directory, and the floor under which no work is taken.
-//! - [`uploads`]: the files of uploaded corpora, written as they stream in; [`utf8`], the UTF-8
+//! - [`uploads`]: the files of uploads, written as they stream in; [`utf8`], the UTF-8
 //!   check of a text arriving in chunks; [`quota`], how many uploads and bytes may be stored.
 //! - [`checkpoints`]: a job's checkpoint index located in the data dir, verified before use, and
 //!   its damage reported by cause; [`datadir`]: paths as the database records them, relative to

@@ -67,7 +67,7 @@ pub(super) fn resolve(shared: &Shared) -> Result<(), JobError> {
     }
 }
 
-/// The job directories and uploaded texts the database neither knows nor recorded as to be
+/// The job directories, uploaded texts and image sets the database neither knows nor recorded as to be
 /// removed, each sorted. Other entries (temporary files, names kiln never gives) are not kiln's
 /// to judge here.
 pub(super) fn find(config: &Config, store: &Store) -> Result<Orphans, JobError> {

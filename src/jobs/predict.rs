@@ -19,7 +19,7 @@ use crate::data::ImageSet;
 use crate::data::import::{MAX_SOURCE_PIXELS, decode_image};
 use crate::definition::predict::{PredictLimits, PredictQuery, ValidPredict, check_top_k, parse};
 use crate::definition::{FieldError, ImageDataSpec, Task};
-use crate::models::ClassifierSpec;
+use crate::models::{Classifier, ClassifierSpec};
 use crate::train::checkpoint as checkpoint_files;
 
 /// What a predict request sends.
@@ -82,8 +82,10 @@ impl Jobs {
         let _slot = self.model_slot()?;
         let request = self.valid_predict(data, input)?;
         let device = Device::flex();
-        let (info, loaded) =
-            self.loaded_model(id, request.checkpoint, |dir| read_classifier(dir, model, data))?;
+        let (info, loaded) = self.loaded_model(id, request.checkpoint, |dir| {
+            let (classifier, names) = read_classifier(dir, model, data)?;
+            Ok(Loaded::Classifier(classifier, names))
+        })?;
         let Loaded::Classifier(classifier, names) = loaded else {
             unreachable!("a classifier's job loads one")
         };
@@ -110,17 +112,27 @@ impl Jobs {
                 Ok(parse(body, limits)?)
             }
             PredictInput::Image(bytes, query) => {
-                let invalid = |field: &str, message: String| JobError::Invalid(vec![FieldError { field: field.into(), message }]);
+                let invalid = |field: &str, message: String| {
+                    JobError::Invalid(vec![FieldError { field: field.into(), message }])
+                };
                 let top_k = query
                     .top_k
-                    .map(|k| k.parse::<usize>().map_err(|_| invalid("top_k", format!("must be a whole number (got {k:?})"))))
+                    .map(|k| {
+                        k.parse::<usize>()
+                            .map_err(|_| invalid("top_k", format!("must be a whole number (got {k:?})")))
+                    })
                     .transpose()?;
                 let top_k = check_top_k(top_k, classes).map_err(|message| invalid("top_k", message))?;
                 let checkpoint = query
                     .checkpoint
-                    .map(|c| c.parse::<i64>().map_err(|_| invalid("checkpoint", format!("must be a checkpoint id (got {c:?})"))))
+                    .map(|c| {
+                        c.parse::<i64>().map_err(|_| {
+                            invalid("checkpoint", format!("must be a checkpoint id (got {c:?})"))
+                        })
+                    })
                     .transpose()?;
-                let pixels = decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)?;
+                let pixels =
+                    decode_image(bytes, "the body", shape.channels, shape.height, MAX_SOURCE_PIXELS)?;
                 let pixels = pixels.iter().map(|p| f32::from(*p) / 255.0).collect();
                 Ok(ValidPredict { pixels, count: 1, top_k, checkpoint })
             }
@@ -131,15 +143,15 @@ impl Jobs {
 /// The classifier of the checkpoint in `dir`, on the CPU, with its class names: those the
 /// checkpoint carries, else (older checkpoints) those of its data set when kiln knows them, else
 /// the label numbers.
-fn read_classifier(
+pub(super) fn read_classifier(
     dir: &std::path::Path,
     model: &ClassifierSpec,
     data: &ImageDataSpec,
-) -> Result<Loaded, checkpoint_files::CheckpointError> {
+) -> Result<(Classifier, Vec<String>), checkpoint_files::CheckpointError> {
     let manifest = checkpoint_files::manifest(dir)?;
     let fresh = model.init(data.input_shape(), data.source.classes(), &Device::flex());
     let classifier = checkpoint_files::read_weights(dir, &manifest, fresh)?;
-    Ok(Loaded::Classifier(classifier, class_names(manifest.classes, data)))
+    Ok((classifier, class_names(manifest.classes, data)))
 }
 
 /// The class names of a checkpoint that carries `names` (or not), trained on `data`.

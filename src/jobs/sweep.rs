@@ -1,8 +1,8 @@
 //! The start-up sweep: it removes only what kiln can prove is its own leftover. That is what the
 //! database recorded as to be removed and a crash left in place (a deleted job's directory, a
-//! deleted data set's text, a dropped checkpoint, an upload renamed but never indexed), and the
+//! deleted data set's file, a dropped checkpoint, an upload renamed but never indexed), and the
 //! temporary files of writes cut short (`.tmp-<uuid>` checkpoint directories, possibly large;
-//! `.<id>.txt.tmp` uploads). A checkpoint directory of a known job that the index does not know
+//! `.<id>.txt.tmp`, `.<id>.archive.tmp` and `.<id>.safetensors.tmp` uploads). A checkpoint directory of a known job that the index does not know
 //! (written, then a crash before its index) is left in place with a WARN: a resumed job writing
 //! that step replaces it. Files the database does not know at all are orphans, handled before
 //! the sweep ([`super::orphans`]). It runs in [`super::Jobs::start`] before any worker, so no

@@ -33,9 +33,9 @@ pub(super) struct Written {
     pub chars: u64,
 }
 
-/// A text being written to `path` as it arrives, so that a crash leaves either the whole file or
-/// none: the chunks go to a temporary file beside it (`.<name>.tmp`), each checked as UTF-8 and
-/// hashed on the way; [`TempUpload::commit`] fsyncs it, renames it to `path`, fsyncs the
+/// A file being written to `path` as it arrives, so that a crash leaves either the whole file or
+/// none: the chunks go to a temporary file beside it (`.<name>.tmp`), each hashed (and, for a
+/// text, checked as UTF-8) on the way; [`TempUpload::commit`] fsyncs it, renames it to `path`, fsyncs the
 /// directory and only then indexes it. Dropped before that succeeds, it removes what it wrote:
 /// the temporary file, or the renamed file whose index failed.
 ///
@@ -52,7 +52,7 @@ pub(super) struct TempUpload {
     stage: Stage,
 }
 
-/// Where the text of a [`TempUpload`] is, and so what dropping it removes.
+/// Where the bytes of a [`TempUpload`] are, and so what dropping it removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// In the temporary file.

@@ -316,6 +316,9 @@ async fn every_bad_archive_is_a_422_naming_the_problem_and_leaves_nothing() {
     assert_eq!(status, 415);
     let (status, problem) = upload(&server, "&side=4", "application/gzip", tar(&two, true)).await;
     assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("side")), "{problem}");
+    let (status, problem) = upload(&server, "&grayscale=true", "application/gzip", tar(&two, true)).await;
+    assert_eq!(status, 400, "a misspelt option is not ignored: {problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("grayscale"), "{problem}");
 
     let listed = get_json(&server.client, &server.url("/datasets")).await;
     assert_eq!(listed, json!([]), "nothing refused is listed");

@@ -113,7 +113,10 @@ async fn predict_checks_its_input_and_its_limits() {
     assert_eq!((status, problem(&answer).0.as_str()), (422, "images"), "{answer}");
     let (status, answer) = predict(&server, &id, &json!({"images": [vec![0.5; 27]]})).await;
     assert_eq!((status, problem(&answer).0.as_str()), (422, "images[0]"), "{answer}");
-    assert!(answer.to_string().contains("1x28x28: send [1][28][28], [28][28], or 784 numbers flat"), "{answer}");
+    assert!(
+        answer.to_string().contains("1x28x28: send [1][28][28], [28][28], or 784 numbers flat"),
+        "{answer}"
+    );
     let (status, answer) = predict(&server, &id, &json!({"images": images(1), "top_k": 11})).await;
     assert_eq!((status, problem(&answer).0.as_str()), (422, "top_k"), "{answer}");
     let (status, answer) = predict(&server, &id, &json!({"images": images(1), "checkpoint": 999_999})).await;
@@ -142,7 +145,9 @@ async fn predict_checks_its_input_and_its_limits() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    let png = |query: &str| server.client.post(format!("{url}?{query}")).header("content-type", "image/png").body("x");
+    let png = |query: &str| {
+        server.client.post(format!("{url}?{query}")).header("content-type", "image/png").body("x")
+    };
     let answer: Value = png("top_k=many").send().await.unwrap().json().await.unwrap();
     assert_eq!(problem(&answer).0, "top_k", "{answer}");
     let r = png("topk=2").send().await.unwrap();

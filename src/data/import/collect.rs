@@ -95,6 +95,8 @@ pub(super) struct Collected {
     idx: Vec<IdxFile>,
     /// Bytes of decoded pixels so far.
     decoded: u64,
+    /// Bytes of the images as decoded before any resize, so far.
+    source: u64,
 }
 
 impl Collected {
@@ -121,7 +123,7 @@ impl Collected {
                 self.note_top(top, &name)?;
                 self.folders.insert((part, class.clone()));
                 let bytes = read_all(entry.data, meter)?;
-                let pixels = decode(&name, &bytes, options)?;
+                let pixels = decode(&name, &bytes, options, &mut self.source)?;
                 self.decoded = self.decoded.saturating_add(pixels.len());
                 if self.decoded > options.max_expanded_bytes {
                     return Err(invalid(format!(

@@ -11,7 +11,7 @@ use image::{
     Limits, Pixel, RgbImage,
 };
 
-use super::{ImportError, ImportOptions, invalid, invalid_field};
+use super::{ImportError, ImportOptions, OWN_SIDES, invalid, invalid_field, own_side};
 
 /// Bytes per pixel of the widest format a PNG decodes to (RGBA, 16 bits a channel).
 const MAX_BYTES_PER_PIXEL: u64 = 8;
@@ -60,8 +60,17 @@ impl Pixels {
     }
 }
 
-/// Decodes entry `name` of the archive, whose content is `bytes`.
-pub(super) fn decode(name: &str, bytes: &[u8], options: &ImportOptions) -> Result<Pixels, ImportError> {
+/// Decodes entry `name` of the archive, whose content is `bytes`. `source` counts the bytes the
+/// archive's images take as decoded, before any resize: this one's are added from its header,
+/// and past `max_expanded_bytes` it is refused before it is decoded (a small `side` keeps the
+/// result small, not the work). Without `side`, an image that is not square or not within
+/// [`OWN_SIDES`] is refused from its header too.
+pub(super) fn decode(
+    name: &str,
+    bytes: &[u8],
+    options: &ImportOptions,
+    source: &mut u64,
+) -> Result<Pixels, ImportError> {
     let not_an_image = || invalid(format!("{name} is not a PNG or JPEG image"));
     let mut reader =
         ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| not_an_image())?;
@@ -84,6 +93,16 @@ pub(super) fn decode(name: &str, bytes: &[u8], options: &ImportOptions) -> Resul
     }
     if decoder.total_bytes() > max_alloc {
         return Err(too_big(name));
+    }
+    *source = source.saturating_add(decoder.total_bytes());
+    if *source > options.max_expanded_bytes {
+        return Err(invalid(format!(
+            "decodes to more than {} bytes of images before any resize, the most this server accepts",
+            options.max_expanded_bytes
+        )));
+    }
+    if options.side.is_none() && (width != height || !OWN_SIDES.contains(&width)) {
+        return Err(own_side((name, (width, height)), None).expect_err("not square, or out of range"));
     }
     let grey =
         matches!(decoder.color_type(), ColorType::L8 | ColorType::L16 | ColorType::La8 | ColorType::La16);
@@ -118,7 +137,7 @@ pub fn decode_image(
         max_expanded_bytes: u64::MAX,
         max_image_pixels: max_pixels,
     };
-    let pixels = decode(name, bytes, &options)?;
+    let pixels = decode(name, bytes, &options, &mut 0)?;
     let mut out = Vec::with_capacity(channels * side * side);
     pixels.write_chw(if channels == 1 { 1 } else { 3 }, &mut out);
     Ok(out)

@@ -51,6 +51,15 @@ pub(super) fn assemble(files: Vec<IdxFile>, options: &ImportOptions) -> Result<I
     let largest = train.labels.iter().chain(test.iter().flat_map(|t| t.labels)).max().copied().unwrap_or(0);
     let classes: Vec<String> = (0..=largest).map(|label| label.to_string()).collect();
     check_class_count(&classes, "its IDX labels", options)?;
+    // A label below the largest that no training image has would be a class without images.
+    let mut seen = vec![false; classes.len()];
+    train.labels.iter().for_each(|&label| seen[usize::from(label)] = true);
+    if let Some(empty) = seen.iter().position(|seen| !seen) {
+        return Err(invalid(format!(
+            "class `{empty}` has no images in the IDX training labels (they go up to {largest}; labels are \
+             numbered from 0 without gaps)"
+        )));
+    }
     let side = match options.side {
         Some(side) => side,
         None => {

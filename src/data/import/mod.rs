@@ -165,12 +165,15 @@ fn held_out(n: usize, options: &ImportOptions) -> Result<Vec<bool>, ImportError>
 }
 
 /// Smallest and largest side of images kept at their own size.
-const OWN_SIDES: std::ops::RangeInclusive<u32> = 8..=512;
+pub(super) const OWN_SIDES: std::ops::RangeInclusive<u32> = 8..=512;
 
 /// The side of images kept at their own size: `first` is the first image's name and (width,
 /// height), `other` the first image of another size, if any. Refused on field `side` unless all
 /// are one square size in [`OWN_SIDES`].
-fn own_side(first: (&str, (u32, u32)), other: Option<(&str, (u32, u32))>) -> Result<usize, ImportError> {
+pub(super) fn own_side(
+    first: (&str, (u32, u32)),
+    other: Option<(&str, (u32, u32))>,
+) -> Result<usize, ImportError> {
     let (name, (width, height)) = first;
     let fix = "set side to resize every image to side x side";
     if let Some((other, (w, h))) = other {

@@ -12,7 +12,7 @@
 //! connection behind a mutex serves the HTTP handlers and the workers; every statement is short
 //! (an indexed lookup or a single-row write) and the database runs in WAL mode, so holding the
 //! lock never waits on training. The checkpoint *files* are not here (training writes them), nor
-//! are the uploaded texts (see [`crate::jobs::datasets`]). The store persists plain values: the job
+//! are the uploaded data sets' (see [`crate::jobs::datasets`]). The store persists plain values: the job
 //! definition, its warnings and epoch rows as JSON, everything else in columns.
 
 use std::path::Path;

@@ -134,3 +134,9 @@ fn idx_images_outside_8_to_512_or_of_two_sizes_need_side() {
     let refusal = import(archive(Kind::Tar, &small).path(), &options()).unwrap_err();
     assert!(refusal.to_string().starts_with("side is needed: the images are 4x4"), "{refusal}");
 }
+
+#[test]
+fn a_gap_in_the_labels_is_an_empty_class() {
+    let message = refused(&split("", "train", 0, 8, &[0, 1, 3, 0, 1, 3]));
+    assert!(message.starts_with("class `2` has no images in the IDX training labels"), "{message}");
+}

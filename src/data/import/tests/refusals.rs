@@ -189,8 +189,10 @@ fn archives_expanding_past_the_cap_are_refused_as_bombs() {
 #[test]
 fn decoded_pixels_past_the_cap_are_refused() {
     let options = ImportOptions { max_expanded_bytes: 15_000, ..options() };
-    let flat = |class: &str| file(&format!("train/{class}/0.png"), gray_png(100, 100, |_, _| 9));
-    let (_, message) = refusal(&archive(Kind::Zip, &[flat("a"), flat("b")]), &options);
+    // Small images made large by `side`: 2 x 1,600 bytes read, 2 x 10,000 bytes made.
+    let flat = |class: &str| file(&format!("train/{class}/0.png"), gray_png(40, 40, |_, _| 9));
+    let upscaled = ImportOptions { side: Some(100), ..options.clone() };
+    let (_, message) = refusal(&archive(Kind::Zip, &[flat("a"), flat("b")]), &upscaled);
     assert_eq!(message, "decodes to more than 15000 bytes of pixels, the most this server accepts");
     // Grey images count once as decoded, three times in RGB output.
     let items = [
@@ -251,4 +253,26 @@ fn class_folders_and_idx_files_together_are_refused() {
         message,
         "holds both class folders (train/a/) and IDX files (train-labels-idx1-ubyte); send one layout only"
     );
+}
+
+#[test]
+fn the_images_as_decoded_before_resizing_count_against_the_cap_and_odd_sizes_are_refused_unread() {
+    // Two 64x64 RGB images are 24,576 bytes decoded, though `side` makes them 8x8.
+    let items = [
+        file("train/a/0.png", rgb_image(64, 64, ImageFormat::Png, |_, _| [1, 2, 3])),
+        file("train/b/0.png", rgb_image(64, 64, ImageFormat::Png, |_, _| [3, 2, 1])),
+    ];
+    let small = archive(Kind::Tar, &items);
+    let mut options = options();
+    options.side = Some(8);
+    options.max_expanded_bytes = 20_000;
+    let (field, message) = refusal(&small, &options);
+    assert_eq!(field, "body");
+    assert!(message.contains("before any resize"), "{message}");
+    options.max_expanded_bytes = 1 << 20;
+    options.side = None;
+    let big = |v| file(&format!("train/{v}/0.png"), gray_png(600, 600, |_, _| v as u8));
+    let wide = archive(Kind::Tar, &[big('a'), big('b')]);
+    let (field, message) = refusal(&wide, &options);
+    assert_eq!((field.as_str(), message.contains("600x600")), ("side", true), "{message}");
 }
