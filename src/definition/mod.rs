@@ -90,12 +90,14 @@ pub struct ImageDataSpec {
     #[serde(flatten)]
     #[schema(schema_with = sources::images)]
     pub source: DatasetSpec,
-    #[schema(minimum = 1)]
+    // Required (if null): what tells an image data set from a text corpus in the API document,
+    // both being `uploaded` when uploaded.
+    #[schema(minimum = 1, required = true)]
     pub limit_train: Option<usize>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, required = true)]
     pub limit_test: Option<usize>,
     /// Side, in pixels, every image is bilinearly resized to.
-    #[schema(minimum = 8)]
+    #[schema(minimum = 8, required = true)]
     pub resize: Option<usize>,
 }
 

@@ -78,6 +78,35 @@ const ARCHIVE_TYPES: [&str; 6] = [
     "application/octet-stream",
 ];
 
+/// Accepts the body's media type for an upload of images (`images`) or of a text: 415 for a
+/// type neither takes, 422 on `kind` for the other kind's type (the query and the body disagree).
+fn check_media_type(images: bool, headers: &HeaderMap) -> Result<(), ApiError> {
+    let (archive, text) = (require_archive(headers), require_plain_text(headers));
+    match (images, archive.is_ok(), text.is_ok()) {
+        (true, true, _) | (false, _, true) => Ok(()),
+        (true, false, true) => Err(ApiError::invalid(
+            "kind",
+            "is images, which takes an archive, but the body is text/plain: send the archive with its \
+             media type (application/gzip, application/x-tar, application/zip or application/octet-stream)",
+        )),
+        (false, true, false) => Err(ApiError::invalid(
+            "kind",
+            "is text, which takes text/plain, but the body is an archive: leave kind out or set kind=images",
+        )),
+        (true, false, false) => archive,
+        (false, false, false) => text,
+    }
+}
+
+/// `raw` with its `kind` said, when it is not, by the body's media type: an archive type is
+/// images, anything else (text among it) a text, refused later if it is not `text/plain`.
+fn with_kind(mut raw: RawUpload, headers: &HeaderMap) -> RawUpload {
+    if raw.kind.is_none() && require_archive(headers).is_ok() {
+        raw.kind = Some("images".to_string());
+    }
+    raw
+}
+
 /// Accepts one of [`ARCHIVE_TYPES`].
 fn require_archive(headers: &HeaderMap) -> Result<(), ApiError> {
     let value = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()));
@@ -189,8 +218,8 @@ fn require_plain_text(headers: &HeaderMap) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "Stored", body = Dataset, headers(("Location" = String, description = "/datasets/{id}"))),
         (status = 413, description = "Body over --max-dataset-bytes", body = Problem),
-        (status = 415, description = "Not text/plain (or a charset other than UTF-8) for a text; not an archive type for kind=images", body = Problem),
-        (status = 422, description = "A query field out of range; a text empty or not UTF-8 (naming the offset of the first invalid byte); an archive that is not a tar, gzipped tar or zip, or whose images cannot be stored (not a PNG or JPEG by content, mixed sizes without side, an empty class, one class, more than --max-classes, a path outside the archive or a link, more than --max-decoded-bytes once decompressed)", body = Problem),
+        (status = 415, description = "A media type neither a text (text/plain, UTF-8) nor an archive (application/x-tar, application/gzip, application/zip, application/octet-stream) is sent as", body = Problem),
+        (status = 422, description = "A query field out of range, or a `kind` the body's media type contradicts; a text empty or not UTF-8 (naming the offset of the first invalid byte); an archive that is not a tar, gzipped tar or zip, or whose images cannot be stored (not a PNG or JPEG by content, mixed sizes without side, an empty class, one class, more than --max-classes, a path outside the archive or a link, more than --max-decoded-bytes once decompressed)", body = Problem),
         (status = 507, description = "Storing it would pass --max-uploads (data sets) or --max-uploads-bytes (their bytes together, uploads in progress included)", body = Problem),
     ))]
 async fn upload(
@@ -198,11 +227,8 @@ async fn upload(
     Query(raw): Query<RawUpload>,
     UploadBody { body, headers, declared }: UploadBody,
 ) -> Result<Response, ApiError> {
-    let valid = ValidUpload::new(&raw).map_err(JobError::Invalid)?;
-    match valid.images {
-        None => require_plain_text(&headers)?,
-        Some(_) => require_archive(&headers)?,
-    }
+    let valid = ValidUpload::new(&with_kind(raw, &headers)).map_err(JobError::Invalid)?;
+    check_media_type(valid.images.is_some(), &headers)?;
     let upload = state.jobs.begin_upload(valid, declared).await?;
     let dataset = receive(upload, body, BodyCap::upload(state.jobs.config().max_dataset_bytes)).await?;
     let location =

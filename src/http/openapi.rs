@@ -196,6 +196,11 @@ fn to(operation_id: &str, parameters: &[(&str, &str)], description: &str) -> Lin
     link.build()
 }
 
+/// A predict request for the example classifiers: one blank 28x28 grey image, flat.
+fn example_predict() -> Value {
+    json!({"images": [vec![0.0; 28 * 28]], "top_k": 3})
+}
+
 /// Adds the examples and links of the module doc.
 fn follow_ids(doc: &mut utoipa::openapi::OpenApi) {
     let paths = &mut doc.paths;
@@ -206,6 +211,12 @@ fn follow_ids(doc: &mut utoipa::openapi::OpenApi) {
         .request_body(Some(example_generate()))
         .description("Text from it, once it has a checkpoint (a language model)")
         .build();
+    let predict = LinkBuilder::new()
+        .operation_id("predict")
+        .parameter("id", "$response.body#/id")
+        .request_body(Some(example_predict()))
+        .description("The likeliest classes of an image, once it has a checkpoint (an image classifier)")
+        .build();
     let job_links = [
         ("show", to("show", &job, "The job")),
         ("metrics", to("metrics", &job, "Its metrics")),
@@ -214,6 +225,7 @@ fn follow_ids(doc: &mut utoipa::openapi::OpenApi) {
         ("cancel", to("cancel", &job, "Cancel it")),
         ("delete", to("remove", &job, "Delete it (once finished)")),
         ("generate", generate),
+        ("predict", predict),
     ];
     if let Some(submit) = operation(paths, "/jobs", true) {
         examples(submit, "application/json", example_jobs());
@@ -222,6 +234,9 @@ fn follow_ids(doc: &mut utoipa::openapi::OpenApi) {
     }
     if let Some(generate) = operation(paths, "/jobs/{id}/generate", true) {
         examples(generate, "application/json", [("greedy", "Ten tokens after \"the \"", example_generate())]);
+    }
+    if let Some(predict) = operation(paths, "/jobs/{id}/predict", true) {
+        examples(predict, "application/json", [("blank", "A blank 28x28 grey image", example_predict())]);
     }
     if let Some(checkpoints) = operation(paths, "/jobs/{id}/checkpoints", false) {
         let parameters = [("id", "$request.path.id"), ("checkpoint_id", "$response.body#/0/id")];

@@ -90,9 +90,10 @@ pub struct Dataset {
 pub struct RawUpload {
     /// A label shown in listings, at most 200 characters (trimmed).
     pub name: Option<String>,
-    /// `text` (default: a UTF-8 corpus, `text/plain`) or `images` (an archive: a tar, gzipped
-    /// tar or zip of class folders `train/<class>/*.png|jpg` and optionally `test/<class>/…`, or
-    /// of the four IDX files of the MNIST format).
+    /// `text` (a UTF-8 corpus, `text/plain`) or `images` (an archive: a tar, gzipped tar or zip
+    /// of class folders `train/<class>/*.png|jpg` and optionally `test/<class>/…`, or of the four
+    /// IDX files of the MNIST format). Default: said by the body's media type (an archive type
+    /// is images).
     #[param(value_type = Option<DatasetKind>)]
     pub kind: Option<String>,
     /// Images: resize every image to this many pixels square, 8 to 512 (default: keep their

@@ -312,7 +312,9 @@ async fn every_bad_archive_is_a_422_naming_the_problem_and_leaves_nothing() {
     assert_eq!(r.unwrap().status(), 204);
 
     // The media type of a text is not an archive's; query fields are checked by name.
-    let (status, _) = upload(&server, "", "text/plain", tar(&two, true)).await;
+    let (status, problem) = upload(&server, "", "text/plain", tar(&two, true)).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("kind")), "{problem}");
+    let (status, _) = upload(&server, "", "image/gif", tar(&two, true)).await;
     assert_eq!(status, 415);
     let (status, problem) = upload(&server, "&side=4", "application/gzip", tar(&two, true)).await;
     assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("side")), "{problem}");
@@ -349,9 +351,14 @@ async fn decoded_images_count_against_the_uploads_quota_and_a_refusal_leaves_not
     let left: Vec<_> = std::fs::read_dir(server.dir.path().join("datasets/uploads")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 
-    // With room for the archive and its images at once, it is stored and counted at its stored size.
+    // With room for the archive and its images at once, it is stored and counted at its stored
+    // size. (An archive's media type says kind=images.)
     let server = Server::start_with(|c| c.max_uploads_bytes = 100_000).await;
-    let (status, dataset) = upload(&server, "", "application/gzip", archive).await;
-    assert_eq!(status, 201, "{dataset}");
+    let r =
+        server.client.post(server.url("/datasets")).header("content-type", "application/gzip").body(archive);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let dataset: Value = r.json().await.unwrap();
+    assert_eq!(dataset["kind"], "images");
     assert!(dataset["bytes"].as_u64().unwrap() > 20 * 3 * 32 * 32, "{dataset}");
 }
