@@ -6,8 +6,10 @@
 //! loss and accuracy and a language model's perplexity, a finished job shows no error row, table
 //! headers sit over their columns' alignment and a checkpoint's download, clicked, saves the file
 //! the API lists with its SHA-256; the compare view draws one series per chosen job; a language
-//! model's box generates text; "Forget key" leaves nothing of what the key read. `/favicon.ico`
-//! is served without the key. Where no event stream can be opened, the table polls instead. A screenshot of the compare view is saved under the test binary's
+//! model's box generates text; an image dropped on a classifier's box shows what `/predict`
+//! answers for it; "Forget key" leaves nothing of what the key read. `/favicon.ico` is served
+//! without the key. Where no event stream can be opened, the table polls instead. A screenshot
+//! of the compare view is saved under the test binary's
 //! temporary directory (`target/tmp/dashboard-compare.png`). The browser ends with the test, its
 //! WebDriver session first, then chromedriver, then any process of theirs still left.
 
@@ -422,6 +424,25 @@ async fn the_dashboard_shows_jobs_live_curves_and_a_comparison_in_a_real_browser
     let file = browser.downloaded().await;
     let digest = format!("{:x}", Sha256::digest(std::fs::read(&file).unwrap()));
     assert_eq!(digest, newest["sha256"].as_str().unwrap(), "{} is the checkpoint listed", file.display());
+
+    // An image dropped on the predict box: the table shows what /predict answers for it.
+    let image = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y * 5) % 256) as u8]));
+    let mut png = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    let hex: String = png.iter().map(|b| format!("{b:02x}")).collect();
+    let drop = format!(
+        "const bytes = new Uint8Array('{hex}'.match(/../g).map(h => parseInt(h, 16))); \
+         const dt = new DataTransfer(); dt.items.add(new File([bytes], 'shoe.png', {{type: 'image/png'}})); \
+         document.getElementById('drop').dispatchEvent(new DragEvent('drop', {{dataTransfer: dt, bubbles: true, cancelable: true}}));"
+    );
+    browser.eval(&drop).await;
+    let rows = "const rows = [...document.querySelectorAll('#predicted tbody tr')]; \
+                return rows.length === 5 && rows[0].cells.length === 2 ? rows.map(r => r.cells[0].textContent) : null;";
+    let shown = browser.wait_for("the dropped image's classes", rows).await;
+    let r = c.post(format!("{base}/jobs/{done}/predict")).header("content-type", "image/png").body(png);
+    let answer: Value = r.send().await.unwrap().json().await.unwrap();
+    let top = answer["predictions"][0]["top"].as_array().unwrap();
+    assert_eq!(shown, json!(top.iter().map(|t| t["class"].clone()).collect::<Vec<_>>()), "{answer}");
 
     browser.open(&format!("{base}/#/jobs/{training}")).await;
     let first = browser.wait_for("the loss chart's first points", &points("step-chart")).await;
