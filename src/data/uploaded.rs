@@ -6,7 +6,8 @@
 //! side]`) and `train.labels` and `test.labels` (`uint16`, `[n]`) — and, in the header's
 //! metadata under `kiln`, the [`ImageSetInfo`] as JSON: class names in label order, channels,
 //! side and counts. [`read_info`] reads the header alone (validation asks it at submit);
-//! [`load`] reads the whole file and checks the tensors against the info.
+//! [`load`] reads the whole file and checks the tensors against the info ([`verify`] only
+//! checks).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -94,10 +95,23 @@ pub fn read_info(path: &Path) -> Result<ImageSetInfo, DataError> {
 
 /// Both splits of the image set at `path`, pixels scaled to `[0, 1]`, and its info.
 pub fn load(path: &Path) -> Result<(ImageSet, ImageSet, ImageSetInfo), DataError> {
+    let (train, test, info) = read(path, true)?;
+    Ok((train.expect("read with pixels"), test.expect("read with pixels"), info))
+}
+
+/// The info of the image set at `path`, once the whole file is checked as [`load`] checks it,
+/// without converting its pixels.
+pub fn verify(path: &Path) -> Result<ImageSetInfo, DataError> {
+    Ok(read(path, false)?.2)
+}
+
+/// Reads and checks the image set at `path`: its splits (with their pixels as floats when
+/// `pixels`) and its info.
+fn read(path: &Path, pixels: bool) -> Result<(Option<ImageSet>, Option<ImageSet>, ImageSetInfo), DataError> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
     let info = read_info(path)?;
-    let split = |name: &str, n: usize| -> Result<ImageSet, DataError> {
+    let split = |name: &str, n: usize| -> Result<Option<ImageSet>, DataError> {
         let images = file.tensor(&format!("{name}.images")).map_err(|e| corrupt(path, e.to_string()))?;
         let labels = file.tensor(&format!("{name}.labels")).map_err(|e| corrupt(path, e.to_string()))?;
         let shape = info.shape();
@@ -113,8 +127,11 @@ pub fn load(path: &Path) -> Result<(ImageSet, ImageSet, ImageSetInfo), DataError
         if let Some(bad) = labels.iter().find(|l| usize::from(**l) >= info.classes.len()) {
             return Err(corrupt(path, format!("{name} has label {bad} of {} classes", info.classes.len())));
         }
+        if !pixels {
+            return Ok(None);
+        }
         let pixels = images.data().iter().map(|p| f32::from(*p) / 255.0).collect();
-        Ok(ImageSet { shape, pixels, labels, resize: None })
+        Ok(Some(ImageSet { shape, pixels, labels, resize: None }))
     };
     Ok((split("train", info.train)?, split("test", info.test)?, info))
 }

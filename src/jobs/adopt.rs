@@ -106,7 +106,7 @@ fn read_upload(shared: &Shared, id: DatasetId) -> Result<Option<Dataset>, JobErr
 /// Image set `id` read back from its file, or `None` when it does not load.
 fn read_images(shared: &Shared, id: DatasetId) -> Result<Option<Dataset>, JobError> {
     let path = shared.config.uploaded_images_path(id);
-    let Ok((_, _, info)) = crate::data::uploaded::load(&path) else { return Ok(None) };
+    let Ok(info) = crate::data::uploaded::verify(&path) else { return Ok(None) };
     let mut hash = Sha256::new();
     let bytes = io::copy(&mut File::open(&path)?, &mut hash)?;
     let sha256 = format!("{:x}", hash.finalize());
