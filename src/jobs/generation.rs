@@ -50,8 +50,8 @@ pub struct Generated {
 /// A model read from a checkpoint, with what its outputs mean.
 #[derive(Clone)]
 pub(super) enum Loaded {
-    /// A language model and its vocabulary.
-    Language(RnnLm, Vocab),
+    /// A language model and its vocabulary (boxed: the cache holds either kind).
+    Language(Box<RnnLm>, Vocab),
     /// An image classifier and its class names, in label order.
     Classifier(Classifier, Vec<String>),
 }
@@ -136,7 +136,7 @@ impl Jobs {
         let device = burn::tensor::Device::flex();
         let (info, loaded) = self.loaded_model(id, request.checkpoint, |dir| {
             let (lm, vocab) = load_language_model(dir, model, &device)?;
-            Ok(Loaded::Language(lm, vocab))
+            Ok(Loaded::Language(Box::new(lm), vocab))
         })?;
         let Loaded::Language(lm, vocab) = loaded else { unreachable!("a language model's job loads one") };
         let (prompt, text) = generate::generate(&lm, &vocab, data, &request, &device)

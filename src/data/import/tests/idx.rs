@@ -82,7 +82,7 @@ fn plain_idx_files_with_the_test_prefix_in_a_zip_are_accepted() {
 
 fn refused(items: &[Item]) -> String {
     match import(archive(Kind::Tar, items).path(), &options()) {
-        Err(ImportError::Invalid { field, message }) if field == "body" => message,
+        Err(ImportError::Invalid { field: "body", message }) => message,
         other => panic!("not refused on body: {other:?}"),
     }
 }
