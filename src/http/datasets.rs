@@ -3,7 +3,9 @@
 //!
 //! An upload is a `text/plain` body (UTF-8), or with `kind=images` an archive (`application/x-tar`,
 //! `application/gzip`, `application/zip` or `application/octet-stream`: the archive's content says
-//! which it is), capped by `--max-dataset-bytes` instead of the JSON body limit. The
+//! which it is; an archive's media type alone says `kind=images`, and a `kind` it contradicts is
+//! a 422), capped by `--max-dataset-bytes` instead of the JSON body limit. An archive is decoded
+//! once it is complete (see [`crate::jobs::datasets`]). The
 //! `UploadBody` extractor hands over the body unread with its media type; the handler checks the
 //! query and the media type, begins the upload (the quotas may refuse it there, 507,
 //! before any of the body is read) and streams the body into it chunk by chunk, cutting it with
