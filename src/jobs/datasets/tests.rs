@@ -75,17 +75,11 @@ fn image_options_are_checked_and_belong_to_images_only() {
     };
     let defaults = ValidUpload::new(&images(&[])).unwrap().images.unwrap();
     assert_eq!(defaults, ImageUpload { side: None, to_grayscale: false, test_fraction: 0.1, seed: 0 });
-    let given =
-        images(&[("side", "32"), ("to_grayscale", "true"), ("test_fraction", "0.5"), ("seed", "7")]);
+    let given = images(&[("side", "32"), ("to_grayscale", "true"), ("test_fraction", "0.5"), ("seed", "7")]);
     let given = ValidUpload::new(&given).unwrap().images.unwrap();
     assert_eq!(given, ImageUpload { side: Some(32), to_grayscale: true, test_fraction: 0.5, seed: 7 });
     assert_eq!(
-        problems(&images(&[
-            ("side", "7"),
-            ("to_grayscale", "yes"),
-            ("test_fraction", "0"),
-            ("seed", "-1")
-        ])),
+        problems(&images(&[("side", "7"), ("to_grayscale", "yes"), ("test_fraction", "0"), ("seed", "-1")])),
         [
             "side must be a whole number from 8 to 512 (got \"7\")",
             "to_grayscale must be true or false (got \"yes\")",
