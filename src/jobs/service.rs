@@ -15,12 +15,12 @@ use super::events::{Follow, History, HistorySource, Recorded};
 use super::generation::Generation;
 use super::queue::CancelOutcome;
 use super::shared::Shared;
-use super::store::{MetricsPage, NewJob};
+use super::store::{MetricsPage, NewJob, StoreError};
 use super::worker::Pool;
 use super::{CheckpointInfo, Job, JobId, JobStatus, datadir, disk, orphans, sweep, worker};
 use crate::backend::{BackendsView, Lane};
 use crate::config::Config;
-use crate::definition::{JobSpec, Limits, ValidJob};
+use crate::definition::{FieldError, JobSpec, Limits, ValidJob};
 use crate::telemetry::{Snapshot, Telemetry};
 
 /// The result of a submit.
@@ -115,6 +115,10 @@ impl Jobs {
             shared.store.insert_job(new).map(|job| (job, id))
         });
         match admitted {
+            Ok(Err(StoreError::DatasetGone(id))) => Err(JobError::Invalid(vec![FieldError {
+                field: "data.dataset_id".into(),
+                message: format!("data set {id} was deleted while this job was submitted; upload it again"),
+            }])),
             Ok(job) => Ok(Submitted { job: job?, created: true }),
             Err(_) => Err(JobError::QueueFull {
                 waiting: shared.queue.lock().waiting(),

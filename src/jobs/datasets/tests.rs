@@ -93,3 +93,34 @@ fn image_options_are_checked_and_belong_to_images_only() {
     assert_eq!(problems(&unknown), ["kind must be text or images (got \"audio\")"]);
     assert!(ValidUpload::new(&RawUpload::default()).unwrap().images.is_none());
 }
+
+#[tokio::test]
+async fn a_job_validated_against_a_data_set_deleted_before_its_insert_is_refused_by_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = Jobs::without_workers(Shared::open(Config::with_data_dir(dir.path())).unwrap());
+    let mut upload = jobs.begin_upload(ValidUpload::new(&RawUpload::default()).unwrap(), None).await.unwrap();
+    upload.write(Bytes::from("the time machine by h g wells ".repeat(20))).await.unwrap();
+    let dataset = upload.finish().await.unwrap();
+    let body = format!(
+        r#"{{"model": {{"kind": "rnn_lm", "hidden": 8}}, "data": {{"dataset": "uploaded", "dataset_id": "{}"}}}}"#,
+        dataset.id
+    );
+    // The row goes (as a delete does) while the file is still there: validation still passes, as it
+    // would for a submit that read the file just before the delete.
+    let file = crate::jobs::datadir::upload_file(dataset.id);
+    assert!(matches!(
+        jobs.shared.store.delete_dataset(dataset.id, &file),
+        Ok(DatasetDeletion::Deleted { .. })
+    ));
+    assert!(jobs.config().uploaded_dataset_path(dataset.id).is_file());
+    match jobs.submit(body.as_bytes(), None) {
+        Err(JobError::Invalid(errors)) => {
+            assert_eq!(errors[0].field, "data.dataset_id");
+            assert!(errors[0].message.contains("was deleted while this job was submitted"), "{errors:?}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(submitted) => panic!("stored as job {}", submitted.job.id),
+    }
+    assert!(jobs.list(None, 0, 10).unwrap().0.is_empty(), "nothing was stored or queued");
+    assert_eq!(jobs.shared.queue.lock().waiting(), 0);
+}

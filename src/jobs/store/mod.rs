@@ -34,6 +34,10 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("stored value is not valid: {0}")]
     Corrupt(String),
+    /// A job was to be inserted on an uploaded data set that is gone (deleted after the job was
+    /// validated against it).
+    #[error("data set {0} is gone")]
+    DatasetGone(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -198,14 +202,16 @@ impl Store {
 
     /// Inserts a queued job and returns it.
     pub fn insert_job(&self, new: NewJob<'_>) -> Result<Job> {
+        let spec = serde_json::to_string(new.spec)?;
         self.write(|tx| {
+            datasets::refuse_gone_dataset(tx, &spec)?;
             tx.execute(
                 "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at)
                  VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     new.id.to_string(),
                     new.spec.name,
-                    serde_json::to_string(new.spec)?,
+                    spec,
                     new.idempotency_key,
                     new.parameters as i64,
                     new.spec.training.epochs,
