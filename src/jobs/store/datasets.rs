@@ -34,25 +34,6 @@ const ACTIVE_JOBS_READING: &str = "SELECT id, status FROM jobs
        AND json_extract(spec, '$.data.dataset_id') = ?1
      ORDER BY seq";
 
-/// Refuses, inside the transaction that inserts a job with definition `spec` (JSON), a job on
-/// an uploaded data set whose row is gone: the data set was deleted between the job's
-/// validation and this insert. Under the store's one connection lock, as
-/// [`Store::delete_dataset`] runs, so the two cannot interleave.
-pub(super) fn refuse_gone_dataset(tx: &rusqlite::Transaction<'_>, spec: &str) -> Result<()> {
-    let gone: Option<String> = tx
-        .query_row(
-            "SELECT json_extract(?1, '$.data.dataset_id') WHERE json_extract(?1, '$.data.dataset') = 'uploaded'
-               AND NOT EXISTS (SELECT 1 FROM datasets WHERE id = json_extract(?1, '$.data.dataset_id'))",
-            [spec],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match gone {
-        Some(id) => Err(StoreError::DatasetGone(id)),
-        None => Ok(()),
-    }
-}
-
 /// A `datasets` row before its id is decoded (a row closure cannot return decoding errors).
 struct DatasetRow {
     id: String,
@@ -166,7 +147,7 @@ impl Store {
     /// The check and the delete run in one transaction under the store's one connection lock,
     /// which [`Store::insert_job`] takes too: no job can be inserted between them. A job
     /// validated against this data set before the delete and inserted after it is refused by
-    /// its insert ([`refuse_gone_dataset`]), so no job is ever queued on a data set that is gone.
+    /// its insert ([`super::references`]), so no job is ever queued on a data set that is gone.
     pub fn delete_dataset(&self, id: DatasetId, file: &str) -> Result<DatasetDeletion> {
         let mut db = self.db();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;

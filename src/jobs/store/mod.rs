@@ -46,6 +46,7 @@ mod checkpoints;
 mod datasets;
 mod events;
 mod metrics;
+mod references;
 mod removals;
 mod schema;
 
@@ -204,7 +205,7 @@ impl Store {
     pub fn insert_job(&self, new: NewJob<'_>) -> Result<Job> {
         let spec = serde_json::to_string(new.spec)?;
         self.write(|tx| {
-            datasets::refuse_gone_dataset(tx, &spec)?;
+            references::refuse_gone_dataset(tx, &spec)?;
             tx.execute(
                 "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at)
                  VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
