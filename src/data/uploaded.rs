@@ -110,7 +110,12 @@ pub fn verify(path: &Path) -> Result<ImageSetInfo, DataError> {
 fn read(path: &Path, pixels: bool) -> Result<(Option<ImageSet>, Option<ImageSet>, ImageSetInfo), DataError> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
-    let info = read_info(path)?;
+    // The header is in `bytes` already: no second read of the file.
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
+    let info = header.metadata().as_ref().and_then(|m| m.get(META_KEY));
+    let info = info.ok_or_else(|| corrupt(path, "no kiln metadata in the header".to_string()))?;
+    let info: ImageSetInfo =
+        serde_json::from_str(info).map_err(|e| corrupt(path, format!("kiln metadata: {e}")))?;
     let split = |name: &str, n: usize| -> Result<Option<ImageSet>, DataError> {
         let images = file.tensor(&format!("{name}.images")).map_err(|e| corrupt(path, e.to_string()))?;
         let labels = file.tensor(&format!("{name}.labels")).map_err(|e| corrupt(path, e.to_string()))?;
