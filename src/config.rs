@@ -23,6 +23,11 @@ pub struct Config {
     /// uploaded text is kept in `<data-dir>/datasets/uploads/`).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
     pub data_dir: PathBuf,
+    /// Where jobs, metrics and the indexes are kept: unset, or `sqlite://PATH`, is an SQLite file
+    /// (by default `kiln.sqlite3` in the data dir); `postgres://USER:PASSWORD@HOST:PORT/DB` is a
+    /// PostgreSQL server, which several replicas may share.
+    #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
 
     /// Number of jobs that train at the same time on CPU backends.
     #[arg(long, env = "KILN_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -232,9 +237,17 @@ impl Config {
         self.max_connections_per_ip.unwrap_or((self.max_connections / 4).max(1))
     }
 
-    /// Path of the SQLite database.
+    /// Path of the SQLite database, when the store is SQLite's.
     pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("kiln.sqlite3")
+        match &self.database_url {
+            Some(DatabaseUrl::Sqlite(path)) => path.clone(),
+            _ => self.data_dir.join("kiln.sqlite3"),
+        }
+    }
+
+    /// The database the store opens: `--database-url`, else SQLite in the data dir.
+    pub fn database(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| DatabaseUrl::Sqlite(self.database_path()))
     }
 
     /// Directory holding one folder per job (its checkpoints).
@@ -284,6 +297,42 @@ pub fn uploads_in(datasets_dir: &Path) -> PathBuf {
 /// [`Config::uploaded_images_path`]), for code that knows only that directory.
 pub fn images_in(datasets_dir: &Path, id: Uuid) -> PathBuf {
     uploads_in(datasets_dir).join(format!("{id}.safetensors"))
+}
+
+/// The database of `--database-url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file (`sqlite://PATH`; `sqlite:///abs/path` or `sqlite://relative/path`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server, as libpq's URL (`postgres://` or `postgresql://`); it may hold a
+    /// password, so it is never printed.
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({path:?})"),
+            DatabaseUrl::Postgres(_) => f.write_str("Postgres(…)"),
+        }
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a path: sqlite:///var/lib/kiln/kiln.sqlite3".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(s.to_string()))
+        } else {
+            Err("expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into())
+        }
+    }
 }
 
 /// A secret from the configuration (`KILN_API_KEY`): never printed, not even by `Debug`.

@@ -84,6 +84,19 @@ pub enum DataSpec {
     Text(TextDataSpec),
 }
 
+impl DataSpec {
+    /// The uploaded data set (`POST /datasets`) the job reads, if it reads one.
+    pub fn uploaded_dataset(&self) -> Option<uuid::Uuid> {
+        match self {
+            DataSpec::Images(ImageDataSpec { source: DatasetSpec::Uploaded { dataset_id, .. }, .. })
+            | DataSpec::Text(TextDataSpec { source: TextSource::Uploaded { dataset_id }, .. }) => {
+                Some(*dataset_id)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Where a classifier's examples come from and how many are used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageDataSpec {

@@ -33,7 +33,7 @@ impl Shared {
         std::fs::create_dir_all(config.jobs_dir())?;
         std::fs::create_dir_all(config.datasets_dir())?;
         std::fs::create_dir_all(config.uploads_dir())?;
-        let store = Store::open(&config.database_path())?;
+        let store = Store::open(&config.database())?;
         let queue = Queue::new(config.queue_capacity);
         let (stored, stored_bytes) = store.upload_totals()?;
         let uploads = UploadQuota::new(config.max_uploads, config.max_uploads_bytes, stored, stored_bytes);

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Server, get_json, head_only, submit, synthetic_job, wait_finished, wait_for};
+use crate::common::{
+    Db, Server, get_json, head_only, on_both_databases, submit, synthetic_job, wait_finished, wait_for,
+};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -84,9 +86,9 @@ async fn invalid_job_definitions_get_problem_details_naming_the_field() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
-    let server = Server::start().await;
+on_both_databases!(a_job_trains_reports_metrics_and_keeps_checkpoints);
+async fn a_job_trains_reports_metrics_and_keeps_checkpoints(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
     let (c, base) = (&server.client, server.base.as_str());
     let r = c.post(server.url("/jobs")).json(&synthetic_job(3)).send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -156,9 +158,9 @@ async fn a_job_trains_reports_metrics_and_keeps_checkpoints() {
     assert!(!server.dir.path().join("jobs").join(&id).exists());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits() {
-    let server = Server::start_with(|c| c.queue_capacity = 1).await;
+on_both_databases!(cancel_stops_a_running_job_and_the_queue_admits_what_fits);
+async fn cancel_stops_a_running_job_and_the_queue_admits_what_fits(db: &Db) {
+    let server = Server::start_on(db, |c| c.queue_capacity = 1).await;
     let (c, base) = (&server.client, server.base.as_str());
     let mut long = synthetic_job(200);
     long["data"]["train_size"] = json!(5000);
@@ -234,9 +236,9 @@ async fn malformed_page_parameters_are_refused_naming_the_parameter() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_makes_a_repeated_submit_return_the_same_job() {
-    let server = Server::start().await;
+on_both_databases!(an_idempotency_key_makes_a_repeated_submit_return_the_same_job);
+async fn an_idempotency_key_makes_a_repeated_submit_return_the_same_job(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
     let c = &server.client;
     let send = |job: Value, key: &'static str| {
         c.post(server.url("/jobs")).header("Idempotency-Key", key).json(&job).send()

@@ -30,6 +30,15 @@ impl Server {
         Self::start_with(|_| {}).await
     }
 
+    /// Starts a server keeping its records in `db`, as changed by `tweak`.
+    pub async fn start_on(db: &Db, tweak: impl FnOnce(&mut kiln::Config)) -> Self {
+        Self::start_with(|config| {
+            db.apply(config);
+            tweak(config)
+        })
+        .await
+    }
+
     /// Starts a server over an existing data dir.
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut kiln::Config)) -> Self {
         let mut config = kiln::Config::with_data_dir(dir.path());
@@ -75,6 +84,89 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 }
+
+/// The database a test server keeps its records in: SQLite in its data dir (the default), or a
+/// PostgreSQL database of its own on `$KILN_TEST_DATABASE_URL`'s server (`scripts/test` starts a
+/// throwaway one), dropped with this value.
+pub enum Db {
+    Sqlite,
+    Postgres { server: String, name: String },
+}
+
+impl Db {
+    /// A new, empty PostgreSQL database.
+    pub fn postgres() -> Self {
+        let server = std::env::var("KILN_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!("KILN_TEST_DATABASE_URL is unset: a PostgreSQL server to make databases on (scripts/test starts one)")
+        });
+        let server = server.trim_end_matches('/').to_string();
+        let name = format!("kiln_suite_{}", uuid::Uuid::new_v4().simple());
+        postgres_admin(&server, &format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
+        Db::Postgres { server, name }
+    }
+
+    /// `--database-url` for a server on this database, if not the default.
+    pub fn url(&self) -> Option<String> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { server, name } => Some(format!("{server}/{name}")),
+        }
+    }
+
+    pub fn apply(&self, config: &mut kiln::Config) {
+        config.database_url = self.url().map(|url| url.parse().unwrap());
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { server, name } = self {
+            // Best effort: a failed test is not to be turned into an abort here.
+            let _ = postgres_admin(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs `sql` on `server`'s `postgres` database, on a thread of its own (the client may not block
+/// inside the test's runtime).
+fn postgres_admin(server: &str, sql: &str) -> Result<(), String> {
+    let url = format!("{server}/postgres");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .map_err(|e| format!("cannot reach the test PostgreSQL at {server}: {e}"))?;
+            client.batch_execute(sql).map_err(|e| format!("{sql}: {e}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(format!("{sql}: the thread panicked")))
+    })
+}
+
+/// Makes the async test `$name(db: &Db)` two tests, `$name::sqlite` and `$name::postgres`. The
+/// runtime (and with it the server, whose shutdown waits for its workers) ends before the
+/// database is dropped.
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            fn run(db: $crate::common::Db) {
+                let runtime =
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+                runtime.unwrap().block_on(super::$name(&db));
+            }
+
+            #[test]
+            fn sqlite() {
+                run($crate::common::Db::Sqlite)
+            }
+
+            #[test]
+            fn postgres() {
+                run($crate::common::Db::postgres())
+            }
+        }
+    };
+}
+pub(crate) use on_both_databases;
 
 /// A `kiln` process.
 pub struct Process {

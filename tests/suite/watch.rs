@@ -6,7 +6,7 @@ use std::time::Duration;
 use kiln::client::sse::{SseEvent, SseReader};
 use serde_json::{Value, json};
 
-use crate::common::{Server, authorized, submit, synthetic_job, wait_finished};
+use crate::common::{Db, Server, authorized, on_both_databases, submit, synthetic_job, wait_finished};
 use crate::security::keyed_server;
 
 /// Reads job `id`'s event stream from `last_id` (none: from the start) until it ends, or until
@@ -55,9 +55,9 @@ fn two_epochs() -> Value {
     job
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_arrive_in_order_while_a_job_trains_and_match_what_the_api_shows() {
-    let server = Server::start().await;
+on_both_databases!(events_arrive_in_order_while_a_job_trains_and_match_what_the_api_shows);
+async fn events_arrive_in_order_while_a_job_trains_and_match_what_the_api_shows(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
     let (c, base) = (&server.client, server.base.as_str());
     let id = submit(c, base, &two_epochs()).await["id"].as_str().unwrap().to_string();
     let events = read_events(c, base, &id, None, None).await;
@@ -94,9 +94,9 @@ async fn events_arrive_in_order_while_a_job_trains_and_match_what_the_api_shows(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconnect_with_last_event_id_loses_and_repeats_nothing_and_many_watchers_see_it_all() {
-    let server = Server::start().await;
+on_both_databases!(a_reconnect_with_last_event_id_loses_and_repeats_nothing_and_many_watchers_see_it_all);
+async fn a_reconnect_with_last_event_id_loses_and_repeats_nothing_and_many_watchers_see_it_all(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
     let (c, base) = (&server.client, server.base.as_str());
     let id = submit(c, base, &two_epochs()).await["id"].as_str().unwrap().to_string();
     let watchers: Vec<_> = (0..50)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kiln::client::sse::{SseEvent, SseReader};
 use serde_json::{Value, json};
 
-use crate::common::{Server, submit, synthetic_job, wait_finished};
+use crate::common::{Db, Server, on_both_databases, submit, synthetic_job, wait_finished};
 use crate::security::{WRITER, keyed_server};
 use crate::watch::{data, ids, read_events};
 
@@ -104,9 +104,11 @@ async fn two_jobs_events_arrive_on_one_stream_in_order_as_their_own_streams_send
     assert!(first(&a) < first(&b), "submitted first, seen first");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconnect_with_last_event_id_gives_each_event_once_and_deletions_come_live_without_an_id() {
-    let server = Server::start().await;
+on_both_databases!(
+    a_reconnect_with_last_event_id_gives_each_event_once_and_deletions_come_live_without_an_id
+);
+async fn a_reconnect_with_last_event_id_gives_each_event_once_and_deletions_come_live_without_an_id(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
     let (c, base) = (&server.client, server.base.as_str());
     let mut live = open(c, base, None).await;
     let id = submit(c, base, &chatty(2)).await["id"].as_str().unwrap().to_string();

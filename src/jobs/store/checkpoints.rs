@@ -2,8 +2,7 @@
 //! dir), with the size and hash of its model file and, for checkpoints indexed since they were all
 //! recorded, of every file (a JSON object `{name: {bytes, sha256}}`).
 
-use rusqlite::{OptionalExtension, Transaction, params};
-
+use super::sql::{Row, Sql, args};
 use super::{Result, Store, events, removals};
 use crate::jobs::events::{CheckpointEvent, JobEvent, Recorded};
 use crate::jobs::{CheckpointInfo, JobId};
@@ -43,84 +42,77 @@ impl Store {
 
     /// A job's checkpoints, oldest first.
     pub fn checkpoints(&self, id: JobId) -> Result<Vec<IndexedCheckpoint>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT id, epoch, step, bytes, sha256, dir, metrics, created_at, files FROM checkpoints WHERE job_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([id.to_string()], |r| {
-            Ok((
-                (r.get::<_, i64>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?),
-                (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?),
-                (r.get::<_, String>(7)?, r.get::<_, Option<String>>(8)?),
-            ))
+        let rows = self.read(|db| {
+            db.query(
+                "SELECT id, epoch, step, bytes, sha256, dir, metrics, created_at, files FROM checkpoints \
+                 WHERE job_id = $1 ORDER BY id",
+                args![id],
+            )
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let ((cid, epoch, step, bytes), (sha256, dir, metrics), (created_at, files)) = row?;
-            let metrics = metrics.map(|m| serde_json::from_str(&m)).transpose()?;
-            let info = CheckpointInfo {
-                id: cid,
-                epoch,
-                step: step as u64,
-                bytes: bytes as u64,
-                sha256,
-                metrics,
-                created_at,
-            };
-            out.push(IndexedCheckpoint { info, dir, files });
-        }
-        Ok(out)
+        rows.iter().map(indexed).collect()
     }
 
     /// Removes a checkpoint from the index and records its directory as to be removed, in one
     /// transaction.
     pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let dir: Option<String> = tx
-            .query_row("DELETE FROM checkpoints WHERE id = ?1 RETURNING dir", [checkpoint_id], |r| r.get(0))
-            .optional()?;
-        if let Some(dir) = dir {
-            removals::record(&tx, &dir)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.transaction(|tx| {
+            let deleted =
+                tx.query_opt("DELETE FROM checkpoints WHERE id = $1 RETURNING dir", args![checkpoint_id])?;
+            if let Some(row) = deleted {
+                removals::record(tx, &row.get::<String>(0)?)?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether `dir` (relative to the data dir) is a checkpoint in the index.
     pub fn is_indexed_checkpoint(&self, dir: &str) -> Result<bool> {
-        let found: Option<i64> = self
-            .db()
-            .query_row("SELECT id FROM checkpoints WHERE dir = ?1 LIMIT 1", [dir], |r| r.get(0))
-            .optional()?;
+        let found =
+            self.read(|db| db.query_opt("SELECT id FROM checkpoints WHERE dir = $1 LIMIT 1", args![dir]))?;
         Ok(found.is_some())
     }
 }
 
+/// A `checkpoints` row, as its columns are selected above.
+fn indexed(r: &Row) -> Result<IndexedCheckpoint> {
+    let metrics = r.get::<Option<String>>(6)?.map(|m| serde_json::from_str(&m)).transpose()?;
+    let info = CheckpointInfo {
+        id: r.get(0)?,
+        epoch: r.get(1)?,
+        step: r.get(2)?,
+        bytes: r.get(3)?,
+        sha256: r.get(4)?,
+        metrics,
+        created_at: r.get(7)?,
+    };
+    Ok(IndexedCheckpoint { info, dir: r.get(5)?, files: r.get(8)? })
+}
+
 pub(super) fn insert_checkpoint(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     id: JobId,
     new: &NewCheckpoint<'_>,
 ) -> Result<(i64, Vec<Recorded>)> {
-    tx.execute("DELETE FROM checkpoints WHERE job_id = ?1 AND dir = ?2", params![id.to_string(), new.dir])?;
+    tx.execute("DELETE FROM checkpoints WHERE job_id = $1 AND dir = $2", args![id, new.dir])?;
     // A step written again after its directory was dropped: the new one is not to be removed.
     removals::forget(tx, new.dir)?;
-    tx.execute(
-        "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at, files)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            id.to_string(),
-            new.epoch,
-            new.step as i64,
-            new.bytes as i64,
-            new.sha256,
-            new.dir,
-            new.metrics.map(serde_json::to_string).transpose()?,
-            crate::jobs::now(),
-            new.files,
-        ],
-    )?;
-    let checkpoint_id = tx.last_insert_rowid();
+    let checkpoint_id = tx
+        .query_one(
+            "INSERT INTO checkpoints (job_id, epoch, step, bytes, sha256, dir, metrics, created_at, files)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            args![
+                id,
+                new.epoch,
+                new.step,
+                new.bytes,
+                new.sha256,
+                new.dir,
+                new.metrics.map(serde_json::to_string).transpose()?,
+                crate::jobs::now(),
+                new.files,
+            ],
+        )?
+        .get::<i64>(0)?;
     let event = CheckpointEvent {
         id: checkpoint_id,
         epoch: new.epoch,

@@ -2,23 +2,24 @@
 //! that records the fact, announced after it commits (before the store takes the next write, so
 //! the channel carries ids in order), read back by watchers that catch up, of one job or of all.
 
-use rusqlite::{Transaction, params};
 use tokio::sync::broadcast;
 
-use super::{Result, Store, StoreError};
+use super::sql::{Row, Sql, args};
+use super::{Result, Store, StoreError, jobs};
 use crate::jobs::events::{History, HistorySource, JobEvent, Notice, Recorded};
 use crate::jobs::{JobId, JobStatus};
 
 /// Appends `event` to job `id`'s history inside `tx`; returns it as recorded, to announce once
 /// `tx` commits.
-pub(super) fn append(tx: &Transaction<'_>, id: JobId, event: &JobEvent) -> Result<Recorded> {
+pub(super) fn append(tx: &mut dyn Sql, id: JobId, event: &JobEvent) -> Result<Recorded> {
     let data = event.data()?;
-    tx.prepare_cached("INSERT INTO events (job_id, kind, data) VALUES (?1, ?2, ?3)")?.execute(params![
-        id.to_string(),
-        event.kind(),
-        data
-    ])?;
-    Ok(Recorded { id: tx.last_insert_rowid(), job: id, kind: event.kind(), data, last: event.is_final() })
+    let seq = tx
+        .query_one(
+            "INSERT INTO events (job_id, kind, data) VALUES ($1, $2, $3) RETURNING seq",
+            args![id, event.kind(), data.as_str()],
+        )?
+        .get::<i64>(0)?;
+    Ok(Recorded { id: seq, job: id, kind: event.kind(), data, last: event.is_final() })
 }
 
 /// The kinds the store writes, by name, for reading rows back.
@@ -33,47 +34,46 @@ impl Store {
     /// Job `id`'s status and up to `limit` of its events after event `after`, oldest first, read
     /// together (so a finished status means the page ends the history); `None` if no such job.
     pub fn events(&self, id: JobId, after: i64, limit: usize) -> Result<Option<History>> {
-        let db = self.db();
-        let Some(status) = super::job_status(&db, id)? else {
-            return Ok(None);
-        };
-        let mut stmt = db.prepare_cached(
-            "SELECT seq, job_id, kind, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![id.to_string(), after, limit as i64], row)?;
-        let events = rows.map(|r| recorded(r?)).collect::<Result<_>>()?;
-        Ok(Some(History { status, events }))
+        self.read(|db| {
+            // The status first: a final status read before the page means the page holds the end.
+            let Some(status) = jobs::job_status(db, id)? else {
+                return Ok(None);
+            };
+            let rows = db.query(
+                "SELECT seq, job_id, kind, data FROM events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                args![id, after, limit],
+            )?;
+            let events = rows.iter().map(recorded).collect::<Result<_>>()?;
+            Ok(Some(History { status, events }))
+        })
     }
 
     /// Up to `limit` events of every job after event `after`, oldest first.
     pub fn all_events(&self, after: i64, limit: usize) -> Result<Vec<Recorded>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT seq, job_id, kind, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit as i64], row)?;
-        rows.map(|r| recorded(r?)).collect()
+        let rows = self.read(|db| {
+            db.query(
+                "SELECT seq, job_id, kind, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                args![after, limit],
+            )
+        })?;
+        rows.iter().map(recorded).collect()
     }
 
     /// A receiver of every event announced from now on, and the id of the newest event stored
-    /// now (0: none), taken together under the store's lock: the receiver gets every event after
-    /// that id.
+    /// now (0: none), taken together in write order: the receiver gets every event after that id.
     pub fn subscribe(&self) -> Result<(broadcast::Receiver<Notice>, i64)> {
-        let db = self.db();
-        let newest = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-        Ok((self.announcer.subscribe(), newest))
+        let order = self.write_order();
+        let newest = self.read(|db| db.query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])?.get(0))?;
+        let live = self.announcer.subscribe();
+        drop(order);
+        Ok((live, newest))
     }
 }
 
-/// An `events` row: its id, job, kind and body.
-type Row = (i64, String, String, String);
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-/// An `events` row decoded.
-fn recorded((id, job, name, data): Row) -> Result<Recorded> {
+/// An `events` row (`seq, job_id, kind, data`) decoded.
+fn recorded(row: &Row) -> Result<Recorded> {
+    let (id, job, name, data) =
+        (row.get(0)?, row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?);
     let job = JobId::parse_str(&job).map_err(|_| StoreError::Corrupt(format!("job id {job:?}")))?;
     let kind = kind(&name)?;
     let last = kind == "status" && is_final_status(&data);
@@ -104,6 +104,7 @@ mod tests {
     use crate::jobs::JobStatus;
     use crate::jobs::events::{Follow, Next, Notice};
     use crate::jobs::shared::Shared;
+    use crate::jobs::store::testing::databases;
     use crate::metrics::{EpochMetrics, Progress, StepPoint};
 
     fn step(step: u64) -> StepPoint {
@@ -112,8 +113,14 @@ mod tests {
 
     #[test]
     fn every_recorded_fact_has_its_event_in_the_store_and_on_the_channel() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        for database in databases() {
+            let dir = tempfile::tempdir().unwrap();
+            every_recorded_fact_has_its_event(&database.config(dir.path()));
+        }
+    }
+
+    fn every_recorded_fact_has_its_event(config: &Config) {
+        let shared = Shared::open(config.clone()).unwrap();
         let mut live = shared.store.announcer().subscribe();
         let id = shared
             .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
@@ -148,8 +155,14 @@ mod tests {
 
     #[tokio::test]
     async fn every_jobs_events_are_read_in_order_and_a_new_watcher_starts_after_the_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
+        for database in databases() {
+            let dir = tempfile::tempdir().unwrap();
+            every_jobs_events_in_order(&database.config(dir.path())).await;
+        }
+    }
+
+    async fn every_jobs_events_in_order(config: &Config) {
+        let shared = Shared::open(config.clone()).unwrap();
         let body = br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#;
         let (a, b) = (shared.store_job_for_test(body), shared.store_job_for_test(body));
         let store = &shared.store;

@@ -1,0 +1,214 @@
+//! A PostgreSQL server, which several kiln replicas share: a pool of connections (r2d2, which
+//! replaces one the server dropped, as after a restart), each with its prepared statements.
+//!
+//! The `postgres` client is synchronous, like the rest of the store, but it drives its socket with
+//! a small runtime of its own, which may not start inside another. The store is called from
+//! training threads (no runtime), from blocking tasks, and from async handlers on the server's
+//! multi-threaded runtime; [`off_the_runtime`] steps out of the latter with `block_in_place`, so
+//! a handler waiting on the database holds its thread as it held it waiting on SQLite's file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{GenericClient, NoTls, Statement};
+
+use super::super::sql::{Dialect, Row, Sql, Value};
+use super::super::{Result, StoreError};
+
+/// The most connections one replica holds.
+const POOL_SIZE: u32 = 8;
+/// How long a statement waits for a free connection, or a new one, before failing.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Postgres {
+    /// Taken only when dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
+}
+
+impl Postgres {
+    /// Connects to the server at `url`; fails if it cannot within [`CONNECT_TIMEOUT`].
+    pub(crate) fn connect(url: &str) -> Result<Self> {
+        let mut config: postgres::Config = url.parse()?;
+        config.connect_timeout(CONNECT_TIMEOUT).application_name("kiln");
+        let pool = off_the_runtime(|| {
+            r2d2::Pool::builder()
+                .max_size(POOL_SIZE)
+                .min_idle(Some(1))
+                .connection_timeout(CONNECT_TIMEOUT)
+                .error_handler(Box::new(r2d2::LoggingErrorHandler))
+                .build(Manager { config })
+        })?;
+        Ok(Self { pool: Some(pool) })
+    }
+
+    fn pool(&self) -> &r2d2::Pool<Manager> {
+        self.pool.as_ref().expect("the pool is taken only by drop")
+    }
+
+    /// Runs `f` on a connection of the pool, outside a transaction.
+    pub(crate) fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+        off_the_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let Connection { client, statements } = &mut *conn;
+            f(&mut Session { client, statements })
+        })
+    }
+
+    /// Runs `f` in one transaction, committed if `f` succeeds.
+    pub(crate) fn transaction<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+        off_the_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let Connection { client, statements } = &mut *conn;
+            let mut tx = client.transaction()?;
+            let value = f(&mut Session { client: &mut tx, statements })?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+}
+
+impl Drop for Postgres {
+    /// Each client says goodbye to the server on its own runtime as it is dropped: off the
+    /// caller's, as every other use of them.
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        off_the_runtime(move || drop(pool));
+    }
+}
+
+/// Runs `f`, which may block on the `postgres` client's own runtime, where that is allowed: at
+/// once outside any runtime, through `block_in_place` on a multi-threaded one, and on a thread of
+/// its own on a current-thread one (a test's).
+fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => {
+            std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }
+    }
+}
+
+/// A pooled connection and the statements prepared on it, by their SQL.
+struct Connection {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
+        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A connection or a transaction on it, as [`Sql`].
+struct Session<'a, C: GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl<C: GenericClient> Session<'_, C> {
+    /// `sql` prepared on this connection, once.
+    fn prepared(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
+
+impl<C: GenericClient> Sql for Session<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64> {
+        let statement = self.prepared(sql)?;
+        Ok(self.client.execute(&statement, &bind(args))?)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        let statement = self.prepared(sql)?;
+        self.client.query(&statement, &bind(args))?.iter().map(row).collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+fn bind(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+/// A result row as plain values, by each column's type.
+fn row(row: &postgres::Row) -> Result<Row> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = match *ty {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+            Type::FLOAT4 => row.try_get::<_, Option<f32>>(i)?.map(|v| Value::Real(v.into())),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+            }
+            _ => return Err(StoreError::Corrupt(format!("a column of type {ty}, which kiln does not read"))),
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+impl ToSql for Value {
+    /// Each value in the binary format of the parameter's type, as the server inferred it; a
+    /// value of another kind is an error, never bytes of the wrong shape.
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (self, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Int(v), &Type::INT8) => v.to_sql(ty, out),
+            (Value::Int(v), &Type::INT4) => i32::try_from(*v)?.to_sql(ty, out),
+            (Value::Int(v), &Type::INT2) => i16::try_from(*v)?.to_sql(ty, out),
+            (Value::Int(v), &Type::FLOAT8) => (*v as f64).to_sql(ty, out),
+            (Value::Int(v), &Type::BOOL) => (*v != 0).to_sql(ty, out),
+            (Value::Real(v), &Type::FLOAT8) => v.to_sql(ty, out),
+            (Value::Text(v), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => {
+                v.as_str().to_sql(ty, out)
+            }
+            (value, ty) => Err(format!("{value:?} bound to a parameter of type {ty}").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
