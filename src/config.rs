@@ -28,6 +28,14 @@ pub struct Config {
     /// PostgreSQL server, which several replicas may share.
     #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
+    /// Seconds a replica's heartbeat stays good: a replica that has not renewed it for this long
+    /// is taken for dead. It renews it every third of this.
+    #[arg(long, env = "KILN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_secs: u64,
+    /// The URL at which this replica's API answers, as `GET /cluster` lists it (default:
+    /// `http://` and the address it listens on).
+    #[arg(long, env = "KILN_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 
     /// Number of jobs that train at the same time on CPU backends.
     #[arg(long, env = "KILN_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]

@@ -2,7 +2,7 @@
 //!
 //! Each resource has its own module with its own `router()`: [`jobs`] (jobs, their metrics and
 //! checkpoints), [`events`] (a job's live event stream), [`datasets`] (uploaded text corpora),
-//! [`backends`] (devices), [`health`] (liveness, readiness), [`prometheus`] (`/metrics`),
+//! [`backends`] (devices), [`cluster`] (replicas), [`health`] (liveness, readiness), [`prometheus`] (`/metrics`),
 //! [`dashboard`] (the page at `/`) and [`openapi`] (the API document). Handlers are thin: they
 //! extract, call one method of [`crate::jobs::Jobs`] and map the result; every error goes through
 //! [`error::ApiError`]. [`auth`] checks keys and media types in front of every route; [`server`]
@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod backends;
 pub mod checkpoints;
+pub mod cluster;
 pub mod dashboard;
 pub mod datasets;
 pub mod error;
@@ -71,6 +72,7 @@ pub fn router(state: AppState, access: Access) -> Result<Router, String> {
         .merge(datasets::router(config.max_dataset_bytes))
         .merge(predict::router(config.max_dataset_bytes))
         .merge(backends::router())
+        .merge(cluster::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(prometheus::router())
@@ -120,6 +122,11 @@ pub async fn serve(
         max_requests_per_connection: config.max_requests_per_connection,
         drain_timeout: Duration::from_secs(60),
     };
+    let mut config = config;
+    // Other replicas and `GET /cluster` reach this one where it listens, unless told otherwise.
+    if config.advertise_url.is_none() {
+        config.advertise_url = Some(format!("http://{addr}"));
+    }
     let jobs = tokio::task::spawn_blocking(move || Jobs::start(config))
         .await
         .expect("starting the job service does not panic")?;

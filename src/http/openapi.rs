@@ -52,6 +52,7 @@ struct Paths;
         (name = "jobs", description = "Training jobs"),
         (name = "datasets", description = "Uploaded text corpora for language models"),
         (name = "backends", description = "The devices this server trains on"),
+        (name = "cluster", description = "The replicas serving this server's database"),
         (name = "health", description = "Liveness and readiness"),
     ),
 )]
@@ -67,6 +68,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::datasets::Paths::openapi());
     doc.merge(super::predict::Paths::openapi());
     doc.merge(super::backends::Paths::openapi());
+    doc.merge(super::cluster::Paths::openapi());
     doc.merge(super::health::Paths::openapi());
     doc.merge(Paths::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();

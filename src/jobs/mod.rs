@@ -6,8 +6,9 @@
 //!   [`generation`], [`predict`] and `export` add the operations on a trained model (text,
 //!   classes, weights for PyTorch), [`datasets`] those on uploaded corpora and image sets
 //!   (`image_uploads` decodes an archive), [`dry_run`] a submit that only says what would run.
-//! - [`store`]: the SQLite database — jobs, metrics, checkpoint index, uploaded data sets. All
-//!   SQL lives there.
+//! - [`store`]: the database (SQLite, or PostgreSQL for several replicas) — jobs, metrics,
+//!   checkpoint index, uploaded data sets, replicas. All SQL lives there.
+//! - [`cluster`]: this process as one replica of its database: registered, heartbeat, listed.
 //! - [`queue`]: bounded admission and the order in which queued jobs start.
 //! - [`worker`]: the pool of threads that train, and the restart recovery.
 //! - [`recorder`]: what a training run reports, written to the store.
@@ -27,6 +28,7 @@
 
 mod adopt;
 mod checkpoints;
+pub mod cluster;
 mod datadir;
 pub mod datasets;
 pub mod disk;
@@ -132,6 +134,9 @@ pub struct Job {
     /// What went wrong without stopping the job, oldest first: e.g. a damaged checkpoint that a
     /// resume skipped, named by id and step, and where the job resumed instead.
     pub warnings: Vec<String>,
+    /// The replica (see `GET /cluster`) that trains the job, or last trained it; absent before
+    /// it first starts.
+    pub replica: Option<String>,
 }
 
 /// A checkpoint as the API lists it.

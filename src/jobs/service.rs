@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::checkpoints::{self, Located};
+use super::cluster::{self, ClusterView, Membership};
 use super::error::JobError;
 use super::events::{Follow, History, HistorySource, Recorded};
 use super::generation::Generation;
@@ -36,30 +37,38 @@ pub struct Jobs {
     pub(super) shared: Arc<Shared>,
     /// The workers, until shutdown joins them.
     pool: Arc<Mutex<Option<Pool>>>,
+    /// This replica's heartbeat, until shutdown stops it.
+    membership: Arc<Mutex<Option<Membership>>>,
     /// Generation's slots and loaded models.
     pub(super) generation: Arc<Generation>,
 }
 
 impl Jobs {
-    /// Opens the data dir; refuses to start when it holds jobs or uploads the database does not
-    /// know, unless `--adopt-orphans` or `--discard-orphans` says what to do with them (see
+    /// Opens the data dir and joins the replicas of its database ([`cluster`]); refuses to start
+    /// when it holds jobs or uploads the database does not know, unless `--adopt-orphans` or `--discard-orphans` says what to do with them (see
     /// [`orphans`]); re-queues what a previous process left unfinished, removes what it left to be
     /// removed and its temporary files ([`sweep`]) and starts the workers.
     pub fn start(config: Config) -> Result<Self, JobError> {
         let shared = Arc::new(Shared::open(config)?);
-        orphans::resolve(&shared)?;
-        worker::recover(&shared)?;
-        sweep::sweep(&shared.config, &shared.store)?;
+        let membership = cluster::join(&shared)?;
+        let prepared = orphans::resolve(&shared)
+            .and_then(|()| Ok(worker::recover(&shared)?))
+            .and_then(|()| sweep::sweep(&shared.config, &shared.store));
+        if let Err(e) = prepared {
+            membership.leave(&shared);
+            return Err(e);
+        }
         let pool = Pool::start(shared.clone());
         let generation = Arc::new(Generation::from_config(&shared.config));
-        Ok(Self { shared, pool: Arc::new(Mutex::new(Some(pool))), generation })
+        let (pool, membership) = (Arc::new(Mutex::new(Some(pool))), Arc::new(Mutex::new(Some(membership))));
+        Ok(Self { shared, pool, membership, generation })
     }
 
     /// A service over `shared` with no workers, for tests of the operations alone.
     #[cfg(test)]
     pub(super) fn without_workers(shared: Shared) -> Self {
         let generation = Arc::new(Generation::from_config(&shared.config));
-        Self { shared: Arc::new(shared), pool: Arc::default(), generation }
+        Self { shared: Arc::new(shared), pool: Arc::default(), membership: Arc::default(), generation }
     }
 
     /// The devices this server can train on, for `GET /backends`.
@@ -291,6 +300,15 @@ impl Jobs {
         if let Some(pool) = pool {
             pool.join();
         }
+        let membership = self.membership.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(membership) = membership {
+            membership.leave(&self.shared);
+        }
+    }
+
+    /// The replicas serving this server's database, for `GET /cluster`.
+    pub fn cluster(&self) -> Result<ClusterView, JobError> {
+        cluster::view(&self.shared)
     }
 }
 

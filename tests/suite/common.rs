@@ -184,6 +184,11 @@ impl Process {
 
     /// [`Process::spawn`] with environment variables removed (`None`) or set.
     pub fn spawn_with_env(data_dir: &Path, env: &[(&str, Option<&str>)]) -> Self {
+        Self::try_spawn_with_env(data_dir, env).unwrap_or_else(|printed| panic!("kiln exited:\n{printed}"))
+    }
+
+    /// [`Process::spawn_with_env`], or what kiln wrote to stderr if it exited instead of serving.
+    pub fn try_spawn_with_env(data_dir: &Path, env: &[(&str, Option<&str>)]) -> Result<Self, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         for (name, value) in env {
             match value {
@@ -197,7 +202,7 @@ impl Process {
             .env("KILN_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kiln");
         let stdout = child.stdout.take().unwrap();
@@ -214,8 +219,26 @@ impl Process {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("kiln printed its address");
-        Self { child, base: format!("http://{addr}"), client: reqwest::Client::new() }
+        // Passed on to the test's stderr as it comes, and kept for a start that fails.
+        let stderr = child.stderr.take().unwrap();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = printed.clone();
+        let forwarding = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                keep.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok(Self { child, base: format!("http://{addr}"), client: reqwest::Client::new() }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().expect("reap kiln");
+                let _ = forwarding.join();
+                let printed = printed.lock().unwrap().clone();
+                Err(format!("{status}: {printed}"))
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod checkpoints;
 mod cli;
+mod cluster;
 mod connections;
 mod dashboard;
 mod data_dir;

@@ -35,9 +35,9 @@ pub struct AdoptedJob<'a> {
 }
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
-                           created_at, started_at, finished_at, first_step_seconds, warnings";
+                           created_at, started_at, finished_at, first_step_seconds, warnings, replica";
 /// How many columns [`JOB_COLUMNS`] names: a query selecting more reads them from this index on.
-const JOB_COLUMN_COUNT: usize = 16;
+const JOB_COLUMN_COUNT: usize = 17;
 
 /// Reads the [`JOB_COLUMNS`] of `row`.
 fn job(row: &Row) -> Result<Job> {
@@ -64,6 +64,7 @@ fn job(row: &Row) -> Result<Job> {
         finished_at: row.get(13)?,
         first_step_seconds: row.get(14)?,
         warnings: serde_json::from_str(&row.get::<String>(15)?)?,
+        replica: row.get(16)?,
     })
 }
 
@@ -177,12 +178,14 @@ impl Store {
             .collect())
     }
 
-    /// Marks a job running on `backend`; keeps the first start time of a resumed job.
+    /// Marks a job running on `backend` of this replica; keeps the first start time of a resumed
+    /// job.
     pub fn mark_running(&self, id: JobId, backend: &str) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE jobs SET status = 'running', backend = $2, started_at = COALESCE(started_at, $3) WHERE id = $1",
-                args![id, backend, crate::jobs::now()],
+                "UPDATE jobs SET status = 'running', backend = $2, started_at = COALESCE(started_at, $3), replica = $4 \
+                 WHERE id = $1",
+                args![id, backend, crate::jobs::now(), self.replica.as_str()],
             )?;
             let running =
                 StatusEvent { status: JobStatus::Running, backend: Some(backend.to_string()), error: None };

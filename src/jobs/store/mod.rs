@@ -53,6 +53,7 @@ mod jobs;
 mod metrics;
 mod references;
 mod removals;
+mod replicas;
 mod schema;
 pub(crate) mod sql;
 #[cfg(test)]
@@ -62,6 +63,7 @@ pub use checkpoints::{IndexedCheckpoint, NewCheckpoint};
 pub use datasets::DatasetDeletion;
 pub use jobs::{AdoptedJob, NewJob};
 pub use metrics::MetricsPage;
+pub use replicas::{NewReplica, ReplicaRow};
 
 use database::Database;
 use sql::Sql;
@@ -73,6 +75,8 @@ pub struct Store {
     /// this server's events in the order of their ids.
     write_order: Mutex<()>,
     announcer: Announcer,
+    /// This process's id among the replicas serving the database (see [`replicas`]).
+    replica: String,
 }
 
 impl Store {
@@ -81,7 +85,8 @@ impl Store {
     pub fn open(url: &DatabaseUrl) -> Result<Self> {
         let db = Database::open(url)?;
         schema::migrate(&db)?;
-        Ok(Self { db, write_order: Mutex::new(()), announcer: Announcer::default() })
+        let replica = uuid::Uuid::new_v4().to_string();
+        Ok(Self { db, write_order: Mutex::new(()), announcer: Announcer::default(), replica })
     }
 
     /// Whether the database knows no job and no data set (it is new, or was lost and made anew).
@@ -120,6 +125,12 @@ impl Store {
 
     fn write_order(&self) -> MutexGuard<'_, ()> {
         self.write_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether several replicas may share this database (PostgreSQL; an SQLite file belongs to
+    /// one process).
+    pub fn is_shared(&self) -> bool {
+        self.db.dialect() == sql::Dialect::Postgres
     }
 
     /// Where recorded events are announced, for watchers to subscribe.

@@ -32,7 +32,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: Step::Code(sqlite_v1), postgres: Step::Sql(POSTGRES_V1) },
     // Which uploaded data set a job reads, in a column: the check that keeps a data set from
     // being deleted under a queued job, in either dialect, without reading JSON.
-    Migration { sqlite: Step::Sql(SQLITE_V2), postgres: Step::Sql(POSTGRES_V2) },
+    Migration { sqlite: Step::Code(sqlite_v2), postgres: Step::Sql(POSTGRES_V2) },
+    // The replicas serving the database, and which one trains each job.
+    Migration { sqlite: Step::Code(sqlite_v3), postgres: Step::Code(postgres_v3) },
 ];
 
 /// An arbitrary constant: the advisory lock under which PostgreSQL replicas migrate one at a time.
@@ -84,17 +86,31 @@ fn sqlite_v1(tx: &mut dyn Sql) -> Result<()> {
         ("datasets", "kind", "TEXT NOT NULL DEFAULT 'text'"),
         ("datasets", "images", "TEXT"),
     ] {
-        let has = tx
-            .query_one(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info($1) WHERE name = $2",
-                args![table, column],
-            )?
-            .get::<bool>(0)?;
-        if !has {
-            tx.batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
-        }
+        add_missing_column(tx, table, column, ty)?;
     }
     relative_checkpoint_dirs(tx)
+}
+
+/// SQLite's later migrations are written to run on a file that has their changes already (its
+/// `schema_version` lost, or a copy restored beside a newer one): each adds only what is missing.
+fn add_missing_column(tx: &mut dyn Sql, table: &str, column: &str, ty: &str) -> Result<()> {
+    let has = tx
+        .query_one("SELECT COUNT(*) > 0 FROM pragma_table_info($1) WHERE name = $2", args![table, column])?
+        .get::<bool>(0)?;
+    if !has {
+        tx.batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+    }
+    Ok(())
+}
+
+fn sqlite_v2(tx: &mut dyn Sql) -> Result<()> {
+    add_missing_column(tx, "jobs", "dataset_id", "TEXT")?;
+    tx.batch(SQLITE_V2)
+}
+
+fn sqlite_v3(tx: &mut dyn Sql) -> Result<()> {
+    tx.batch(REPLICAS)?;
+    add_missing_column(tx, "jobs", "replica", "TEXT")
 }
 
 /// Rewrites every checkpoint directory not yet relative to the data dir (an absolute path, as
@@ -113,10 +129,9 @@ fn relative_checkpoint_dirs(tx: &mut dyn Sql) -> Result<()> {
 }
 
 const SQLITE_V2: &str = "
-ALTER TABLE jobs ADD COLUMN dataset_id TEXT;
 UPDATE jobs SET dataset_id = json_extract(spec, '$.data.dataset_id')
  WHERE json_extract(spec, '$.data.dataset') = 'uploaded';
-CREATE INDEX jobs_dataset ON jobs (dataset_id) WHERE dataset_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs (dataset_id) WHERE dataset_id IS NOT NULL;
 ";
 
 const POSTGRES_V2: &str = "
@@ -125,6 +140,24 @@ UPDATE jobs SET dataset_id = spec::jsonb #>> '{data,dataset_id}'
  WHERE spec::jsonb #>> '{data,dataset}' = 'uploaded';
 CREATE INDEX jobs_dataset ON jobs (dataset_id) WHERE dataset_id IS NOT NULL;
 ";
+
+/// The same in both dialects: SQLite's INTEGER and PostgreSQL's BIGINT both hold 64 bits, and
+/// SQLite takes `BIGINT` as INTEGER.
+const REPLICAS: &str = "
+CREATE TABLE IF NOT EXISTS replicas (
+    id           TEXT PRIMARY KEY,
+    address      TEXT NOT NULL,
+    devices      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_ms BIGINT NOT NULL
+);
+";
+
+fn postgres_v3(tx: &mut dyn Sql) -> Result<()> {
+    tx.batch(REPLICAS)?;
+    tx.batch("ALTER TABLE jobs ADD COLUMN replica TEXT")
+}
 
 /// PostgreSQL's first schema: SQLite's at version 1, with 64-bit integers and identity columns.
 const POSTGRES_V1: &str = "

@@ -180,6 +180,15 @@ impl Dialect {
         }
     }
 
+    /// An expression for the database server's clock, in milliseconds since the Unix epoch:
+    /// replicas on several machines compare heartbeats on the one clock they share.
+    pub(crate) fn now_ms(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
     /// The clause that makes a `SELECT` lock the rows it reads until the transaction ends:
     /// against writers (`share`) or against everyone (`!share`). SQLite locks the whole database
     /// for a write transaction instead, so it needs none.

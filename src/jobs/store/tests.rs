@@ -250,3 +250,40 @@ fn a_job_on_an_uploaded_data_set_that_is_gone_is_refused_and_one_on_a_present_se
         );
     }
 }
+
+#[test]
+fn replicas_register_beat_list_their_running_jobs_and_leave_and_a_dead_one_is_removed() {
+    use super::NewReplica;
+    for database in databases() {
+        let name = database.name;
+        let (first, second) = (database.open(), database.open());
+        let new = |address| NewReplica { address, devices: r#"["cpu (burn-flex)"]"#, version: "0.1.0" };
+        assert!(first.register_replica(&new("http://a"), 60_000).unwrap().is_empty(), "{name}");
+        let others = second.register_replica(&new("http://b"), 60_000).unwrap();
+        assert_eq!(others.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [first.replica()], "{name}");
+        assert_ne!(first.replica(), second.replica());
+
+        let id = insert(&first, &spec(MLP), None);
+        first.mark_running(id, "cpu").unwrap();
+        assert_eq!(first.job(id).unwrap().unwrap().replica.as_deref(), Some(first.replica()), "{name}");
+        assert!(first.heartbeat().unwrap());
+        let all = second.replicas().unwrap();
+        assert_eq!(all.len(), 2);
+        let a = all.iter().find(|r| r.id == first.replica()).unwrap();
+        assert_eq!(
+            (a.address.as_str(), a.running_jobs, a.version.as_str()),
+            ("http://a", 1, "0.1.0"),
+            "{name}"
+        );
+        assert!((0..10_000).contains(&a.heartbeat_age_ms), "{name}: {}", a.heartbeat_age_ms);
+
+        // A lease of 0 ms: every heartbeat is too old, so a new registration removes the first.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let third = database.open();
+        let alive = third.register_replica(&new("http://c"), 0).unwrap();
+        assert!(alive.is_empty(), "{name}: {alive:?}");
+        assert!(!first.heartbeat().unwrap(), "{name}: the first was removed as dead");
+        third.leave().unwrap();
+        assert!(third.replicas().unwrap().is_empty(), "{name}");
+    }
+}

@@ -1,0 +1,78 @@
+//! `GET /cluster` and the replicas of one database: every server registers as a replica, a job
+//! names the replica that trained it, and on PostgreSQL a second replica is refused while the
+//! first one's heartbeat lives, and takes over once its lease has expired.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Db, Process, Server, get_json, on_both_databases, submit, synthetic_job, wait_finished};
+
+on_both_databases!(the_cluster_lists_this_replica_and_a_job_names_the_replica_that_trained_it);
+async fn the_cluster_lists_this_replica_and_a_job_names_the_replica_that_trained_it(db: &Db) {
+    let server = Server::start_on(db, |_| {}).await;
+    let (c, base) = (&server.client, server.base.as_str());
+    let cluster = get_json(c, &server.url("/cluster")).await;
+    let replicas = cluster["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 1, "{cluster}");
+    let me = &replicas[0];
+    assert_eq!(me["id"], cluster["replica"]);
+    assert_eq!(me["address"], base, "where it listens");
+    assert_eq!(me["alive"], true);
+    assert!(me["heartbeat_age_secs"].as_f64().unwrap() < 30.0);
+    assert_eq!(me["devices"][0], "cpu (burn-flex)", "{me}");
+    assert_eq!(me["version"], env!("CARGO_PKG_VERSION"));
+
+    let id = submit(c, base, &synthetic_job(1)).await["id"].as_str().unwrap().to_string();
+    let job = wait_finished(c, base, &id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["replica"], cluster["replica"], "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_second_replica_is_refused_while_the_first_lives_and_replaces_it_once_its_lease_expires()
+ {
+    let db = Db::postgres();
+    let url = db.url().unwrap();
+    let env = [("KILN_DATABASE_URL", Some(url.as_str())), ("KILN_LEASE_SECS", Some("3"))];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Process::spawn_with_env(dir_a.path(), &env);
+    let cluster = get_json(&first.client, &first.url("/cluster")).await;
+    let first_id = cluster["replica"].as_str().unwrap().to_string();
+
+    // Its heartbeat is renewed every second: well past one lease, a second is still refused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let Err(printed) = Process::try_spawn_with_env(dir_b.path(), &env) else {
+        panic!("a second replica started beside a live one")
+    };
+    assert!(printed.contains("another kiln replica") && printed.contains(&first_id), "{printed}");
+    assert!(!printed.contains(&url), "the database URL (it may hold a password) is not printed: {printed}");
+    let still = get_json(&first.client, &first.url("/cluster")).await;
+    assert_eq!(still["replicas"].as_array().unwrap().len(), 1, "the refused one left no row: {still}");
+
+    // Killed, it cannot leave: its row stays until its lease expires; then the next one starts
+    // and removes it.
+    first.kill9();
+    let killed = Instant::now();
+    let second = loop {
+        match Process::try_spawn_with_env(dir_b.path(), &env) {
+            Ok(process) => break process,
+            Err(printed) => assert!(printed.contains("another kiln replica"), "{printed}"),
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "the dead replica was never replaced");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(killed.elapsed() >= Duration::from_secs(1), "refused while the dead one's lease ran");
+    let cluster = get_json(&second.client, &second.url("/cluster")).await;
+    let ids: Vec<&str> =
+        cluster["replicas"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [cluster["replica"].as_str().unwrap()], "the dead replica's row is gone: {cluster}");
+    assert_ne!(ids[0], first_id);
+
+    // A clean stop leaves: the next start is not refused.
+    let (status, _) = second.terminate();
+    assert!(status.success());
+    let third = Process::spawn_with_env(dir_b.path(), &env);
+    let cluster: Value = get_json(&third.client, &third.url("/cluster")).await;
+    assert_eq!(cluster["replicas"].as_array().unwrap().len(), 1, "{cluster}");
+}
