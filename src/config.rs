@@ -23,6 +23,12 @@ pub struct Config {
     /// uploaded text is kept in `<data-dir>/datasets/uploads/`).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
     pub data_dir: PathBuf,
+    /// Where checkpoints and data sets are kept when several replicas share them: a volume each
+    /// mounts (NFS, a cloud file share, a Docker volume). The data dir then keeps only what is
+    /// this replica's own (the GPU caches, a generated API key); unset, everything is in the data
+    /// dir.
+    #[arg(long, env = "KILN_SHARED_DIR")]
+    pub shared_dir: Option<PathBuf>,
     /// Where jobs, metrics and the indexes are kept: unset, or `sqlite://PATH`, is an SQLite file
     /// (by default `kiln.sqlite3` in the data dir); `postgres://USER:PASSWORD@HOST:PORT/DB` is a
     /// PostgreSQL server, which several replicas may share.
@@ -258,9 +264,15 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| DatabaseUrl::Sqlite(self.database_path()))
     }
 
+    /// The directory the database's file paths are relative to: `--shared-dir`, else the data
+    /// dir. It holds `jobs/` (checkpoints) and `datasets/`.
+    pub fn files_dir(&self) -> &Path {
+        self.shared_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+
     /// Directory holding one folder per job (its checkpoints).
     pub fn jobs_dir(&self) -> PathBuf {
-        self.data_dir.join("jobs")
+        self.files_dir().join("jobs")
     }
 
     /// Directory holding one job's files.
@@ -275,7 +287,7 @@ impl Config {
 
     /// Directory holding data sets a user placed or uploaded.
     pub fn datasets_dir(&self) -> PathBuf {
-        self.data_dir.join("datasets")
+        self.files_dir().join("datasets")
     }
 
     /// Directory holding the data sets uploaded with `POST /datasets`, one file each.

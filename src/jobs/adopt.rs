@@ -201,7 +201,7 @@ fn read_job(shared: &Shared, id: JobId) -> Result<Option<Adopted>, JobError> {
                 tracing::warn!(job = %id, checkpoint = %name, "a checkpoint of another job: not adopted")
             }
             Err(e) => {
-                let error = e.within(&shared.config.data_dir);
+                let error = e.within(shared.config.files_dir());
                 tracing::warn!(job = %id, %error, "a checkpoint that does not read: not adopted");
             }
         }

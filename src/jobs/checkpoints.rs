@@ -54,7 +54,7 @@ pub(super) fn verify(config: &Config, job: JobId, at: &Located) -> Result<File, 
 /// The error a client sees for `error` on checkpoint `checkpoint` of job `job`, logged: its cause
 /// by name when the checkpoint is damaged, else an internal error. No path in it is absolute.
 pub(super) fn damaged(config: &Config, job: JobId, checkpoint: i64, error: CheckpointError) -> JobError {
-    let error = error.within(&config.data_dir);
+    let error = error.within(config.files_dir());
     let file = error.path().display().to_string();
     let Some(damage) = error.damage() else {
         return JobError::Checkpoint(error);

@@ -1,7 +1,8 @@
-//! Paths in the data dir as the database records them: relative to the data dir, with `/`
+//! Paths in the data dir as the database records them: relative to the data dir (or the shared
+//! dir, `--shared-dir`, when replicas share their files: [`Config::files_dir`]), with `/`
 //! between components (`jobs/<job>/checkpoints/step-0000000012`, `datasets/uploads/<id>.txt`),
-//! resolved against `--data-dir` on every read. A data dir can therefore be moved, copied,
-//! restored from a backup or mounted elsewhere, and each copy's database names its own files.
+//! resolved against it on every read. A data dir can therefore be moved, copied, restored from a
+//! backup or mounted elsewhere, and each copy's database names its own files.
 //! [`to_lost_and_found`] moves aside what kiln may not delete and cannot use.
 
 use std::fs;
@@ -43,19 +44,19 @@ pub(super) fn images_file(id: Uuid) -> String {
 pub(super) fn resolve(config: &Config, relative: &str) -> Option<PathBuf> {
     let path = Path::new(relative);
     let plain = !relative.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
-    plain.then(|| config.data_dir.join(path))
+    plain.then(|| config.files_dir().join(path))
 }
 
 /// `path`, which lies in the data dir, relative to it (for logs and messages); a path elsewhere
 /// is shown whole.
 pub(super) fn shown(config: &Config, path: &Path) -> String {
-    path.strip_prefix(&config.data_dir).unwrap_or(path).display().to_string()
+    path.strip_prefix(config.files_dir()).unwrap_or(path).display().to_string()
 }
 
 /// Moves `path` (relative to the data dir) to the same place under `<data-dir>/lost+found/`,
 /// with a numbered suffix if that is taken; logs it at WARN with `why`.
 pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> io::Result<PathBuf> {
-    let lost = config.data_dir.join("lost+found");
+    let lost = config.files_dir().join("lost+found");
     let mut target = lost.join(path);
     let mut n = 0;
     while target.exists() {
@@ -63,7 +64,7 @@ pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> io::R
         target = lost.join(format!("{path}.{n}"));
     }
     fs::create_dir_all(target.parent().expect("a path under lost+found has a parent"))?;
-    fs::rename(config.data_dir.join(path), &target)?;
+    fs::rename(config.files_dir().join(path), &target)?;
     let moved = shown(config, &target);
     tracing::warn!(%path, to = %moved, "{why}: moved to lost+found, not adopted");
     Ok(target)

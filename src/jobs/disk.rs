@@ -1,4 +1,5 @@
-//! The disk under the data directory: how much of it is free, and the floor under which kiln
+//! The disk under the data directory (the shared dir, `--shared-dir`, when there is one: it holds
+//! what grows): how much of it is free, and the floor under which kiln
 //! takes no more work (`--min-free-disk-mib`), so that running jobs keep room to checkpoint and
 //! record how they end.
 
@@ -17,7 +18,7 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
 /// A file system that cannot be read counts as full.
 pub fn check_floor(config: &Config) -> Result<(), JobError> {
     let floor = config.min_free_disk_mib.saturating_mul(1 << 20);
-    let free = free_bytes(&config.data_dir).unwrap_or(0);
+    let free = free_bytes(config.files_dir()).unwrap_or(0);
     if free > floor {
         return Ok(());
     }

@@ -142,7 +142,7 @@ fn refusal(empty: bool, orphans: &Orphans) -> String {
 /// Deletes every orphan, each logged at WARN; one that cannot be deleted is logged and left.
 fn discard(config: &Config, orphans: &Orphans) {
     for path in orphans.paths() {
-        let full = config.data_dir.join(&path);
+        let full = config.files_dir().join(&path);
         tracing::warn!(%path, "deleting what the database does not know (--discard-orphans)");
         let removed = if full.is_dir() { fs::remove_dir_all(&full) } else { fs::remove_file(&full) };
         if let Err(e) = removed {

@@ -74,7 +74,7 @@ fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
             let path = datadir::checkpoint_dir(id, &name);
             if checkpoint::is_temporary(&name) {
                 remove_logged(
-                    &config.data_dir.join(&path),
+                    &config.files_dir().join(&path),
                     &path,
                     "the temporary directory of a checkpoint write cut short",
                 );
@@ -93,7 +93,11 @@ fn sweep_uploads(config: &Config) -> Result<(), JobError> {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if uploads::is_temporary(&name) {
             let path = format!("datasets/uploads/{name}");
-            remove_logged(&config.data_dir.join(&path), &path, "the temporary file of an upload cut short");
+            remove_logged(
+                &config.files_dir().join(&path),
+                &path,
+                "the temporary file of an upload cut short",
+            );
         }
     }
     Ok(())

@@ -113,13 +113,13 @@ fn run(
         Ok(Ok(Outcome::Interrupted)) => (JobStatus::Queued, None),
         Ok(Err(e)) => {
             tracing::warn!(job = %id, error = %e, "job failed");
-            (JobStatus::Failed, Some(without_server_paths(&e.to_string(), &shared.config.data_dir)))
+            (JobStatus::Failed, Some(shown_to_clients(&e.to_string(), &shared.config)))
         }
         Err(panic) => {
             let what = crate::panics::message(panic.as_ref());
             tracing::error!(job = %id, panic = what, "training panicked");
             let reason = format!("training stopped on an internal error ({what}); the server kept running");
-            (JobStatus::Failed, Some(without_server_paths(&reason, &shared.config.data_dir)))
+            (JobStatus::Failed, Some(shown_to_clients(&reason, &shared.config)))
         }
     };
     record_outcome(shared, id, status, reason.as_deref(), &RETRY_DELAYS)?;
@@ -164,6 +164,12 @@ fn record_outcome(
             (Err(e), None) => return Err(e),
         }
     }
+}
+
+/// A failure reason without the shared dir's path nor the data dir's.
+fn shown_to_clients(reason: &str, config: &crate::config::Config) -> String {
+    let reason = without_server_paths(reason, config.files_dir());
+    without_server_paths(&reason, &config.data_dir)
 }
 
 /// The last guard on a failure reason before clients can read it: the data dir's absolute path

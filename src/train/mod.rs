@@ -60,7 +60,7 @@ impl Run<'_> {
     /// A checkpoint error as the job shows it: its file named relative to the data dir
     /// (`jobs/<id>/checkpoints/step-0000000012/model.bpk`), not by the server's path.
     pub(crate) fn checkpoint_error(&self, error: checkpoint::CheckpointError) -> TrainError {
-        TrainError::Checkpoint(error.within(&self.config.data_dir))
+        TrainError::Checkpoint(error.within(self.config.files_dir()))
     }
 }
 

@@ -76,3 +76,60 @@ async fn on_postgresql_a_second_replica_is_refused_while_the_first_lives_and_rep
     let cluster: Value = get_json(&third.client, &third.url("/cluster")).await;
     assert_eq!(cluster["replicas"].as_array().unwrap().len(), 1, "{cluster}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shared_dir_files_live_there_and_the_next_replica_on_the_database_serves_them() {
+    let db = Db::postgres();
+    let shared = tempfile::tempdir().unwrap();
+    let on_shared = |c: &mut kiln::Config| c.shared_dir = Some(shared.path().to_path_buf());
+    let first = Server::start_on(&db, on_shared).await;
+    let (c, base) = (&first.client, first.base.as_str());
+    let corpus = "the time traveller for so it will be convenient to speak of him ".repeat(40);
+    let r = c
+        .post(first.url("/datasets?name=corpus"))
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(corpus)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let dataset = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let job = serde_json::json!({
+        "model": {"kind": "rnn_lm", "cell": "gru", "hidden": 16},
+        "data": {"dataset": "uploaded", "dataset_id": dataset, "num_steps": 10},
+        "training": {"epochs": 1, "batch_size": 8, "optimizer": {"kind": "adam", "lr": 0.01}}
+    });
+    let id = submit(c, base, &job).await["id"].as_str().unwrap().to_string();
+    let done = wait_finished(c, base, &id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let checkpoints = get_json(c, &first.url(&format!("/jobs/{id}/checkpoints"))).await;
+    let newest = checkpoints.as_array().unwrap().last().unwrap().clone();
+
+    // The files are in the shared dir; the data dir keeps none of them.
+    assert!(shared.path().join(format!("jobs/{id}/checkpoints")).is_dir());
+    assert!(shared.path().join(format!("datasets/uploads/{dataset}.txt")).is_file());
+    let data_dir = first.stop().await;
+    assert!(!data_dir.path().join("jobs").join(&id).exists());
+    assert!(!data_dir.path().join(format!("datasets/uploads/{dataset}.txt")).exists());
+
+    // Another replica, its own data dir, the same database and shared dir: it serves them.
+    let second = Server::start_on(&db, on_shared).await;
+    let r = second
+        .client
+        .get(second.url(&format!("/jobs/{id}/checkpoints/{}", newest["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-checksum-sha256"], newest["sha256"].as_str().unwrap());
+    let r = second
+        .client
+        .post(second.url(&format!("/jobs/{id}/generate")))
+        .json(&serde_json::json!({"prefix": "the ", "max_tokens": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let listed = get_json(&second.client, &second.url(&format!("/datasets/{dataset}"))).await;
+    assert_eq!(listed["id"], dataset.as_str());
+}
