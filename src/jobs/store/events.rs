@@ -5,7 +5,7 @@
 use tokio::sync::broadcast;
 
 use super::sql::{Row, Sql, args};
-use super::{Result, Store, StoreError, jobs};
+use super::{Result, Store, StoreError, rows};
 use crate::jobs::events::{History, HistorySource, JobEvent, Notice, Recorded};
 use crate::jobs::{JobId, JobStatus};
 
@@ -36,7 +36,7 @@ impl Store {
     pub fn events(&self, id: JobId, after: i64, limit: usize) -> Result<Option<History>> {
         self.read(|db| {
             // The status first: a final status read before the page means the page holds the end.
-            let Some(status) = jobs::job_status(db, id)? else {
+            let Some(status) = rows::job_status(db, id)? else {
                 return Ok(None);
             };
             let rows = db.query(

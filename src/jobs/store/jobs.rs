@@ -2,7 +2,7 @@
 //! through their statuses, listed and deleted, each status change with its event.
 
 use super::events::{self as history};
-use super::sql::{Row, Sql, args};
+use super::sql::{Row, args};
 use super::{Result, Store, StoreError, checkpoints, references, removals};
 use crate::definition::ValidJobSpec;
 use crate::jobs::events::{JobEvent, StatusEvent};
@@ -254,24 +254,6 @@ impl Store {
         drop(order);
         Ok(())
     }
-}
-
-/// The status of job `id`, or `None` if there is no such job.
-pub(super) fn job_status(db: &mut dyn Sql, id: JobId) -> Result<Option<JobStatus>> {
-    let Some(row) = db.query_opt("SELECT status FROM jobs WHERE id = $1", args![id])? else {
-        return Ok(None);
-    };
-    let status = row.get::<String>(0)?;
-    JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}"))).map(Some)
-}
-
-/// Records how far a job has come, inside a caller's transaction.
-pub(super) fn write_progress(tx: &mut dyn Sql, id: JobId, progress: Progress) -> Result<()> {
-    tx.execute(
-        "UPDATE jobs SET epoch = $2, epochs = $3, step = $4, steps = $5 WHERE id = $1",
-        args![id, progress.epoch, progress.epochs, progress.step, progress.steps],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

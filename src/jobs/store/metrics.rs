@@ -1,7 +1,7 @@
 //! Metrics rows: step points and epoch summaries of each job.
 
 use super::sql::{Row, args};
-use super::{Result, Store, StoreError, events, jobs};
+use super::{Result, Store, StoreError, events, rows};
 use crate::jobs::events::JobEvent;
 use crate::jobs::{JobId, JobStatus};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
@@ -48,7 +48,7 @@ impl Store {
                  ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics",
                 args![id, metrics.epoch, json],
             )?;
-            jobs::write_progress(tx, id, progress)?;
+            rows::write_progress(tx, id, progress)?;
             Ok(((), vec![events::append(tx, id, &JobEvent::Epoch(metrics.clone()))?]))
         })
     }
@@ -68,7 +68,7 @@ impl Store {
                 dialect.json_int("data", "epoch"),
             );
             tx.execute(&sql, args![id, step, epoch])?;
-            jobs::write_progress(tx, id, progress)?;
+            rows::write_progress(tx, id, progress)?;
             Ok(((), Vec::new()))
         })
     }
@@ -98,7 +98,7 @@ impl Store {
     /// A job's epoch rows and up to `limit` step points after cursor `after`.
     pub fn metrics(&self, id: JobId, after: i64, limit: usize) -> Result<Option<MetricsPage>> {
         self.read(|db| {
-            let Some(status) = jobs::job_status(db, id)? else {
+            let Some(status) = rows::job_status(db, id)? else {
                 return Ok(None);
             };
             let epochs = db

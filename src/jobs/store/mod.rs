@@ -54,6 +54,7 @@ mod metrics;
 mod references;
 mod removals;
 mod replicas;
+mod rows;
 mod schema;
 pub(crate) mod sql;
 #[cfg(test)]
