@@ -24,7 +24,9 @@ start() {
     local data port
     data=$(mktemp -d -p "$work")
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    KILN_DATABASE_URL="$1" "$kiln" serve --bind "127.0.0.1:$port" --data-dir "$data" --queue-capacity 100000 \
+    local database=()
+    [ -z "$1" ] || database=(--database-url "$1")
+    "$kiln" serve "${database[@]}" --bind "127.0.0.1:$port" --data-dir "$data" --queue-capacity 100000 \
         --max-keep-last 1000 >"$data.log" 2>&1 &
     server=$!
     base="http://127.0.0.1:$port"
