@@ -133,3 +133,88 @@ async fn with_a_shared_dir_files_live_there_and_the_next_replica_on_the_database
     let listed = get_json(&second.client, &second.url(&format!("/datasets/{dataset}"))).await;
     assert_eq!(listed["id"], dataset.as_str());
 }
+
+/// A PostgreSQL server of this test's own (`scripts/postgres`), to restart without touching the
+/// server the other tests share; stopped when dropped.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = postgres_script("start", dir.path());
+        Self { dir, url: url.trim().to_string() }
+    }
+
+    fn restart(&self) {
+        postgres_script("restart", self.dir.path());
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres"))
+            .args(["stop"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn postgres_script(command: &str, dir: &std::path::Path) -> String {
+    let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres"))
+        .arg(command)
+        .arg(dir)
+        .output()
+        .expect("run scripts/postgres");
+    assert!(
+        output.status.success(),
+        "scripts/postgres {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_training_stalls_the_job_and_loses_or_repeats_nothing() {
+    let postgres = OwnPostgres::start();
+    let url = format!("{}/postgres", postgres.url);
+    let server = Server::start_with(|c| c.database_url = Some(url.parse().unwrap())).await;
+    let (c, base) = (&server.client, server.base.as_str());
+    let mut job = synthetic_job(4);
+    job["data"]["train_size"] = serde_json::json!(6000);
+    job["training"]["log_every"] = serde_json::json!(1);
+    let id = submit(c, base, &job).await["id"].as_str().unwrap().to_string();
+    crate::common::wait_for(c, base, &id, Duration::from_secs(120), |j| {
+        j["progress"]["step"].as_u64() > Some(2)
+    })
+    .await;
+
+    let restart = tokio::task::spawn_blocking(move || {
+        postgres.restart();
+        postgres
+    });
+    // Asked while the server restarts: the answer waits for it rather than fails.
+    let during = get_json(c, &server.url(&format!("/jobs/{id}"))).await;
+    assert_eq!(during["id"], id.as_str());
+    let postgres = restart.await.unwrap();
+    let after = get_json(c, &server.url(&format!("/jobs/{id}"))).await;
+    assert_eq!(after["status"], "running", "the restart came while the job trained: {after}");
+
+    let done = wait_finished(c, base, &id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let metrics = get_json(c, &server.url(&format!("/jobs/{id}/metrics?limit=1000"))).await;
+    let steps: Vec<u64> =
+        metrics["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        steps,
+        (1..=done["progress"]["steps"].as_u64().unwrap()).collect::<Vec<_>>(),
+        "every step once"
+    );
+    let epochs: Vec<u64> =
+        metrics["epochs"].as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2, 3, 4]);
+    server.stop().await;
+    drop(postgres);
+}

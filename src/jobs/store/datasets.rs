@@ -71,7 +71,7 @@ impl Store {
                     dataset.chars.unwrap_or(0),
                     dataset.created_at.as_str(),
                     dataset.kind.as_str(),
-                    images,
+                    images.as_deref(),
                 ],
             )?;
             removals::forget(tx, file)

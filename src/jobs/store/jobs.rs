@@ -83,7 +83,7 @@ impl Store {
                 args![
                     new.id,
                     new.spec.name.as_deref(),
-                    spec,
+                    spec.as_str(),
                     new.idempotency_key,
                     new.parameters,
                     new.spec.training.epochs,
@@ -110,7 +110,7 @@ impl Store {
                     job.id,
                     job.spec.name.as_deref(),
                     job.status.as_str(),
-                    spec,
+                    spec.as_str(),
                     job.parameters,
                     job.error,
                     job.progress.epoch,

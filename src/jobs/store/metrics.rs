@@ -46,7 +46,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO epoch_metrics (job_id, epoch, metrics) VALUES ($1, $2, $3) \
                  ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics",
-                args![id, metrics.epoch, json],
+                args![id, metrics.epoch, json.as_str()],
             )?;
             rows::write_progress(tx, id, progress)?;
             Ok(((), vec![events::append(tx, id, &JobEvent::Epoch(metrics.clone()))?]))

@@ -24,7 +24,7 @@ use crate::config::DatabaseUrl;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("database connection: {0}")]
     Pool(#[from] r2d2::Error),
@@ -44,6 +44,14 @@ pub enum StoreError {
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// What the server said, where `postgres::Error` alone shows only "db error".
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
 
 mod checkpoints;
 mod database;
@@ -102,12 +110,12 @@ impl Store {
     }
 
     /// Runs `read` on a connection.
-    fn read<T: Send>(&self, read: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    fn read<T: Send>(&self, read: impl FnMut(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         self.db.read(read)
     }
 
     /// Runs `write` in one transaction, with no events to announce.
-    fn transaction<T: Send>(&self, write: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    fn transaction<T: Send>(&self, write: impl FnMut(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         self.db.transaction(write)
     }
 
@@ -115,7 +123,7 @@ impl Store {
     /// in write order: the channel then carries every job's events in the order of their ids.
     fn write<T: Send>(
         &self,
-        write: impl FnOnce(&mut dyn Sql) -> Result<(T, Vec<Recorded>)> + Send,
+        write: impl FnMut(&mut dyn Sql) -> Result<(T, Vec<Recorded>)> + Send,
     ) -> Result<T> {
         let order = self.write_order();
         let (value, events) = self.db.transaction(write)?;

@@ -33,16 +33,18 @@ impl Database {
     }
 
     /// Runs `f` on a connection, outside a transaction: reads that need no snapshot across
-    /// statements.
-    pub(crate) fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    /// statements, and idempotent writes (on PostgreSQL `f` runs again when the server could not
+    /// be reached).
+    pub(crate) fn read<T: Send>(&self, f: impl FnMut(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         match self {
             Database::Sqlite(db) => db.read(f),
             Database::Postgres(db) => db.read(f),
         }
     }
 
-    /// Runs `f` in one transaction, committed if `f` succeeds and rolled back if it fails.
-    pub(crate) fn transaction<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    /// Runs `f` in one transaction, committed if `f` succeeds and rolled back if it fails (on
+    /// PostgreSQL, run again when the server could not be reached and it did not commit).
+    pub(crate) fn transaction<T: Send>(&self, f: impl FnMut(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         match self {
             Database::Sqlite(db) => db.transaction(f),
             Database::Postgres(db) => db.transaction(f),

@@ -8,7 +8,7 @@
 //! a handler waiting on the database holds its thread as it held it waiting on SQLite's file.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type};
@@ -21,6 +21,8 @@ use super::super::{Result, StoreError};
 const POOL_SIZE: u32 = 8;
 /// How long a statement waits for a free connection, or a new one, before failing.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a statement keeps trying while the server cannot be reached.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 pub(crate) struct Postgres {
     /// Taken only when dropped (see `Drop`).
@@ -47,26 +49,87 @@ impl Postgres {
         self.pool.as_ref().expect("the pool is taken only by drop")
     }
 
-    /// Runs `f` on a connection of the pool, outside a transaction.
-    pub(crate) fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    /// Runs `f` on a connection of the pool, outside a transaction. `f` may run again if the
+    /// server could not be reached, so what it writes must be idempotent (an update to a value,
+    /// an insert that ignores a duplicate, a delete).
+    pub(crate) fn read<T: Send>(&self, mut f: impl FnMut(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
         off_the_runtime(|| {
-            let mut conn = self.pool().get()?;
-            let Connection { client, statements } = &mut *conn;
-            f(&mut Session { client, statements })
+            self.retrying(|conn| {
+                let Connection { client, statements } = conn;
+                f(&mut Session { client, statements })
+            })
         })
     }
 
-    /// Runs `f` in one transaction, committed if `f` succeeds.
-    pub(crate) fn transaction<T: Send>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T> + Send) -> Result<T> {
+    /// Runs `f` in one transaction, committed if `f` succeeds. A transaction cut off before its
+    /// commit (the server restarted, the network dropped) runs again, whole; one cut off during
+    /// its commit is looked up by its id once the server answers, and runs again only if it did
+    /// not commit, so nothing is written twice.
+    pub(crate) fn transaction<T: Send>(
+        &self,
+        mut f: impl FnMut(&mut dyn Sql) -> Result<T> + Send,
+    ) -> Result<T> {
         off_the_runtime(|| {
-            let mut conn = self.pool().get()?;
-            let Connection { client, statements } = &mut *conn;
-            let mut tx = client.transaction()?;
-            let value = f(&mut Session { client: &mut tx, statements })?;
-            tx.commit()?;
-            Ok(value)
+            self.retrying(|conn| {
+                let Connection { client, statements } = conn;
+                let mut tx = client.transaction()?;
+                let mut session = Session { client: &mut tx, statements };
+                let id = session.query_one("SELECT txid_current()", &[])?.get::<i64>(0)?;
+                let value = f(&mut session)?;
+                match tx.commit() {
+                    Ok(()) => Ok(value),
+                    Err(e) if lost(&e) && self.committed(id)? => Ok(value),
+                    Err(e) => Err(e.into()),
+                }
+            })
         })
     }
+
+    /// Whether transaction `id`, whose commit was cut off, committed.
+    fn committed(&self, id: i64) -> Result<bool> {
+        self.retrying(|conn| {
+            let status: Option<String> = conn.client.query_one("SELECT txid_status($1)", &[&id])?.get(0);
+            Ok(status.as_deref() == Some("committed"))
+        })
+    }
+
+    /// Runs `attempt` on a connection of the pool, again while the server cannot be reached, for
+    /// up to [`RETRY_FOR`]: a restart or a failover of the server stalls the store, it does not
+    /// fail the jobs that write to it.
+    fn retrying<T>(&self, mut attempt: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let result = self.pool().get().map_err(StoreError::from).and_then(|mut conn| attempt(&mut conn));
+            match result {
+                Err(e) if unreachable(&e) && Instant::now() + wait < deadline => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "the database cannot be reached; trying again");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Whether `e` says the server could not be reached, rather than refused a statement.
+fn unreachable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Pool(_) => true,
+        StoreError::Postgres(e) => lost(e),
+        _ => false,
+    }
+}
+
+/// Whether the connection `e` came on is gone: closed, cut by the network, or ended by the
+/// server as it shut down.
+fn lost(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    let shutdown = [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+    e.is_closed()
+        || e.code().is_some_and(|code| shutdown.contains(code))
+        || std::error::Error::source(e).is_some_and(|source| source.is::<std::io::Error>())
 }
 
 impl Drop for Postgres {

@@ -32,13 +32,13 @@ impl Sqlite {
     }
 
     /// Runs `f` on the connection, outside a transaction.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, mut f: impl FnMut(&mut dyn Sql) -> Result<T>) -> Result<T> {
         let conn = self.lock();
         f(&mut Session(&conn))
     }
 
     /// Runs `f` in one write transaction, committed if `f` succeeds.
-    pub(crate) fn transaction<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+    pub(crate) fn transaction<T>(&self, mut f: impl FnMut(&mut dyn Sql) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
         // Immediate: the write lock is taken at BEGIN, so a check and the write it allows are
         // one step for any other process on the file too.
