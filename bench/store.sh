@@ -38,7 +38,6 @@ stop() { kill "$server"; wait "$server" || true; server=""; }
 
 results=()
 for round in $(seq "$rounds"); do
-    n=0
     for database in "" "$postgres/kiln_bench_$round"; do
         if [ -n "$database" ]; then
             psql -q "$postgres/postgres" -c "CREATE DATABASE kiln_bench_$round" >/dev/null
@@ -46,9 +45,8 @@ for round in $(seq "$rounds"); do
         start "$database"
         line=$(python3 bench/store_load.py "$base" "$submits" "$requests" "$threads")
         stop
-        name=$([ -z "$database" ] && echo sqlite || echo postgresql)
+        name=$([ -z "$database" ] && echo SQLite || echo PostgreSQL)
         results+=("$name $line")
-        n=$((n + 1))
     done
 done
 

@@ -12,6 +12,7 @@ Prints one line: submits_per_sec= metrics_p50_ms= metrics_p99_ms=. Standard libr
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,8 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 def call(method, url, body=None):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return response.status, json.loads(response.read() or b"null")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"null")
 
 
 def job(epochs, train_size):

@@ -327,6 +327,8 @@ pub enum DatabaseUrl {
     /// A PostgreSQL server, as libpq's URL (`postgres://` or `postgresql://`); it may hold a
     /// password, so it is never printed.
     Postgres(String),
+    /// Neither: the store refuses to open it.
+    Unrecognised,
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -334,24 +336,24 @@ impl fmt::Debug for DatabaseUrl {
         match self {
             DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({path:?})"),
             DatabaseUrl::Postgres(_) => f.write_str("Postgres(…)"),
+            DatabaseUrl::Unrecognised => f.write_str("Unrecognised"),
         }
     }
 }
 
 impl std::str::FromStr for DatabaseUrl {
-    type Err = String;
+    type Err = std::convert::Infallible;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a path: sqlite:///var/lib/kiln/kiln.sqlite3".into());
-            }
-            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    /// Never fails here: clap would print a refused value whole, password included. A value of
+    /// neither form is refused when the store opens, without repeating it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if let Some(path) = s.strip_prefix("sqlite://").filter(|p| !p.is_empty()) {
+            DatabaseUrl::Sqlite(PathBuf::from(path))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(s.to_string()))
+            DatabaseUrl::Postgres(s.to_string())
         } else {
-            Err("expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into())
-        }
+            DatabaseUrl::Unrecognised
+        })
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`http`]: the axum API — router, one module per resource, the error type, OpenAPI.
 //! - [`definition`]: the job definition — what a client sends, its validation, what kiln runs —
 //!   and the generate request.
-//! - [`jobs`]: the job service — the SQLite store, the queue, the workers, uploaded corpora.
+//! - [`jobs`]: the job service — the store (SQLite or PostgreSQL), the replicas, the queue, the
+//!   workers, uploaded data sets.
 //! - [`train`]: the training engine, the tasks it drives, checkpoints, generation.
 //! - [`metrics`]: what training reports and the API shows (progress, epoch rows, step points).
 //! - [`models`]: the networks, each built from a Burn `Config`.
@@ -24,6 +25,7 @@
 //! - [`client`]: the command-line client (`kiln submit --follow`, `jobs`, `metrics` ...).
 //! - [`healthcheck`]: `kiln healthcheck`, the container health check.
 //! - [`telemetry`]: the Prometheus metrics of `GET /metrics`.
+//! - [`blocking`]: waiting on the service's locks from async handlers and threads alike.
 //! - [`parity`]: `kiln parity`, training that `bench/parity.py` replays in PyTorch step by step.
 //!
 //! [`serve`] runs the whole service on an already-bound listener, which is how the tests start
@@ -31,6 +33,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod blocking;
 pub mod client;
 pub mod config;
 pub mod data;

@@ -8,10 +8,11 @@
 //! the database lists as running, so two would train the same jobs. Sharing the queue through
 //! the database (jobs claimed under leases, writes fenced) lifts that; until then one replica
 //! serves each PostgreSQL database, and a replica that died is replaced once its lease expires.
+//! One that was only paused past its lease and finds another in its place exits at its next
+//! beat (see [`beat`]).
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -52,10 +53,10 @@ pub struct ReplicaView {
     pub running_jobs: u64,
 }
 
-/// The heartbeat thread of this replica; dropping the sender stops it.
+/// The heartbeat thread of this replica: dropping `stop` stops it, and it says so on `finished`.
 pub(crate) struct Membership {
     stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    finished: mpsc::Receiver<()>,
 }
 
 /// What this replica tells the others about itself.
@@ -91,43 +92,59 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
         )));
     }
     let (stop, stopped) = mpsc::channel();
+    let (done, finished) = mpsc::channel();
     let every = Duration::from_millis(lease_ms(shared) as u64 / 3);
     let beating = shared.clone();
-    let thread = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("kiln-heartbeat".into())
         .spawn(move || {
             let again =
                 NewReplica { address: &address, devices: &devices, version: env!("CARGO_PKG_VERSION") };
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                beat(&beating, &again);
+                // A beat may have waited on an unreachable database past the stop.
+                beat(&beating, &again, || matches!(stopped.try_recv(), Err(TryRecvError::Disconnected)));
             }
+            let _ = done.send(());
         })
         .expect("spawning the heartbeat thread");
-    Ok(Membership { stop, thread })
+    Ok(Membership { stop, finished })
 }
 
-/// Renews the heartbeat; registers again if another replica took this one for dead (it was
-/// paused, or cut off from the database, past its lease).
-fn beat(shared: &Shared, again: &NewReplica<'_>) {
+/// Renews the heartbeat. If another replica took this one for dead (it was paused, or cut off
+/// from the database, past its lease), registers again when no other replica is alive; when one
+/// is, that one may have resumed this one's jobs, and until runs are fenced the only safe thing
+/// is to stop writing at once: the process exits, as if killed, and a restart is refused while
+/// the other lives.
+fn beat(shared: &Shared, again: &NewReplica<'_>, stopping: impl Fn() -> bool) {
     match shared.store.heartbeat() {
         Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(
-                "this replica's heartbeat row was gone (it was taken for dead): registering again"
-            );
-            if let Err(e) = shared.store.register_replica(again, lease_ms(shared)) {
-                tracing::warn!(error = %e, "registering again failed");
+        Ok(false) if stopping() => {}
+        Ok(false) => match shared.store.register_replica(again, lease_ms(shared)) {
+            Ok(others) if others.is_empty() => {
+                tracing::warn!(
+                    "this replica was taken for dead (its heartbeat row was gone): registered again"
+                );
             }
-        }
+            Ok(others) => {
+                tracing::error!(
+                    replica = %others[0].id,
+                    "this replica was taken for dead and another now serves the database: exiting without another write"
+                );
+                let _ = shared.store.leave();
+                std::process::exit(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "registering again failed"),
+        },
         Err(e) => tracing::warn!(error = %e, "renewing this replica's heartbeat failed"),
     }
 }
 
 impl Membership {
-    /// Stops the heartbeat and removes this replica's row.
+    /// Stops the heartbeat and removes this replica's row. Waits a few seconds for a beat in
+    /// flight (it may be waiting on an unreachable database), not longer.
     pub(crate) fn leave(self, shared: &Shared) {
         drop(self.stop);
-        let _ = self.thread.join();
+        let _ = self.finished.recv_timeout(Duration::from_secs(5));
         if let Err(e) = shared.store.leave() {
             tracing::warn!(error = %e, "could not remove this replica from the database");
         }

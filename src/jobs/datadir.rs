@@ -53,7 +53,7 @@ pub(super) fn shown(config: &Config, path: &Path) -> String {
     path.strip_prefix(config.files_dir()).unwrap_or(path).display().to_string()
 }
 
-/// Moves `path` (relative to the data dir) to the same place under `<data-dir>/lost+found/`,
+/// Moves `path` (relative to the files dir) to the same place under its `lost+found/`,
 /// with a numbered suffix if that is taken; logs it at WARN with `why`.
 pub(super) fn to_lost_and_found(config: &Config, path: &str, why: &str) -> io::Result<PathBuf> {
     let lost = config.files_dir().join("lost+found");

@@ -134,8 +134,8 @@ pub struct Job {
     /// What went wrong without stopping the job, oldest first: e.g. a damaged checkpoint that a
     /// resume skipped, named by id and step, and where the job resumed instead.
     pub warnings: Vec<String>,
-    /// The replica (see `GET /cluster`) that trains the job, or last trained it; absent before
-    /// it first starts.
+    /// The replica (see `GET /cluster`) that trains the job, or last trained it; null before it
+    /// first starts.
     pub replica: Option<String>,
 }
 

@@ -116,7 +116,7 @@ impl Queue {
 
     /// The state, for short inspections and changes.
     pub fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::blocking::lock(&self.state)
     }
 
     /// Runs `insert` (which records the job durably and returns its id) only if there is room,

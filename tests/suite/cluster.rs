@@ -54,15 +54,18 @@ async fn on_postgresql_a_second_replica_is_refused_while_the_first_lives_and_rep
     // and removes it.
     first.kill9();
     let killed = Instant::now();
+    let mut refused = 0;
     let second = loop {
         match Process::try_spawn_with_env(dir_b.path(), &env) {
             Ok(process) => break process,
             Err(printed) => assert!(printed.contains("another kiln replica"), "{printed}"),
         }
+        refused += 1;
         assert!(killed.elapsed() < Duration::from_secs(30), "the dead replica was never replaced");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(killed.elapsed() >= Duration::from_secs(1), "refused while the dead one's lease ran");
+    // Its last heartbeat came at most a second (a third of the lease) before the kill.
+    assert!(refused > 0 && killed.elapsed() >= Duration::from_millis(1900), "refused while its lease ran");
     let cluster = get_json(&second.client, &second.url("/cluster")).await;
     let ids: Vec<&str> =
         cluster["replicas"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -217,4 +220,55 @@ async fn a_database_restart_mid_training_stalls_the_job_and_loses_or_repeats_not
     assert_eq!(epochs, [1, 2, 3, 4]);
     server.stop().await;
     drop(postgres);
+}
+
+#[test]
+fn a_database_url_kiln_cannot_use_is_refused_without_printing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgresq://kiln:hunter2@127.0.0.1:5432/kiln",
+        "postgres://kiln:hunter2@127.0.0.1:notaport/kiln",
+        "sqlite://",
+    ] {
+        let Err(printed) = Process::try_spawn_with_env(dir.path(), &[("KILN_DATABASE_URL", Some(url))])
+        else {
+            panic!("kiln served on {url}")
+        };
+        assert!(printed.contains("database"), "{url}: {printed}");
+        assert!(!printed.contains("hunter2"), "{url}: the password was printed: {printed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_past_its_lease_that_finds_another_in_its_place_exits() {
+    let db = Db::postgres();
+    let url = db.url().unwrap();
+    let env = [("KILN_DATABASE_URL", Some(url.as_str())), ("KILN_LEASE_SECS", Some("3"))];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut paused = Process::spawn_with_env(dir_a.path(), &env);
+    let pid = paused.child.id().to_string();
+    let signal = |name: &str| {
+        assert!(std::process::Command::new("kill").args([name, &pid]).status().unwrap().success())
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let other = loop {
+        if let Ok(process) = Process::try_spawn_with_env(dir_b.path(), &env) {
+            break process;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the paused replica was never replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = paused.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the replica taken for dead kept running beside its successor");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let cluster = get_json(&other.client, &other.url("/cluster")).await;
+    assert_eq!(cluster["replicas"].as_array().unwrap().len(), 1, "only the successor: {cluster}");
 }

@@ -8,7 +8,7 @@
 //! kiln is about to remove: deleting a job, a data set or a checkpoint's index row records its
 //! files there in the same transaction, and the row is cleared once they are gone, so the
 //! start-up sweep removes only what kiln itself let go of. Paths in the database are relative to
-//! the data dir. [`schema`] holds the numbered migrations, applied when the store opens.
+//! the data dir, or to the shared dir when there is one (`Config::files_dir`). [`schema`] holds the numbered migrations, applied when the store opens.
 //!
 //! The checkpoint *files* are not here (training writes them), nor are the uploaded data sets'
 //! (see [`crate::jobs::datasets`]). The store persists plain values: the job definition, its
@@ -36,6 +36,10 @@ pub enum StoreError {
     /// validated against it).
     #[error("data set {0} is gone")]
     DatasetGone(String),
+    /// `--database-url` is neither `sqlite://PATH` nor `postgres://…` (not repeated: it may hold
+    /// a password).
+    #[error("--database-url must be sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE")]
+    Unrecognised,
     /// The database was migrated by a newer kiln; this one does not write to it.
     #[error(
         "the database's schema is version {found}, newer than this kiln knows ({known}): run the kiln that migrated it, or a newer one"
@@ -133,7 +137,7 @@ impl Store {
     }
 
     fn write_order(&self) -> MutexGuard<'_, ()> {
-        self.write_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::blocking::lock(&self.write_order)
     }
 
     /// Whether several replicas may share this database (PostgreSQL; an SQLite file belongs to

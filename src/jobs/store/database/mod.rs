@@ -6,8 +6,8 @@
 mod postgres;
 mod sqlite;
 
-use super::Result;
 use super::sql::{Dialect, Sql};
+use super::{Result, StoreError};
 use crate::config::DatabaseUrl;
 
 /// The database behind the store.
@@ -22,6 +22,7 @@ impl Database {
         Ok(match url {
             DatabaseUrl::Sqlite(path) => Database::Sqlite(sqlite::Sqlite::open(path)?),
             DatabaseUrl::Postgres(url) => Database::Postgres(postgres::Postgres::connect(url)?),
+            DatabaseUrl::Unrecognised => return Err(StoreError::Unrecognised),
         })
     }
 

@@ -62,34 +62,60 @@ impl Postgres {
     }
 
     /// Runs `f` in one transaction, committed if `f` succeeds. A transaction cut off before its
-    /// commit (the server restarted, the network dropped) runs again, whole; one cut off during
-    /// its commit is looked up by its id once the server answers, and runs again only if it did
-    /// not commit, so nothing is written twice.
+    /// commit (the server restarted, the network dropped) runs again, whole. One cut off during
+    /// its commit may have committed: once the connection is dropped, its server process is
+    /// ended and the transaction's fate read by its id ([`Postgres::settle`]); it runs again only
+    /// if it did not commit, so nothing is written twice.
     pub(crate) fn transaction<T: Send>(
         &self,
         mut f: impl FnMut(&mut dyn Sql) -> Result<T> + Send,
     ) -> Result<T> {
         off_the_runtime(|| {
-            self.retrying(|conn| {
-                let Connection { client, statements } = conn;
-                let mut tx = client.transaction()?;
-                let mut session = Session { client: &mut tx, statements };
-                let id = session.query_one("SELECT txid_current()", &[])?.get::<i64>(0)?;
-                let value = f(&mut session)?;
-                match tx.commit() {
-                    Ok(()) => Ok(value),
-                    Err(e) if lost(&e) && self.committed(id)? => Ok(value),
-                    Err(e) => Err(e.into()),
+            loop {
+                match self.retrying(|conn| attempt(conn, &mut f))? {
+                    Attempt::Committed(value) => return Ok(value),
+                    Attempt::Unknown { value, transaction, backend } => {
+                        if self.settle(transaction, backend)? {
+                            return Ok(value);
+                        }
+                        tracing::warn!(
+                            transaction,
+                            "a transaction cut off in its commit did not commit: running it again"
+                        );
+                    }
                 }
-            })
+            }
         })
     }
 
-    /// Whether transaction `id`, whose commit was cut off, committed.
-    fn committed(&self, id: i64) -> Result<bool> {
+    /// Whether transaction `transaction`, whose commit was cut off, committed. Its server process
+    /// `backend` is ended first (it may still be alive, behind a network cut), then its status
+    /// read until it is final.
+    fn settle(&self, transaction: i64, backend: i32) -> Result<bool> {
+        let deadline = Instant::now() + RETRY_FOR;
         self.retrying(|conn| {
-            let status: Option<String> = conn.client.query_one("SELECT txid_status($1)", &[&id])?.get(0);
-            Ok(status.as_deref() == Some("committed"))
+            // Only this role's own process, if it is still there (after a restart the id may be
+            // another's).
+            conn.client.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user",
+                &[&backend],
+            )?;
+            loop {
+                let status: Option<String> =
+                    conn.client.query_one("SELECT txid_status($1)", &[&transaction])?.get(0);
+                match status.as_deref() {
+                    Some("committed") => return Ok(true),
+                    Some("aborted") => return Ok(false),
+                    Some("in progress") if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "the fate of transaction {transaction}, cut off in its commit, is unknown ({other:?})"
+                        )));
+                    }
+                }
+            }
         })
     }
 
@@ -110,6 +136,32 @@ impl Postgres {
                 result => return result,
             }
         }
+    }
+}
+
+/// How one run of a transaction ended.
+enum Attempt<T> {
+    Committed(T),
+    /// Cut off in its commit: it may have committed.
+    Unknown {
+        value: T,
+        transaction: i64,
+        backend: i32,
+    },
+}
+
+/// Runs `f` in a transaction on `conn`, noting the transaction's id and server process first.
+fn attempt<T>(conn: &mut Connection, f: &mut impl FnMut(&mut dyn Sql) -> Result<T>) -> Result<Attempt<T>> {
+    let Connection { client, statements } = conn;
+    let mut tx = client.transaction()?;
+    let mut session = Session { client: &mut tx, statements };
+    let ids = session.query_one("SELECT txid_current(), CAST(pg_backend_pid() AS BIGINT)", &[])?;
+    let (transaction, backend) = (ids.get::<i64>(0)?, ids.get::<i64>(1)? as i32);
+    let value = f(&mut session)?;
+    match tx.commit() {
+        Ok(()) => Ok(Attempt::Committed(value)),
+        Err(e) if lost(&e) => Ok(Attempt::Unknown { value, transaction, backend }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -274,4 +326,42 @@ impl ToSql for Value {
     }
 
     postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseUrl;
+    use crate::jobs::store::testing;
+
+    /// A transaction's id and server process, on a connection of its own.
+    fn begin(client: &mut postgres::Client) -> (i64, i32) {
+        client.batch_execute("BEGIN; CREATE TEMP TABLE t (x INT)").unwrap();
+        let row = client.query_one("SELECT txid_current(), pg_backend_pid()", &[]).unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    #[test]
+    fn a_commit_cut_off_is_settled_by_the_transactions_fate_and_a_live_one_is_ended_first() {
+        let database = testing::postgres();
+        let DatabaseUrl::Postgres(url) = &database.url else { unreachable!() };
+        let store = Postgres::connect(url).unwrap();
+        let connect = || postgres::Client::connect(url, NoTls).unwrap();
+
+        let mut committed = connect();
+        let (id, pid) = begin(&mut committed);
+        committed.batch_execute("COMMIT").unwrap();
+        assert!(store.settle(id, pid).unwrap(), "a committed transaction");
+
+        let mut aborted = connect();
+        let (id, pid) = begin(&mut aborted);
+        aborted.batch_execute("ROLLBACK").unwrap();
+        assert!(!store.settle(id, pid).unwrap(), "a rolled-back transaction");
+
+        // Still open, as behind a network cut: its process is ended, so it can never commit.
+        let mut open = connect();
+        let (id, pid) = begin(&mut open);
+        assert!(!store.settle(id, pid).unwrap(), "an open transaction is ended and did not commit");
+        assert!(open.batch_execute("COMMIT").is_err(), "its connection is gone");
+    }
 }

@@ -28,7 +28,7 @@ impl Sqlite {
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written: keep serving.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::blocking::lock(&self.conn)
     }
 
     /// Runs `f` on the connection, outside a transaction.
