@@ -61,7 +61,7 @@ pub(super) fn resolve(shared: &Shared) -> Result<(), JobError> {
     } else if config.adopt_orphans {
         adopt::adopt(shared, &orphans.jobs, &orphans.uploads, &orphans.images)
     } else {
-        let message = refusal(store.is_empty()?, &orphans);
+        let message = refusal(store.is_empty()?, &orphans, store.is_shared());
         tracing::error!("{message}");
         Err(JobError::Orphans(message))
     }
@@ -109,8 +109,8 @@ fn names(dir: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Why the server does not start, and how to proceed; `empty`: whether the database knows
-/// nothing at all.
-fn refusal(empty: bool, orphans: &Orphans) -> String {
+/// nothing at all; `postgres`: whether it is a PostgreSQL server rather than `kiln.sqlite3`.
+fn refusal(empty: bool, orphans: &Orphans, postgres: bool) -> String {
     let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut found = Vec::new();
     if !orphans.jobs.is_empty() {
@@ -123,17 +123,22 @@ fn refusal(empty: bool, orphans: &Orphans) -> String {
     let examples: Vec<String> = orphans.paths().take(EXAMPLES).collect();
     let more = orphans.jobs.len() + uploads - examples.len();
     let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let name = if postgres { "the database (PostgreSQL)" } else { "the database (kiln.sqlite3)" };
     let database = if empty {
-        "the database (kiln.sqlite3) is empty: it looks new, as when it was deleted or emptied"
+        format!("{name} is empty: it looks new, as when it was deleted or emptied")
     } else {
-        "the database (kiln.sqlite3) does not list them: it looks restored from an older copy"
+        format!("{name} does not list them: it looks restored from an older copy")
+    };
+    let restore = if postgres {
+        "restore the database from a backup as new as these files"
+    } else {
+        "restore kiln.sqlite3 together with its kiln.sqlite3-wal file"
     };
     format!(
         "the data dir holds {} that the database does not know ({}{more}); {database}. Nothing was \
-         changed. To keep them, stop and restore kiln.sqlite3 together with its kiln.sqlite3-wal \
-         file, or restart with --adopt-orphans to index them back (jobs from their checkpoints, \
-         data sets from their files; what cannot be read back is moved to lost+found/); to delete \
-         them, restart with --discard-orphans",
+         changed. To keep them, stop and {restore}, or restart with --adopt-orphans to index them \
+         back (jobs from their checkpoints, data sets from their files; what cannot be read back is \
+         moved to lost+found/); to delete them, restart with --discard-orphans",
         found.join(" and "),
         examples.join(", "),
     )
@@ -174,14 +179,19 @@ mod tests {
 
         let orphans = find(config, &shared.store).unwrap();
         assert_eq!(orphans, Orphans { jobs: vec![lost], uploads: vec![upload], images: vec![] });
-        let message = refusal(shared.store.is_empty().unwrap(), &orphans);
+        let message = refusal(shared.store.is_empty().unwrap(), &orphans, false);
         assert!(
             message.starts_with("the data dir holds 1 job directory and 1 uploaded data set"),
             "{message}"
         );
         assert!(message.contains(&format!("(jobs/{lost}, datasets/uploads/{upload}.txt)")), "{message}");
         assert!(message.contains("looks restored") && message.contains("--adopt-orphans"), "{message}");
-        assert!(refusal(true, &orphans).contains("is empty: it looks new"));
+        assert!(refusal(true, &orphans, false).contains("is empty: it looks new"));
+        let on_postgres = refusal(false, &orphans, true);
+        assert!(
+            on_postgres.contains("(PostgreSQL)") && !on_postgres.contains("kiln.sqlite3"),
+            "{on_postgres}"
+        );
         assert!(!message.contains(&dir.path().display().to_string()), "{message}");
 
         let moved = datadir::to_lost_and_found(config, &datadir::job_dir(lost), "test").unwrap();

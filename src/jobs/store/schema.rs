@@ -47,7 +47,17 @@ pub(super) fn migrate(db: &Database) -> Result<()> {
         if dialect == Dialect::Postgres {
             tx.execute("SELECT pg_advisory_xact_lock($1)", args![MIGRATION_LOCK])?;
         }
-        tx.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        // Looked up before anything is created, so a database already current needs no right to
+        // create tables: a role that may only read and write rows can serve it.
+        let exists = match dialect {
+            Dialect::Postgres => "SELECT to_regclass('schema_version') IS NOT NULL",
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            }
+        };
+        if !tx.query_one(exists, &[])?.get::<bool>(0)? {
+            tx.batch("CREATE TABLE schema_version (version BIGINT NOT NULL)")?;
+        }
         let current = match tx.query_opt("SELECT version FROM schema_version", &[])? {
             Some(row) => row.get::<i64>(0)?,
             None => {
@@ -57,6 +67,12 @@ pub(super) fn migrate(db: &Database) -> Result<()> {
         };
         if current > VERSION {
             return Err(StoreError::SchemaTooNew { found: current, known: VERSION });
+        }
+        if current < 0 {
+            return Err(StoreError::Corrupt(format!("schema version {current}")));
+        }
+        if current == VERSION {
+            return Ok(());
         }
         for migration in &MIGRATIONS[current as usize..] {
             let step = match dialect {
@@ -371,5 +387,33 @@ mod tests {
                 Ok(_) => panic!("{}: a newer schema was opened", database.name),
             }
         }
+    }
+
+    #[test]
+    fn a_current_postgresql_database_opens_for_a_role_that_may_not_create_tables() {
+        let database = crate::jobs::store::testing::postgres();
+        drop(database.open());
+        let crate::config::DatabaseUrl::Postgres(url) = &database.url else { unreachable!() };
+        let role = format!("kiln_rows_{}", uuid::Uuid::new_v4().simple());
+        let mut owner = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        owner
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+                 GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+            ))
+            .unwrap();
+        let as_role = crate::config::DatabaseUrl::Postgres(url.replacen("kiln@", &format!("{role}@"), 1));
+        let opened = Store::open(&as_role).map(|store| store.replicas().map(|r| r.len()));
+        let created =
+            postgres::Client::connect(&url.replacen("kiln@", &format!("{role}@"), 1), postgres::NoTls)
+                .unwrap()
+                .batch_execute("CREATE TABLE t (x INT)");
+        owner
+            .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .unwrap_or_else(|e| eprintln!("{e}"));
+        assert!(created.is_err(), "the role may not create tables");
+        assert_eq!(opened.unwrap().unwrap(), 0, "and still opens and reads the current database");
     }
 }
