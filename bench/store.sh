@@ -16,7 +16,7 @@ kiln=$(realpath "$1") rounds=${2:-2} submits=${3:-200} requests=${4:-1000} threa
 
 work=$(mktemp -d) pg=$(mktemp -d)
 server=""
-trap '[ -z "$server" ] || kill "$server" 2>/dev/null; scripts/postgres stop "$pg" >/dev/null 2>&1 || true; rm -rf "$work" "$pg"' EXIT
+trap '[ -z "$server" ] || kill "$server" 2>/dev/null || true; scripts/postgres stop "$pg" >/dev/null 2>&1 || true; rm -rf "$work" "$pg"' EXIT
 postgres=$(scripts/postgres start "$pg")
 
 # Starts kiln on database $1 (empty: SQLite) in a fresh data dir; sets $server and $base.
