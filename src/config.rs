@@ -35,7 +35,8 @@ pub struct Config {
     #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
     /// Seconds a replica's heartbeat stays good: a replica that has not renewed it for this long
-    /// is taken for dead. It renews it every third of this.
+    /// is taken for dead, and the jobs it was training are queued again for the others. It
+    /// renews it every third of this.
     #[arg(long, env = "KILN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_secs: u64,
     /// The URL at which this replica's API answers, as `GET /cluster` lists it (default:

@@ -12,9 +12,14 @@
 //! of the standard ones or `other`, its route a pattern of the router or `unmatched`, its status
 //! a three-digit code. Throughput is summed by lane and model kind over the jobs training now
 //! (no series per job): a lane and model's series goes away when none of its jobs trains.
+//!
+//! A server's series carry its replica id as the `replica` label ([`Telemetry::for_replica`]).
+//! Jobs by status and queue depth are read from the database, so every replica of one shows the
+//! whole cluster's: aggregate them with `max`, not `sum`.
 
 mod text;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -127,8 +132,21 @@ fn latency_buckets() -> Histogram {
 }
 
 impl Default for Telemetry {
+    /// Series without a replica label, for tests of the metrics themselves.
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("kiln");
+        Self::with_registry(Registry::with_prefix("kiln"))
+    }
+}
+
+impl Telemetry {
+    /// The metrics of replica `replica` (see `GET /cluster`): every series carries it as its
+    /// `replica` label, so one Prometheus scraping every replica tells them apart.
+    pub fn for_replica(replica: &str) -> Self {
+        let label = (Cow::Borrowed("replica"), Cow::Owned(replica.to_string()));
+        Self::with_registry(Registry::with_prefix_and_labels("kiln", std::iter::once(label)))
+    }
+
+    fn with_registry(mut registry: Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency =
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_buckets);
@@ -269,6 +287,22 @@ mod tests {
 
     fn trainer(lane: &str, model: &str) -> Trainer {
         Trainer { lane: lane.into(), model: model.into() }
+    }
+
+    #[test]
+    fn a_replicas_series_carry_its_id() {
+        let telemetry = Telemetry::for_replica("r-1");
+        telemetry.epoch_completed();
+        telemetry.request("GET", "/jobs", 200, 0.01);
+        let snapshot = Snapshot { jobs_by_status: vec![("queued".into(), 2)], ..Snapshot::default() };
+        let text = telemetry.encode(&snapshot);
+        for line in [
+            r#"kiln_epochs_completed_total{replica="r-1"} 1"#,
+            r#"kiln_jobs{replica="r-1",status="queued"} 2"#,
+            r#"kiln_http_requests_total{replica="r-1",method="GET",route="/jobs",status="200"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 
     #[test]

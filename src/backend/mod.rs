@@ -163,6 +163,16 @@ impl Backends {
         self.gpus.iter().enumerate().filter(|(_, g)| g.device.is_some()).map(|(i, _)| i)
     }
 
+    /// The backends a job may ask for (as definitions name them: `cpu`, `auto`, `wgpu`,
+    /// `wgpu:N`) that this server runs in `lane`: what a worker of that lane claims.
+    pub fn accepts(&self, lane: Lane) -> Vec<String> {
+        let mut kinds = vec![BackendKind::Cpu, BackendKind::Auto, BackendKind::Wgpu(None)];
+        if let Lane::Gpu(g) = lane {
+            kinds.push(BackendKind::Wgpu(Some(g as u32)));
+        }
+        kinds.into_iter().filter(|&k| self.lane(k) == Ok(lane)).map(BackendKind::name).collect()
+    }
+
     /// The lane a job with `kind` waits in, or why this server cannot run it (naming what it
     /// can run).
     pub fn lane(&self, kind: BackendKind) -> Result<Lane, String> {

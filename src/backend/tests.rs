@@ -197,3 +197,20 @@ fn lanes_are_named_as_the_queue_depth_names_them() {
     assert_eq!(Lane::Gpu(0).to_string(), "gpu:0");
     assert_eq!(Lane::Gpu(12).to_string(), "gpu:12");
 }
+
+#[test]
+fn each_lane_claims_the_backends_that_resolve_to_it() {
+    let cpu_only = Backends::cpu_only();
+    assert_eq!(cpu_only.accepts(Lane::Cpu), ["cpu", "auto"], "no GPU: auto runs on the CPU");
+    // This machine's software or hardware adapter: `wgpu` and `wgpu:0` land on its lane, and
+    // the CPU lane never takes them.
+    let dir = tempfile::tempdir().unwrap();
+    let backends = Backends::from_config(&Config::with_data_dir(dir.path()));
+    let gpu = backends.lane(BackendKind::Wgpu(None)).unwrap();
+    let on_gpu = backends.accepts(gpu);
+    assert!(
+        on_gpu.contains(&"wgpu".to_string()) && on_gpu.iter().any(|k| k.starts_with("wgpu:")),
+        "{on_gpu:?}"
+    );
+    assert!(!backends.accepts(Lane::Cpu).iter().any(|k| k.starts_with("wgpu")));
+}

@@ -29,7 +29,9 @@ pub fn router() -> Router<AppState> {
 /// model kind with none has no series), `kiln_epochs_completed_total`,
 /// `kiln_checkpoint_written_bytes_total`, `kiln_http_requests_total{method,route,status}` and
 /// `kiln_http_request_duration_seconds{method,route}` (a histogram); `method` is `other` for
-/// any but the standard methods, `route` is `unmatched` for a path no route has.
+/// any but the standard methods, `route` is `unmatched` for a path no route has. Every series
+/// also carries `replica`, this replica's id (`GET /cluster`); `kiln_jobs` and
+/// `kiln_queue_depth` count the whole cluster's jobs, the same on every replica.
 ///
 /// OpenMetrics 1.0.0 when `Accept` names `application/openmetrics-text` (as Prometheus does) at
 /// a quality no lower than the text format's; otherwise the classic text format 0.0.4

@@ -2,14 +2,15 @@
 //! starts, a thread renews its heartbeat every third of `--lease-secs`, and it leaves at a clean
 //! shutdown. `GET /cluster` lists the replicas.
 //!
+//! The heartbeat is also the lease of every job the replica claimed (see
+//! [`super::store::Claim`]): after each beat, the thread queues again the jobs of replicas whose
+//! heartbeat is older than the lease, for any replica's workers to claim and resume. A replica
+//! that was only paused, or cut off from the database, past its lease registers again when it
+//! comes back; the jobs it was training have moved on, and their runs stop at their next write,
+//! which the store refuses.
+//!
 //! An SQLite file has one replica, the process that has it open; a row left by one that was
-//! killed is removed when the next starts. On PostgreSQL a second replica is refused while
-//! another one's heartbeat is alive: each keeps its queue in memory and resumes at start what
-//! the database lists as running, so two would train the same jobs. Sharing the queue through
-//! the database (jobs claimed under leases, writes fenced) lifts that; until then one replica
-//! serves each PostgreSQL database, and a replica that died is replaced once its lease expires.
-//! One that was only paused past its lease and finds another in its place exits at its next
-//! beat (see [`beat`]).
+//! killed is removed when the next starts.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
@@ -72,25 +73,14 @@ fn lease_ms(shared: &Shared) -> i64 {
     (shared.config.lease_secs * 1000) as i64
 }
 
-/// Registers this replica and starts its heartbeat. Refuses to start on a PostgreSQL database
-/// another live replica serves (see the module's note).
+/// Registers this replica and starts its heartbeat, which also queues again the jobs of replicas
+/// that died (see the module's note).
 pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
     let (address, devices) = describe(shared);
     let new = NewReplica { address: &address, devices: &devices, version: env!("CARGO_PKG_VERSION") };
     // SQLite: whoever registered before is this data dir's previous process, gone.
     let lease = if shared.store.is_shared() { lease_ms(shared) } else { 0 };
-    let others = shared.store.register_replica(&new, lease)?;
-    if let Some(other) = others.first() {
-        shared.store.leave()?;
-        return Err(JobError::Conflict(format!(
-            "another kiln replica ({}, at {}) serves this database, its heartbeat {:.1} s old: one replica \
-             per PostgreSQL database for now. Stop it, or wait --lease-secs ({} s) after it died",
-            other.id,
-            other.address,
-            other.heartbeat_age_ms as f64 / 1000.0,
-            shared.config.lease_secs
-        )));
-    }
+    shared.store.register_replica(&new, lease)?;
     let (stop, stopped) = mpsc::channel();
     let (done, finished) = mpsc::channel();
     let every = Duration::from_millis(lease_ms(shared) as u64 / 3);
@@ -102,7 +92,11 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
                 NewReplica { address: &address, devices: &devices, version: env!("CARGO_PKG_VERSION") };
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 // A beat may have waited on an unreachable database past the stop.
-                beat(&beating, &again, || matches!(stopped.try_recv(), Err(TryRecvError::Disconnected)));
+                if matches!(stopped.try_recv(), Err(TryRecvError::Disconnected)) {
+                    break;
+                }
+                beat(&beating, &again);
+                reap(&beating);
             }
             let _ = done.send(());
         })
@@ -111,31 +105,34 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
 }
 
 /// Renews the heartbeat. If another replica took this one for dead (it was paused, or cut off
-/// from the database, past its lease), registers again when no other replica is alive; when one
-/// is, that one may have resumed this one's jobs, and until runs are fenced the only safe thing
-/// is to stop writing at once: the process exits, as if killed, and a restart is refused while
-/// the other lives.
-fn beat(shared: &Shared, again: &NewReplica<'_>, stopping: impl Fn() -> bool) {
+/// from the database, past its lease) and removed its row, registers again: the jobs it was
+/// training were queued again meanwhile, and their runs here are fenced off.
+fn beat(shared: &Shared, again: &NewReplica<'_>) {
     match shared.store.heartbeat() {
         Ok(true) => {}
-        Ok(false) if stopping() => {}
         Ok(false) => match shared.store.register_replica(again, lease_ms(shared)) {
-            Ok(others) if others.is_empty() => {
-                tracing::warn!(
-                    "this replica was taken for dead (its heartbeat row was gone): registered again"
-                );
-            }
-            Ok(others) => {
-                tracing::error!(
-                    replica = %others[0].id,
-                    "this replica was taken for dead and another now serves the database: exiting without another write"
-                );
-                let _ = shared.store.leave();
-                std::process::exit(1);
-            }
+            Ok(_) => tracing::warn!(
+                "this replica was taken for dead (its heartbeat row was gone): registered again; \
+                 the jobs it was training have been queued again"
+            ),
             Err(e) => tracing::warn!(error = %e, "registering again failed"),
         },
         Err(e) => tracing::warn!(error = %e, "renewing this replica's heartbeat failed"),
+    }
+}
+
+/// Queues again the jobs of replicas whose heartbeat expired, and wakes this replica's idle
+/// workers to claim them.
+fn reap(shared: &Shared) {
+    match shared.store.requeue_expired(lease_ms(shared)) {
+        Ok(requeued) if requeued.is_empty() => {}
+        Ok(requeued) => {
+            for id in &requeued {
+                tracing::warn!(job = %id, "queued again a job whose replica stopped renewing its lease");
+            }
+            shared.queue.wake();
+        }
+        Err(e) => tracing::warn!(error = %e, "queueing again the jobs of dead replicas failed"),
     }
 }
 

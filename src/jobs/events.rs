@@ -34,6 +34,10 @@ pub struct StatusEvent {
     /// The device a running job trains on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The replica a running job trains on (see `GET /cluster`): a job that moves to another
+    /// replica shows `running` again under the new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Why a failed job failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -82,7 +86,7 @@ impl JobEvent {
 
     /// A status event for `status` with nothing else to say.
     pub fn status(status: JobStatus) -> Self {
-        Self::Status(StatusEvent { status, backend: None, error: None })
+        Self::Status(StatusEvent { status, backend: None, replica: None, error: None })
     }
 
     /// Whether the job's history ends here.

@@ -1,165 +1,105 @@
-//! Admission and scheduling: which jobs wait, which run, and how a worker gets the next one.
+//! This replica's side of the queue. The queue itself is the database's: queued jobs are rows,
+//! admission counts them across the cluster and a worker claims the oldest one its lane can run
+//! (see [`crate::jobs::store::Claim`]). What stays in this process is what only it can know: the
+//! cancel flag of each run its workers hold, and a signal that wakes its idle workers at once when
+//! something here queued a job (a submit, a run interrupted). Jobs queued through other replicas
+//! are found by polling: an idle worker looks again every [`POLL`].
 //!
-//! Every waiting job has a [`Lane`]: the CPU, or one GPU device. A worker serves one lane and
-//! takes the oldest job waiting in it, so a GPU job waits for its device and never for CPU jobs
-//! (nor the reverse). [`QueueState`] is plain data — the waiting jobs in order with their lanes
-//! and the cancel flag of each running job — so unit tests drive it directly. [`Queue`] wraps it
-//! in a mutex with a condition variable that idle workers (plain threads, never async tasks) wait
-//! on.
-//!
-//! Admission is bounded: a submit that finds `capacity` jobs waiting is refused (the API answers
-//! 429), and the check and the insert into the database happen under one lock so the bound holds.
-//! Jobs recovered after a restart are queued whatever the bound: nothing accepted is dropped.
+//! Workers are plain threads, never async tasks: they wait on a condition variable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::JobId;
-use crate::backend::Lane;
 
-/// The queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull;
+/// How long an idle worker waits before it looks for queued jobs again, when nothing on this
+/// replica woke it: the delay before a job submitted through another replica, or queued again
+/// after its replica died, is claimed here.
+pub const POLL: Duration = Duration::from_secs(1);
 
-/// What happened to a cancel request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The job was waiting and has been taken out of the queue.
-    Dequeued,
-    /// The job is training; it stops before its next step or evaluation batch.
-    Signalled,
-    /// The job is neither waiting nor running here.
-    NotActive,
-}
-
-/// Waiting and running jobs.
-#[derive(Debug)]
+/// The runs of this replica and the wake-up signal.
+#[derive(Debug, Default)]
 pub struct QueueState {
-    capacity: usize,
-    waiting: VecDeque<(JobId, Lane)>,
     running: HashMap<JobId, Arc<AtomicBool>>,
+    /// Counts the wake-ups, so a worker that looked before one does not sleep through it.
+    wakes: u64,
     closed: bool,
 }
 
 impl QueueState {
-    /// An empty queue admitting at most `capacity` waiting jobs.
-    pub fn new(capacity: usize) -> Self {
-        Self { capacity, waiting: VecDeque::new(), running: HashMap::new(), closed: false }
-    }
-
-    /// Whether a submit would be admitted now.
-    pub fn has_room(&self) -> bool {
-        !self.closed && self.waiting.len() < self.capacity
-    }
-
-    /// Appends a job to `lane`, whatever the capacity (admission checks
-    /// [`QueueState::has_room`] first).
-    pub fn push(&mut self, id: JobId, lane: Lane) {
-        self.waiting.push_back((id, lane));
-    }
-
-    /// Moves the oldest job waiting in `lane` to running and returns it with its cancel flag.
-    pub fn start_next(&mut self, lane: Lane) -> Option<(JobId, Arc<AtomicBool>)> {
-        let pos = self.waiting.iter().position(|(_, l)| *l == lane)?;
-        let (id, _) = self.waiting.remove(pos)?;
+    /// Records that a worker here runs job `id`; returns the run's cancel flag.
+    pub fn start(&mut self, id: JobId) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
         self.running.insert(id, flag.clone());
-        Some((id, flag))
+        flag
     }
 
-    /// Forgets a job that stopped running.
+    /// Forgets a run that stopped.
     pub fn finish(&mut self, id: JobId) {
         self.running.remove(&id);
     }
 
-    /// Cancels a waiting job or signals a running one.
-    pub fn cancel(&mut self, id: JobId) -> CancelOutcome {
-        if let Some(pos) = self.waiting.iter().position(|(w, _)| *w == id) {
-            self.waiting.remove(pos);
-            CancelOutcome::Dequeued
-        } else if let Some(flag) = self.running.get(&id) {
-            flag.store(true, Ordering::SeqCst);
-            CancelOutcome::Signalled
-        } else {
-            CancelOutcome::NotActive
+    /// Signals the run of `id` on this replica to stop; `false` if no worker here runs it.
+    pub fn cancel(&mut self, id: JobId) -> bool {
+        match self.running.get(&id) {
+            Some(flag) => {
+                flag.store(true, Ordering::SeqCst);
+                true
+            }
+            None => false,
         }
     }
 
-    /// Whether `id` is waiting or running.
-    pub fn is_active(&self, id: JobId) -> bool {
-        self.running.contains_key(&id) || self.waiting.iter().any(|(w, _)| *w == id)
+    /// Whether a worker here runs `id`.
+    pub fn is_running(&self, id: JobId) -> bool {
+        self.running.contains_key(&id)
     }
 
-    /// Number of waiting jobs.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// Number of jobs waiting in `lane`.
-    pub fn waiting_in(&self, lane: Lane) -> usize {
-        self.waiting.iter().filter(|(_, l)| *l == lane).count()
+    /// Whether the queue stopped handing out work (the server is shutting down).
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 }
 
-/// The shared queue.
+/// The shared local queue state and the condition idle workers wait on.
+#[derive(Default)]
 pub struct Queue {
     state: Mutex<QueueState>,
     changed: Condvar,
 }
 
 impl Queue {
-    /// A queue admitting at most `capacity` waiting jobs.
-    pub fn new(capacity: usize) -> Self {
-        Self { state: Mutex::new(QueueState::new(capacity)), changed: Condvar::new() }
-    }
-
     /// The state, for short inspections and changes.
     pub fn lock(&self) -> MutexGuard<'_, QueueState> {
         crate::blocking::lock(&self.state)
     }
 
-    /// Runs `insert` (which records the job durably and returns its id) only if there is room,
-    /// then queues the job in `lane` — all under the lock, so concurrent submits cannot
-    /// overfill it.
-    pub fn admit<T, E>(
-        &self,
-        lane: Lane,
-        insert: impl FnOnce() -> Result<(T, JobId), E>,
-    ) -> Result<Result<T, E>, QueueFull> {
-        let mut state = self.lock();
-        if !state.has_room() {
-            return Err(QueueFull);
-        }
-        Ok(insert().map(|(value, id)| {
-            state.push(id, lane);
-            // Workers of every lane wait on one condition: wake them all, the right one starts it.
-            self.changed.notify_all();
-            value
-        }))
-    }
-
-    /// Queues a recovered job, whatever the capacity.
-    pub fn push(&self, id: JobId, lane: Lane) {
-        self.lock().push(id, lane);
+    /// Wakes every idle worker: a job was queued here.
+    pub fn wake(&self) {
+        self.lock().wakes += 1;
         self.changed.notify_all();
     }
 
-    /// Blocks until a job of `lane` can start, and starts it; `None` once the queue is closed.
-    pub fn next_blocking(&self, lane: Lane) -> Option<(JobId, Arc<AtomicBool>)> {
-        let mut state = self.lock();
-        loop {
-            if state.closed {
-                return None;
-            }
-            if let Some(next) = state.start_next(lane) {
-                return Some(next);
-            }
-            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
+    /// How many wake-ups there have been: a worker reads it before it looks for a job and passes
+    /// it to [`Queue::wait`].
+    pub fn wakes(&self) -> u64 {
+        self.lock().wakes
     }
 
-    /// Stops handing out jobs and refuses new ones; waiting jobs stay recorded as queued.
+    /// Waits until a wake-up after the `seen`-th, or `timeout`; `false` once the queue is closed.
+    pub fn wait(&self, seen: u64, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| !s.closed && s.wakes == seen)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        !state.closed
+    }
+
+    /// Stops handing out work and wakes the idle workers to stop; queued jobs stay queued in the
+    /// database.
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();
@@ -175,88 +115,55 @@ mod tests {
     }
 
     #[test]
-    fn jobs_start_in_order_and_capacity_counts_only_waiting_jobs() {
-        let mut q = QueueState::new(2);
-        q.push(id(1), Lane::Cpu);
-        q.push(id(2), Lane::Cpu);
-        assert!(!q.has_room());
-        let (first, _) = q.start_next(Lane::Cpu).unwrap();
-        assert_eq!(first, id(1));
-        assert!(q.has_room(), "a running job frees its place in the queue");
-        assert!(q.is_active(id(1)) && q.is_active(id(2)));
-        q.finish(id(1));
-        assert!(!q.is_active(id(1)));
-        assert_eq!(q.start_next(Lane::Cpu).unwrap().0, id(2));
-        assert!(q.start_next(Lane::Cpu).is_none());
-    }
-
-    #[test]
-    fn cancel_dequeues_waiting_jobs_and_signals_running_ones() {
-        let mut q = QueueState::new(8);
-        q.push(id(1), Lane::Cpu);
-        q.push(id(2), Lane::Cpu);
-        let (_, flag) = q.start_next(Lane::Cpu).unwrap();
-        assert_eq!(q.cancel(id(2)), CancelOutcome::Dequeued);
-        assert_eq!(q.waiting(), 0);
+    fn cancel_signals_only_runs_held_here() {
+        let mut q = QueueState::default();
+        let flag = q.start(id(1));
+        assert!(q.is_running(id(1)));
+        assert!(!q.cancel(id(2)));
         assert!(!flag.load(Ordering::SeqCst));
-        assert_eq!(q.cancel(id(1)), CancelOutcome::Signalled);
+        assert!(q.cancel(id(1)));
         assert!(flag.load(Ordering::SeqCst));
-        assert_eq!(q.cancel(id(3)), CancelOutcome::NotActive);
+        q.finish(id(1));
+        assert!(!q.is_running(id(1)) && !q.cancel(id(1)));
     }
 
     #[test]
-    fn admit_refuses_when_full_without_running_the_insert() {
-        let queue = Queue::new(1);
-        assert_eq!(queue.admit(Lane::Cpu, || Ok::<_, ()>(("a", id(1)))), Ok(Ok("a")));
-        let mut ran = false;
-        let refused = queue.admit(Lane::Cpu, || {
-            ran = true;
-            Ok::<_, ()>(((), id(2)))
-        });
-        assert_eq!(refused, Err(QueueFull));
-        assert!(!ran);
-        assert_eq!(queue.admit(Lane::Cpu, || Err::<((), JobId), _>("db down")), Err(QueueFull));
+    fn a_wake_up_between_a_look_and_the_wait_is_not_slept_through() {
+        let queue = Queue::default();
+        let seen = queue.wakes();
+        queue.wake();
+        let started = std::time::Instant::now();
+        assert!(queue.wait(seen, Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
-    fn each_lane_starts_its_own_oldest_job() {
-        let mut q = QueueState::new(8);
-        q.push(id(1), Lane::Gpu(0));
-        q.push(id(2), Lane::Cpu);
-        q.push(id(3), Lane::Gpu(0));
-        q.push(id(4), Lane::Gpu(1));
-        assert_eq!(q.start_next(Lane::Cpu).unwrap().0, id(2), "a CPU worker does not wait behind GPU jobs");
-        assert!(q.start_next(Lane::Cpu).is_none());
-        assert_eq!(q.start_next(Lane::Gpu(1)).unwrap().0, id(4));
-        assert_eq!(q.start_next(Lane::Gpu(0)).unwrap().0, id(1));
-        assert_eq!(q.start_next(Lane::Gpu(0)).unwrap().0, id(3));
-        assert_eq!(q.waiting(), 0);
-    }
-
-    #[test]
-    fn a_worker_wakes_for_its_lane_only() {
-        let queue = Arc::new(Queue::new(4));
-        let gpu = {
+    fn idle_workers_wake_when_a_job_is_queued_or_the_queue_closes() {
+        let queue = Arc::new(Queue::default());
+        let seen = queue.wakes();
+        let waiter = {
             let queue = queue.clone();
-            std::thread::spawn(move || queue.next_blocking(Lane::Gpu(0)))
+            std::thread::spawn(move || queue.wait(seen, Duration::from_secs(30)))
         };
-        queue.admit(Lane::Cpu, || Ok::<_, ()>(((), id(1)))).unwrap().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!gpu.is_finished(), "the GPU worker must not take a CPU job");
-        queue.admit(Lane::Gpu(0), || Ok::<_, ()>(((), id(2)))).unwrap().unwrap();
-        assert_eq!(gpu.join().unwrap().unwrap().0, id(2));
-        assert_eq!(queue.lock().waiting(), 1);
-    }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "nothing woke it yet");
+        queue.wake();
+        assert!(waiter.join().unwrap(), "a wake-up, not a close");
 
-    #[test]
-    fn closing_wakes_idle_workers() {
-        let queue = Arc::new(Queue::new(4));
-        let worker = {
+        let seen = queue.wakes();
+        let waiter = {
             let queue = queue.clone();
-            std::thread::spawn(move || queue.next_blocking(Lane::Cpu))
+            std::thread::spawn(move || queue.wait(seen, Duration::from_secs(30)))
         };
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
         queue.close();
-        assert!(worker.join().unwrap().is_none());
+        assert!(!waiter.join().unwrap(), "closed");
+        assert!(!queue.wait(queue.wakes(), Duration::from_secs(30)), "a closed queue never waits");
+    }
+
+    #[test]
+    fn a_wait_with_nothing_to_wake_it_ends_after_its_timeout() {
+        let queue = Queue::default();
+        assert!(queue.wait(queue.wakes(), Duration::from_millis(20)));
     }
 }

@@ -1,19 +1,22 @@
 //! The store's side of the training engine's reporting port: a [`Recorder`] is the
-//! [`RunLog`] of one job's run, and writes what the engine reports — progress, step points, epoch
+//! [`RunLog`] of one job's run under its claim (every write carries it, and is refused once
+//! another replica holds the job: see [`super::store::Claim`]), and writes what the engine reports — progress, step points, epoch
 //! rows, the checkpoint index, the parameter count, the first step's time, warnings — to the
 //! [`Store`] (which records and announces the job's events), and counts epochs, checkpoint bytes
 //! and the job's throughput (under its lane and model kind, never its id) in the server's
 //! [`Telemetry`].
 //! The checkpoint files are the engine's; the index rows are written here, each directory relative
 //! to the data dir with the size and SHA-256 of every file, and a dropped checkpoint's directory
-//! is recorded as to be removed until the engine says it is.
+//! is recorded as to be removed until the engine says it is. A cancel asked of the job through
+//! another replica reaches the run when it records its next steps.
 
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::shared::Shared;
-use super::store::{NewCheckpoint, Store, StoreError};
+use super::store::{Claim, NewCheckpoint, Store, StoreError};
 use super::{JobId, checkpoints, datadir};
 use crate::backend::Lane;
 use crate::config::Config;
@@ -28,6 +31,9 @@ pub struct Recorder<'a> {
     store: &'a Store,
     telemetry: &'a Telemetry,
     id: JobId,
+    claim: Claim,
+    /// The run's cancel flag, set when the store says a cancel was asked.
+    cancel: &'a AtomicBool,
     /// The labels the job's throughput counts under.
     trainer: Trainer,
     /// What the job's throughput counts, and how many per step.
@@ -38,8 +44,16 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    /// The log of job `id`'s run in `lane`, whose definition is `spec`.
-    pub(crate) fn new(shared: &'a Shared, id: JobId, spec: &ValidJobSpec, lane: Lane) -> Self {
+    /// The log of the run holding `claim` in `lane`, whose definition is `spec` and whose cancel
+    /// flag is `cancel`.
+    pub(crate) fn new(
+        shared: &'a Shared,
+        claim: Claim,
+        spec: &ValidJobSpec,
+        lane: Lane,
+        cancel: &'a AtomicBool,
+    ) -> Self {
+        let id = claim.job;
         let batch = spec.training.batch_size as u64;
         let (unit, per_step) = match &spec.data {
             DataSpec::Text(text) => (Unit::Tokens, batch * text.num_steps as u64),
@@ -47,7 +61,8 @@ impl<'a> Recorder<'a> {
         };
         let trainer = Trainer { lane: lane.to_string(), model: spec.model.kind().to_string() };
         let (config, store, telemetry) = (&shared.config, &shared.store, &shared.telemetry);
-        Self { config, store, telemetry, id, trainer, unit, per_step, last: Cell::new(None) }
+        let last = Cell::new(None);
+        Self { config, store, telemetry, id, claim, cancel, trainer, unit, per_step, last }
     }
 
     /// Sets the job's throughput from the steps taken since the last report.
@@ -83,25 +98,27 @@ impl RunLog for Recorder<'_> {
     }
 
     fn begin(&self, progress: Progress) -> Result<(), ReportError> {
-        self.store.begin_run(self.id, progress).map_err(report)
+        self.store.begin_run(self.claim, progress).map_err(report)
     }
 
     fn parameters(&self, count: u64) -> Result<(), ReportError> {
-        self.store.set_parameters(self.id, count).map_err(report)
+        self.store.set_parameters(self.claim, count).map_err(report)
     }
 
     fn first_step(&self, seconds: f64) -> Result<(), ReportError> {
-        self.store.set_first_step_seconds(self.id, seconds).map_err(report)
+        self.store.set_first_step_seconds(self.claim, seconds).map_err(report)
     }
 
     fn steps(&self, points: &[StepPoint], progress: Progress) -> Result<(), ReportError> {
-        self.store.record_steps(self.id, points, progress).map_err(report)?;
+        if self.store.record_steps(self.claim, points, progress).map_err(report)? {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
         self.measure(progress.step);
         Ok(())
     }
 
     fn epoch(&self, metrics: &EpochMetrics, progress: Progress) -> Result<(), ReportError> {
-        self.store.record_epoch(self.id, metrics, progress).map_err(report)?;
+        self.store.record_epoch(self.claim, metrics, progress).map_err(report)?;
         self.telemetry.epoch_completed();
         // The epoch's evaluation is not training: measure the next epoch from its first report.
         self.last.set(None);
@@ -120,13 +137,13 @@ impl RunLog for Recorder<'_> {
             files: Some(&files),
             metrics: checkpoint.metrics.as_ref(),
         };
-        let id = self.store.insert_checkpoint(self.id, &new).map_err(report)?;
+        let id = self.store.insert_checkpoint(self.claim, &new).map_err(report)?;
         self.telemetry.checkpoint_written(checkpoint.bytes);
         Ok(id)
     }
 
     fn checkpoint_dropped(&self, id: i64) -> Result<(), ReportError> {
-        self.store.delete_checkpoint(id).map_err(report)
+        self.store.drop_checkpoint(self.claim, id).map_err(report)
     }
 
     fn checkpoint_removed(&self, dir: &Path) -> Result<(), ReportError> {
@@ -135,7 +152,7 @@ impl RunLog for Recorder<'_> {
 
     fn warn(&self, message: &str) -> Result<(), ReportError> {
         tracing::warn!(job = %self.id, message, "job warning");
-        self.store.add_warning(self.id, message).map_err(report)
+        self.store.add_warning(self.claim, message).map_err(report)
     }
 }
 
@@ -155,7 +172,8 @@ mod tests {
         assert!(shared.store.job(id).unwrap().unwrap().warnings.is_empty());
 
         let spec = shared.store.job(id).unwrap().unwrap().spec;
-        let log = Recorder::new(&shared, id, &spec, Lane::Cpu);
+        let cancel = AtomicBool::new(false);
+        let log = Recorder::new(&shared, shared.claim_for_test(id), &spec, Lane::Cpu, &cancel);
         log.warn("checkpoint 3 (step 12) is damaged").unwrap();
         log.warn("a \"quoted\" second one").unwrap();
         let reopened = Shared::open(shared.config.clone()).unwrap();
@@ -170,7 +188,8 @@ mod tests {
         let body = br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"},"training":{"batch_size":8}}"#;
         let id = shared.store_job_for_test(body);
         let spec = shared.store.job(id).unwrap().unwrap().spec;
-        let log = Recorder::new(&shared, id, &spec, Lane::Gpu(1));
+        let cancel = AtomicBool::new(false);
+        let log = Recorder::new(&shared, shared.claim_for_test(id), &spec, Lane::Gpu(1), &cancel);
         let at = |step| Progress { epoch: 0, epochs: 1, step, steps: 100 };
         log.steps(&[], at(0)).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -178,14 +197,17 @@ mod tests {
 
         let scrape = || Format::Text.convert(shared.telemetry.encode(&Snapshot::default()));
         let text = scrape();
-        let series = r#"kiln_training_examples_per_second{lane="gpu:1",model="lenet_bn"} "#;
-        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{text}"));
+        let series = format!(
+            r#"kiln_training_examples_per_second{{replica="{}",lane="gpu:1",model="lenet_bn"}} "#,
+            shared.store.replica()
+        );
+        let line = text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("{text}"));
         let rate: f64 = line[series.len()..].parse().unwrap();
         // 5 steps of 8 examples in a little more than 20 ms: at most 2,000 a second.
         assert!(rate > 0.0 && rate <= 2000.0, "{line}");
         assert!(!text.contains(&id.to_string()), "no series names the job: {text}");
 
         shared.telemetry.stopped(&id.to_string());
-        assert!(!scrape().contains(series), "{}", scrape());
+        assert!(!scrape().contains(&series), "{}", scrape());
     }
 }

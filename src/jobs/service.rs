@@ -14,9 +14,8 @@ use super::cluster::{self, ClusterView, Membership};
 use super::error::JobError;
 use super::events::{Follow, History, HistorySource, Recorded};
 use super::generation::Generation;
-use super::queue::CancelOutcome;
 use super::shared::Shared;
-use super::store::{MetricsPage, NewJob, StoreError};
+use super::store::{CancelRequest, MetricsPage, NewJob, StoreError};
 use super::worker::Pool;
 use super::{CheckpointInfo, Job, JobId, JobStatus, datadir, disk, orphans, sweep, worker};
 use crate::backend::{BackendsView, Lane};
@@ -112,27 +111,27 @@ impl Jobs {
                 return Ok(Submitted { job, created: false });
             }
         }
-        let admitted = shared.queue.admit(valid.lane, || {
-            let id = JobId::new_v4();
-            let new = NewJob {
-                id,
-                spec: &valid.spec,
-                idempotency_key,
-                parameters: valid.parameters,
-                steps: valid.steps,
-            };
-            shared.store.insert_job(new).map(|job| (job, id))
-        });
-        match admitted {
-            Ok(Err(StoreError::DatasetGone(id))) => Err(JobError::Invalid(vec![FieldError {
+        let new = NewJob {
+            id: JobId::new_v4(),
+            spec: &valid.spec,
+            idempotency_key,
+            parameters: valid.parameters,
+            steps: valid.steps,
+        };
+        match shared.store.insert_job(new, shared.config.queue_capacity) {
+            Ok(job) => {
+                shared.queue.wake();
+                Ok(Submitted { job, created: true })
+            }
+            Err(StoreError::DatasetGone(id)) => Err(JobError::Invalid(vec![FieldError {
                 field: "data.dataset_id".into(),
                 message: format!("data set {id} was deleted while this job was submitted; upload it again"),
             }])),
-            Ok(job) => Ok(Submitted { job: job?, created: true }),
-            Err(_) => Err(JobError::QueueFull {
-                waiting: shared.queue.lock().waiting(),
+            Err(StoreError::QueueFull(waiting)) => Err(JobError::QueueFull {
+                waiting: waiting.max(0) as usize,
                 retry_after_secs: shared.config.retry_after_secs,
             }),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -170,10 +169,15 @@ impl Jobs {
             .iter()
             .map(|s| (s.as_str().to_string(), by_status.iter().find(|(t, _)| t == s).map_or(0, |(_, n)| *n)))
             .collect();
+        let waiting = shared.store.queued_by_backend()?;
         let lanes = std::iter::once(Lane::Cpu).chain(shared.backends.usable_gpus().map(Lane::Gpu));
-        let queue = shared.queue.lock();
-        let queue_depth = lanes.map(|lane| (lane.to_string(), queue.waiting_in(lane) as i64)).collect();
-        drop(queue);
+        let queue_depth = lanes
+            .map(|lane| {
+                let accepts = shared.backends.accepts(lane);
+                let depth = waiting.iter().filter(|(wants, _)| accepts.contains(wants)).map(|(_, n)| n).sum();
+                (lane.to_string(), depth)
+            })
+            .collect();
         let snapshot = Snapshot { jobs_by_status, queue_depth, running_by_device: by_device };
         Ok(shared.telemetry.encode(&snapshot))
     }
@@ -201,31 +205,45 @@ impl Jobs {
         }
     }
 
-    /// Cancels a queued job at once, or asks a running one to stop at its next step.
+    /// Cancels a queued job at once, or asks a running one to stop at its next step: at once
+    /// when it runs here, else through the database, whose flag its replica's run reads when it
+    /// records its next steps.
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
-        let job = self.get(id)?;
-        let outcome = self.shared.queue.lock().cancel(id);
-        match outcome {
-            CancelOutcome::Dequeued => self.shared.store.finish_job(id, JobStatus::Cancelled, None)?,
-            CancelOutcome::Signalled => {}
-            CancelOutcome::NotActive if job.status.is_finished() => {
-                return Err(JobError::Conflict(format!("job {id} already {}", job.status.as_str())));
+        let shared = &self.shared;
+        if shared.queue.lock().cancel(id) {
+            return self.get(id);
+        }
+        match shared.store.request_cancel(id)? {
+            None => return Err(not_found(id)),
+            Some(CancelRequest::Finished(status)) => {
+                return Err(JobError::Conflict(format!("job {id} already {}", status.as_str())));
             }
-            CancelOutcome::NotActive => {
-                // `running` or `queued` in the store, yet no worker or queue holds it: its worker
-                // could not record how it ended. Nothing runs it, so it is stopped now.
+            Some(CancelRequest::Asked(replica))
+                if replica == shared.store.replica() && !self.runs_here(id) =>
+            {
+                // Running here in the store, yet no worker here holds it: its worker could not
+                // record how it ended. Nothing runs it, so it is stopped now.
                 let reason = "cancelled after its worker could not record how it ended";
-                self.shared.store.finish_job(id, JobStatus::Cancelled, Some(reason))?;
+                shared.store.finish_job(id, JobStatus::Cancelled, Some(reason))?;
             }
+            Some(_) => {}
         }
         self.get(id)
     }
 
-    /// Removes a job that no worker or queue holds — a finished one, or one whose worker could
-    /// not record how it ended — with its metrics and its checkpoint files.
+    /// Whether a worker of this replica trains job `id`.
+    fn runs_here(&self, id: JobId) -> bool {
+        self.shared.queue.lock().is_running(id)
+    }
+
+    /// Removes a job that nothing trains or will train — a finished one, or one whose worker
+    /// here could not record how it ended — with its metrics and its checkpoint files.
     pub fn delete(&self, id: JobId) -> Result<(), JobError> {
         let job = self.get(id)?;
-        if self.shared.queue.lock().is_active(id) {
+        let lost = job.status == JobStatus::Running
+            && job.replica.as_deref() == Some(self.shared.store.replica())
+            && !self.runs_here(id);
+        if !job.status.is_finished() && !lost {
             return Err(JobError::Conflict(format!(
                 "job {id} is {}: cancel it and wait for it to stop before deleting it",
                 job.status.as_str()
@@ -286,14 +304,14 @@ impl Jobs {
             .ok_or_else(|| JobError::NotFound(format!("checkpoint {checkpoint_id} of job {id}")))
     }
 
-    /// Stops admitting jobs and asks running ones to checkpoint and stop at their next step.
+    /// Stops taking queued jobs and asks running ones to checkpoint and stop at their next step.
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.queue.close();
     }
 
     /// [`Jobs::begin_shutdown`], then waits for the workers to finish. Interrupted jobs are
-    /// queued again and resume at the next start.
+    /// queued again, for another replica or the next start to resume.
     pub fn shutdown(&self) {
         self.begin_shutdown();
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -34,11 +34,11 @@ impl Shared {
         std::fs::create_dir_all(config.datasets_dir())?;
         std::fs::create_dir_all(config.uploads_dir())?;
         let store = Store::open(&config.database())?;
-        let queue = Queue::new(config.queue_capacity);
+        let queue = Queue::default();
         let (stored, stored_bytes) = store.upload_totals()?;
         let uploads = UploadQuota::new(config.max_uploads, config.max_uploads_bytes, stored, stored_bytes);
         let backends = Backends::from_config(&config);
-        let (shutdown, telemetry) = (AtomicBool::new(false), Telemetry::default());
+        let (shutdown, telemetry) = (AtomicBool::new(false), Telemetry::for_replica(store.replica()));
         Ok(Shared { config, store, queue, uploads, backends, shutdown, telemetry })
     }
 }
@@ -53,7 +53,14 @@ impl Shared {
         let spec = JobSpec::from_json(body).unwrap().validate(&limits).unwrap().spec;
         let id = super::JobId::new_v4();
         let new = super::store::NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 };
-        self.store.insert_job(new).unwrap();
+        self.store.insert_job(new, usize::MAX).unwrap();
         id
+    }
+
+    /// Claims job `id` (the oldest queued CPU job) as a worker of this server would.
+    pub(super) fn claim_for_test(&self, id: super::JobId) -> super::store::Claim {
+        let claim = self.store.claim_next(&["cpu".to_string()], "cpu").unwrap().unwrap();
+        assert_eq!(claim.job, id, "the job claimed is the oldest queued");
+        claim
     }
 }

@@ -6,12 +6,15 @@
 //! (written, then a crash before its index) is left in place with a WARN: a resumed job writing
 //! that step replaces it. Files the database does not know at all are orphans, handled before
 //! the sweep ([`super::orphans`]). It runs in [`super::Jobs::start`] before any worker, so no
-//! write is under way; it logs each path it removes, relative to the data dir.
+//! write of this replica is under way; it logs each path it removes, relative to the data dir.
+//! On a database that several replicas share, another may be writing in the shared dir at that
+//! moment: there a temporary file is removed only once it is older than [`SHARED_GRACE`].
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use super::error::JobError;
 use super::store::Store;
@@ -19,12 +22,27 @@ use super::{JobId, datadir, uploads};
 use crate::config::Config;
 use crate::train::checkpoint;
 
+/// How old a temporary file in a shared dir must be before a starting replica removes it: no
+/// checkpoint or upload write of another replica takes that long.
+pub(super) const SHARED_GRACE: Duration = Duration::from_secs(3600);
+
 /// Finishes the removals the database lists, removes temporary files, and warns of checkpoint
 /// directories not in the index. A removal that fails is logged and the sweep goes on.
 pub(super) fn sweep(config: &Config, store: &Store) -> Result<(), JobError> {
+    let grace = if store.is_shared() { SHARED_GRACE } else { Duration::ZERO };
     finish_removals(config, store)?;
-    sweep_checkpoints(config, store)?;
-    sweep_uploads(config)
+    sweep_checkpoints(config, store, grace)?;
+    sweep_uploads(config, grace)
+}
+
+/// Whether the file or directory at `full` was last modified at least `grace` ago (a zero grace:
+/// always).
+fn old_enough(full: &Path, grace: Duration) -> bool {
+    if grace.is_zero() {
+        return true;
+    }
+    let modified = fs::symlink_metadata(full).and_then(|m| m.modified());
+    modified.is_ok_and(|at| SystemTime::now().duration_since(at).is_ok_and(|age| age >= grace))
 }
 
 /// Removes every path the database recorded as to be removed, and clears its record once gone.
@@ -54,9 +72,9 @@ fn finish_removals(config: &Config, store: &Store) -> Result<(), JobError> {
     Ok(())
 }
 
-/// In every known job's checkpoints directory: removes temporary directories, and warns of
-/// checkpoint directories the index does not know.
-fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
+/// In every known job's checkpoints directory: removes temporary directories older than `grace`,
+/// and warns of checkpoint directories the index does not know.
+fn sweep_checkpoints(config: &Config, store: &Store, grace: Duration) -> Result<(), JobError> {
     for entry in fs::read_dir(config.jobs_dir())? {
         let name = entry?.file_name();
         let Some(id) = name.to_str().and_then(|n| JobId::parse_str(n).ok()) else { continue };
@@ -72,12 +90,11 @@ fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
             let path = datadir::checkpoint_dir(id, &name);
+            let full = config.files_dir().join(&path);
             if checkpoint::is_temporary(&name) {
-                remove_logged(
-                    &config.files_dir().join(&path),
-                    &path,
-                    "the temporary directory of a checkpoint write cut short",
-                );
+                if old_enough(&full, grace) {
+                    remove_logged(&full, &path, "the temporary directory of a checkpoint write cut short");
+                }
             } else if checkpoint::is_checkpoint_name(&name) && !indexed.contains(&path) {
                 let what = "a checkpoint directory not in the index (a crash before it was indexed?)";
                 tracing::warn!(job = %id, %path, "{what}: left in place");
@@ -87,17 +104,14 @@ fn sweep_checkpoints(config: &Config, store: &Store) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Removes the temporary files of uploads cut short.
-fn sweep_uploads(config: &Config) -> Result<(), JobError> {
+/// Removes the temporary files of uploads cut short, once older than `grace`.
+fn sweep_uploads(config: &Config, grace: Duration) -> Result<(), JobError> {
     for entry in fs::read_dir(config.uploads_dir())? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if uploads::is_temporary(&name) {
-            let path = format!("datasets/uploads/{name}");
-            remove_logged(
-                &config.files_dir().join(&path),
-                &path,
-                "the temporary file of an upload cut short",
-            );
+        let path = format!("datasets/uploads/{name}");
+        let full = config.files_dir().join(&path);
+        if uploads::is_temporary(&name) && old_enough(&full, grace) {
+            remove_logged(&full, &path, "the temporary file of an upload cut short");
         }
     }
     Ok(())
@@ -138,12 +152,28 @@ mod tests {
     }
 
     #[test]
+    fn in_a_shared_dir_only_temporary_files_older_than_the_grace_are_taken_for_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join(".tmp-fresh");
+        fs::write(&fresh, b"being written by another replica").unwrap();
+        assert!(old_enough(&fresh, Duration::ZERO), "alone on its database, anything temporary goes");
+        assert!(!old_enough(&fresh, SHARED_GRACE));
+        let stale = dir.path().join(".tmp-stale");
+        fs::write(&stale, b"cut short").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+        assert!(old_enough(&stale, SHARED_GRACE));
+        assert!(!old_enough(&dir.path().join("gone"), SHARED_GRACE), "nothing there: nothing to remove");
+    }
+
+    #[test]
     fn only_temporary_files_and_recorded_removals_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
         let (config, store) = (&shared.config, &shared.store);
         let id = shared
             .store_job_for_test(br#"{"model":{"kind":"mlp_bn"},"data":{"dataset":"synthetic_images"}}"#);
+        let claim = shared.claim_for_test(id);
         let checkpoints = config.checkpoints_dir(id);
         let steps = ["step-0000000004", "step-0000000008", "step-0000000012", "step-0000000016"];
         for d in steps.iter().chain([&".tmp-1234"]) {
@@ -162,15 +192,15 @@ mod tests {
                 files: None,
                 metrics: None,
             };
-            store.insert_checkpoint(id, &new).unwrap()
+            store.insert_checkpoint(claim, &new).unwrap()
         };
         index(steps[0]);
         // Dropped, its removal cut short by a crash.
         let dropped = index(steps[1]);
-        store.delete_checkpoint(dropped).unwrap();
+        store.drop_checkpoint(claim, dropped).unwrap();
         // Dropped, then written again by a resumed run: indexed anew, kept.
         let rewritten = index(steps[2]);
-        store.delete_checkpoint(rewritten).unwrap();
+        store.drop_checkpoint(claim, rewritten).unwrap();
         index(steps[2]);
         // steps[3]: written, never indexed (a crash between the rename and the index).
         let deleted = JobId::new_v4();

@@ -1,16 +1,19 @@
-//! The worker pool: a fixed number of plain threads that each take the next queued job of their
-//! lane and run its whole training loop, off the async runtime.
+//! The worker pool: a fixed number of plain threads that each claim the next queued job of their
+//! lane (from the database, whichever replica it was submitted to) and run its whole training
+//! loop, off the async runtime.
 //!
 //! `--workers` threads serve the CPU lane; each usable GPU device gets `--gpu-jobs-per-device`
 //! threads of its own (see [`crate::backend::Lane`]).
 //!
-//! The worker is the one place that writes a job's status: `running` on its device before
-//! training, then `succeeded`, `cancelled` or `failed` (an error or a panic, with the reason, which
-//! names files relative to the data dir, never by the server's path); at
-//! shutdown it is checkpointed and queued again. What happens in between, training reports
-//! through a [`Recorder`]. [`recover`] runs once at start-up and puts back
-//! in the queue whatever a previous process left queued or running — a running job resumes from
-//! its newest checkpoint, or starts over without one.
+//! The worker is the one place that ends a run: `running` once claimed (see
+//! [`crate::jobs::store::Claim`]), then `succeeded`, `cancelled` or `failed` (an error or a
+//! panic, with the reason, which names files relative to the data dir, never by the server's
+//! path); at shutdown it is checkpointed and queued again, for any replica to resume. What
+//! happens in between, training reports through a [`Recorder`]; every write carries the claim,
+//! and a run whose claim was taken over (its replica was taken for dead) stops at its next write
+//! and records nothing more. [`recover`] runs once at start-up and queues again what replicas
+//! that died left running — a running job resumes from its newest checkpoint, or starts over
+//! without one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -19,10 +22,11 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::JobStatus;
+use super::queue::POLL;
 use super::recorder::Recorder;
 use super::shared::Shared;
-use super::store::StoreError;
-use super::{JobId, JobStatus};
+use super::store::{Claim, StoreError};
 use crate::backend::Lane;
 use crate::train::{self, Outcome, Run, TrainError};
 
@@ -65,39 +69,49 @@ impl Pool {
 }
 
 fn work(shared: &Shared, lane: Lane) {
-    while let Some((id, cancel)) = shared.queue.next_blocking(lane) {
-        if let Err(e) = run(shared, id, &cancel, lane, train::run) {
-            tracing::error!(job = %id, error = %e, "could not record the outcome of a job");
+    let wants = shared.backends.accepts(lane);
+    let device = shared.backends.resolve(lane);
+    loop {
+        let seen = shared.queue.wakes();
+        if shared.queue.lock().is_closed() {
+            return;
         }
-        shared.queue.lock().finish(id);
+        match shared.store.claim_next(&wants, &device.name) {
+            Ok(Some(claim)) => {
+                let cancel = shared.queue.lock().start(claim.job);
+                if let Err(e) = run(shared, claim, &cancel, lane, train::run) {
+                    tracing::error!(job = %claim.job, error = %e, "could not record the outcome of a job");
+                }
+                shared.queue.lock().finish(claim.job);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for a queued job failed"),
+        }
+        if !shared.queue.wait(seen, POLL) {
+            return;
+        }
     }
 }
 
-/// Trains one job and records how it ended.
+/// Trains the job `claim` holds and records how it ended.
 fn run(
     shared: &Shared,
-    id: JobId,
+    claim: Claim,
     cancel: &AtomicBool,
     lane: Lane,
     trainer: Trainer,
 ) -> Result<(), StoreError> {
-    let store = &shared.store;
-    let Some(job) = store.job(id)? else {
+    let id = claim.job;
+    let Some(job) = shared.store.job(id)? else {
         return Ok(());
     };
-    if job.status != JobStatus::Queued {
-        return Ok(());
-    }
-    tracing::info!(job = %id, model = ?job.spec.model, "job starting");
+    tracing::info!(job = %id, claim = claim.token, model = ?job.spec.model, "job starting");
     let device = shared.backends.resolve(lane);
-    if let Err(e) = store.mark_running(id, &device.name) {
-        // The job has left the queue: leaving it `queued` would strand it until a restart.
-        store.finish_job(id, JobStatus::Failed, Some(&format!("recording progress: {e}")))?;
-        return Err(e);
-    }
-    let log = Recorder::new(shared, id, &job.spec, lane);
+    let log = Recorder::new(shared, claim, &job.spec, lane, cancel);
     let run = Run {
         id,
+        attempt: claim.token,
         spec: &job.spec,
         config: &shared.config,
         device: &device,
@@ -122,8 +136,16 @@ fn run(
             (JobStatus::Failed, Some(shown_to_clients(&reason, &shared.config)))
         }
     };
-    record_outcome(shared, id, status, reason.as_deref(), &RETRY_DELAYS)?;
-    tracing::info!(job = %id, "job ended");
+    match record_outcome(shared, claim, status, reason.as_deref(), &RETRY_DELAYS) {
+        Err(StoreError::Fenced(..)) => {
+            tracing::warn!(job = %id, claim = claim.token, "the job was taken over elsewhere: this run stopped and recorded nothing more");
+        }
+        Err(e) => return Err(e),
+        Ok(()) => tracing::info!(job = %id, "job ended"),
+    }
+    if status == JobStatus::Queued {
+        shared.queue.wake();
+    }
     Ok(())
 }
 
@@ -137,26 +159,25 @@ const RETRY_DELAYS: [Duration; 6] = [
     Duration::from_secs(30),
 ];
 
-/// Records how a job ended (`Queued`: interrupted, to resume), trying again after each of
+/// Records how a run ended (`Queued`: interrupted, to resume), trying again after each of
 /// `delays` while the store fails (a full disk, a locked database) — a job whose outcome is lost
-/// would show `running` until the next start. If every attempt fails the job is left to
+/// would show `running` until the next start. A run whose claim no longer holds is not retried:
+/// nothing it writes may land. If every attempt fails the job is left to
 /// [`super::Jobs::cancel`] and [`super::Jobs::delete`], which treat a job that is `running` in
 /// the store but held by no worker as stopped.
 fn record_outcome(
     shared: &Shared,
-    id: JobId,
+    claim: Claim,
     status: JobStatus,
     reason: Option<&str>,
     delays: &[Duration],
 ) -> Result<(), StoreError> {
+    let id = claim.job;
     let mut delays = delays.iter();
     loop {
-        let recorded = match status {
-            JobStatus::Queued => shared.store.mark_queued(id),
-            _ => shared.store.finish_job(id, status, reason),
-        };
-        match (recorded, delays.next()) {
+        match (shared.store.end_run(claim, status, reason), delays.next()) {
             (Ok(()), _) => return Ok(()),
+            (Err(e @ StoreError::Fenced(..)), _) => return Err(e),
             (Err(e), Some(delay)) => {
                 tracing::warn!(job = %id, error = %e, retry_in = ?delay, "recording how the job ended failed");
                 std::thread::sleep(*delay);
@@ -185,29 +206,23 @@ fn without_server_paths(reason: &str, data_dir: &Path) -> String {
     })
 }
 
-/// Queues again what a previous process left unfinished, oldest first. A job whose device this
-/// server lacks (a GPU gone since it was submitted) fails, saying so, rather than wait forever.
+/// At start: queues again what replicas that stopped renewing their heartbeat left running (on
+/// SQLite, the previous process of this data dir). On a database this replica alone serves, a
+/// queued job whose device this server lacks (a GPU gone since it was submitted) fails, saying
+/// so, rather than wait forever; on a shared one another replica may have that device.
 pub(crate) fn recover(shared: &Shared) -> Result<(), StoreError> {
-    for id in shared.store.job_ids_with_status(JobStatus::Running)? {
-        tracing::info!(job = %id, "resuming a job interrupted by a restart");
-        shared.store.mark_queued(id)?;
-        requeue(shared, id)?;
+    let lease_ms = (shared.config.lease_secs * 1000) as i64;
+    for id in shared.store.requeue_expired(lease_ms)? {
+        tracing::info!(job = %id, "queued again a job its replica left running");
+    }
+    if shared.store.is_shared() {
+        return Ok(());
     }
     for id in shared.store.job_ids_with_status(JobStatus::Queued)? {
-        if !shared.queue.lock().is_active(id) {
-            requeue(shared, id)?;
-        }
-    }
-    Ok(())
-}
-
-fn requeue(shared: &Shared, id: JobId) -> Result<(), StoreError> {
-    let Some(job) = shared.store.job(id)? else { return Ok(()) };
-    match shared.backends.lane(job.spec.backend) {
-        Ok(lane) => shared.queue.push(id, lane),
-        Err(why) => {
+        let Some(job) = shared.store.job(id)? else { continue };
+        if let Err(why) = shared.backends.lane(job.spec.backend) {
             let reason = format!("backend {}: {why}", job.spec.backend.name());
-            tracing::warn!(job = %id, reason, "cannot resume a job here");
+            tracing::warn!(job = %id, reason, "cannot run a queued job here");
             shared.store.finish_job(id, JobStatus::Failed, Some(&reason))?;
         }
     }
@@ -219,20 +234,29 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::definition::{JobSpec, Limits};
+    use crate::jobs::JobId;
     use crate::jobs::store::NewJob;
 
     fn queued_job(shared: &Shared) -> JobId {
         shared.store_job_for_test(br#"{"model":{"kind":"lenet_bn"},"data":{"dataset":"synthetic_images"}}"#)
     }
 
+    /// A queued job, claimed as a worker would.
+    fn claimed_job(shared: &Shared) -> Claim {
+        let id = queued_job(shared);
+        shared.claim_for_test(id)
+    }
+
     #[test]
     fn a_panicking_job_fails_with_its_message_and_the_worker_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
-        let (first, second) = (queued_job(&shared), queued_job(&shared));
         let cancel = AtomicBool::new(false);
+        let first = claimed_job(&shared);
         run(&shared, first, &cancel, Lane::Cpu, |_| panic!("tensor shapes disagree")).unwrap();
+        let second = claimed_job(&shared);
         run(&shared, second, &cancel, Lane::Cpu, |_| Ok(Outcome::Completed)).unwrap();
+        let (first, second) = (first.job, second.job);
 
         let failed = shared.store.job(first).unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
@@ -244,15 +268,23 @@ mod tests {
     fn interrupted_jobs_go_back_to_the_queue_and_recovery_requeues_running_ones() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
-        let id = queued_job(&shared);
-        run(&shared, id, &AtomicBool::new(false), Lane::Cpu, |_| Ok(Outcome::Interrupted)).unwrap();
+        let claim = claimed_job(&shared);
+        let id = claim.job;
+        run(&shared, claim, &AtomicBool::new(false), Lane::Cpu, |_| Ok(Outcome::Interrupted)).unwrap();
         assert_eq!(shared.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
 
-        shared.store.mark_running(id, "cpu").unwrap();
+        let again = shared.claim_for_test(id);
+        assert!(again.token > claim.token, "each claim has a new token");
         let restarted = Shared::open(shared.config.clone()).unwrap();
         recover(&restarted).unwrap();
+        let job = restarted.store.job(id).unwrap().unwrap();
+        assert_eq!((job.status, job.replica), (JobStatus::Queued, None));
+        let outcomes: Vec<_> = restarted.store.claims(id).unwrap().into_iter().map(|c| c.outcome).collect();
+        assert_eq!(outcomes, [Some("interrupted".to_string()), Some("expired".to_string())]);
+        // The claim that recovery ended no longer writes.
+        let fenced = restarted.store.end_run(again, JobStatus::Succeeded, None);
+        assert!(matches!(fenced, Err(StoreError::Fenced(..))), "{fenced:?}");
         assert_eq!(restarted.store.job(id).unwrap().unwrap().status, JobStatus::Queued);
-        assert_eq!(restarted.queue.lock().waiting(), 1);
     }
 
     /// Makes every update of the jobs table fail, as a full disk would, until dropped.
@@ -267,12 +299,12 @@ mod tests {
     fn an_outcome_that_cannot_be_recorded_is_retried_until_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::open(Config::with_data_dir(dir.path())).unwrap();
-        let id = queued_job(&shared);
-        shared.store.mark_running(id, "cpu").unwrap();
+        let claim = claimed_job(&shared);
+        let id = claim.job;
         let db = break_updates(&shared);
         let delays = [Duration::from_millis(50); 40];
         std::thread::scope(|s| {
-            let recording = s.spawn(|| record_outcome(&shared, id, JobStatus::Succeeded, None, &delays));
+            let recording = s.spawn(|| record_outcome(&shared, claim, JobStatus::Succeeded, None, &delays));
             std::thread::sleep(Duration::from_millis(200));
             assert_eq!(shared.store.job(id).unwrap().unwrap().status, JobStatus::Running);
             db.execute_batch("DROP TRIGGER full").unwrap();
@@ -287,10 +319,10 @@ mod tests {
         let jobs =
             crate::jobs::Jobs::without_workers(Shared::open(Config::with_data_dir(dir.path())).unwrap());
         let shared = &jobs.shared;
-        let id = queued_job(shared);
-        shared.store.mark_running(id, "cpu").unwrap();
+        let claim = claimed_job(shared);
+        let id = claim.job;
         let db = break_updates(shared);
-        assert!(record_outcome(shared, id, JobStatus::Failed, Some("diverged"), &[]).is_err());
+        assert!(record_outcome(shared, claim, JobStatus::Failed, Some("diverged"), &[]).is_err());
         db.execute_batch("DROP TRIGGER full").unwrap();
         // No worker holds it, yet the store says running.
         assert_eq!(jobs.get(id).unwrap().status, JobStatus::Running);
@@ -326,7 +358,7 @@ mod tests {
         let id = JobId::new_v4();
         shared
             .store
-            .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 })
+            .insert_job(NewJob { id, spec: &spec, idempotency_key: None, parameters: 1, steps: 1 }, 8)
             .unwrap();
 
         recover(&shared).unwrap();
@@ -337,6 +369,5 @@ mod tests {
             error.contains("backend wgpu:9: this server has no device wgpu:9; it can run: cpu"),
             "{error}"
         );
-        assert_eq!(shared.queue.lock().waiting(), 0);
     }
 }

@@ -43,6 +43,9 @@ use report::{ReportError, RunLog};
 pub struct Run<'a> {
     /// The job's id: named in logs and in its checkpoints' manifests.
     pub id: Uuid,
+    /// Which claim on the job this run holds (0: none); its checkpoint directories carry it
+    /// (see [`checkpoint::dir_name`]).
+    pub attempt: i64,
     pub spec: &'a ValidJobSpec,
     /// Where data sets and checkpoints are, and the server's caps.
     pub config: &'a Config,

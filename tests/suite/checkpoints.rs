@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Server, checkpoints_dir, submit, wait_finished, wait_for};
+use crate::common::{Server, checkpoint_at_step, checkpoints_dir, submit, wait_finished, wait_for};
 
 /// An MLP on generated images: 4 steps an epoch, a checkpoint every epoch, the newest 3 kept.
 fn job(epochs: u32) -> Value {
@@ -57,7 +57,8 @@ fn model_files(data: &Path, id: &str) -> Vec<(u64, PathBuf)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter_map(|dir| {
-            let step = dir.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok()?;
+            // `step-<step>`, then `-<claim>` for the run that wrote it.
+            let step = dir.file_name()?.to_str()?.strip_prefix("step-")?.split('-').next()?.parse().ok()?;
             Some((step, dir.join("model.bpk")))
         })
         .collect();
@@ -66,8 +67,7 @@ fn model_files(data: &Path, id: &str) -> Vec<(u64, PathBuf)> {
 }
 
 fn model_file(data: &Path, id: &str, checkpoint: &Value) -> PathBuf {
-    let step = checkpoint["step"].as_u64().unwrap();
-    checkpoints_dir(data, id).join(format!("step-{step:010}")).join("model.bpk")
+    checkpoint_at_step(data, id, checkpoint["step"].as_u64().unwrap()).join("model.bpk")
 }
 
 fn flip_a_byte(path: &Path) {

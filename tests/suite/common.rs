@@ -328,6 +328,19 @@ pub fn checkpoints_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("jobs").join(id).join("checkpoints")
 }
 
+/// The directory of job `id`'s checkpoint at `step`: `step-<step>-<claim>`, the claim being the
+/// run's that wrote it. Fails unless exactly one run wrote that step.
+pub fn checkpoint_at_step(data_dir: &Path, id: &str, step: u64) -> PathBuf {
+    let prefix = format!("step-{step:010}-");
+    let mut found = std::fs::read_dir(checkpoints_dir(data_dir, id))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix));
+    let dir = found.next().unwrap_or_else(|| panic!("no checkpoint of step {step} on disk"));
+    assert!(found.next().is_none(), "one run wrote step {step}");
+    dir
+}
+
 /// Sends `head` (a request line and headers, without the blank line) over a raw connection and
 /// none of the body it may declare, and reads the answer: status, headers (names lower-cased)
 /// and body. For limits that must be answered before a body is read.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Server, checkpoints_dir, get_json, submit, wait_finished, wait_for};
+use crate::common::{Server, checkpoint_at_step, checkpoints_dir, get_json, submit, wait_finished, wait_for};
 
 /// An MLP on generated images: 4 steps an epoch, a checkpoint every epoch, the newest 3 kept.
 fn mlp_job(epochs: u32) -> Value {
@@ -86,7 +86,7 @@ fn flip_a_byte(path: &Path) {
 }
 
 fn checkpoint_dir(data: &Path, job: &str, checkpoint: &Value) -> PathBuf {
-    checkpoints_dir(data, job).join(format!("step-{:010}", checkpoint["step"].as_u64().unwrap()))
+    checkpoint_at_step(data, job, checkpoint["step"].as_u64().unwrap())
 }
 
 /// A GET or POST's status and JSON body.
@@ -273,8 +273,9 @@ async fn a_moved_or_copied_data_dir_serves_its_own_checkpoints() {
     let (status, problem) = answer(generate(&server, json!({"prefix": "the "}))).await;
     assert_eq!((status, problem["type"].as_str()), (500, Some("checkpoint_unreadable")), "{problem}");
     let detail = problem["detail"].as_str().unwrap();
-    let manifest =
-        format!("jobs/{id}/checkpoints/step-{:010}/checkpoint.json", newest["step"].as_u64().unwrap());
+    let newest_dir = copy_dir_of(newest);
+    let newest_name = newest_dir.file_name().unwrap().to_str().unwrap();
+    let manifest = format!("jobs/{id}/checkpoints/{newest_name}/checkpoint.json");
     assert!(detail.contains(&format!("{manifest} is not valid")), "{detail}");
     let (status, problem) = download(&server, &id, newest).await;
     assert_eq!((status, problem["type"].as_str()), (500, Some("checkpoint_unreadable")), "{problem}");
@@ -328,8 +329,9 @@ async fn every_file_of_a_checkpoint_is_verified_before_resume_and_download() {
     .await;
     let warning = job["warnings"][0].as_str().unwrap();
     assert!(warning.contains("is damaged (optimizer.bpk: its SHA-256 is not the one recorded)"), "{warning}");
+    // `step-<step>-<claim>`
     let resumed = previous.file_name().unwrap().to_str().unwrap().trim_start_matches("step-");
-    let resumed: u64 = resumed.parse().unwrap();
+    let resumed: u64 = resumed.split('-').next().unwrap().parse().unwrap();
     assert!(warning.ends_with(&format!("(step {resumed})")), "{warning}");
     // Cancelled unless it finished meanwhile (an epoch takes milliseconds).
     let r = c.post(format!("{base}/jobs/{running}/cancel")).send().await.unwrap();

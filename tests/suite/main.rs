@@ -14,6 +14,7 @@ mod data_dir;
 mod datasets;
 mod durability;
 mod export;
+mod failover;
 mod fashion_mnist;
 mod images;
 mod language_models;

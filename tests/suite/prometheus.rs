@@ -85,6 +85,10 @@ async fn promtool_reads_both_formats_after_a_job_trains() {
     let id = job["id"].as_str().unwrap();
     let done = wait_finished(&server.client, &server.base, id, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    let cluster = crate::common::get_json(&server.client, &server.url("/cluster")).await;
+    // Every series names the replica it comes from.
+    let replica = format!(r#"{{replica="{}"}}"#, cluster["replica"].as_str().unwrap());
+    let epochs = format!("kiln_epochs_completed_total{replica} 1");
 
     for accept in [Some("text/plain;version=0.0.4"), Some("text/plain"), None] {
         let (content_type, text) = scrape(&server, accept).await;
@@ -94,7 +98,7 @@ async fn promtool_reads_both_formats_after_a_job_trains() {
             "# TYPE kiln_checkpoint_written_bytes_total counter",
             "# TYPE kiln_epochs_completed_total counter",
             "# TYPE kiln_http_requests_total counter",
-            "kiln_epochs_completed_total 1",
+            &epochs,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
@@ -106,7 +110,8 @@ async fn promtool_reads_both_formats_after_a_job_trains() {
     assert_eq!(content_type, OPENMETRICS);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.lines().any(|l| l == "# TYPE kiln_checkpoint_written_bytes counter"), "{text}");
-    let written = text.lines().find_map(|l| l.strip_prefix("kiln_checkpoint_written_bytes_total "));
+    let written = format!("kiln_checkpoint_written_bytes_total{replica} ");
+    let written = text.lines().find_map(|l| l.strip_prefix(&written));
     assert!(written.unwrap().parse::<f64>().unwrap() > 0.0, "{text}");
     assert_openmetrics_parses(&text, tempfile::tempdir().unwrap().path());
 }

@@ -2,6 +2,7 @@
 //! dir), with the size and hash of its model file and, for checkpoints indexed since they were all
 //! recorded, of every file (a JSON object `{name: {bytes, sha256}}`).
 
+use super::claims::{self, Claim};
 use super::sql::{Row, Sql, args};
 use super::{Result, Store, events, removals};
 use crate::jobs::events::{CheckpointEvent, JobEvent, Recorded};
@@ -34,10 +35,14 @@ pub struct IndexedCheckpoint {
 }
 
 impl Store {
-    /// Indexes a checkpoint of job `id`, replacing any row for the same directory (a resumed
-    /// job writing a step again), in one transaction with its `checkpoint` event; returns its id.
-    pub fn insert_checkpoint(&self, id: JobId, new: &NewCheckpoint<'_>) -> Result<i64> {
-        self.write(|tx| insert_checkpoint(tx, id, new))
+    /// Indexes a checkpoint written by the run holding `claim`, replacing any row for the same
+    /// directory (a run writing a step again), in one transaction with its `checkpoint` event;
+    /// returns its id.
+    pub fn insert_checkpoint(&self, claim: Claim, new: &NewCheckpoint<'_>) -> Result<i64> {
+        self.write(|tx| {
+            claims::fence(tx, claim)?;
+            insert_checkpoint(tx, claim.job, new)
+        })
     }
 
     /// A job's checkpoints, oldest first.
@@ -52,16 +57,12 @@ impl Store {
         rows.iter().map(indexed).collect()
     }
 
-    /// Removes a checkpoint from the index and records its directory as to be removed, in one
-    /// transaction.
-    pub fn delete_checkpoint(&self, checkpoint_id: i64) -> Result<()> {
+    /// Removes a checkpoint from the index for the run holding `claim` (its retention dropped
+    /// it, or it is damaged) and records its directory as to be removed, in one transaction.
+    pub fn drop_checkpoint(&self, claim: Claim, checkpoint_id: i64) -> Result<()> {
         self.transaction(|tx| {
-            let deleted =
-                tx.query_opt("DELETE FROM checkpoints WHERE id = $1 RETURNING dir", args![checkpoint_id])?;
-            if let Some(row) = deleted {
-                removals::record(tx, &row.get::<String>(0)?)?;
-            }
-            Ok(())
+            claims::fence(tx, claim)?;
+            delete_checkpoint(tx, checkpoint_id)
         })
     }
 
@@ -71,6 +72,17 @@ impl Store {
             self.read(|db| db.query_opt("SELECT id FROM checkpoints WHERE dir = $1 LIMIT 1", args![dir]))?;
         Ok(found.is_some())
     }
+}
+
+/// Removes checkpoint `checkpoint_id` from the index inside `tx`, recording its directory as to
+/// be removed.
+fn delete_checkpoint(tx: &mut dyn Sql, checkpoint_id: i64) -> Result<()> {
+    let deleted =
+        tx.query_opt("DELETE FROM checkpoints WHERE id = $1 RETURNING dir", args![checkpoint_id])?;
+    if let Some(row) = deleted {
+        removals::record(tx, &row.get::<String>(0)?)?;
+    }
+    Ok(())
 }
 
 /// A `checkpoints` row, as its columns are selected above.

@@ -1,8 +1,9 @@
 //! Job rows: inserted queued (or adopted finished, from a lost database's checkpoints), moved
 //! through their statuses, listed and deleted, each status change with its event.
 
+use super::claims::{self, Claim, ClaimEnd};
 use super::events::{self as history};
-use super::sql::{Row, args};
+use super::sql::{Dialect, Row, args};
 use super::{Result, Store, StoreError, checkpoints, references, removals};
 use crate::definition::ValidJobSpec;
 use crate::jobs::events::{JobEvent, StatusEvent};
@@ -33,6 +34,10 @@ pub struct AdoptedJob<'a> {
     /// Its checkpoints, oldest first.
     pub checkpoints: Vec<super::NewCheckpoint<'a>>,
 }
+
+/// An arbitrary constant: the advisory lock under which PostgreSQL replicas admit jobs one at a
+/// time, so the queue's capacity holds across the cluster.
+const ADMISSION_LOCK: i64 = 0x6b696c6e_0001;
 
 const JOB_COLUMNS: &str = "id, name, status, spec, parameters, backend, error, epoch, epochs, step, steps, \
                            created_at, started_at, finished_at, first_step_seconds, warnings, replica";
@@ -69,17 +74,27 @@ fn job(row: &Row) -> Result<Job> {
 }
 
 impl Store {
-    /// Inserts a queued job and returns it.
-    pub fn insert_job(&self, new: NewJob<'_>) -> Result<Job> {
+    /// Inserts a queued job and returns it, unless `capacity` jobs or more wait already in the
+    /// whole cluster ([`StoreError::QueueFull`]): the count and the insert are one transaction,
+    /// serialized across replicas, so concurrent submits cannot overfill the queue.
+    pub fn insert_job(&self, new: NewJob<'_>, capacity: usize) -> Result<Job> {
         let spec = serde_json::to_string(new.spec)?;
         let dataset = new.spec.data.uploaded_dataset();
+        let wants = new.spec.backend.name();
         self.write(|tx| {
+            if tx.dialect() == Dialect::Postgres {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", args![ADMISSION_LOCK])?;
+            }
+            let waiting: i64 = tx.query_one("SELECT COUNT(*) FROM jobs WHERE status = 'queued'", &[])?.get(0)?;
+            if waiting >= i64::try_from(capacity).unwrap_or(i64::MAX) {
+                return Err(StoreError::QueueFull(waiting));
+            }
             if let Some(dataset) = &dataset {
                 references::refuse_gone_dataset(tx, *dataset)?;
             }
             tx.execute(
-                "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at, dataset_id)
-                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO jobs (id, name, status, spec, idempotency_key, parameters, epochs, steps, created_at, dataset_id, wants)
+                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10)",
                 args![
                     new.id,
                     new.spec.name.as_deref(),
@@ -90,6 +105,7 @@ impl Store {
                     new.steps,
                     crate::jobs::now(),
                     dataset,
+                    wants.as_str(),
                 ],
             )?;
             Ok(((), vec![history::append(tx, new.id, &JobEvent::status(JobStatus::Queued))?]))
@@ -126,7 +142,12 @@ impl Store {
             for new in &job.checkpoints {
                 recorded.extend(checkpoints::insert_checkpoint(tx, job.id, new)?.1);
             }
-            let end = StatusEvent { status: job.status, backend: None, error: job.error.map(str::to_string) };
+            let end = StatusEvent {
+                status: job.status,
+                backend: None,
+                replica: None,
+                error: job.error.map(str::to_string),
+            };
             recorded.push(history::append(tx, job.id, &JobEvent::Status(end))?);
             Ok(((), recorded))
         })
@@ -178,42 +199,34 @@ impl Store {
             .collect())
     }
 
-    /// Marks a job running on `backend` of this replica; keeps the first start time of a resumed
-    /// job.
-    pub fn mark_running(&self, id: JobId, backend: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE jobs SET status = 'running', backend = $2, started_at = COALESCE(started_at, $3), replica = $4 \
-                 WHERE id = $1",
-                args![id, backend, crate::jobs::now(), self.replica.as_str()],
-            )?;
-            let running =
-                StatusEvent { status: JobStatus::Running, backend: Some(backend.to_string()), error: None };
-            Ok(((), vec![history::append(tx, id, &JobEvent::Status(running))?]))
-        })
-    }
-
-    /// Records how long the job's latest run took to finish its first step.
-    pub fn set_first_step_seconds(&self, id: JobId, seconds: f64) -> Result<()> {
-        self.read(|db| {
-            db.execute("UPDATE jobs SET first_step_seconds = $2 WHERE id = $1", args![id, seconds])
-        })?;
-        Ok(())
+    /// Records how long the run holding `claim` took to finish its first step.
+    pub fn set_first_step_seconds(&self, claim: Claim, seconds: f64) -> Result<()> {
+        self.update_claimed(claim, "first_step_seconds", seconds.into())
     }
 
     /// Records a job's parameter count, for models whose size depends on the data (a language
     /// model's vocabulary).
-    pub fn set_parameters(&self, id: JobId, parameters: u64) -> Result<()> {
-        self.read(|db| db.execute("UPDATE jobs SET parameters = $2 WHERE id = $1", args![id, parameters]))?;
-        Ok(())
+    pub fn set_parameters(&self, claim: Claim, parameters: u64) -> Result<()> {
+        self.update_claimed(claim, "parameters", parameters.into())
     }
 
-    /// Adds a warning to a job's list: something went wrong that its run got past.
-    pub fn add_warning(&self, id: JobId, message: &str) -> Result<()> {
+    /// Sets one column of the job that `claim` holds, or refuses once the claim does not hold.
+    fn update_claimed(&self, claim: Claim, column: &str, value: super::sql::Value) -> Result<()> {
+        let sql = format!("UPDATE jobs SET {column} = $3 WHERE id = $1 AND claim = $2");
+        let changed =
+            self.read(|db| db.execute(&sql, &[claim.job.into(), claim.token.into(), value.clone()]))?;
+        if changed == 1 { Ok(()) } else { Err(StoreError::Fenced(claim.job, claim.token)) }
+    }
+
+    /// Adds a warning to the list of the job that `claim` holds: something went wrong that its
+    /// run got past.
+    pub fn add_warning(&self, claim: Claim, message: &str) -> Result<()> {
+        let id = claim.job;
         self.transaction(|tx| {
-            let lock = tx.dialect().lock_rows(false);
-            let sql = format!("SELECT warnings FROM jobs WHERE id = $1{lock}");
-            let Some(row) = tx.query_opt(&sql, args![id])? else { return Ok(()) };
+            claims::fence(tx, claim)?;
+            let Some(row) = tx.query_opt("SELECT warnings FROM jobs WHERE id = $1", args![id])? else {
+                return Ok(());
+            };
             let mut warnings: Vec<String> = serde_json::from_str(&row.get::<String>(0)?)?;
             warnings.push(message.to_string());
             let warnings = serde_json::to_string(&warnings)?;
@@ -222,22 +235,16 @@ impl Store {
         })
     }
 
-    /// Puts a job back in the queue (server shutdown or restart), keeping its metrics.
-    pub fn mark_queued(&self, id: JobId) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("UPDATE jobs SET status = 'queued' WHERE id = $1", args![id])?;
-            Ok(((), vec![history::append(tx, id, &JobEvent::status(JobStatus::Queued))?]))
-        })
-    }
-
-    /// Ends a job with `status` and, for failures, the reason.
+    /// Ends a job with `status` and, for failures, the reason, whatever run holds it: a run
+    /// still holding it is fenced off from then on (see [`Store::end_run`] for a run's own end).
     pub fn finish_job(&self, id: JobId, status: JobStatus, error: Option<&str>) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE jobs SET status = $2, error = $3, finished_at = $4 WHERE id = $1",
+                "UPDATE jobs SET status = $2, error = $3, finished_at = $4, claim = NULL WHERE id = $1",
                 args![id, status.as_str(), error, crate::jobs::now()],
             )?;
-            let end = StatusEvent { status, backend: None, error: error.map(str::to_string) };
+            claims::end_claim(tx, id, ClaimEnd::Ended)?;
+            let end = StatusEvent { status, backend: None, replica: None, error: error.map(str::to_string) };
             Ok(((), vec![history::append(tx, id, &JobEvent::Status(end))?]))
         })
     }
@@ -248,6 +255,11 @@ impl Store {
         let order = self.write_order();
         self.transaction(|tx| {
             tx.execute("DELETE FROM jobs WHERE id = $1", args![id])?;
+            if tx.dialect() == Dialect::Postgres {
+                // Its watchers on the other replicas stop too (see `feed`).
+                let payload = format!("{}{id}", history::DELETED);
+                tx.execute("SELECT pg_notify($1, $2)", args![history::CHANNEL, payload])?;
+            }
             removals::record(tx, files)
         })?;
         self.announcer.deleted(id);

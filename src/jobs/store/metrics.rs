@@ -1,5 +1,6 @@
 //! Metrics rows: step points and epoch summaries of each job.
 
+use super::claims::{self, Claim};
 use super::sql::{Row, args};
 use super::{Result, Store, StoreError, events, rows};
 use crate::jobs::events::JobEvent;
@@ -18,10 +19,13 @@ pub struct MetricsPage {
 }
 
 impl Store {
-    /// Records step points and the progress they bring, in one transaction, with a `step` event
-    /// for each point.
-    pub fn record_steps(&self, id: JobId, points: &[StepPoint], progress: Progress) -> Result<()> {
+    /// Records step points of the run holding `claim` and the progress they bring, in one
+    /// transaction, with a `step` event for each point. Returns whether a cancel was asked of the
+    /// run (by whichever replica answered it).
+    pub fn record_steps(&self, claim: Claim, points: &[StepPoint], progress: Progress) -> Result<bool> {
+        let id = claim.job;
         self.write(|tx| {
+            let cancel = claims::fence(tx, claim)?;
             let mut recorded = Vec::with_capacity(points.len());
             for p in points {
                 tx.execute(
@@ -34,15 +38,17 @@ impl Store {
                 "UPDATE jobs SET epoch = $2, step = $3 WHERE id = $1",
                 args![id, progress.epoch, progress.step],
             )?;
-            Ok(((), recorded))
+            Ok((cancel, recorded))
         })
     }
 
-    /// Records an epoch's summary and the progress at its end, in one transaction, with its
-    /// `epoch` event.
-    pub fn record_epoch(&self, id: JobId, metrics: &EpochMetrics, progress: Progress) -> Result<()> {
+    /// Records an epoch's summary of the run holding `claim` and the progress at its end, in one
+    /// transaction, with its `epoch` event.
+    pub fn record_epoch(&self, claim: Claim, metrics: &EpochMetrics, progress: Progress) -> Result<()> {
         let json = serde_json::to_string(metrics)?;
+        let id = claim.job;
         self.write(|tx| {
+            claims::fence(tx, claim)?;
             tx.execute(
                 "INSERT INTO epoch_metrics (job_id, epoch, metrics) VALUES ($1, $2, $3) \
                  ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics",
@@ -53,11 +59,13 @@ impl Store {
         })
     }
 
-    /// A run starts at `progress`: forgets the metrics it will produce again (step points after
-    /// its step, epoch rows after its epoch, and their events) and records the progress, in one
-    /// transaction.
-    pub fn begin_run(&self, id: JobId, progress: Progress) -> Result<()> {
+    /// The run holding `claim` starts at `progress`: forgets the metrics it will produce again
+    /// (step points after its step, epoch rows after its epoch, and their events) and records the
+    /// progress, in one transaction.
+    pub fn begin_run(&self, claim: Claim, progress: Progress) -> Result<()> {
+        let id = claim.job;
         self.write(|tx| {
+            claims::fence(tx, claim)?;
             let (step, epoch) = (progress.step, progress.epoch);
             tx.execute("DELETE FROM step_metrics WHERE job_id = $1 AND step > $2", args![id, step])?;
             tx.execute("DELETE FROM epoch_metrics WHERE job_id = $1 AND epoch > $2", args![id, epoch])?;

@@ -2,7 +2,8 @@
 //! index of uploaded data sets, in one database: an SQLite file in the data dir by default, or a
 //! PostgreSQL server that several replicas share (`--database-url`; see [`database`]). All SQL of
 //! kiln is in this module, written once for both ([`sql`]): job rows in [`jobs`], metrics rows in
-//! [`metrics`], the checkpoint index in [`checkpoints`], uploaded data sets in [`datasets`], each
+//! [`metrics`], the checkpoint index in [`checkpoints`], which replica trains which job (and the
+//! fencing token every write of a run carries) in [`claims`], uploaded data sets in [`datasets`], each
 //! job's event history in [`events`]: every write that changes what a watcher sees appends its
 //! event in the same transaction and announces it once committed. [`removals`] lists the files
 //! kiln is about to remove: deleting a job, a data set or a checkpoint's index row records its
@@ -16,7 +17,9 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::events::{Announcer, Recorded};
+use tokio::sync::broadcast;
+
+use super::events::{Announcer, Notice, Recorded};
 use crate::config::DatabaseUrl;
 
 /// A database failure; never shown to clients.
@@ -36,6 +39,13 @@ pub enum StoreError {
     /// validated against it).
     #[error("data set {0} is gone")]
     DatasetGone(String),
+    /// A job was to be inserted while this many jobs wait, the queue's capacity or more.
+    #[error("{0} jobs wait already")]
+    QueueFull(i64),
+    /// A run's write was refused: the job no longer holds that claim (its replica's lease
+    /// expired and the job moved, or it was ended from elsewhere).
+    #[error("job {0} is no longer held by claim {1}: the run was taken over or ended elsewhere")]
+    Fenced(crate::jobs::JobId, i64),
     /// `--database-url` is neither `sqlite://PATH` nor `postgres://…` (not repeated: it may hold
     /// a password).
     #[error("--database-url must be sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE")]
@@ -58,9 +68,11 @@ fn postgres_message(e: &postgres::Error) -> String {
 }
 
 mod checkpoints;
+mod claims;
 mod database;
 mod datasets;
 mod events;
+mod feed;
 mod jobs;
 mod metrics;
 mod references;
@@ -73,6 +85,7 @@ pub(crate) mod sql;
 pub(crate) mod testing;
 
 pub use checkpoints::{IndexedCheckpoint, NewCheckpoint};
+pub use claims::{CancelRequest, Claim, ClaimRow};
 pub use datasets::DatasetDeletion;
 pub use jobs::{AdoptedJob, NewJob};
 pub use metrics::MetricsPage;
@@ -90,6 +103,9 @@ pub struct Store {
     announcer: Announcer,
     /// This process's id among the replicas serving the database (see [`replicas`]).
     replica: String,
+    /// On PostgreSQL, the listener that announces every replica's events (see [`feed`]); on
+    /// SQLite, each write announces its own.
+    feed: Option<feed::Feed>,
 }
 
 impl Store {
@@ -99,7 +115,14 @@ impl Store {
         let db = Database::open(url)?;
         schema::migrate(&db)?;
         let replica = uuid::Uuid::new_v4().to_string();
-        Ok(Self { db, write_order: Mutex::new(()), announcer: Announcer::default(), replica })
+        let announcer = Announcer::default();
+        let feed = match url {
+            DatabaseUrl::Postgres(url) => {
+                Some(feed::Feed::start(url, announcer.clone(), newest_event(&db)?)?)
+            }
+            _ => None,
+        };
+        Ok(Self { db, write_order: Mutex::new(()), announcer, replica, feed })
     }
 
     /// Whether the database knows no job and no data set (it is new, or was lost and made anew).
@@ -125,10 +148,14 @@ impl Store {
 
     /// Runs `write` in one transaction; once it commits, announces the events it recorded, still
     /// in write order: the channel then carries every job's events in the order of their ids.
+    /// On PostgreSQL the listener announces them, with every other replica's (see [`feed`]).
     fn write<T: Send>(
         &self,
-        write: impl FnMut(&mut dyn Sql) -> Result<(T, Vec<Recorded>)> + Send,
+        mut write: impl FnMut(&mut dyn Sql) -> Result<(T, Vec<Recorded>)> + Send,
     ) -> Result<T> {
+        if self.feed.is_some() {
+            return self.db.transaction(|tx| write(tx).map(|(value, _)| value));
+        }
         let order = self.write_order();
         let (value, events) = self.db.transaction(write)?;
         self.announcer.announce(events);
@@ -146,10 +173,28 @@ impl Store {
         self.db.dialect() == sql::Dialect::Postgres
     }
 
+    /// A receiver of every event announced from now on, and the id of the newest event stored
+    /// now (0: none), taken together in write order: the receiver gets every event after that id.
+    pub fn subscribe(&self) -> Result<(broadcast::Receiver<Notice>, i64)> {
+        if let Some(feed) = &self.feed {
+            return Ok(feed.subscribe(&self.announcer));
+        }
+        let order = self.write_order();
+        let newest = newest_event(&self.db)?;
+        let live = self.announcer.subscribe();
+        drop(order);
+        Ok((live, newest))
+    }
+
     /// Where recorded events are announced, for watchers to subscribe.
     pub fn announcer(&self) -> &Announcer {
         &self.announcer
     }
 }
+/// The id of the newest event stored (0: none).
+fn newest_event(db: &Database) -> Result<i64> {
+    db.read(|db| db.query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])?.get(0))
+}
+
 #[cfg(test)]
 mod tests;

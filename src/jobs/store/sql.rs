@@ -199,6 +199,16 @@ impl Dialect {
             (Dialect::Postgres, false) => " FOR UPDATE",
         }
     }
+
+    /// [`Dialect::lock_rows`] against everyone, passing over rows another transaction holds: the
+    /// work-queue idiom, so replicas claiming at once take different jobs instead of waiting on
+    /// one another.
+    pub(crate) fn lock_free_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 /// A connection, or a transaction on one. Statements use `$1`-style placeholders.

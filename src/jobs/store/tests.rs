@@ -31,7 +31,7 @@ fn on_upload(id: DatasetId) -> ValidJobSpec {
 
 fn insert(store: &Store, spec: &ValidJobSpec, key: Option<&str>) -> JobId {
     let id = JobId::new_v4();
-    store.insert_job(NewJob { id, spec, idempotency_key: key, parameters: 42, steps: 10 }).unwrap();
+    store.insert_job(NewJob { id, spec, idempotency_key: key, parameters: 42, steps: 10 }, 100).unwrap();
     id
 }
 
@@ -61,11 +61,11 @@ fn a_job_goes_through_its_life_and_is_read_back_as_written() {
         assert!(store.job_by_idempotency_key("key-2").unwrap().is_none());
         assert!(store.job(JobId::new_v4()).unwrap().is_none());
 
-        store.mark_running(id, "cpu (burn-flex)").unwrap();
-        store.set_first_step_seconds(id, 0.25).unwrap();
-        store.set_parameters(id, 7).unwrap();
-        store.add_warning(id, "one").unwrap();
-        store.add_warning(id, "two \"quoted\"").unwrap();
+        let claim = store.claim_job(id, "cpu (burn-flex)").unwrap();
+        store.set_first_step_seconds(claim, 0.25).unwrap();
+        store.set_parameters(claim, 7).unwrap();
+        store.add_warning(claim, "one").unwrap();
+        store.add_warning(claim, "two \"quoted\"").unwrap();
         let job = store.job(id).unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Running);
         assert_eq!(job.backend.as_deref(), Some("cpu (burn-flex)"));
@@ -78,8 +78,8 @@ fn a_job_goes_through_its_life_and_is_read_back_as_written() {
         assert_eq!(by_status, [(JobStatus::Running, 1)]);
         assert_eq!(by_device, [("cpu (burn-flex)".to_string(), 1)]);
 
-        store.mark_queued(id).unwrap();
-        store.mark_running(id, "cpu (burn-flex)").unwrap();
+        store.end_run(claim, JobStatus::Queued, None).unwrap();
+        store.claim_job(id, "cpu (burn-flex)").unwrap();
         assert_eq!(
             store.job(id).unwrap().unwrap().started_at,
             started,
@@ -112,7 +112,7 @@ fn a_second_job_with_the_same_idempotency_key_is_refused_by_the_database() {
             parameters: 1,
             steps: 1,
         };
-        assert!(store.insert_job(again).is_err(), "{}", database.name);
+        assert!(store.insert_job(again, 100).is_err(), "{}", database.name);
         assert_eq!(
             store.list_jobs(None, 0, 10).unwrap().0.len(),
             1,
@@ -149,12 +149,12 @@ fn metrics_page_by_cursor_and_a_resumed_run_forgets_what_it_will_redo() {
         let store = database.open();
         let name = database.name;
         let id = insert(&store, &spec(MLP), None);
-        store.mark_running(id, "cpu").unwrap();
-        store.record_steps(id, &[point(1), point(2), point(3)], progress(0, 3)).unwrap();
+        let claim = store.claim_job(id, "cpu").unwrap();
+        store.record_steps(claim, &[point(1), point(2), point(3)], progress(0, 3)).unwrap();
         let mut epoch = EpochMetrics::new(1, 0.5, 2.0);
         epoch.test_accuracy = Some(0.75);
-        store.record_epoch(id, &epoch, progress(1, 5)).unwrap();
-        store.record_steps(id, &[point(4), point(5)], progress(1, 5)).unwrap();
+        store.record_epoch(claim, &epoch, progress(1, 5)).unwrap();
+        store.record_steps(claim, &[point(4), point(5)], progress(1, 5)).unwrap();
 
         let page = store.metrics(id, 0, 2).unwrap().unwrap();
         assert_eq!(page.status, JobStatus::Running);
@@ -167,10 +167,10 @@ fn metrics_page_by_cursor_and_a_resumed_run_forgets_what_it_will_redo() {
 
         // The same epoch recorded again replaces its row.
         epoch.train_loss = 0.25;
-        store.record_epoch(id, &epoch, progress(1, 5)).unwrap();
+        store.record_epoch(claim, &epoch, progress(1, 5)).unwrap();
         assert_eq!(store.metrics(id, 0, 10).unwrap().unwrap().epochs, [epoch.clone()], "{name}");
 
-        store.begin_run(id, progress(0, 2)).unwrap();
+        store.begin_run(claim, progress(0, 2)).unwrap();
         let page = store.metrics(id, 0, 10).unwrap().unwrap();
         assert_eq!(page.steps, [point(1), point(2)], "{name}: steps after 2 forgotten");
         assert!(page.epochs.is_empty(), "{name}: epoch 1 forgotten");
@@ -187,6 +187,7 @@ fn checkpoints_are_indexed_replaced_by_directory_and_dropped_into_removals() {
         let store = database.open();
         let name = database.name;
         let id = insert(&store, &spec(MLP), None);
+        let claim = store.claim_job(id, "cpu").unwrap();
         let metrics = EpochMetrics::new(1, 0.5, 1.0);
         let checkpoint = |dir, step, sha256| NewCheckpoint {
             dir,
@@ -197,10 +198,13 @@ fn checkpoints_are_indexed_replaced_by_directory_and_dropped_into_removals() {
             files: Some(r#"{"model.mpk":{"bytes":1,"sha256":"ab"}}"#),
             metrics: Some(&metrics),
         };
-        let first = store.insert_checkpoint(id, &checkpoint("jobs/x/checkpoints/step-4", 4, "aa")).unwrap();
-        let second = store.insert_checkpoint(id, &checkpoint("jobs/x/checkpoints/step-8", 8, "bb")).unwrap();
+        let first =
+            store.insert_checkpoint(claim, &checkpoint("jobs/x/checkpoints/step-4", 4, "aa")).unwrap();
+        let second =
+            store.insert_checkpoint(claim, &checkpoint("jobs/x/checkpoints/step-8", 8, "bb")).unwrap();
         assert!(second > first);
-        let again = store.insert_checkpoint(id, &checkpoint("jobs/x/checkpoints/step-4", 4, "cc")).unwrap();
+        let again =
+            store.insert_checkpoint(claim, &checkpoint("jobs/x/checkpoints/step-4", 4, "cc")).unwrap();
         let rows = store.checkpoints(id).unwrap();
         assert_eq!(rows.iter().map(|r| r.info.id).collect::<Vec<_>>(), [second, again], "{name}");
         assert_eq!(rows[1].info.sha256, "cc", "{name}: the directory's row replaced");
@@ -209,15 +213,15 @@ fn checkpoints_are_indexed_replaced_by_directory_and_dropped_into_removals() {
         assert_eq!(rows[0].files.as_deref(), Some(r#"{"model.mpk":{"bytes":1,"sha256":"ab"}}"#));
         assert!(store.is_indexed_checkpoint("jobs/x/checkpoints/step-8").unwrap());
 
-        store.delete_checkpoint(second).unwrap();
+        store.drop_checkpoint(claim, second).unwrap();
         assert!(!store.is_indexed_checkpoint("jobs/x/checkpoints/step-8").unwrap());
         assert_eq!(store.removals().unwrap(), ["jobs/x/checkpoints/step-8"], "{name}");
         // Written again: it is no longer to be removed.
-        store.insert_checkpoint(id, &checkpoint("jobs/x/checkpoints/step-8", 8, "dd")).unwrap();
+        store.insert_checkpoint(claim, &checkpoint("jobs/x/checkpoints/step-8", 8, "dd")).unwrap();
         assert!(store.removals().unwrap().is_empty(), "{name}");
         let kinds: Vec<&str> =
             store.events(id, 0, 100).unwrap().unwrap().events.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, ["status", "checkpoint", "checkpoint", "checkpoint", "checkpoint"]);
+        assert_eq!(kinds, ["status", "status", "checkpoint", "checkpoint", "checkpoint", "checkpoint"]);
     }
 }
 
@@ -238,7 +242,11 @@ fn a_job_on_an_uploaded_data_set_that_is_gone_is_refused_and_one_on_a_present_se
         let on_missing = on_upload(DatasetId::new_v4());
         let missing =
             NewJob { id: JobId::new_v4(), spec: &on_missing, idempotency_key: None, parameters: 1, steps: 1 };
-        assert!(matches!(store.insert_job(missing), Err(StoreError::DatasetGone(_))), "{}", database.name);
+        assert!(
+            matches!(store.insert_job(missing, 100), Err(StoreError::DatasetGone(_))),
+            "{}",
+            database.name
+        );
 
         store.insert_dataset(&dataset, "datasets/uploads/a.txt").unwrap();
         let reader = insert(&store, &on_upload(dataset.id), None);
@@ -264,7 +272,7 @@ fn replicas_register_beat_list_their_running_jobs_and_leave_and_a_dead_one_is_re
         assert_ne!(first.replica(), second.replica());
 
         let id = insert(&first, &spec(MLP), None);
-        first.mark_running(id, "cpu").unwrap();
+        first.claim_job(id, "cpu").unwrap();
         assert_eq!(first.job(id).unwrap().unwrap().replica.as_deref(), Some(first.replica()), "{name}");
         assert!(first.heartbeat().unwrap());
         let all = second.replicas().unwrap();
@@ -287,3 +295,5 @@ fn replicas_register_beat_list_their_running_jobs_and_leave_and_a_dead_one_is_re
         assert!(third.replicas().unwrap().is_empty(), "{name}");
     }
 }
+
+mod claims;

@@ -74,8 +74,20 @@ const MANIFEST_FILE: &str = "checkpoint.json";
 const FILES: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, MANIFEST_FILE];
 /// How the temporary directory of a write in progress is named: `.tmp-<uuid>`.
 const TMP_PREFIX: &str = ".tmp-";
-/// How a checkpoint's directory is named: `step-<step, 10 digits>`.
+/// How a checkpoint's directory is named: `step-<step, 10 digits>`, then `-<claim>` when the run
+/// that wrote it held a claim (see [`dir_name`]).
 const STEP_PREFIX: &str = "step-";
+
+/// The name of the directory of a checkpoint at `step` written by the run holding claim
+/// `attempt` (0: none). Two runs of one job never share a directory: a run fenced off, still
+/// writing before its next write to the database is refused, cannot replace the checkpoint of the
+/// run that took the job over.
+pub fn dir_name(step: u64, attempt: i64) -> String {
+    match attempt {
+        0 => format!("{STEP_PREFIX}{step:010}"),
+        claim => format!("{STEP_PREFIX}{step:010}-{claim}"),
+    }
+}
 
 /// A checkpoint that could not be written, read or verified; `path` names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -196,18 +208,19 @@ pub struct Identity<'a> {
 }
 
 /// Writes a checkpoint of `model` and `optim` at `position` into its step's directory under
-/// `parent`, through a temporary directory renamed into place (see the module's note on a step
+/// `parent` (named by [`dir_name`] for the run holding claim `attempt`), through a temporary directory renamed into place (see the module's note on a step
 /// written again). A write that fails removes its temporary directory; one cut short by a crash
 /// leaves it, for [`is_temporary`] to find at the next start.
 pub fn write<M: Module>(
     parent: &Path,
+    attempt: i64,
     identity: &Identity<'_>,
     model: &M,
     optim: &ModuleOptimizer,
     position: &Position,
 ) -> Result<Written, CheckpointError> {
     fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let dir = parent.join(format!("{STEP_PREFIX}{:010}", position.step));
+    let dir = parent.join(dir_name(position.step, attempt));
     let tmp = parent.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     if let Err(e) = fill(&tmp, identity, model, optim, position) {

@@ -268,7 +268,7 @@ fn save<T: Task>(
         Identity { job_id: run.id, spec: run.spec, vocab: task.vocab(), classes: task.class_names() };
     let parent = run.config.checkpoints_dir(run.id);
     let position = &state.position;
-    let written = checkpoint::write(&parent, &identity, &state.model, &state.optim, position)
+    let written = checkpoint::write(&parent, run.attempt, &identity, &state.model, &state.optim, position)
         .map_err(|e| run.checkpoint_error(e))?;
     let mut kept = run.log.checkpoints()?;
     // A resumed run may write the same step again: that checkpoint replaced the old one.
@@ -283,7 +283,13 @@ fn save<T: Task>(
         files: written.files,
         metrics,
     };
-    let id = run.log.checkpoint_saved(&saved)?;
+    // A checkpoint the index refused (the run's claim was taken over, the database failed) is
+    // nobody's: its directory goes, rather than lie unindexed in the data dir.
+    let id = run.log.checkpoint_saved(&saved).inspect_err(|_| {
+        if let Err(e) = checkpoint::remove(&saved.dir) {
+            tracing::warn!(job = %run.id, error = %e, "could not remove a checkpoint the index refused");
+        }
+    })?;
     kept.push(KeptCheckpoint {
         id,
         step: saved.step,

@@ -130,6 +130,7 @@ fn setup(epochs: u32, keep_last: u32) -> Setup {
 
 fn run_job(setup: &Setup, log: &Memory) -> Result<Outcome, TrainError> {
     let run = Run {
+        attempt: 0,
         id: setup.id,
         spec: &setup.spec,
         config: &setup.config,
@@ -268,6 +269,7 @@ fn a_diverged_loss_fails_the_run_at_its_step() {
     let setup = setup(3, 3);
     let log = Memory::default();
     let run = Run {
+        attempt: 0,
         id: setup.id,
         spec: &setup.spec,
         config: &setup.config,

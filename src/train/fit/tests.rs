@@ -94,7 +94,7 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
     }
     let position = Position { epoch: 0, step_in_epoch: 3, step: 3, totals: EpochTotals::default() };
     let identity = Identity { job_id: uuid::Uuid::new_v4(), spec: &spec, vocab: None, classes: None };
-    let written = checkpoint::write(dir.path(), &identity, &model, &optim, &position).unwrap();
+    let written = checkpoint::write(dir.path(), 0, &identity, &model, &optim, &position).unwrap();
     let restore = || {
         let fresh = model_spec.init(shape, 10, &plain);
         let manifest = checkpoint::manifest(&written.dir).unwrap();

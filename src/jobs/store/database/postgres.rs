@@ -207,6 +207,10 @@ fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// How long the server lets one of kiln's sessions sit idle inside a transaction before it ends
+/// the session (see [`Manager::connect`]).
+const IDLE_IN_TRANSACTION_MS: u64 = 2000;
+
 /// A pooled connection and the statements prepared on it, by their SQL.
 struct Connection {
     client: postgres::Client,
@@ -222,7 +226,13 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
-        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+        let mut client = self.config.connect(NoTls)?;
+        // kiln's transactions never wait between statements: one open and idle is a replica that
+        // was paused or cut off mid-write. The server ends it, releasing the job rows it locked,
+        // so the other replicas can take that replica's jobs once its lease expires.
+        client
+            .batch_execute(&format!("SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"))?;
+        Ok(Connection { client, statements: HashMap::new() })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {

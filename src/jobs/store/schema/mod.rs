@@ -36,6 +36,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sqlite: Step::Code(sqlite::v2), postgres: Step::Sql(postgres::V2) },
     // The replicas serving the database, and which one trains each job.
     Migration { sqlite: Step::Code(sqlite::v3), postgres: Step::Code(postgres::v3) },
+    // Jobs claimed through the database: the claim (fencing token) a run holds, the backend a
+    // queued job waits for, a cancel asked of whichever replica trains it, and the log of claims.
+    Migration { sqlite: Step::Code(sqlite::v4), postgres: Step::Code(postgres::v4) },
 ];
 
 /// An arbitrary constant: the advisory lock under which PostgreSQL replicas migrate one at a time.
@@ -102,6 +105,19 @@ CREATE TABLE IF NOT EXISTS replicas (
     heartbeat_ms BIGINT NOT NULL
 );
 ";
+
+/// Fills `jobs.wants` (the backend a job asked for, as its definition names it) of the jobs
+/// still queued or running: the claim query reads it, not the JSON. Finished jobs need none.
+fn fill_wants(tx: &mut dyn Sql) -> Result<()> {
+    let rows = tx.query("SELECT id, spec FROM jobs WHERE status IN ('queued', 'running')", &[])?;
+    for row in rows {
+        let (id, spec) = (row.get::<String>(0)?, row.get::<String>(1)?);
+        let spec: serde_json::Value = serde_json::from_str(&spec)?;
+        let wants = spec["backend"].as_str().unwrap_or("cpu").to_string();
+        tx.execute("UPDATE jobs SET wants = $2 WHERE id = $1", args![id, wants])?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests;

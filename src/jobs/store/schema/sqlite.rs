@@ -48,6 +48,26 @@ pub(super) fn v3(tx: &mut dyn Sql) -> Result<()> {
     add_missing_column(tx, "jobs", "replica", "TEXT")
 }
 
+pub(super) fn v4(tx: &mut dyn Sql) -> Result<()> {
+    add_missing_column(tx, "jobs", "claim", "INTEGER")?;
+    add_missing_column(tx, "jobs", "wants", "TEXT")?;
+    add_missing_column(tx, "jobs", "cancel_requested", "INTEGER NOT NULL DEFAULT 0")?;
+    tx.batch(
+        "CREATE TABLE IF NOT EXISTS claims (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            replica    TEXT NOT NULL,
+            device     TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            ended_at   TEXT,
+            outcome    TEXT
+        );
+        CREATE INDEX IF NOT EXISTS claims_job ON claims (job_id, id);
+        CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (status, wants, seq);",
+    )?;
+    super::fill_wants(tx)
+}
+
 /// Rewrites every checkpoint directory not yet relative to the data dir (an absolute path, as
 /// kiln recorded them once) as `jobs/<job>/checkpoints/<its last component>`: derived from the
 /// job and the directory's name alone, so a data dir moved or copied since resolves to its own
