@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Gathers kiln's runtime into an empty root file system, which the image's last stage copies onto
 # `scratch`: the binary, the shared libraries it and the Vulkan stack load (found with ldd), the
-# Vulkan driver manifests, the dynamic loader and its cache, a passwd with the `kiln` user, /data
-# and /tmp. Nothing else of Debian: no shell, no package manager, no coreutils.
+# Vulkan driver manifests, the dynamic loader and its cache, a passwd with the `kiln` user, /data,
+# /shared and /tmp. Nothing else of Debian: no shell, no package manager, no coreutils.
 #
 #   docker/runtime-root.sh BINARY ROOT SOFTWARE_VULKAN WITH_FASHION_MNIST
 #
@@ -68,11 +68,13 @@ find "$root" -type f ! -path "$root/usr/local/*" ! -path "$root/usr/share/datase
     if [ -f "/usr/share/doc/$package/copyright" ]; then put "/usr/share/doc/$package/copyright"; fi
   done
 
-mkdir -p "$root/etc" "$root/data" "$root/tmp"
+mkdir -p "$root/etc" "$root/data" "$root/shared" "$root/tmp"
 cp -a /etc/ld.so.conf /etc/ld.so.conf.d "$root/etc/"
 printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nkiln:x:10001:10001:kiln:/data:/usr/sbin/nologin\n' >"$root/etc/passwd"
 printf 'root:x:0:\nkiln:x:10001:\n' >"$root/etc/group"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 chmod 1777 "$root/tmp"
-chown 10001:10001 "$root/data"
+# /shared: where replicas mount the volume they share (--shared-dir, docker/compose.yml); a new
+# named volume takes the ownership of the directory it is mounted on.
+chown 10001:10001 "$root/data" "$root/shared"
 ldconfig -r "$root"
