@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -90,13 +90,20 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
         .spawn(move || {
             let again =
                 NewReplica { address: &address, devices: &devices, version: env!("CARGO_PKG_VERSION") };
+            // A beat may wait on an unreachable database past the stop.
+            let stopping = || matches!(stopped.try_recv(), Err(TryRecvError::Disconnected));
+            // Since when every beat has renewed: see `reap`.
+            let mut renewing_since = Some(Instant::now());
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                // A beat may have waited on an unreachable database past the stop.
-                if matches!(stopped.try_recv(), Err(TryRecvError::Disconnected)) {
+                if stopping() {
                     break;
                 }
-                beat(&beating, &again);
-                reap(&beating);
+                let renewed = beat(&beating, &again, stopping);
+                renewing_since = if renewed { renewing_since.or(Some(Instant::now())) } else { None };
+                let lease = Duration::from_millis(lease_ms(&beating) as u64);
+                if renewing_since.is_some_and(|since| since.elapsed() >= lease) && !stopping() {
+                    reap(&beating);
+                }
             }
             let _ = done.send(());
         })
@@ -104,25 +111,38 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
     Ok(Membership { stop, finished })
 }
 
-/// Renews the heartbeat. If another replica took this one for dead (it was paused, or cut off
-/// from the database, past its lease) and removed its row, registers again: the jobs it was
-/// training were queued again meanwhile, and their runs here are fenced off.
-fn beat(shared: &Shared, again: &NewReplica<'_>) {
+/// Renews the heartbeat; says whether it did. If another replica took this one for dead (it was
+/// paused, or cut off from the database, past its lease) and removed its row, registers again —
+/// unless it is `stopping` (its row was removed by its own leave): the jobs it was training were
+/// queued again meanwhile, and their runs here are fenced off.
+fn beat(shared: &Shared, again: &NewReplica<'_>, stopping: impl Fn() -> bool) -> bool {
     match shared.store.heartbeat() {
-        Ok(true) => {}
+        Ok(true) => true,
+        Ok(false) if stopping() => false,
         Ok(false) => match shared.store.register_replica(again, lease_ms(shared)) {
-            Ok(_) => tracing::warn!(
-                "this replica was taken for dead (its heartbeat row was gone): registered again; \
-                 the jobs it was training have been queued again"
-            ),
-            Err(e) => tracing::warn!(error = %e, "registering again failed"),
+            Ok(_) => {
+                tracing::warn!(
+                    "this replica was taken for dead (its heartbeat row was gone): registered again; \
+                     the jobs it was training have been queued again"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "registering again failed");
+                false
+            }
         },
-        Err(e) => tracing::warn!(error = %e, "renewing this replica's heartbeat failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "renewing this replica's heartbeat failed");
+            false
+        }
     }
 }
 
 /// Queues again the jobs of replicas whose heartbeat expired, and wakes this replica's idle
-/// workers to claim them.
+/// workers to claim them. Only called once this replica has renewed its own heartbeat for a
+/// whole lease: after an outage of the database every replica's heartbeat is stale, and the first
+/// to reconnect must not take the others' jobs before they have had a lease to renew theirs.
 fn reap(shared: &Shared) {
     match shared.store.requeue_expired(lease_ms(shared)) {
         Ok(requeued) if requeued.is_empty() => {}

@@ -22,29 +22,48 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// The runs of this replica and the wake-up signal.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    running: HashMap<JobId, Arc<AtomicBool>>,
+    /// Each run's claim token and cancel flag, by job: a job taken over and claimed again here
+    /// while its fenced run still ends has the new run's entry.
+    running: HashMap<JobId, (i64, Arc<AtomicBool>)>,
+    /// Workers between claiming a job in the database and recording their run here.
+    claiming: usize,
     /// Counts the wake-ups, so a worker that looked before one does not sleep through it.
     wakes: u64,
     closed: bool,
 }
 
 impl QueueState {
-    /// Records that a worker here runs job `id`; returns the run's cancel flag.
-    pub fn start(&mut self, id: JobId) -> Arc<AtomicBool> {
+    /// A worker is about to claim a job: until [`QueueState::start`] or
+    /// [`QueueState::claimed_none`], a job the database shows running here may be starting.
+    pub fn claiming(&mut self) {
+        self.claiming += 1;
+    }
+
+    /// The claim found no job.
+    pub fn claimed_none(&mut self) {
+        self.claiming -= 1;
+    }
+
+    /// Records that a worker here runs job `id` under claim `token` (after [`QueueState::claiming`]);
+    /// returns the run's cancel flag.
+    pub fn start(&mut self, id: JobId, token: i64) -> Arc<AtomicBool> {
+        self.claiming -= 1;
         let flag = Arc::new(AtomicBool::new(false));
-        self.running.insert(id, flag.clone());
+        self.running.insert(id, (token, flag.clone()));
         flag
     }
 
-    /// Forgets a run that stopped.
-    pub fn finish(&mut self, id: JobId) {
-        self.running.remove(&id);
+    /// Forgets the run of `id` under claim `token` that stopped (not a later run of the job).
+    pub fn finish(&mut self, id: JobId, token: i64) {
+        if self.running.get(&id).is_some_and(|(t, _)| *t == token) {
+            self.running.remove(&id);
+        }
     }
 
     /// Signals the run of `id` on this replica to stop; `false` if no worker here runs it.
     pub fn cancel(&mut self, id: JobId) -> bool {
         match self.running.get(&id) {
-            Some(flag) => {
+            Some((_, flag)) => {
                 flag.store(true, Ordering::SeqCst);
                 true
             }
@@ -52,9 +71,9 @@ impl QueueState {
         }
     }
 
-    /// Whether a worker here runs `id`.
-    pub fn is_running(&self, id: JobId) -> bool {
-        self.running.contains_key(&id)
+    /// Whether a worker here runs `id`, or may be starting it (a claim is under way).
+    pub fn may_run(&self, id: JobId) -> bool {
+        self.claiming > 0 || self.running.contains_key(&id)
     }
 
     /// Whether the queue stopped handing out work (the server is shutting down).
@@ -117,14 +136,32 @@ mod tests {
     #[test]
     fn cancel_signals_only_runs_held_here() {
         let mut q = QueueState::default();
-        let flag = q.start(id(1));
-        assert!(q.is_running(id(1)));
+        q.claiming();
+        assert!(q.may_run(id(1)), "a claim under way may be starting it");
+        let flag = q.start(id(1), 5);
+        assert!(q.may_run(id(1)) && !q.may_run(id(2)));
         assert!(!q.cancel(id(2)));
         assert!(!flag.load(Ordering::SeqCst));
         assert!(q.cancel(id(1)));
         assert!(flag.load(Ordering::SeqCst));
-        q.finish(id(1));
-        assert!(!q.is_running(id(1)) && !q.cancel(id(1)));
+        q.finish(id(1), 5);
+        assert!(!q.may_run(id(1)) && !q.cancel(id(1)));
+    }
+
+    #[test]
+    fn a_fenced_run_ending_forgets_only_itself() {
+        let mut q = QueueState::default();
+        q.claiming();
+        let old = q.start(id(1), 5);
+        // Taken over while this replica was paused, then claimed here again by another worker.
+        q.claiming();
+        let new = q.start(id(1), 8);
+        q.finish(id(1), 5);
+        assert!(q.may_run(id(1)), "the new run is still recorded");
+        assert!(q.cancel(id(1)));
+        assert!(new.load(Ordering::SeqCst) && !old.load(Ordering::SeqCst), "the cancel reaches the new run");
+        q.finish(id(1), 8);
+        assert!(!q.may_run(id(1)));
     }
 
     #[test]

@@ -210,16 +210,16 @@ impl Jobs {
     /// records its next steps.
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
         let shared = &self.shared;
-        if shared.queue.lock().cancel(id) {
-            return self.get(id);
-        }
+        // Signalled here at once when its run is here; the flag in the database too, which
+        // whatever run holds the job reads.
+        let signalled = shared.queue.lock().cancel(id);
         match shared.store.request_cancel(id)? {
             None => return Err(not_found(id)),
             Some(CancelRequest::Finished(status)) => {
                 return Err(JobError::Conflict(format!("job {id} already {}", status.as_str())));
             }
             Some(CancelRequest::Asked(replica))
-                if replica == shared.store.replica() && !self.runs_here(id) =>
+                if !signalled && replica == shared.store.replica() && !self.runs_here(id) =>
             {
                 // Running here in the store, yet no worker here holds it: its worker could not
                 // record how it ended. Nothing runs it, so it is stopped now.
@@ -231,9 +231,9 @@ impl Jobs {
         self.get(id)
     }
 
-    /// Whether a worker of this replica trains job `id`.
+    /// Whether a worker of this replica trains job `id`, or may be starting it.
     fn runs_here(&self, id: JobId) -> bool {
-        self.shared.queue.lock().is_running(id)
+        self.shared.queue.lock().may_run(id)
     }
 
     /// Removes a job that nothing trains or will train — a finished one, or one whose worker

@@ -76,17 +76,21 @@ fn work(shared: &Shared, lane: Lane) {
         if shared.queue.lock().is_closed() {
             return;
         }
+        shared.queue.lock().claiming();
         match shared.store.claim_next(&wants, &device.name) {
             Ok(Some(claim)) => {
-                let cancel = shared.queue.lock().start(claim.job);
+                let cancel = shared.queue.lock().start(claim.job, claim.token);
                 if let Err(e) = run(shared, claim, &cancel, lane, train::run) {
                     tracing::error!(job = %claim.job, error = %e, "could not record the outcome of a job");
                 }
-                shared.queue.lock().finish(claim.job);
+                shared.queue.lock().finish(claim.job, claim.token);
                 continue;
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "looking for a queued job failed"),
+            Ok(None) => shared.queue.lock().claimed_none(),
+            Err(e) => {
+                shared.queue.lock().claimed_none();
+                tracing::warn!(error = %e, "looking for a queued job failed");
+            }
         }
         if !shared.queue.wait(seen, POLL) {
             return;
@@ -103,8 +107,15 @@ fn run(
     trainer: Trainer,
 ) -> Result<(), StoreError> {
     let id = claim.job;
-    let Some(job) = shared.store.job(id)? else {
-        return Ok(());
+    let job = match shared.store.job(id) {
+        Ok(Some(job)) => job,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            // Claimed, so nothing else will end it: it fails, saying why.
+            let reason = format!("reading the job's definition failed: {e}");
+            record_outcome(shared, claim, JobStatus::Failed, Some(&reason), &RETRY_DELAYS)?;
+            return Err(e);
+        }
     };
     tracing::info!(job = %id, claim = claim.token, model = ?job.spec.model, "job starting");
     let device = shared.backends.resolve(lane);

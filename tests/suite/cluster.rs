@@ -130,45 +130,66 @@ fn postgres_script(command: &str, dir: &std::path::Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_restart_mid_training_stalls_the_job_and_loses_or_repeats_nothing() {
+async fn a_database_restart_mid_training_stalls_two_replicas_and_loses_or_repeats_nothing() {
     let postgres = OwnPostgres::start();
     let url = format!("{}/postgres", postgres.url);
-    let server = Server::start_with(|c| c.database_url = Some(url.parse().unwrap())).await;
-    let (c, base) = (&server.client, server.base.as_str());
+    let shared = tempfile::tempdir().unwrap();
+    let replica = |c: &mut kiln::Config| {
+        c.database_url = Some(url.parse().unwrap());
+        c.shared_dir = Some(shared.path().to_path_buf());
+    };
+    let servers = [Server::start_with(replica).await, Server::start_with(replica).await];
+    let (c, base) = (&servers[0].client, servers[0].base.as_str());
     let mut job = synthetic_job(4);
     job["data"]["train_size"] = serde_json::json!(6000);
     job["training"]["log_every"] = serde_json::json!(1);
-    let id = submit(c, base, &job).await["id"].as_str().unwrap().to_string();
-    crate::common::wait_for(c, base, &id, Duration::from_secs(120), |j| {
-        j["progress"]["step"].as_u64() > Some(2)
-    })
-    .await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(submit(c, base, &job).await["id"].as_str().unwrap().to_string());
+    }
+    // One job on each replica (each has one worker), both training.
+    let mut trained_by = Vec::new();
+    for id in &ids {
+        let running = crate::common::wait_for(c, base, id, Duration::from_secs(120), |j| {
+            j["status"] == "running" && j["progress"]["step"].as_u64() > Some(2)
+        })
+        .await;
+        trained_by.push(running["replica"].as_str().unwrap().to_string());
+    }
+    assert_ne!(trained_by[0], trained_by[1], "both replicas train");
 
     let restart = tokio::task::spawn_blocking(move || {
         postgres.restart();
         postgres
     });
     // Asked while the server restarts: the answer waits for it rather than fails.
-    let during = get_json(c, &server.url(&format!("/jobs/{id}"))).await;
-    assert_eq!(during["id"], id.as_str());
+    let during = get_json(c, &servers[1].url(&format!("/jobs/{}", ids[0]))).await;
+    assert_eq!(during["id"], ids[0].as_str());
     let postgres = restart.await.unwrap();
-    let after = get_json(c, &server.url(&format!("/jobs/{id}"))).await;
-    assert_eq!(after["status"], "running", "the restart came while the job trained: {after}");
+    for id in &ids {
+        let after = get_json(c, &servers[1].url(&format!("/jobs/{id}"))).await;
+        assert_eq!(after["status"], "running", "the restart came while the jobs trained: {after}");
+    }
 
-    let done = wait_finished(c, base, &id, Duration::from_secs(300)).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    let metrics = get_json(c, &server.url(&format!("/jobs/{id}/metrics?limit=1000"))).await;
-    let steps: Vec<u64> =
-        metrics["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
-    assert_eq!(
-        steps,
-        (1..=done["progress"]["steps"].as_u64().unwrap()).collect::<Vec<_>>(),
-        "every step once"
-    );
-    let epochs: Vec<u64> =
-        metrics["epochs"].as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
-    assert_eq!(epochs, [1, 2, 3, 4]);
-    server.stop().await;
+    for (id, by) in ids.iter().zip(&trained_by) {
+        let done = wait_finished(c, base, id, Duration::from_secs(300)).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["replica"], by.as_str(), "no job moved: the replicas' leases held");
+        let metrics = get_json(c, &servers[0].url(&format!("/jobs/{id}/metrics?limit=1000"))).await;
+        let steps: Vec<u64> =
+            metrics["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+        assert_eq!(
+            steps,
+            (1..=done["progress"]["steps"].as_u64().unwrap()).collect::<Vec<_>>(),
+            "every step once"
+        );
+        let epochs: Vec<u64> =
+            metrics["epochs"].as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+        assert_eq!(epochs, [1, 2, 3, 4]);
+    }
+    for server in servers {
+        server.stop().await;
+    }
     drop(postgres);
 }
 

@@ -12,8 +12,12 @@ use tempfile::TempDir;
 use crate::common::{Db, Process, get_json, submit, wait_finished};
 use crate::watch::{data, read_events};
 
-/// The lease of the replicas in these tests (`--lease-secs`, at its floor).
-const LEASE_SECS: u64 = 3;
+/// The lease of the replicas in these tests (`--lease-secs`): short, for quick failovers, yet
+/// long enough that a heartbeat delayed by a loaded machine is not taken for a death.
+const LEASE_SECS: u64 = 5;
+
+/// These tests run one at a time: each starts three kiln processes training on a 2-core machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One replica: a process with its own data dir, one CPU worker, the shared dir and the database.
 struct Replica {
@@ -115,6 +119,7 @@ async fn status_events(replica: &Replica, id: &str) -> Vec<(String, Option<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_jobs_spread_over_every_replica() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = Db::postgres();
     let url = db.url().unwrap();
     let shared = tempfile::tempdir().unwrap();
@@ -129,7 +134,7 @@ async fn queued_jobs_spread_over_every_replica() {
     // Each long enough (a few seconds) that the front replica's one worker is still busy when
     // the others look for work.
     for seed in 0..3 {
-        ids.push(submit(c, base, &job(seed, 150)).await["id"].as_str().unwrap().to_string());
+        ids.push(submit(c, base, &job(seed, 300)).await["id"].as_str().unwrap().to_string());
     }
     let mut trained_on = Vec::new();
     for id in &ids {
@@ -145,6 +150,7 @@ async fn queued_jobs_spread_over_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_replica_is_killed_resumes_on_another_and_records_every_step_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = Db::postgres();
     let url = db.url().unwrap();
     let shared = tempfile::tempdir().unwrap();
@@ -232,6 +238,7 @@ async fn a_job_whose_replica_is_killed_resumes_on_another_and_records_every_step
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_paused_past_its_lease_is_fenced_off_and_nothing_it_writes_lands() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = Db::postgres();
     let url = db.url().unwrap();
     let shared = tempfile::tempdir().unwrap();

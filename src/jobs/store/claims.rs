@@ -152,12 +152,16 @@ impl Store {
     }
 
     /// Ends a run that holds `claim`: the job is `status` (with the reason of a failure), or
-    /// queued again for `Queued` (the run was interrupted; its metrics stay). Refused if the
-    /// claim no longer holds.
+    /// queued again for `Queued` (the run was interrupted; its metrics stay) unless a cancel was
+    /// asked meanwhile. Refused if the claim no longer holds.
     pub fn end_run(&self, claim: Claim, status: JobStatus, error: Option<&str>) -> Result<()> {
         self.write(|tx| {
-            fence(tx, claim)?;
+            let cancel_asked = fence(tx, claim)?;
             let id = claim.job;
+            // Interrupted (a shutdown) after a cancel was asked through another replica: the
+            // cancel wins, or the job would train again.
+            let status =
+                if status == JobStatus::Queued && cancel_asked { JobStatus::Cancelled } else { status };
             if status == JobStatus::Queued {
                 tx.execute(
                     "UPDATE jobs SET status = 'queued', claim = NULL, replica = NULL, cancel_requested = 0 \

@@ -40,7 +40,16 @@ impl Feed {
     /// `newest`.
     pub(super) fn start(url: &str, announcer: Announcer, newest: i64) -> Result<Self> {
         let mut config: postgres::Config = url.parse()?;
-        config.connect_timeout(Duration::from_secs(10)).application_name("kiln-events");
+        // A connection that went dead without a word (a network cut) is noticed within about
+        // half a minute, not after the kernel's two hours: the listener then connects again.
+        config
+            .connect_timeout(Duration::from_secs(10))
+            .application_name("kiln-events")
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
         let (last, stop) = (Arc::new(Mutex::new(newest)), Arc::new(AtomicBool::new(false)));
         let (feed_last, feed_stop) = (last.clone(), stop.clone());
         std::thread::Builder::new()
@@ -107,22 +116,25 @@ fn serve(client: &mut Client, announcer: &Announcer, last: &Mutex<i64>, stop: &A
     Ok(())
 }
 
-/// Reads and announces, in order, every event after the last one announced.
+/// Reads and announces, in order, every event after the last one announced. Only this thread
+/// moves `last`: it is read, the query runs without it held (so a slow query never holds up a
+/// watcher subscribing), and it is held again to announce and move it.
 fn catch_up(client: &mut Client, announcer: &Announcer, last: &Mutex<i64>) -> Result<()> {
     loop {
-        let mut announced = crate::blocking::lock(last);
+        let after = *crate::blocking::lock(last);
         let rows = client.query(
             "SELECT seq, job_id, kind, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&*announced, &(PAGE as i64)],
+            &[&after, &(PAGE as i64)],
         )?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             events.push(recorded(row.get(0), row.get(1), row.get(2), row.get(3))?);
         }
+        let full = events.len() == PAGE;
+        let mut announced = crate::blocking::lock(last);
         if let Some(newest) = events.last() {
             *announced = newest.id;
         }
-        let full = events.len() == PAGE;
         announcer.announce(events);
         drop(announced);
         if !full {

@@ -262,7 +262,10 @@ impl Store {
             }
             removals::record(tx, files)
         })?;
-        self.announcer.deleted(id);
+        // On PostgreSQL every replica's listener announces it, after the job's last events.
+        if self.feed.is_none() {
+            self.announcer.deleted(id);
+        }
         drop(order);
         Ok(())
     }

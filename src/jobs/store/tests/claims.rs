@@ -152,6 +152,13 @@ fn a_cancel_reaches_the_run_through_the_database() {
             Some(CancelRequest::Finished(JobStatus::Cancelled))
         );
         assert_eq!(other.request_cancel(JobId::new_v4()).unwrap(), None);
+
+        // A run interrupted by a shutdown after a cancel was asked: cancelled, not queued again.
+        let interrupted = insert(&owner, &on(BackendKind::Cpu), None);
+        let claim = owner.claim_job(interrupted, "cpu").unwrap();
+        other.request_cancel(interrupted).unwrap();
+        owner.end_run(claim, JobStatus::Queued, None).unwrap();
+        assert_eq!(owner.job(interrupted).unwrap().unwrap().status, JobStatus::Cancelled, "{name}");
     }
 }
 
