@@ -105,6 +105,9 @@ pub(crate) fn join(shared: &Arc<Shared>) -> Result<Membership, JobError> {
                     reap(&beating);
                 }
             }
+            // The service may hold the last other reference: once `leave` returns, the store
+            // (and its database file) is closed with it.
+            drop(beating);
             let _ = done.send(());
         })
         .expect("spawning the heartbeat thread");

@@ -58,7 +58,15 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, String> {
 
 /// The files of the data dir that are kiln's record: jobs and uploads (not the database).
 fn records(dir: &Path) -> BTreeMap<PathBuf, String> {
-    files(dir).into_iter().filter(|(p, _)| p.starts_with("jobs") || p.starts_with("datasets")).collect()
+    let mut found = BTreeMap::new();
+    for records in ["jobs", "datasets"] {
+        if dir.join(records).is_dir() {
+            let within =
+                files(&dir.join(records)).into_iter().map(|(p, sha)| (Path::new(records).join(p), sha));
+            found.extend(within);
+        }
+    }
+    found
 }
 
 /// Starts the service over `dir` as `tweak` says and returns why it refused to start.
