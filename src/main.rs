@@ -50,6 +50,11 @@ struct NewApiKey {
     label: String,
 }
 
+/// mimalloc rather than glibc's malloc: training allocates and frees buffers of megabytes every
+/// step, which glibc returns to the system and faults in again (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     if std::env::var_os("BURN_DEVICE").is_none() {
         // SAFETY: no other thread exists yet. kiln names every device it trains on; Burn's
