@@ -134,8 +134,7 @@ impl Store {
             );
             let values: Vec<Value> = wants.iter().map(|w| w.as_str().into()).collect();
             let Some(row) = tx.query_opt(&sql, &values)? else { return Ok((None, Vec::new())) };
-            let job = JobId::parse_str(&row.get::<String>(0)?)
-                .map_err(|_| StoreError::Corrupt("a job id in the queue".into()))?;
+            let job: JobId = row.get(0)?;
             let (claim, event) = claim(tx, job, replica, device)?;
             Ok((Some(claim), vec![event]))
         })
@@ -200,8 +199,7 @@ impl Store {
             let mut requeued = Vec::new();
             let mut recorded = Vec::new();
             for row in tx.query(&sql, args![lease_ms, self.replica.as_str()])? {
-                let id = JobId::parse_str(&row.get::<String>(0)?)
-                    .map_err(|_| StoreError::Corrupt("a running job's id".into()))?;
+                let id: JobId = row.get(0)?;
                 let status = if row.get::<i64>(1)? != 0 { JobStatus::Cancelled } else { JobStatus::Queued };
                 let finished = (status == JobStatus::Cancelled).then(crate::jobs::now);
                 tx.execute(
@@ -225,9 +223,7 @@ impl Store {
             let lock = tx.dialect().lock_rows(false);
             let sql = format!("SELECT status, replica FROM jobs WHERE id = $1{lock}");
             let Some(row) = tx.query_opt(&sql, args![id])? else { return Ok((None, Vec::new())) };
-            let status = row.get::<String>(0)?;
-            let status =
-                JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
+            let status: JobStatus = row.get(0)?;
             match status {
                 JobStatus::Queued => {
                     tx.execute(

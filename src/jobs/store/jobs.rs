@@ -47,13 +47,11 @@ const JOB_COLUMN_COUNT: usize = 17;
 /// Reads the [`JOB_COLUMNS`] of `row`.
 fn job(row: &Row) -> Result<Job> {
     let spec: ValidJobSpec = serde_json::from_str(&row.get::<String>(3)?)?;
-    let id = row.get::<String>(0)?;
-    let status = row.get::<String>(2)?;
     Ok(Job {
         layers: spec.layers(),
-        id: JobId::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
+        id: row.get(0)?,
         name: row.get(1)?,
-        status: JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?,
+        status: row.get(2)?,
         spec,
         parameters: row.get(4)?,
         backend: row.get(5)?,

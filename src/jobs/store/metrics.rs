@@ -2,7 +2,7 @@
 
 use super::claims::{self, Claim};
 use super::sql::{Row, args};
-use super::{Result, Store, StoreError, events, rows};
+use super::{Result, Store, events, rows};
 use crate::jobs::events::JobEvent;
 use crate::jobs::{JobId, JobStatus};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
@@ -94,10 +94,7 @@ impl Store {
         })?;
         let mut by_status = Vec::new();
         for row in statuses {
-            let status = row.get::<String>(0)?;
-            let status =
-                JobStatus::parse(&status).ok_or(StoreError::Corrupt(format!("status {status:?}")))?;
-            by_status.push((status, row.get(1)?));
+            by_status.push((row.get(0)?, row.get(1)?));
         }
         let by_device = devices.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect::<Result<_>>()?;
         Ok((by_status, by_device))

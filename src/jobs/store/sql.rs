@@ -138,6 +138,26 @@ impl FromValue for String {
     }
 }
 
+impl FromValue for uuid::Uuid {
+    /// A job's or a data set's id, stored as text.
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Text(v) => uuid::Uuid::parse_str(v).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for crate::jobs::JobStatus {
+    /// A status, stored by its name.
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Text(v) => Self::parse(v),
+            _ => None,
+        }
+    }
+}
+
 impl<T: FromValue> FromValue for Option<T> {
     fn from_value(value: &Value) -> Option<Self> {
         match value {

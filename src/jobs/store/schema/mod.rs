@@ -106,6 +106,24 @@ CREATE TABLE IF NOT EXISTS replicas (
 );
 ";
 
+/// The claims log (see `store/claims.rs`) and the index the claim query reads, in either dialect:
+/// `id` is how the dialect spells an id that counts up.
+fn claims(id: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS claims (
+            id         {id},
+            job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            replica    TEXT NOT NULL,
+            device     TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            ended_at   TEXT,
+            outcome    TEXT
+        );
+        CREATE INDEX IF NOT EXISTS claims_job ON claims (job_id, id);
+        CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (status, wants, seq);"
+    )
+}
+
 /// Fills `jobs.wants` (the backend a job asked for, as its definition names it) of the jobs
 /// still queued or running: the claim query reads it, not the JSON. Finished jobs need none.
 fn fill_wants(tx: &mut dyn Sql) -> Result<()> {

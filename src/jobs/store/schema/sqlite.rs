@@ -52,19 +52,7 @@ pub(super) fn v4(tx: &mut dyn Sql) -> Result<()> {
     add_missing_column(tx, "jobs", "claim", "INTEGER")?;
     add_missing_column(tx, "jobs", "wants", "TEXT")?;
     add_missing_column(tx, "jobs", "cancel_requested", "INTEGER NOT NULL DEFAULT 0")?;
-    tx.batch(
-        "CREATE TABLE IF NOT EXISTS claims (
-            id         INTEGER PRIMARY KEY AUTOINCREMENT,
-            job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            replica    TEXT NOT NULL,
-            device     TEXT NOT NULL,
-            claimed_at TEXT NOT NULL,
-            ended_at   TEXT,
-            outcome    TEXT
-        );
-        CREATE INDEX IF NOT EXISTS claims_job ON claims (job_id, id);
-        CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (status, wants, seq);",
-    )?;
+    tx.batch(&super::claims("INTEGER PRIMARY KEY AUTOINCREMENT"))?;
     super::fill_wants(tx)
 }
 
