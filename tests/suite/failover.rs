@@ -48,6 +48,19 @@ impl Replica {
     }
 }
 
+/// `n` replicas on a new PostgreSQL database and a new shared dir: the database (dropped with
+/// it), its URL, the shared dir and the replicas.
+async fn cluster(n: usize) -> (Db, String, TempDir, Vec<Replica>) {
+    let db = Db::postgres();
+    let url = db.url().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        replicas.push(Replica::start(&url, shared.path()).await);
+    }
+    (db, url, shared, replicas)
+}
+
 /// A LeNet-BN job of two epochs of `steps` steps each, logging every step and checkpointing every
 /// epoch.
 fn job(seed: u64, steps: u64) -> Value {
@@ -120,13 +133,7 @@ async fn status_events(replica: &Replica, id: &str) -> Vec<(String, Option<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_jobs_spread_over_every_replica() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let db = Db::postgres();
-    let url = db.url().unwrap();
-    let shared = tempfile::tempdir().unwrap();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(Replica::start(&url, shared.path()).await);
-    }
+    let (_db, _, _shared, replicas) = cluster(3).await;
     // Three jobs, all submitted to one replica, which runs one at a time.
     let front = &replicas[0];
     let (c, base) = (&front.process.client, front.process.base.as_str());
@@ -151,13 +158,7 @@ async fn queued_jobs_spread_over_every_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_replica_is_killed_resumes_on_another_and_records_every_step_once() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let db = Db::postgres();
-    let url = db.url().unwrap();
-    let shared = tempfile::tempdir().unwrap();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(Replica::start(&url, shared.path()).await);
-    }
+    let (_db, url, _shared, mut replicas) = cluster(3).await;
     // Two jobs: more than one replica runs, and a third replica stays idle for the failover.
     let (c, base) = (&replicas[0].process.client, replicas[0].process.base.clone());
     let ids = [
@@ -239,16 +240,13 @@ async fn a_job_whose_replica_is_killed_resumes_on_another_and_records_every_step
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_paused_past_its_lease_is_fenced_off_and_nothing_it_writes_lands() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let db = Db::postgres();
-    let url = db.url().unwrap();
-    let shared = tempfile::tempdir().unwrap();
-    let first = Replica::start(&url, shared.path()).await;
-    let second = Replica::start(&url, shared.path()).await;
+    let (_db, url, _shared, replicas) = cluster(2).await;
+    let [first, second] = &replicas[..] else { unreachable!() };
     let (c, base) = (&first.process.client, first.process.base.as_str());
     let id = submit(c, base, &job(3, 400)).await["id"].as_str().unwrap().to_string();
-    let caught = wait_until(&first, &id, "training", |j| j["progress"]["step"].as_u64() > Some(5)).await;
+    let caught = wait_until(first, &id, "training", |j| j["progress"]["step"].as_u64() > Some(5)).await;
     let owner = caught["replica"].as_str().unwrap().to_string();
-    let (paused, other) = if owner == first.id { (&first, &second) } else { (&second, &first) };
+    let (paused, other) = if owner == first.id { (first, second) } else { (second, first) };
     let pid = paused.process.child.id().to_string();
     let signal = |name: &str| {
         assert!(std::process::Command::new("kill").args([name, &pid]).status().unwrap().success())

@@ -41,6 +41,7 @@ use uuid::Uuid;
 pub mod export;
 #[cfg(test)]
 mod legacy_tests;
+mod names;
 mod verify;
 
 use super::position::Position;
@@ -48,6 +49,7 @@ use crate::definition::ValidJobSpec;
 use crate::models::{ModelSpec, legacy};
 use crate::text::Vocab;
 
+pub use names::{dir_name, is_checkpoint_name, is_temporary};
 pub use verify::{FileDigest, FileDigests, digest_files, open_verified};
 
 /// The contents of `checkpoint.json`.
@@ -72,23 +74,6 @@ const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const MANIFEST_FILE: &str = "checkpoint.json";
 /// Every file of a checkpoint, the model's first.
 const FILES: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, MANIFEST_FILE];
-/// How the temporary directory of a write in progress is named: `.tmp-<uuid>`.
-const TMP_PREFIX: &str = ".tmp-";
-/// How a checkpoint's directory is named: `step-<step, 10 digits>`, then `-<claim>` when the run
-/// that wrote it held a claim (see [`dir_name`]).
-const STEP_PREFIX: &str = "step-";
-
-/// The name of the directory of a checkpoint at `step` written by the run holding claim
-/// `attempt` (0: none). Two runs of one job never share a directory: a run fenced off, still
-/// writing before its next write to the database is refused, cannot replace the checkpoint of the
-/// run that took the job over.
-pub fn dir_name(step: u64, attempt: i64) -> String {
-    match attempt {
-        0 => format!("{STEP_PREFIX}{step:010}"),
-        claim => format!("{STEP_PREFIX}{step:010}-{claim}"),
-    }
-}
-
 /// A checkpoint that could not be written, read or verified; `path` names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -221,7 +206,7 @@ pub fn write<M: Module>(
 ) -> Result<Written, CheckpointError> {
     fs::create_dir_all(parent).map_err(io_err(parent))?;
     let dir = parent.join(dir_name(position.step, attempt));
-    let tmp = parent.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let tmp = parent.join(names::temporary());
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     if let Err(e) = fill(&tmp, identity, model, optim, position) {
         let _ = fs::remove_dir_all(&tmp);
@@ -267,17 +252,6 @@ fn fill<M: Module>(
         sync_file(file)?;
     }
     sync_dir(tmp)
-}
-
-/// Whether `name`, an entry of a job's checkpoints directory, is the temporary directory of a
-/// write that never finished.
-pub fn is_temporary(name: &str) -> bool {
-    name.starts_with(TMP_PREFIX)
-}
-
-/// Whether `name`, an entry of a job's checkpoints directory, is named as a checkpoint is.
-pub fn is_checkpoint_name(name: &str) -> bool {
-    name.starts_with(STEP_PREFIX)
 }
 
 /// A checkpoint read back: the model on `device`, its optimizer and where training stood.
