@@ -6,10 +6,12 @@
 #
 #   bench/gpu.sh BUNDLE [--tiny]
 #
-# Rows: per workload, kiln's `bench` throughput with each build, PyTorch's (torch_ref.py on the
+# Rows: per workload, kiln's `bench` throughput with each build (and its blocking reads from the
+# GPU per step, results read every 10 steps as a job reads them), PyTorch's (torch_ref.py on the
 # same model, batch and loop) and the ratios; then the book's ResNet-18 job through the service,
 # per build: first-step seconds from cold caches, first-step seconds after a restart (the
-# autotune store and shader caches kept), and the seconds of epoch 1 and epoch 2.
+# autotune store and shader caches kept), the seconds of epoch 1 and epoch 2, and the slowest
+# step and evaluation batch of those epochs against the median step (bench/step_times.py).
 #
 # It keeps to a time budget (KILN_GPU_BUDGET seconds, default 450, under the 8 minutes it is
 # meant to take on an H100): a row that would start past it is printed as skipped. Rows run in
@@ -79,7 +81,7 @@ log "builds: ${builds[*]}; workloads: ${workloads[*]}; budget ${budget}s"
 
 # --- Throughput -----------------------------------------------------------------------------
 rate() { grep -oE '(examples|tokens)_per_sec=[0-9.]+' | tail -1 | cut -d= -f2; }
-declare -A result
+declare -A result syncs
 run_bench() { # key command... : the throughput, or why there is none
     local key=$1 limit
     shift
@@ -90,6 +92,7 @@ run_bench() { # key command... : the throughput, or why there is none
     local r
     r=$(rate <<<"$out")
     if [[ -n $r ]]; then result[$key]=$r; else result[$key]="failed"; tail -3 "$work/stderr" >&2; fi
+    syncs[$key]=$(grep -oE 'host_syncs_per_step=[0-9.]+' <<<"$out" | tail -1 | cut -d= -f2)
     log "$key: ${result[$key]}"
 }
 cd "$work" || exit 1
@@ -110,7 +113,7 @@ done
 json() { "$python" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 start_server() { # build data_dir
     local port=$((20000 + RANDOM % 20000))
-    KILN_DATA_DIR=$2 KILN_BIND=127.0.0.1:$port KILN_LOG=warn "$work/kiln-$1" serve &
+    KILN_DATA_DIR=$2 KILN_BIND=127.0.0.1:$port KILN_LOG=warn,kiln::train=debug "$work/kiln-$1" serve >"$work/server.log" &
     server=$!
     base=http://127.0.0.1:$port
     until curl -sf "$base/readyz" >/dev/null; do
@@ -149,7 +152,8 @@ for build in "${builds[@]}"; do
     job=$(wait_job "$id" 'd["status"] in ("succeeded", "failed", "cancelled")') || job='{"status": "unfinished"}'
     cold=$(json '"%.1f" % d["first_step_seconds"] if d.get("first_step_seconds") else "n/a"' <<<"$job")
     epochs=$(curl -sf "$base/jobs/$id/metrics" | json '" / ".join("%.1f" % e["seconds"] for e in d["epochs"]) or "n/a"')
-    log "$build service, cold: $(json 'd["status"]' <<<"$job"), first step $cold s, epochs $epochs s"
+    steady=$("$python" "$repo/bench/step_times.py" "" <"$work/server.log" | sed 's/^ //')
+    log "$build service, cold: $(json 'd["status"]' <<<"$job"), first step $cold s, epochs $epochs s; $steady"
     stop_server
     warm=n/a
     if (($(left) > 20)) && start_server "$build" "$dir"; then
@@ -159,7 +163,7 @@ for build in "${builds[@]}"; do
         curl -sf -XPOST "$base/jobs/$id/cancel" >/dev/null
         stop_server
     fi
-    service[$build]="$cold | $warm | $epochs"
+    service[$build]="$cold | $warm | $epochs | $steady"
 done
 
 # --- The table ------------------------------------------------------------------------------
@@ -176,14 +180,16 @@ ratio() { awk -v k="$1" -v t="$2" 'BEGIN { if (k + 0 > 0 && t + 0 > 0) printf "%
 for w in "${workloads[@]}"; do
     IFS=: read -r model batch steps <<<"$w"
     row="| $model, batch $batch | ${result[torch:$w]}"
-    for build in "${builds[@]}"; do row+=" | ${result[$build:$w]} | $(ratio "${result[$build:$w]}" "${result[torch:$w]}")"; done
+    for build in "${builds[@]}"; do
+        row+=" | ${result[$build:$w]} (${syncs[$build:$w]:-?} syncs/step) | $(ratio "${result[$build:$w]}" "${result[torch:$w]}")"
+    done
     echo "$row |"
 done
 echo
 job_label="the book's ResNet-18 job"
 $tiny && job_label="a LeNet-BN job (--tiny)"
-echo "| $job_label through the service | first step, cold (s) | first step after a restart (s) | epoch 1 / epoch 2 (s) |"
-echo "|---|---|---|---|"
+echo "| $job_label through the service | first step, cold (s) | first step after a restart (s) | epoch 1 / epoch 2 (s) | steps and evaluation batches of epochs 1-2 |"
+echo "|---|---|---|---|---|"
 for build in "${builds[@]}"; do
     echo "| kiln $build | ${service[$build]} |"
 done

@@ -5,7 +5,10 @@
 //! Each backend runs the model for `warmup` untimed steps and `steps` timed ones on one fixed
 //! batch, through the same [`crate::train::fit::step`] the service uses. A breakdown times the
 //! phases of a step separately (tensor upload, forward and loss, backward, optimizer update,
-//! reading the loss back) to show where the time goes. Language models (`rnn`, `gru`, `lstm`)
+//! reading the results back) to show where the time goes. As a job does, the steps' results stay
+//! on the device and are read back together every `--log-every` steps (see
+//! [`crate::train::readout`]); `host_syncs_per_step=` counts the blocking reads of the timed steps.
+//! Language models (`rnn`, `gru`, `lstm`)
 //! run as `torch_ref.py` runs them: 28 symbols, 256 hidden units, batches of 35 random tokens,
 //! SGD lr 1 with the gradients clipped to global norm 1; they report tokens per second.
 
@@ -20,6 +23,7 @@ use crate::data::DatasetSpec;
 use crate::definition::OptimizerSpec;
 use crate::models::{Cell, ClassifierSpec, RnnLmConfig};
 use crate::text::Batch;
+use crate::train::readout::{self, Readout, StepTensors};
 use crate::train::{clip, fit, lm, optim};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,6 +51,14 @@ pub struct BenchArgs {
     /// Language models: hidden units.
     #[arg(long, default_value_t = 256)]
     pub hidden: usize,
+    /// Read the steps' results back every N steps, as a job's `training.log_every` does.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
+}
+
+/// Whether the results are read back after timed step `i` (0-based) of `steps`.
+fn read_due(args: &BenchArgs, i: usize) -> bool {
+    (i + 1) as u64 % args.log_every == 0 || i + 1 == args.steps
 }
 
 /// Throughput of a language model's training step, in tokens per second.
@@ -66,24 +78,27 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         let mut model = config.init(&device);
         let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let mut last_loss = 0.0;
-        let mut timed = Duration::ZERO;
+        let mut steps = Steps::new();
         for i in 0..args.warmup + args.steps {
             let start = Instant::now();
             let (x, y) = lm::tensors(&batch, &device);
             let (logits, _) = model.forward(x, model.begin_state(args.batch, &device));
             let loss = loss_fn.forward(logits, y);
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            clip::clip_global_norm(&model, &mut grads, Some(1.0));
+            let grad_norm_sq = clip::clip_global_norm(&model, &mut grads, Some(1.0));
             model = optim.step(1.0, model, grads);
-            last_loss = loss.into_scalar::<f32>();
-            if i >= args.warmup {
-                timed += start.elapsed();
-            }
+            let examples = (args.batch * NUM_STEPS) as u64;
+            steps.push(
+                args,
+                i,
+                StepTensors { loss: loss.inner(), correct: None, grad_norm_sq, examples },
+                start,
+            );
         }
-        let per_sec = (args.steps * args.batch * NUM_STEPS) as f64 / timed.as_secs_f64();
+        let per_sec = (args.steps * args.batch * NUM_STEPS) as f64 / steps.timed.as_secs_f64();
+        let (last_loss, syncs) = (steps.last_loss, steps.syncs_per_step(args));
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} tokens_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} host_syncs_per_step={syncs:.2} tokens_per_sec={per_sec:.1}",
             args.model,
             resolved.name,
             args.batch,
@@ -96,6 +111,59 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The steps of one backend's run: their results kept on the device and read back as a job
+/// reads them, the timed steps' wall time, and what the reads cost.
+#[derive(Default)]
+struct Steps {
+    unread: Readout,
+    /// Wall time of the timed steps, their reads included.
+    timed: Duration,
+    /// Of which, waiting in reads.
+    reading: Duration,
+    /// Host reads before the first timed step.
+    reads_at_start: u64,
+    last_loss: f64,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self { reads_at_start: readout::host_reads(), ..Self::default() }
+    }
+
+    /// Keeps step `i`'s results (the steps after `args.warmup` are timed from `start`), reading
+    /// them back when a job would: every `log_every` timed steps and at the last; and once after
+    /// the warm-up, so the timed steps start with nothing pending.
+    fn push(&mut self, args: &BenchArgs, i: usize, step: StepTensors, start: Instant) {
+        self.unread.push(step, 0.0);
+        match i.checked_sub(args.warmup) {
+            None if i + 1 == args.warmup => {
+                self.read();
+                self.reads_at_start = readout::host_reads();
+            }
+            None => {}
+            Some(t) => {
+                let reading = Instant::now();
+                if read_due(args, t) {
+                    self.read();
+                }
+                self.reading += reading.elapsed();
+                self.timed += start.elapsed();
+            }
+        }
+    }
+
+    fn read(&mut self) {
+        if let Some((last, _)) = self.unread.take().pop() {
+            self.last_loss = last.loss;
+        }
+    }
+
+    /// Blocking reads per timed step.
+    fn syncs_per_step(&self, args: &BenchArgs) -> f64 {
+        (readout::host_reads() - self.reads_at_start) as f64 / args.steps.max(1) as f64
+    }
 }
 
 /// The device `name` (as a job's `backend` names it) stands for on this machine. WGPU caches go
@@ -144,9 +212,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let mut model = spec.init(data.train.input_shape(), 10, &device);
         let mut optim = optim::optimizer(&OptimizerSpec::Sgd { lr, momentum: 0.0, weight_decay: 0.0 });
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let mut phases = [Duration::ZERO; 5];
-        let mut last_loss = 0.0;
-        let mut timed = Duration::ZERO;
+        let mut phases = [Duration::ZERO; 4];
+        let mut steps = Steps::new();
         for i in 0..args.warmup + args.steps {
             let start = Instant::now();
             let (images, labels) = fit::batch(&data.train, &indices, &device);
@@ -158,35 +225,38 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             let t_backward = Instant::now();
             model = optim.step(lr, model, grads);
             let t_update = Instant::now();
-            last_loss = loss.into_scalar::<f32>();
-            let end = Instant::now();
+            let examples = args.batch as u64;
+            steps.push(
+                args,
+                i,
+                StepTensors { loss: loss.inner(), correct: None, grad_norm_sq: None, examples },
+                start,
+            );
             if i >= args.warmup {
-                timed += end - start;
-                for (phase, d) in phases.iter_mut().zip([
-                    t_upload - start,
-                    t_forward - t_upload,
-                    t_backward - t_forward,
-                    t_update - t_backward,
-                    end - t_update,
-                ]) {
+                let durations =
+                    [t_upload - start, t_forward - t_upload, t_backward - t_forward, t_update - t_backward];
+                for (phase, d) in phases.iter_mut().zip(durations) {
                     *phase += d;
                 }
             }
         }
+        let timed = steps.timed;
         let per_sec = (args.steps * args.batch) as f64 / timed.as_secs_f64();
+        let (last_loss, syncs) = (steps.last_loss, steps.syncs_per_step(args));
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} loss={last_loss:.4} examples_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} loss={last_loss:.4} host_syncs_per_step={syncs:.2} examples_per_sec={per_sec:.1}",
             args.model, resolved.name, args.batch, args.steps
         );
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / args.steps as f64;
         println!(
-            "  per step: {:.2} ms = upload {:.2} + forward {:.2} + backward {:.2} + update {:.2} + readback {:.2}",
+            "  per step: {:.2} ms = upload {:.2} + forward {:.2} + backward {:.2} + update {:.2} + reading back {:.2} (every {} steps)",
             ms(timed),
             ms(phases[0]),
             ms(phases[1]),
             ms(phases[2]),
             ms(phases[3]),
-            ms(phases[4])
+            ms(steps.reading),
+            args.log_every
         );
         if let Some(peak) = peak_rss_mib() {
             println!("  peak resident memory of the process so far: {peak:.0} MiB");

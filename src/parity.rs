@@ -77,8 +77,9 @@ pub fn run(args: &ParityArgs) -> Result<(), String> {
     for epoch in 1..=args.epochs {
         for chunk in order.chunks(args.batch) {
             let (x, y) = fit::batch(&data.train, chunk, &device);
-            let (next, loss, _) = fit::step(model, &mut optim, &loss_fn, args.lr, None, x, y);
+            let (next, result) = fit::step(model, &mut optim, &loss_fn, args.lr, None, x, y);
             model = next;
+            let loss = result.read().loss;
             if step < 5 || step % 100 == 0 {
                 println!("step {step} loss {loss:.6}");
             }

@@ -115,8 +115,10 @@ fn trains_alike_on_wgpu_and_cpu(spec: ClassifierSpec) {
     let data = synthetic(64);
     let shape = data.input_shape();
 
+    let guard = crate::train::engine::init_lock();
     cpu.device.seed(11);
     let on_cpu = spec.init(shape, 10, &cpu.device);
+    drop(guard);
     // CPU → WGPU: the same initial weights on both.
     let on_gpu = through_file(&on_cpu, || spec.init(shape, 10, &gpu.device), dir.path(), "init");
     let (mut on_cpu, mut on_gpu) = (on_cpu.train(), on_gpu.train());
@@ -131,11 +133,13 @@ fn trains_alike_on_wgpu_and_cpu(spec: ClassifierSpec) {
     for step in 0..4 {
         let indices: Vec<usize> = (step * 16..(step + 1) * 16).collect();
         let (x, y) = fit::batch(&data, &indices, &cpu_ad);
-        let (next, c, _) = fit::step(on_cpu, &mut cpu_optim, &cpu_loss, 0.1, None, x, y);
+        let (next, c) = fit::step(on_cpu, &mut cpu_optim, &cpu_loss, 0.1, None, x, y);
         on_cpu = next;
+        let c = c.read().loss;
         let (x, y) = fit::batch(&data, &indices, &gpu_ad);
-        let (next, g, _) = fit::step(on_gpu, &mut gpu_optim, &gpu_loss, 0.1, None, x, y);
+        let (next, g) = fit::step(on_gpu, &mut gpu_optim, &gpu_loss, 0.1, None, x, y);
         on_gpu = next;
+        let g = g.read().loss;
         losses.push((c, g));
     }
     for (step, (c, g)) in losses.iter().enumerate() {
@@ -157,8 +161,10 @@ fn a_gru_language_model_trains_to_the_same_losses_on_wgpu_and_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let (gpu, cpu) = (wgpu(), cpu());
     let config = RnnLmConfig::new(12, Cell::Gru).with_hidden(16);
+    let guard = crate::train::engine::init_lock();
     cpu.device.seed(5);
     let on_cpu = config.init(&cpu.device);
+    drop(guard);
     let on_gpu = through_file(&on_cpu, || config.init(&gpu.device), dir.path(), "gru");
     let (mut on_cpu, mut on_gpu) = (on_cpu.train(), on_gpu.train());
     let (cpu_ad, gpu_ad) = (cpu.device.clone().autodiff(), gpu.device.clone().autodiff());
@@ -175,7 +181,8 @@ fn a_gru_language_model_trains_to_the_same_losses_on_wgpu_and_cpu() {
             let (logits, _) = model.forward(x, model.begin_state(4, d));
             let loss = loss_fn(d).forward(logits, y);
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let norm = clip::clip_global_norm(&model, &mut grads, Some(1.0));
+            let norm = clip::global_norm(&model, &grads);
+            clip::clip_global_norm(&model, &mut grads, Some(1.0));
             let model = optim.step(1.0, model, grads);
             (model, f64::from(loss.into_scalar::<f32>()), norm)
         };

@@ -9,8 +9,9 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-/// The global L2 norm of `grads` over `model`'s float parameters, before any clipping.
-pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
+/// The squared global L2 norm of `grads` over `model`'s float parameters, before any clipping,
+/// on the device (`[1]`); `None` when the model has no gradient.
+pub fn global_norm_sq<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     struct SumOfSquares<'a> {
         grads: &'a GradientsParams,
         total: Option<Tensor<1>>,
@@ -28,36 +29,46 @@ pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     }
     let mut visitor = SumOfSquares { grads, total: None };
     model.visit(&mut visitor);
-    // One read back to the host per step, whatever the number of parameters.
-    visitor.total.map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt())
+    visitor.total
 }
 
-/// Scales every gradient of `model` in `grads` by `factor`.
-fn scale<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) {
+/// Scales every gradient of `model` in `grads` by `factor` (`[1]`, on the device).
+fn scale<M: Module>(model: &M, grads: &mut GradientsParams, factor: Tensor<1>) {
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
-        factor: f64,
+        factor: Tensor<1>,
     }
     impl ModuleVisitor for Scale<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.factor));
+                let factor: Tensor<D> = self.factor.clone().reshape([1usize; D]);
+                self.grads.register(param.id, g.mul(factor));
             }
         }
     }
     model.visit(&mut Scale { grads, factor });
 }
 
-/// Clips `grads` to global norm `max_norm` when it is set; returns the norm before clipping,
-/// which training reports whether or not it clips.
-pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: Option<f64>) -> f64 {
-    let norm = global_norm(model, grads);
+/// Clips `grads` to global norm `max_norm` when it is set, by the factor min(1, θ/‖g‖) computed
+/// on the device (no read back: a gradient within the threshold is multiplied by exactly 1).
+/// Returns the squared norm before clipping, which training reports whether or not it clips.
+pub fn clip_global_norm<M: Module>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_norm: Option<f64>,
+) -> Option<Tensor<1>> {
+    let norm_sq = global_norm_sq(model, grads)?;
     if let Some(theta) = max_norm {
-        if norm > theta {
-            scale(model, grads, theta / norm);
-        }
+        let factor = norm_sq.clone().sqrt().recip().mul_scalar(theta).clamp_max(1.0);
+        scale(model, grads, factor);
     }
-    norm
+    Some(norm_sq)
+}
+
+/// The global norm of `grads`, read back to the host (tests and tools; training reads it with
+/// the step's other results, see [`super::readout`]).
+pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
+    global_norm_sq(model, grads).map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt())
 }
 
 #[cfg(test)]
@@ -89,6 +100,10 @@ mod tests {
         (a, b)
     }
 
+    fn norm(squared: Option<Tensor<1>>) -> f64 {
+        f64::from(squared.unwrap().into_scalar::<f32>()).sqrt()
+    }
+
     fn close(got: &[f32], want: &[f32]) -> bool {
         got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6)
     }
@@ -97,7 +112,7 @@ mod tests {
     fn gradients_over_the_threshold_are_scaled_to_it_together() {
         // ‖g‖ = sqrt(3² + 4²) = 5 across the two tensors; θ = 1 scales both by 1/5.
         let (pair, mut grads) = setup([3.0, 0.0], [0.0, 4.0]);
-        let norm = clip_global_norm(&pair, &mut grads, Some(1.0));
+        let norm = norm(clip_global_norm(&pair, &mut grads, Some(1.0)));
         assert!((norm - 5.0).abs() < 1e-6, "{norm}");
         let (a, b) = values(&pair, &grads);
         assert!(close(&a, &[0.6, 0.0]) && close(&b, &[0.0, 0.8]), "{a:?} {b:?}");
@@ -108,7 +123,7 @@ mod tests {
     fn gradients_within_the_threshold_are_untouched() {
         for theta in [Some(5.0), Some(10.0), None] {
             let (pair, mut grads) = setup([3.0, 0.0], [0.0, 4.0]);
-            let norm = clip_global_norm(&pair, &mut grads, theta);
+            let norm = norm(clip_global_norm(&pair, &mut grads, theta));
             assert!((norm - 5.0).abs() < 1e-6);
             let (a, b) = values(&pair, &grads);
             assert!(close(&a, &[3.0, 0.0]) && close(&b, &[0.0, 4.0]), "θ = {theta:?}: {a:?} {b:?}");
@@ -120,7 +135,7 @@ mod tests {
         // ‖a‖ = 5 and ‖b‖ = 1; global norm sqrt(26). Clipping each tensor to θ = 2 on its own
         // would leave b alone and shrink a, making the ratio 2; the global rule keeps it at 5.
         let (pair, mut grads) = setup([3.0, 4.0], [1.0, 0.0]);
-        let norm = clip_global_norm(&pair, &mut grads, Some(2.0));
+        let norm = norm(clip_global_norm(&pair, &mut grads, Some(2.0)));
         assert!((norm - 26f64.sqrt()).abs() < 1e-5);
         let (a, b) = values(&pair, &grads);
         let k = (2.0 / 26f64.sqrt()) as f32;

@@ -12,13 +12,15 @@
 //! Each epoch records the mean loss, its exponential (perplexity), the perplexity of the
 //! held-out tail, tokens per second and the gradient norm before clipping (mean and max).
 
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::checkpoint::Manifest;
-use super::engine::{Evaluated, Interrupted, Settings, StepResult, Stepped, Stop, Task};
+use super::engine::{Evaluated, Interrupted, Settings, Stepped, Stop, Task};
 use super::position::Position;
+use super::readout::{self, StepTensors};
 use super::{Run, TrainError, clip};
 use crate::definition::TextDataSpec;
 use crate::metrics::EpochMetrics;
@@ -46,8 +48,9 @@ pub fn perplexity(
     stop: &dyn Fn() -> bool,
 ) -> Result<Option<f64>, Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let (mut sum, mut tokens) = (0.0, 0usize);
     let mut state: Option<State> = None;
+    // Each batch's loss stays on the device until all are read, in one transaction.
+    let mut losses = Vec::new();
     for batch in text::validation_batches(stream, batch_size, num_steps) {
         if stop() {
             return Err(Interrupted);
@@ -55,12 +58,19 @@ pub fn perplexity(
         let (x, y) = tensors(&batch, device);
         let start = state.take().unwrap_or_else(|| model.begin_state(batch.batch_size, device));
         let (logits, next) = model.forward(x, start);
-        let n = batch.batch_size * batch.num_steps;
-        sum += f64::from(loss_fn.forward(logits, y).into_scalar::<f32>()) * n as f64;
-        tokens += n;
+        losses.push((batch.batch_size * batch.num_steps, loss_fn.forward(logits, y)));
         state = Some(next);
     }
-    Ok((tokens > 0).then(|| (sum / tokens as f64).exp()))
+    if losses.is_empty() {
+        return Ok(None);
+    }
+    let values = readout::read(|t| losses.iter().fold(t, |t, (_, loss)| t.register(loss.clone())));
+    let (mut sum, mut tokens) = (0.0, 0usize);
+    for ((n, _), value) in losses.iter().zip(values) {
+        sum += f64::from(readout::scalar::<f32>(value)) * *n as f64;
+        tokens += n;
+    }
+    Ok(Some((sum / tokens as f64).exp()))
 }
 
 /// A language model and its corpus, as the engine trains them.
@@ -147,14 +157,33 @@ impl Task for LanguageModelling<'_> {
         let (logits, next) = model.forward(x, start);
         let loss = s.loss.forward(logits, y);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let grad_norm = clip::clip_global_norm(&model, &mut grads, s.clip);
+        let grad_norm_sq = clip::clip_global_norm(&model, &mut grads, s.clip);
         let model = optim.step(s.lr, model, grads);
         if self.data.sampling == Sampling::Sequential {
             self.state = Some(next);
         }
-        let loss = f64::from(loss.into_scalar::<f32>());
-        let tokens = (batch.batch_size * batch.num_steps) as u64;
-        (model, StepResult { loss, correct: 0, examples: tokens, grad_norm: Some(grad_norm) })
+        let examples = (batch.batch_size * batch.num_steps) as u64;
+        (model, StepTensors { loss: loss.inner(), correct: None, grad_norm_sq, examples })
+    }
+
+    fn warm_up(&mut self, spare: RnnLm) {
+        // Training batches all have one shape, which the first step meets; the held-out tail's
+        // batches may have two (its last is narrower), run once each in evaluation mode.
+        let (s, model) = (&self.settings, spare.valid());
+        let loss_fn = CrossEntropyLossConfig::new().init(&s.device);
+        let mut shapes: Vec<Batch> =
+            text::validation_batches(&self.corpus.validation, s.batch_size, self.data.num_steps);
+        shapes.dedup_by_key(|b| (b.batch_size, b.num_steps));
+        let mut last = None;
+        for batch in &shapes {
+            let (x, y) = tensors(batch, &s.device);
+            let (logits, _) = model.forward(x, model.begin_state(batch.batch_size, &s.device));
+            last = Some(loss_fn.forward(logits, y));
+        }
+        // Waits for the device, so the work counts before the first step.
+        if let Some(last) = last {
+            readout::read(|t| t.register(last));
+        }
     }
 
     fn evaluate(&mut self, model: &RnnLm, position: &Position, stop: Stop<'_>) -> Evaluated {

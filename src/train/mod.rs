@@ -6,6 +6,7 @@
 //! - [`lm`]: the task of a language model — token batches, carried state, perplexity.
 //! - [`report`]: the port the engine reports through ([`report::RunLog`]).
 //! - [`position`]: where a run stands, saved in checkpoints.
+//! - [`readout`]: step results read back from the device every `log_every` steps, not each step.
 //! - [`checkpoint`]: the files that let a job resume, and that clients download.
 //! - [`optim`]: the optimizer a job asks for.
 //! - [`clip`]: gradient clipping by the global norm.
@@ -26,6 +27,7 @@ pub mod lm;
 pub mod optim;
 pub mod position;
 pub mod predict;
+pub mod readout;
 pub mod report;
 
 use std::sync::atomic::AtomicBool;

@@ -4,8 +4,10 @@
 //! one optimizer step on one batch, the evaluation that ends an epoch — the way Burn's own
 //! `TrainStep`/`ValidStep` split does. The engine knows everything else, once: resuming from the
 //! newest intact checkpoint (or drawing the initial weights from the seed; see [`resume`]), the
-//! cancel and shutdown flags looked at between steps, divergence, timing the first step, logging
-//! a step point every `training.log_every` steps, the epoch's row, and the checkpoint policy
+//! cancel and shutdown flags looked at between steps, divergence, timing the first step, reading
+//! the steps' results back from the device and logging a step point every `training.log_every`
+//! steps (see [`super::readout`]: no step waits for the device in between), the epoch's row, and
+//! the checkpoint policy
 //! (every `checkpoint.every` epochs and at the end, keeping the newest `checkpoint.keep_last` and
 //! the best). It reports what happens through the run's [`super::report::RunLog`] and never touches
 //! a database.
@@ -23,7 +25,8 @@ mod resume;
 
 use super::checkpoint::{self, Identity, Manifest};
 use super::position::Position;
-pub use super::position::StepResult;
+use super::readout::Readout;
+pub use super::readout::StepTensors;
 use super::report::{KeptCheckpoint, SavedCheckpoint};
 use super::{Outcome, Run, TrainError};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
@@ -32,6 +35,13 @@ use crate::text::Vocab;
 /// Burn's parameter initialisation draws from a process-wide generator: seeding and building
 /// under one lock makes a job's initial weights depend on its seed alone.
 static INIT: Mutex<()> = Mutex::new(());
+
+/// Holds [`INIT`] for code outside a run that seeds Burn's generator and builds a model (tests
+/// that would otherwise reseed it under a job's feet).
+#[cfg(test)]
+pub(crate) fn init_lock() -> std::sync::MutexGuard<'static, ()> {
+    INIT.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A pass given up because a stop was asked for.
 #[derive(Debug)]
@@ -70,6 +80,13 @@ pub trait Task {
     /// `position`) and an evaluation of `model` (in evaluation mode); `seconds` is left for the
     /// engine.
     fn evaluate(&mut self, model: &Self::Model, position: &Position, stop: Stop<'_>) -> Evaluated;
+
+    /// Runs once every shape of the run but the full training batch, which the first step meets:
+    /// the epoch's last, partial batch (forward and backward) and the evaluation's batches, on
+    /// `spare`, a model of the run's that is then dropped (a training-mode forward moves
+    /// BatchNorm's running statistics). On a device that compiles and tunes kernels per shape
+    /// (WGPU) this happens before the first step, not in the middle of an epoch.
+    fn warm_up(&mut self, _spare: Self::Model) {}
 
     /// A language model's vocabulary, which its checkpoints carry.
     fn vocab(&self) -> Option<&Vocab> {
@@ -121,8 +138,8 @@ impl Settings {
     }
 }
 
-/// A model after one step, and what the step reports.
-pub type Stepped<M> = (M, StepResult);
+/// A model after one step, and what the step reports, still on the device.
+pub type Stepped<M> = (M, StepTensors);
 
 /// What a run carries from step to step: the model, its optimizer and where it stands.
 struct State<M> {
@@ -132,6 +149,8 @@ struct State<M> {
     /// The step of the checkpoint that holds exactly this state, if one does (the one resumed
     /// from, or the one written at the end of an epoch, until the next step).
     saved_at: Option<u64>,
+    /// Steps taken but not yet read back: `position` counts them once they are.
+    unread: Readout,
 }
 
 /// Trains `task` for `run`, from its newest checkpoint or from fresh weights, to its end or
@@ -147,6 +166,9 @@ pub fn train<T: Task>(
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
     let mut state = resume::restore_or_init(run, task, &device, optim)?;
+    if run.device.device != Device::flex() {
+        task.warm_up(resume::fresh(run, task, &device));
+    }
     if let Some(count) = task.parameters() {
         run.log.parameters(count)?;
     }
@@ -172,15 +194,19 @@ pub fn train<T: Task>(
         task.begin_epoch(epoch);
         for index in state.position.step_in_epoch as usize..per_epoch {
             if let Some(outcome) = stop_requested(run) {
-                return stop(run, task, &state, progress, outcome);
+                return stop(run, task, &mut state, &mut progress, epoch, outcome);
             }
             let step_started = Instant::now();
             let (model, result) = task.step(state.model, &mut state.optim, index);
             state.model = model;
             state.saved_at = None;
-            state.position.advance(&result, step_started.elapsed().as_secs_f64());
-            progress.step = state.position.step;
-            record_step(run, &result, epoch, progress, index + 1 == per_epoch)?;
+            state.unread.push(result, step_started.elapsed().as_secs_f64());
+            // The first step is read at once, so its time covers the device's work (on a GPU,
+            // compiling the kernels); then every `log_every` steps and at the end of the epoch.
+            let taken = state.position.step + state.unread.len() as u64;
+            if first_step.is_some() || taken % u64::from(training.log_every) == 0 || index + 1 == per_epoch {
+                catch_up(run, &mut state, &mut progress, epoch, per_epoch)?;
+            }
             if let Some(started) = first_step.take() {
                 let seconds = started.elapsed().as_secs_f64();
                 tracing::info!(job = %run.id, device = run.device.name, seconds, "first step done");
@@ -192,7 +218,7 @@ pub fn train<T: Task>(
         let Ok(metrics) = task.evaluate(&state.model.valid(), &state.position, &asked) else {
             // Every step of the epoch is done: the checkpoint resumes at its evaluation.
             let outcome = stop_requested(run).expect("an evaluation gives up only when a stop is asked for");
-            return stop(run, task, &state, progress, outcome);
+            return stop(run, task, &mut state, &mut progress, epoch, outcome);
         };
         let metrics = EpochMetrics { seconds: epoch_started.elapsed().as_secs_f64(), ..metrics };
         tracing::info!(job = %run.id, epoch, train_loss = metrics.train_loss, "epoch done");
@@ -218,41 +244,53 @@ fn stop_requested(run: &Run<'_>) -> Option<Outcome> {
     }
 }
 
-/// Ends a run on request: records the progress, checkpoints unless a checkpoint already holds
-/// this very state (writing it again would replace a scored end-of-epoch checkpoint with an
-/// unscored copy), and says how.
+/// Ends a run on request: reads back the steps not yet read and records the progress, checkpoints
+/// unless a checkpoint already holds this very state (writing it again would replace a scored
+/// end-of-epoch checkpoint with an unscored copy), and says how.
 fn stop<T: Task>(
     run: &Run<'_>,
     task: &T,
-    state: &State<T::Model>,
-    progress: Progress,
+    state: &mut State<T::Model>,
+    progress: &mut Progress,
+    epoch: u32,
     outcome: Outcome,
 ) -> Result<Outcome, TrainError> {
-    run.log.steps(&[], progress)?;
+    catch_up(run, state, progress, epoch, task.batches_per_epoch())?;
     if state.saved_at != Some(state.position.step) {
         save(run, task, state, None)?;
     }
     Ok(outcome)
 }
 
-/// After a step: refuses a diverged loss or gradient norm, and logs a step point every
-/// `log_every` steps and at the end of an epoch.
-fn record_step(
+/// Reads back every step taken since the last read and counts them in the run's position, in
+/// order: refuses the first diverged loss or gradient norm (its step is the one reported), and
+/// logs a step point every `log_every` steps and at the end of an epoch.
+fn catch_up<M>(
     run: &Run<'_>,
-    result: &StepResult,
+    state: &mut State<M>,
+    progress: &mut Progress,
     epoch: u32,
-    progress: Progress,
-    last_of_epoch: bool,
+    per_epoch: usize,
 ) -> Result<(), TrainError> {
-    let step = progress.step;
-    if !result.loss.is_finite() || !result.grad_norm.is_none_or(f64::is_finite) {
-        run.log.steps(&[], progress)?;
-        return Err(TrainError::Diverged { epoch, step, loss: result.loss });
+    let log_every = u64::from(run.spec.training.log_every);
+    let mut points = Vec::new();
+    for (result, seconds) in state.unread.take() {
+        if !result.loss.is_finite() || !result.grad_norm.is_none_or(f64::is_finite) {
+            // The progress names the diverged step; the position (and so any checkpoint) stops
+            // before it.
+            progress.step = state.position.step + 1;
+            run.log.steps(&points, *progress)?;
+            return Err(TrainError::Diverged { epoch, step: progress.step, loss: result.loss });
+        }
+        state.position.advance(&result, seconds);
+        progress.step = state.position.step;
+        tracing::debug!(job = %run.id, step = progress.step, seconds, "step timed");
+        let step = progress.step;
+        if step % log_every == 0 || state.position.step_in_epoch == per_epoch as u64 {
+            points.push(StepPoint { step, epoch, loss: result.loss, grad_norm: result.grad_norm });
+        }
     }
-    if step % u64::from(run.spec.training.log_every) == 0 || last_of_epoch {
-        let point = StepPoint { step, epoch, loss: result.loss, grad_norm: result.grad_norm };
-        run.log.steps(&[point], progress)?;
-    }
+    run.log.steps(&points, *progress)?;
     Ok(())
 }
 

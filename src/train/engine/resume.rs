@@ -68,6 +68,13 @@ pub(super) fn restore_or_init<T: Task>(
         }
     }
     warn_skipped(run.log, &skipped, "no intact checkpoint was left, so the job started over")?;
+    let model = fresh(run, task, device);
+    Ok(State { model, optim, position: Position::default(), saved_at: None, unread: Default::default() })
+}
+
+/// A model with the job's initial weights, drawn from its seed on the CPU (the same on every
+/// device), on `device`.
+pub(super) fn fresh<T: Task>(run: &Run<'_>, task: &T, device: &Device) -> T::Model {
     let cpu = Device::flex().autodiff();
     let model = {
         let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,7 +83,7 @@ pub(super) fn restore_or_init<T: Task>(
         crate::models::materialize(&model);
         model
     };
-    Ok(State { model: model.fork(device), optim, position: Position::default(), saved_at: None })
+    model.fork(device)
 }
 
 /// Verifies and reads one kept checkpoint.
@@ -98,7 +105,13 @@ fn restore<T: Task>(
     let fresh = task.init(&run.device.device);
     let restored = checkpoint::read(&kept.dir, &manifest, fresh, optim).map_err(refused)?;
     let saved_at = Some(restored.position.step);
-    Ok(State { model: restored.model, optim: restored.optim, position: restored.position, saved_at })
+    Ok(State {
+        model: restored.model,
+        optim: restored.optim,
+        position: restored.position,
+        saved_at,
+        unread: Default::default(),
+    })
 }
 
 /// Warns of each checkpoint skipped as damaged, and what happened `then`.

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::AtomicBool;
 
 use super::*;
-use crate::backend::{Backends, Lane, Resolved};
+use crate::backend::{Backends, Resolved};
 use crate::config::Config;
 use crate::definition::{JobSpec, Limits};
 use crate::train::report::{KeptCheckpoint, ReportError, RunLog};
@@ -113,8 +113,6 @@ struct Setup {
 }
 
 fn setup(epochs: u32, keep_last: u32) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::with_data_dir(dir.path());
     let body = format!(
         r#"{{"model":{{"kind":"mlp_bn","hidden":[16]}},
             "data":{{"dataset":"synthetic_images","train_size":64,"test_size":16}},
@@ -122,10 +120,17 @@ fn setup(epochs: u32, keep_last: u32) -> Setup {
                          "optimizer":{{"kind":"sgd","lr":0.1,"momentum":0.9}}}},
             "checkpoint":{{"keep_last":{keep_last}}}}}"#
     );
-    let backends = Backends::cpu_only();
+    setup_job(&body, Backends::cpu_only())
+}
+
+/// The job `body` on the lane it asks for among `backends`.
+fn setup_job(body: &str, backends: Backends) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::with_data_dir(dir.path());
     let limits = Limits { config: &config, backends: &backends };
-    let spec = JobSpec::from_json(body.as_bytes()).unwrap().validate(&limits).unwrap().spec;
-    Setup { _dir: dir, config, spec, device: backends.resolve(Lane::Cpu), id: uuid::Uuid::new_v4() }
+    let valid = JobSpec::from_json(body.as_bytes()).unwrap().validate(&limits).unwrap();
+    let device = backends.resolve(valid.lane);
+    Setup { _dir: dir, config, spec: valid.spec, device, id: uuid::Uuid::new_v4() }
 }
 
 impl Setup {
@@ -259,10 +264,12 @@ impl<T: Task> Task for Poisoned<T> {
     }
 
     fn step(&mut self, model: T::Model, optim: &mut ModuleOptimizer, index: usize) -> Stepped<T::Model> {
-        let (model, result) = self.task.step(model, optim, index);
+        let (model, mut result) = self.task.step(model, optim, index);
         self.steps += 1;
-        let loss = if self.steps == self.at { f64::NAN } else { result.loss };
-        (model, StepResult { loss, ..result })
+        if self.steps == self.at {
+            result.loss = burn::tensor::Tensor::full([1], f32::NAN, &result.loss.device());
+        }
+        (model, result)
     }
 
     fn evaluate(&mut self, model: &T::Model, position: &Position, stop: Stop<'_>) -> Evaluated {
@@ -314,4 +321,5 @@ fn checkpoints_past_keep_last_are_dropped_but_the_best_stays() {
     }
 }
 
+mod readout;
 mod resume;

@@ -6,14 +6,18 @@
 //! evaluation on the test split in evaluation mode (running statistics). [`batch`], [`step`] and
 //! [`evaluate`] are also what `kiln bench` and `kiln parity` run.
 
+use std::time::Instant;
+
+use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::engine::{Evaluated, Interrupted, Settings, StepResult, Stepped, Stop, Task};
+use super::engine::{Evaluated, Interrupted, Settings, Stepped, Stop, Task};
 use super::position::Position;
+use super::readout::{self, StepTensors};
 use super::{Run, TrainError};
 use crate::data::{ImageData, ImageSet, batches_per_epoch, epoch_order};
 use crate::definition::ImageDataSpec;
@@ -39,15 +43,15 @@ pub fn batch(set: &ImageSet, indices: &[usize], device: &Device) -> (Tensor<4>, 
     (images, labels)
 }
 
-/// Number of rows whose largest logit is the label.
-fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> u64 {
+/// Number of rows whose largest logit is the label, on the device (`[1]`).
+fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int> {
     let predicted: Tensor<1, Int> = logits.argmax(1).flatten(0, 1);
-    predicted.equal(labels).int().sum().into_scalar::<i64>() as u64
+    predicted.equal(labels).int().sum()
 }
 
 /// One optimizer step on one batch, the gradients clipped to global norm `clip` when it is set:
-/// returns the updated model, the batch's loss and how many of its examples the model (before
-/// the update) classified right.
+/// returns the updated model and, still on the device, the batch's loss and how many of its
+/// examples the model (before the update) classified right.
 pub fn step(
     model: Classifier,
     optim: &mut ModuleOptimizer,
@@ -56,7 +60,8 @@ pub fn step(
     clip: Option<f64>,
     images: Tensor<4>,
     labels: Tensor<1, Int>,
-) -> (Classifier, f64, u64) {
+) -> Stepped<Classifier> {
+    let examples = labels.dims()[0] as u64;
     let logits = model.forward(images);
     let loss = loss_fn.forward(logits.clone(), labels.clone());
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -64,8 +69,8 @@ pub fn step(
         super::clip::clip_global_norm(&model, &mut grads, clip);
     }
     let model = optim.step(lr, model, grads);
-    let loss_value = f64::from(loss.into_scalar::<f32>());
-    (model, loss_value, correct(logits, labels))
+    let correct = Some(correct(logits.inner(), labels.inner()));
+    (model, StepTensors { loss: loss.inner(), correct, grad_norm_sq: None, examples })
 }
 
 /// Mean loss and accuracy of `model` (in evaluation mode) on `set`, in batches of `batch_size`
@@ -79,17 +84,31 @@ pub fn evaluate(
     stop: &dyn Fn() -> bool,
 ) -> Result<(f64, f64), Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let (mut loss_sum, mut right) = (0.0, 0u64);
     let indices: Vec<usize> = (0..set.len()).collect();
+    // Each batch's loss and count stay on the device until all are read, in one transaction.
+    let mut batches = Vec::new();
     for chunk in indices.chunks(batch_size) {
         if stop() {
             return Err(Interrupted);
         }
+        let started = Instant::now();
         let (images, labels) = batch(set, chunk, device);
         let logits = model.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels.clone()).into_scalar::<f32>();
-        loss_sum += f64::from(loss) * chunk.len() as f64;
-        right += correct(logits, labels);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        batches.push((chunk.len(), loss, correct(logits, labels)));
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(batch = batches.len(), examples = chunk.len(), seconds, "evaluation batch timed");
+    }
+    let started = Instant::now();
+    let values = readout::read(|t| {
+        batches.iter().fold(t, |t, (_, loss, right)| t.register(loss.clone()).register(right.clone()))
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::debug!(batches = batches.len(), seconds, "evaluation read");
+    let (mut loss_sum, mut right) = (0.0, 0u64);
+    for ((n, _, _), pair) in batches.iter().zip(values.chunks(2)) {
+        loss_sum += f64::from(readout::scalar::<f32>(pair[0].clone())) * *n as f64;
+        right += readout::scalar::<i64>(pair[1].clone()) as u64;
     }
     let n = set.len().max(1) as f64;
     Ok((loss_sum / n, right as f64 / n))
@@ -136,8 +155,37 @@ impl Task for Classification<'_> {
         let s = &self.settings;
         let indices = &self.order[index * s.batch_size..((index + 1) * s.batch_size).min(self.order.len())];
         let (images, labels) = batch(&self.data.train, indices, &s.train_device);
-        let (model, loss, correct) = step(model, optim, &s.loss, s.lr, s.clip, images, labels);
-        (model, StepResult { loss, correct, examples: indices.len() as u64, grad_norm: None })
+        step(model, optim, &s.loss, s.lr, s.clip, images, labels)
+    }
+
+    fn warm_up(&mut self, spare: Classifier) {
+        let s = &self.settings;
+        let (train, test) = (self.data.train.len(), self.data.test.len());
+        let mut last = None;
+        // The epoch's last batch, when it is smaller than the others.
+        if train > s.batch_size && train % s.batch_size != 0 {
+            let indices: Vec<usize> = (0..train % s.batch_size).collect();
+            let (images, labels) = batch(&self.data.train, &indices, &s.train_device);
+            let logits = spare.forward(images);
+            let loss = s.loss.forward(logits.clone(), labels.clone());
+            drop(loss.backward());
+            last = Some(correct(logits.inner(), labels.inner()));
+        }
+        // Evaluation's batches: full ones and the last.
+        let model = spare.valid();
+        let loss_fn = CrossEntropyLossConfig::new().init(&s.device);
+        let mut sizes = vec![s.batch_size.min(test), test % s.batch_size];
+        sizes.dedup();
+        for size in sizes.into_iter().filter(|&n| n > 0) {
+            let (images, labels) = batch(&self.data.test, &(0..size).collect::<Vec<_>>(), &s.device);
+            let logits = model.forward(images);
+            drop(loss_fn.forward(logits.clone(), labels.clone()));
+            last = Some(correct(logits, labels));
+        }
+        // Waits for the device, so the work counts before the first step.
+        if let Some(last) = last {
+            readout::read(|t| t.register(last));
+        }
     }
 
     fn evaluate(&mut self, model: &Classifier, position: &Position, stop: Stop<'_>) -> Evaluated {

@@ -113,12 +113,12 @@ fn a_checkpoint_restores_weights_running_statistics_and_optimizer_state() {
 
     // The next step matches the uninterrupted run only with the momentum restored.
     let (x, y) = batch(&data.train, &idx, &device);
-    let (uninterrupted, l1, _) = step(model, &mut optim, &loss_fn, 0.1, None, x.clone(), y.clone());
+    let (uninterrupted, l1) = step(model, &mut optim, &loss_fn, 0.1, None, x.clone(), y.clone());
     let mut optim2 = restored.optim;
-    let (resumed, l2, _) = step(restored.model, &mut optim2, &loss_fn, 0.1, None, x.clone(), y.clone());
-    let (forgetful, _, _) =
+    let (resumed, l2) = step(restored.model, &mut optim2, &loss_fn, 0.1, None, x.clone(), y.clone());
+    let (forgetful, _) =
         step(restore().model, &mut optimizer(&spec.training.optimizer), &loss_fn, 0.1, None, x, y);
-    assert!((l1 - l2).abs() < 1e-6);
+    assert!((l1.read().loss - l2.read().loss).abs() < 1e-6);
     let expected = uninterrupted.valid().forward(probe.clone());
     assert!(max_abs_diff(expected.clone(), resumed.valid().forward(probe.clone())) < 1e-5);
     assert!(max_abs_diff(expected, forgetful.valid().forward(probe)) > 1e-4, "momentum matters here");
@@ -216,9 +216,9 @@ fn lenet_bn_from_its_preset_and_from_its_layers_written_out_trains_to_the_same_s
         let mut optim = optimizer(&OptimizerSpec::Sgd { lr: 0.5, momentum: 0.9, weight_decay: 0.0 });
         let mut out = Vec::new();
         for _ in 0..4 {
-            let (next, l, _) = step(model, &mut optim, &loss, 0.5, Some(1.0), x.clone(), labels.clone());
+            let (next, l) = step(model, &mut optim, &loss, 0.5, Some(1.0), x.clone(), labels.clone());
             model = next;
-            out.push(l);
+            out.push(l.read().loss);
         }
         out
     };

@@ -1,0 +1,44 @@
+"""The steady state of a training job's first two epochs, from a kiln server's debug log
+(KILN_LOG=warn,kiln::train=debug) of that one job on stdin: its `step timed` lines (a step's
+seconds: recording it, plus its share of the read that waited for the device), `evaluation batch
+timed` and `evaluation read` lines. Prints the median step, the slowest step after the first
+(how many times the median), and the slowest evaluation batch (its share of the evaluation's one
+read included): a shape met for the first time mid-epoch shows as many times the median.
+
+usage: python3 bench/step_times.py LABEL < server.log
+"""
+import re
+import statistics
+import sys
+
+
+def field(line, name):
+    return float(re.search(r"\b" + name + r"=([0-9.e+-]+)", line).group(1))
+
+
+def main():
+    label, steps, evals, batches = sys.argv[1], [], [], []
+    for line in sys.stdin:
+        if "step timed" in line:
+            steps.append((int(field(line, "step")), field(line, "seconds")))
+        elif "evaluation batch timed" in line:
+            batches.append(field(line, "seconds"))
+        elif "evaluation read" in line:
+            share = field(line, "seconds") / max(len(batches), 1)
+            evals.append([b + share for b in batches])
+            batches = []
+    per_epoch = len(steps) // max(len(evals), 1) if evals else len(steps)
+    first_two = [s for s in steps[1:] if s[0] <= steps[0][0] + 2 * per_epoch - 1]
+    if not first_two:
+        print(label, "no step timings in the log")
+        return
+    median = statistics.median(t for _, t in first_two)
+    step, slowest = max(first_two, key=lambda s: s[1])
+    worst = max((b for epoch in evals[:2] for b in epoch), default=0.0)
+    print(f"{label} median step {median * 1e3:.1f} ms; slowest step after the first: step {step}, "
+          f"{slowest * 1e3:.1f} ms ({slowest / median:.1f}x the median); "
+          f"slowest evaluation batch {worst * 1e3:.1f} ms ({worst / median:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
