@@ -1,7 +1,7 @@
 """The steady state of a training job's first two epochs, from a kiln server's debug log
-(KILN_LOG=warn,kiln::train=debug) of that one job on stdin: its `step timed` lines (a step's
-seconds: recording it, plus its share of the read that waited for the device), `evaluation batch
-timed` and `evaluation read` lines. Prints the median step, the slowest step after the first
+(KILN_LOG=warn,kiln::train=debug) of that one job on stdin, up to its second `epoch done` line:
+its `step timed` lines (a step's seconds: recording it, plus its share of the read that waited
+for the device), `evaluation batch timed` and `evaluation read` lines. Prints the median step, the slowest step after the first
 (how many times the median), and the slowest evaluation batch (its share of the evaluation's one
 read included): a shape met for the first time mid-epoch shows as many times the median.
 
@@ -17,24 +17,28 @@ def field(line, name):
 
 
 def main():
-    label, steps, evals, batches = sys.argv[1], [], [], []
+    label, steps, evaluation, unread, epochs = sys.argv[1], [], [], [], 0
     for line in sys.stdin:
+        if epochs >= 2:
+            break
         if "step timed" in line:
             steps.append((int(field(line, "step")), field(line, "seconds")))
         elif "evaluation batch timed" in line:
-            batches.append(field(line, "seconds"))
+            unread.append(field(line, "seconds"))
         elif "evaluation read" in line:
-            share = field(line, "seconds") / max(len(batches), 1)
-            evals.append([b + share for b in batches])
-            batches = []
-    per_epoch = len(steps) // max(len(evals), 1) if evals else len(steps)
-    first_two = [s for s in steps[1:] if s[0] <= steps[0][0] + 2 * per_epoch - 1]
-    if not first_two:
+            # The read waited for the batches since the last one: each gets an even share.
+            share = field(line, "seconds") / max(len(unread), 1)
+            evaluation += [b + share for b in unread]
+            unread = []
+        elif "epoch done" in line:
+            epochs += 1
+    if len(steps) < 2:
         print(label, "no step timings in the log")
         return
-    median = statistics.median(t for _, t in first_two)
-    step, slowest = max(first_two, key=lambda s: s[1])
-    worst = max((b for epoch in evals[:2] for b in epoch), default=0.0)
+    later = steps[1:]
+    median = statistics.median(t for _, t in later)
+    step, slowest = max(later, key=lambda s: s[1])
+    worst = max(evaluation, default=0.0)
     print(f"{label} median step {median * 1e3:.1f} ms; slowest step after the first: step {step}, "
           f"{slowest * 1e3:.1f} ms ({slowest / median:.1f}x the median); "
           f"slowest evaluation batch {worst * 1e3:.1f} ms ({worst / median:.1f}x)")

@@ -150,7 +150,11 @@ fn trains_alike_on_wgpu_and_cpu(spec: ClassifierSpec) {
     // WGPU → CPU: the trained weights, running statistics included, give the same outputs.
     let x = fit::batch(&data, &(0..16).collect::<Vec<_>>(), &cpu.device).0;
     let trained = on_gpu.valid();
-    let back = through_file(&trained, || spec.init(shape, 10, &cpu.device), dir.path(), "trained");
+    let init = || {
+        let _guard = crate::train::engine::init_lock();
+        spec.init(shape, 10, &cpu.device)
+    };
+    let back = through_file(&trained, init, dir.path(), "trained");
     let on_gpu_out: Tensor<2> = trained.forward(x.clone().to_device(&gpu.device)).to_device(&cpu.device);
     let diff = (back.forward(x) - on_gpu_out).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-4, "outputs differ by {diff} after moving the weights to the CPU");

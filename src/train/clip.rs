@@ -49,9 +49,10 @@ fn scale<M: Module>(model: &M, grads: &mut GradientsParams, factor: Tensor<1>) {
     model.visit(&mut Scale { grads, factor });
 }
 
-/// Clips `grads` to global norm `max_norm` when it is set, by the factor min(1, θ/‖g‖) computed
-/// on the device (no read back: a gradient within the threshold is multiplied by exactly 1).
-/// Returns the squared norm before clipping, which training reports whether or not it clips.
+/// Clips `grads` to global norm `max_norm` when it is set, by the factor min(1, θ/‖g‖) chosen on
+/// the device (no read back): θ/‖g‖ where ‖g‖ > θ, else exactly 1 (a NaN norm too, which the
+/// next read reports). Returns the squared norm before clipping, which training reports whether
+/// or not it clips.
 pub fn clip_global_norm<M: Module>(
     model: &M,
     grads: &mut GradientsParams,
@@ -59,7 +60,9 @@ pub fn clip_global_norm<M: Module>(
 ) -> Option<Tensor<1>> {
     let norm_sq = global_norm_sq(model, grads)?;
     if let Some(theta) = max_norm {
-        let factor = norm_sq.clone().sqrt().recip().mul_scalar(theta).clamp_max(1.0);
+        let norm = norm_sq.clone().sqrt();
+        let over = norm.clone().greater_elem(theta);
+        let factor = norm.ones_like().mask_where(over, norm.recip().mul_scalar(theta));
         scale(model, grads, factor);
     }
     Some(norm_sq)
@@ -126,7 +129,8 @@ mod tests {
             let norm = norm(clip_global_norm(&pair, &mut grads, theta));
             assert!((norm - 5.0).abs() < 1e-6);
             let (a, b) = values(&pair, &grads);
-            assert!(close(&a, &[3.0, 0.0]) && close(&b, &[0.0, 4.0]), "θ = {theta:?}: {a:?} {b:?}");
+            // Untouched bit for bit, ‖g‖ = θ included.
+            assert_eq!((a, b), (vec![3.0, 0.0], vec![0.0, 4.0]), "θ = {theta:?}");
         }
     }
 

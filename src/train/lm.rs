@@ -49,8 +49,18 @@ pub fn perplexity(
 ) -> Result<Option<f64>, Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut state: Option<State> = None;
-    // Each batch's loss stays on the device until all are read, in one transaction.
-    let mut losses = Vec::new();
+    let (mut sum, mut tokens) = (0.0, 0usize);
+    // Each batch's loss stays on the device; they are read together, every
+    // `readout::MAX_UNREAD` batches and at the end.
+    let mut unread = Vec::new();
+    let mut read = |unread: &mut Vec<(usize, Tensor<1>)>| {
+        let values = readout::read(|t| unread.iter().fold(t, |t, (_, loss)| t.register(loss.clone())));
+        for ((n, _), value) in unread.iter().zip(values) {
+            sum += f64::from(readout::scalar::<f32>(value)) * *n as f64;
+            tokens += n;
+        }
+        unread.clear();
+    };
     for batch in text::validation_batches(stream, batch_size, num_steps) {
         if stop() {
             return Err(Interrupted);
@@ -58,17 +68,17 @@ pub fn perplexity(
         let (x, y) = tensors(&batch, device);
         let start = state.take().unwrap_or_else(|| model.begin_state(batch.batch_size, device));
         let (logits, next) = model.forward(x, start);
-        losses.push((batch.batch_size * batch.num_steps, loss_fn.forward(logits, y)));
+        unread.push((batch.batch_size * batch.num_steps, loss_fn.forward(logits, y)));
         state = Some(next);
+        if unread.len() >= readout::MAX_UNREAD {
+            read(&mut unread);
+        }
     }
-    if losses.is_empty() {
+    if !unread.is_empty() {
+        read(&mut unread);
+    }
+    if tokens == 0 {
         return Ok(None);
-    }
-    let values = readout::read(|t| losses.iter().fold(t, |t, (_, loss)| t.register(loss.clone())));
-    let (mut sum, mut tokens) = (0.0, 0usize);
-    for ((n, _), value) in losses.iter().zip(values) {
-        sum += f64::from(readout::scalar::<f32>(value)) * *n as f64;
-        tokens += n;
     }
     Ok(Some((sum / tokens as f64).exp()))
 }

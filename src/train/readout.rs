@@ -17,6 +17,11 @@ use burn::tensor::{Int, Tensor, TensorData, Transaction};
 
 use super::position::StepResult;
 
+/// The most steps (or evaluation batches) left unread, whatever `training.log_every` is: the
+/// device never runs further behind the host, so a stop waits for at most this many steps, a
+/// divergence is caught within them, and an evaluation still looks at its stop flag.
+pub const MAX_UNREAD: usize = 50;
+
 thread_local! {
     static READS: Cell<u64> = const { Cell::new(0) };
 }
@@ -115,4 +120,64 @@ impl Readout {
 /// The first value of `data`, converted to `E`.
 pub fn scalar<E: burn::tensor::Element>(data: TensorData) -> E {
     data.iter::<E>().next().expect("a value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn float(v: f32, device: &Device) -> Tensor<1> {
+        Tensor::from_data(TensorData::new(vec![v], [1]), device)
+    }
+
+    #[test]
+    fn steps_of_every_kind_are_read_back_in_order_in_one_read() {
+        let device = Device::flex();
+        let count = |v: i64| Tensor::<1, Int>::from_data(TensorData::new(vec![v], [1]), &device);
+        let mut readout = Readout::default();
+        // A classifier's step, a language model's, another classifier's.
+        readout.push(
+            StepTensors {
+                loss: float(0.5, &device),
+                correct: Some(count(3)),
+                grad_norm_sq: None,
+                examples: 4,
+            },
+            0.25,
+        );
+        let lm = StepTensors {
+            loss: float(1.5, &device),
+            correct: None,
+            grad_norm_sq: Some(float(16.0, &device)),
+            examples: 8,
+        };
+        readout.push(lm, 0.5);
+        let both = StepTensors {
+            loss: float(2.5, &device),
+            correct: Some(count(7)),
+            grad_norm_sq: Some(float(9.0, &device)),
+            examples: 9,
+        };
+        readout.push(both, 0.75);
+        assert_eq!(readout.len(), 3);
+        let before = host_reads();
+        let read = readout.take();
+        assert_eq!(host_reads() - before, 1, "one read for all three");
+        assert!(readout.is_empty());
+        let results: Vec<StepResult> = read.iter().map(|(r, _)| *r).collect();
+        assert_eq!(
+            results,
+            [
+                StepResult { loss: 0.5, correct: 3, examples: 4, grad_norm: None },
+                StepResult { loss: 1.5, correct: 0, examples: 8, grad_norm: Some(4.0) },
+                StepResult { loss: 2.5, correct: 7, examples: 9, grad_norm: Some(3.0) },
+            ]
+        );
+        // The read's wait is shared out evenly: the steps keep their order of durations.
+        let seconds: Vec<f64> = read.iter().map(|(_, s)| *s).collect();
+        let gaps = [seconds[1] - seconds[0], seconds[2] - seconds[1]];
+        assert!(seconds[0] >= 0.25 && gaps.iter().all(|g| (g - 0.25).abs() < 1e-9), "{seconds:?}");
+        assert!(readout.take().is_empty() && host_reads() - before == 1, "nothing left: no read");
+    }
 }

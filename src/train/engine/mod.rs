@@ -25,8 +25,8 @@ mod resume;
 
 use super::checkpoint::{self, Identity, Manifest};
 use super::position::Position;
-use super::readout::Readout;
 pub use super::readout::StepTensors;
+use super::readout::{MAX_UNREAD, Readout};
 use super::report::{KeptCheckpoint, SavedCheckpoint};
 use super::{Outcome, Run, TrainError};
 use crate::metrics::{EpochMetrics, Progress, StepPoint};
@@ -83,9 +83,10 @@ pub trait Task {
 
     /// Runs once every shape of the run but the full training batch, which the first step meets:
     /// the epoch's last, partial batch (forward and backward) and the evaluation's batches, on
-    /// `spare`, a model of the run's that is then dropped (a training-mode forward moves
-    /// BatchNorm's running statistics). On a device that compiles and tunes kernels per shape
-    /// (WGPU) this happens before the first step, not in the middle of an epoch.
+    /// `spare`, a model with fresh weights that is then dropped (not the run's: a training-mode
+    /// forward moves BatchNorm's running statistics). On a device that compiles and tunes
+    /// kernels per shape (WGPU) this happens before the first step, not in the middle of an
+    /// epoch.
     fn warm_up(&mut self, _spare: Self::Model) {}
 
     /// A language model's vocabulary, which its checkpoints carry.
@@ -165,10 +166,12 @@ pub fn train<T: Task>(
     let training = &run.spec.training;
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
-    let mut state = resume::restore_or_init(run, task, &device, optim)?;
-    if run.device.device != Device::flex() {
-        task.warm_up(resume::fresh(run, task, &device));
+    // Before the real model is on the device, so the spare never shares its memory with it; its
+    // weights do not matter (built on the device, outside the seeded initialisation).
+    if run.device.device != Device::flex() && stop_requested(run).is_none() {
+        task.warm_up(task.init(&device));
     }
+    let mut state = resume::restore_or_init(run, task, &device, optim)?;
     if let Some(count) = task.parameters() {
         run.log.parameters(count)?;
     }
@@ -204,7 +207,8 @@ pub fn train<T: Task>(
             // The first step is read at once, so its time covers the device's work (on a GPU,
             // compiling the kernels); then every `log_every` steps and at the end of the epoch.
             let taken = state.position.step + state.unread.len() as u64;
-            if first_step.is_some() || taken % u64::from(training.log_every) == 0 || index + 1 == per_epoch {
+            let due = taken % u64::from(training.log_every) == 0 || state.unread.len() >= MAX_UNREAD;
+            if first_step.is_some() || due || index + 1 == per_epoch {
                 catch_up(run, &mut state, &mut progress, epoch, per_epoch)?;
             }
             if let Some(started) = first_step.take() {

@@ -68,13 +68,6 @@ pub(super) fn restore_or_init<T: Task>(
         }
     }
     warn_skipped(run.log, &skipped, "no intact checkpoint was left, so the job started over")?;
-    let model = fresh(run, task, device);
-    Ok(State { model, optim, position: Position::default(), saved_at: None, unread: Default::default() })
-}
-
-/// A model with the job's initial weights, drawn from its seed on the CPU (the same on every
-/// device), on `device`.
-pub(super) fn fresh<T: Task>(run: &Run<'_>, task: &T, device: &Device) -> T::Model {
     let cpu = Device::flex().autodiff();
     let model = {
         let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,7 +76,13 @@ pub(super) fn fresh<T: Task>(run: &Run<'_>, task: &T, device: &Device) -> T::Mod
         crate::models::materialize(&model);
         model
     };
-    model.fork(device)
+    Ok(State {
+        model: model.fork(device),
+        optim,
+        position: Position::default(),
+        saved_at: None,
+        unread: Default::default(),
+    })
 }
 
 /// Verifies and reads one kept checkpoint.

@@ -85,8 +85,23 @@ pub fn evaluate(
 ) -> Result<(f64, f64), Interrupted> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let indices: Vec<usize> = (0..set.len()).collect();
-    // Each batch's loss and count stay on the device until all are read, in one transaction.
-    let mut batches = Vec::new();
+    let (mut loss_sum, mut right) = (0.0, 0u64);
+    // Each batch's loss and count stay on the device and are read together, every
+    // `readout::MAX_UNREAD` batches and at the end.
+    let mut unread = Vec::new();
+    let mut read = |unread: &mut Vec<(usize, Tensor<1>, Tensor<1, Int>)>| {
+        let started = Instant::now();
+        let values = readout::read(|t| {
+            unread.iter().fold(t, |t, (_, loss, right)| t.register(loss.clone()).register(right.clone()))
+        });
+        for ((n, _, _), pair) in unread.iter().zip(values.chunks(2)) {
+            loss_sum += f64::from(readout::scalar::<f32>(pair[0].clone())) * *n as f64;
+            right += readout::scalar::<i64>(pair[1].clone()) as u64;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(batches = unread.len(), seconds, "evaluation read");
+        unread.clear();
+    };
     for chunk in indices.chunks(batch_size) {
         if stop() {
             return Err(Interrupted);
@@ -95,20 +110,15 @@ pub fn evaluate(
         let (images, labels) = batch(set, chunk, device);
         let logits = model.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels.clone());
-        batches.push((chunk.len(), loss, correct(logits, labels)));
+        unread.push((chunk.len(), loss, correct(logits, labels)));
         let seconds = started.elapsed().as_secs_f64();
-        tracing::debug!(batch = batches.len(), examples = chunk.len(), seconds, "evaluation batch timed");
+        tracing::debug!(examples = chunk.len(), seconds, "evaluation batch timed");
+        if unread.len() >= readout::MAX_UNREAD {
+            read(&mut unread);
+        }
     }
-    let started = Instant::now();
-    let values = readout::read(|t| {
-        batches.iter().fold(t, |t, (_, loss, right)| t.register(loss.clone()).register(right.clone()))
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    tracing::debug!(batches = batches.len(), seconds, "evaluation read");
-    let (mut loss_sum, mut right) = (0.0, 0u64);
-    for ((n, _, _), pair) in batches.iter().zip(values.chunks(2)) {
-        loss_sum += f64::from(readout::scalar::<f32>(pair[0].clone())) * *n as f64;
-        right += readout::scalar::<i64>(pair[1].clone()) as u64;
+    if !unread.is_empty() {
+        read(&mut unread);
     }
     let n = set.len().max(1) as f64;
     Ok((loss_sum / n, right as f64 / n))
@@ -162,8 +172,9 @@ impl Task for Classification<'_> {
         let s = &self.settings;
         let (train, test) = (self.data.train.len(), self.data.test.len());
         let mut last = None;
-        // The epoch's last batch, when it is smaller than the others.
-        if train > s.batch_size && train % s.batch_size != 0 {
+        // The epoch's last batch, when it is smaller than the others (one example alone is
+        // dropped, see `batches_per_epoch`).
+        if train > s.batch_size && train % s.batch_size > 1 {
             let indices: Vec<usize> = (0..train % s.batch_size).collect();
             let (images, labels) = batch(&self.data.train, &indices, &s.train_device);
             let logits = spare.forward(images);

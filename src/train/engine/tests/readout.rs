@@ -70,7 +70,8 @@ fn agree(a: f64, b: f64, tolerance: f64) -> bool {
 }
 
 /// The job read every step and every `every` steps reports the same step points (where both
-/// log one), epoch rows and progress: bit for bit when `tolerance` is 0.
+/// log one), epoch rows and progress: bit for bit when `tolerance` is 0; else losses and norms to
+/// that tolerance, and accuracies to one example (a last-bit difference may flip an argmax).
 fn same_numbers(job: fn(u32, &str) -> String, every: u32, backend: &str, tolerance: f64) {
     let (each, _) = trained(&job(1, backend), backend);
     let (deferred, _) = trained(&job(every, backend), backend);
@@ -91,7 +92,9 @@ fn same_numbers(job: fn(u32, &str) -> String, every: u32, backend: &str, toleran
     let (a, b) = (each.epochs.borrow(), deferred.epochs.borrow());
     assert_eq!((a.len(), b.len()), (2, 2));
     for (x, y) in a.iter().zip(b.iter()) {
-        let same = numbers(x).into_iter().zip(numbers(y)).all(|pair| match pair {
+        let same = numbers(x).into_iter().zip(numbers(y)).enumerate().all(|(i, pair)| match pair {
+            // Train accuracy over 72 examples, test accuracy over 20.
+            (Some(u), Some(v)) if tolerance > 0.0 && (i == 1 || i == 3) => (u - v).abs() <= 1.0 / 20.0 + 1e-9,
             (Some(u), Some(v)) => agree(u, v, tolerance),
             (u, v) => u.is_none() && v.is_none(),
         });
@@ -123,10 +126,10 @@ fn on_wgpu_deferred_reads_report_the_same_numbers() {
 #[test]
 fn a_run_reads_the_device_once_per_log_every_steps() {
     // 72 images in batches of 16: five steps an epoch, ten in all. Read after the first step
-    // (its time must cover the device's work), at step 5 (an epoch's end), at step 10; and
-    // once per evaluation.
-    let (_, reads) = trained(&classifier(5, "cpu"), "cpu");
-    assert_eq!(reads, 3 + 2);
+    // (its time must cover the device's work), at steps 3, 6 and 9, at each epoch's end (5,
+    // 10); and once per evaluation.
+    let (_, reads) = trained(&classifier(3, "cpu"), "cpu");
+    assert_eq!(reads, 6 + 2);
     let (_, reads) = trained(&classifier(1, "cpu"), "cpu");
     assert_eq!(reads, 10 + 2);
 }
