@@ -81,12 +81,9 @@ pub trait Task {
     /// engine.
     fn evaluate(&mut self, model: &Self::Model, position: &Position, stop: Stop<'_>) -> Evaluated;
 
-    /// Runs once every shape of the run but the full training batch, which the first step meets:
-    /// the epoch's last, partial batch (forward and backward) and the evaluation's batches, on
-    /// `spare`, a model with fresh weights that is then dropped (not the run's: a training-mode
-    /// forward moves BatchNorm's running statistics). On a device that compiles and tunes
-    /// kernels per shape (WGPU) this happens before the first step, not in the middle of an
-    /// epoch.
+    /// Runs the evaluation's shapes once on `spare`, a model with fresh weights that is then
+    /// dropped, so that on a device that compiles and tunes kernels per shape (WGPU) this
+    /// happens before the first step, not at the end of the first epoch.
     fn warm_up(&mut self, _spare: Self::Model) {}
 
     /// A language model's vocabulary, which its checkpoints carry.
@@ -166,10 +163,8 @@ pub fn train<T: Task>(
     let training = &run.spec.training;
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
-    // Before the real model is on the device, so the spare never shares its memory with it; its
-    // weights do not matter (built on the device, outside the seeded initialisation).
     if run.device.device != Device::flex() && stop_requested(run).is_none() {
-        task.warm_up(task.init(&device));
+        warm_up(task, &device);
     }
     let mut state = resume::restore_or_init(run, task, &device, optim)?;
     if let Some(count) = task.parameters() {
@@ -235,6 +230,18 @@ pub fn train<T: Task>(
         }
     }
     Ok(Outcome::Completed)
+}
+
+/// Meets the evaluation's shapes before the first step, on a device that compiles and tunes
+/// kernels per shape (WGPU), on a spare model dropped after. It runs before the real model is on
+/// the device, so the two never share its memory; the spare's weights do not matter (built on
+/// the device, outside the seeded initialisation).
+///
+/// The epoch's last, smaller training batch is not warmed: a whole optimizer step on it with a
+/// spare model and optimizer compiled its kernels, and the run compiled them again when it met
+/// that batch (docs/benchmarks.md, "Every shape before the first step").
+fn warm_up<T: Task>(task: &mut T, device: &Device) {
+    task.warm_up(task.init(device));
 }
 
 /// The stop asked for since the last step, if any: cancel before shutdown.

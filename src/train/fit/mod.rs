@@ -170,18 +170,8 @@ impl Task for Classification<'_> {
 
     fn warm_up(&mut self, spare: Classifier) {
         let s = &self.settings;
-        let (train, test) = (self.data.train.len(), self.data.test.len());
+        let test = self.data.test.len();
         let mut last = None;
-        // The epoch's last batch, when it is smaller than the others (one example alone is
-        // dropped, see `batches_per_epoch`).
-        if train > s.batch_size && train % s.batch_size > 1 {
-            let indices: Vec<usize> = (0..train % s.batch_size).collect();
-            let (images, labels) = batch(&self.data.train, &indices, &s.train_device);
-            let logits = spare.forward(images);
-            let loss = s.loss.forward(logits.clone(), labels.clone());
-            drop(loss.backward());
-            last = Some(correct(logits.inner(), labels.inner()));
-        }
         // Evaluation's batches: full ones and the last.
         let model = spare.valid();
         let loss_fn = CrossEntropyLossConfig::new().init(&s.device);
