@@ -241,14 +241,15 @@ fn a_cancel_right_after_an_epoch_keeps_its_scored_checkpoint() {
     assert!(kept[0].score.is_some(), "its test accuracy is kept");
 }
 
-/// A task whose loss becomes NaN at one step.
-struct Poisoned<T> {
+/// A task that, after its `at`-th step, poisons that step's loss or asks for a cancel.
+struct Spoiled<'a, T> {
     task: T,
     at: u64,
     steps: u64,
+    cancel: Option<&'a AtomicBool>,
 }
 
-impl<T: Task> Task for Poisoned<T> {
+impl<T: Task> Task for Spoiled<'_, T> {
     type Model = T::Model;
 
     fn init(&self, device: &Device) -> T::Model {
@@ -267,7 +268,10 @@ impl<T: Task> Task for Poisoned<T> {
         let (model, mut result) = self.task.step(model, optim, index);
         self.steps += 1;
         if self.steps == self.at {
-            result.loss = burn::tensor::Tensor::full([1], f32::NAN, &result.loss.device());
+            match self.cancel {
+                Some(flag) => flag.store(true, Ordering::SeqCst),
+                None => result.loss = burn::tensor::Tensor::full([1], f32::NAN, &result.loss.device()),
+            }
         }
         (model, result)
     }
@@ -277,18 +281,26 @@ impl<T: Task> Task for Poisoned<T> {
     }
 }
 
-#[test]
-fn a_diverged_loss_fails_the_run_at_its_step() {
-    let setup = setup(3, 3);
-    let log = Memory::default();
-    let run = setup.run(&log);
+/// Trains `setup`'s classifier with its task spoiled at step `at` (a cancel when `cancel`, else
+/// a NaN loss), reporting to `log`; returns how it ended and the steps it took.
+fn train_spoiled(setup: &Setup, log: &Memory, at: u64, cancel: bool) -> (Result<Outcome, TrainError>, u64) {
+    let run = setup.run(log);
     let crate::definition::Task::Classify { model, data } = setup.spec.task().unwrap() else {
         unreachable!()
     };
     let task = crate::train::fit::Classification::load(&run, model, data).unwrap();
-    let mut poisoned = Poisoned { task, at: 6, steps: 0 };
+    let mut spoiled = Spoiled { task, at, steps: 0, cancel: cancel.then_some(&log.cancel) };
     let optim = crate::train::optim::optimizer(&setup.spec.training.optimizer);
-    let error = train(&run, &mut poisoned, optim, Instant::now()).unwrap_err();
+    let outcome = train(&run, &mut spoiled, optim, Instant::now());
+    (outcome, spoiled.steps)
+}
+
+#[test]
+fn a_diverged_loss_fails_the_run_at_its_step() {
+    let setup = setup(3, 3);
+    let log = Memory::default();
+    let (outcome, _) = train_spoiled(&setup, &log, 6, false);
+    let error = outcome.unwrap_err();
     assert!(matches!(error, TrainError::Diverged { epoch: 2, step: 6, .. }), "{error}");
     assert!(error.to_string().contains("at epoch 2, step 6"), "{error}");
     assert_eq!(log.progress.get().step, 6, "the progress up to the bad step is recorded");

@@ -4,8 +4,6 @@
 //! job still fails within `log_every` steps, naming the step that diverged; a cancel still lands
 //! at the next step; and a run reads from the device once per `log_every` steps.
 
-use std::sync::atomic::AtomicBool;
-
 use super::*;
 use crate::train::readout;
 
@@ -134,60 +132,12 @@ fn a_run_reads_the_device_once_per_log_every_steps() {
     assert_eq!(reads, 10 + 2);
 }
 
-/// A task that, after its `at`-th step, poisons that step's loss or asks for a cancel.
-struct Spoiled<'a, T> {
-    task: T,
-    at: u64,
-    steps: u64,
-    cancel: Option<&'a AtomicBool>,
-}
-
-impl<T: Task> Task for Spoiled<'_, T> {
-    type Model = T::Model;
-
-    fn init(&self, device: &Device) -> T::Model {
-        self.task.init(device)
-    }
-
-    fn batches_per_epoch(&self) -> usize {
-        self.task.batches_per_epoch()
-    }
-
-    fn begin_epoch(&mut self, epoch: u32) {
-        self.task.begin_epoch(epoch)
-    }
-
-    fn step(&mut self, model: T::Model, optim: &mut ModuleOptimizer, index: usize) -> Stepped<T::Model> {
-        let (model, mut result) = self.task.step(model, optim, index);
-        self.steps += 1;
-        if self.steps == self.at {
-            match self.cancel {
-                Some(flag) => flag.store(true, Ordering::SeqCst),
-                None => result.loss = burn::tensor::Tensor::full([1], f32::NAN, &result.loss.device()),
-            }
-        }
-        (model, result)
-    }
-
-    fn evaluate(&mut self, model: &T::Model, position: &Position, stop: Stop<'_>) -> Evaluated {
-        self.task.evaluate(model, position, stop)
-    }
-}
-
 /// Runs `body` (a classifier) with its task spoiled at step `at`, cancelling if `cancel`; returns
 /// what it reported, how it ended and the steps it took (and its setup, which holds its files).
 fn spoiled(body: &str, at: u64, cancel: bool) -> (Memory, Result<Outcome, TrainError>, u64, Setup) {
     let setup = setup_job(body, Backends::cpu_only());
     let log = Memory::default();
-    let run = setup.run(&log);
-    let crate::definition::Task::Classify { model, data } = setup.spec.task().unwrap() else {
-        unreachable!()
-    };
-    let task = crate::train::fit::Classification::load(&run, model, data).unwrap();
-    let mut spoiled = Spoiled { task, at, steps: 0, cancel: cancel.then_some(&log.cancel) };
-    let optim = crate::train::optim::optimizer(&setup.spec.training.optimizer);
-    let outcome = train(&run, &mut spoiled, optim, Instant::now());
-    let steps = spoiled.steps;
+    let (outcome, steps) = train_spoiled(&setup, &log, at, cancel);
     (log, outcome, steps, setup)
 }
 
