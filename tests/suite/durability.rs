@@ -90,13 +90,15 @@ async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
+    // Four epochs of about 560 steps: each lasts a second or more, however fast the CPU.
+    const EPOCHS: u32 = 4;
     let dir = tempfile::tempdir().unwrap();
     let first = Process::spawn(dir.path());
     let (c, base) = (first.client.clone(), first.base.clone());
     let job = json!({
         "model": {"kind": "rnn_lm", "cell": "gru", "hidden": 32},
-        "data": {"dataset": "synthetic_text", "chars": 20000, "seed": 2, "num_steps": 20},
-        "training": {"epochs": 30, "batch_size": 16, "log_every": 1, "optimizer": {"kind": "adam", "lr": 0.01}},
+        "data": {"dataset": "synthetic_text", "chars": 200000, "seed": 2, "num_steps": 20},
+        "training": {"epochs": EPOCHS, "batch_size": 16, "log_every": 1, "optimizer": {"kind": "adam", "lr": 0.01}},
         "checkpoint": {"every": 1, "keep_last": 2}
     });
     let job = submit(&c, &base, &job).await;
@@ -105,9 +107,12 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
         j["progress"]["epoch"].as_u64() >= Some(1) && j["progress"]["step"].as_u64() > Some(0)
     })
     .await;
-    let steps_per_epoch = running["progress"]["steps"].as_u64().unwrap() / 30;
+    let steps_per_epoch = running["progress"]["steps"].as_u64().unwrap() / u64::from(EPOCHS);
+    // Stopped in the first half of an epoch after the first (progress is polled every 100 ms):
+    // the stop lands mid-epoch unless the signal takes half an epoch, about a second, to act.
     wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
-        j["progress"]["step"].as_u64().unwrap() % steps_per_epoch > 3
+        let step = j["progress"]["step"].as_u64().unwrap();
+        step > steps_per_epoch && (4..steps_per_epoch / 2).contains(&(step % steps_per_epoch))
     })
     .await;
     let (status, _) = first.terminate();
@@ -121,7 +126,7 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
     let job = wait_finished(&c, &base, &id, Duration::from_secs(600)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let metrics = get_json(&c, &format!("{base}/jobs/{id}/metrics?limit=1000")).await;
-    assert_eq!(metrics["epochs"].as_array().unwrap().len(), 30);
+    assert_eq!(metrics["epochs"].as_array().unwrap().len(), EPOCHS as usize);
     let mut steps: Vec<u64> = Vec::new();
     let mut after = "0".to_string();
     loop {
@@ -133,8 +138,12 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
         steps.extend(points.iter().map(|s| s["step"].as_u64().unwrap()));
         after = page["next_after"].as_str().unwrap().to_string();
     }
-    assert_eq!(steps, (1..=30 * steps_per_epoch).collect::<Vec<_>>(), "every step once, in order");
-    let last = metrics["epochs"][29]["perplexity"].as_f64().unwrap();
+    assert_eq!(
+        steps,
+        (1..=u64::from(EPOCHS) * steps_per_epoch).collect::<Vec<_>>(),
+        "every step once, in order"
+    );
+    let last = metrics["epochs"][EPOCHS as usize - 1]["perplexity"].as_f64().unwrap();
     let first_epoch = metrics["epochs"][0]["perplexity"].as_f64().unwrap();
     assert!(last < first_epoch, "{first_epoch} -> {last}");
     let r = c
