@@ -179,73 +179,72 @@ pub struct Gradients {
 }
 
 /// The backward of [`forward`] from the output's gradient `dy`.
+///
+/// The weight's gradient is summed transposed, `dWᵀ = patches · dyᵀ` (`[k, c_out]`), so gemm
+/// reads the patches as im2col lays them out and packs only `dy` (`c_out` rows, not `k`)
+/// transposed; one transpose of the sum gives `dW`.
 pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
     let (k, p, sample, c_out) = (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out);
     assert!(dy.len() == conv.batch * c_out * p && x.len() == conv.batch * sample);
-    // wᵀ, `[k, c_out]`, for the patches' gradient.
-    let mut w_t = vec![0.0; k * c_out];
-    transpose(weight, c_out, k, &mut w_t);
     let group = conv.group();
     let groups = conv.batch.div_ceil(group);
     // Without the input's gradient, one unused float per group keeps the loop's shape.
     let mut dx = vec![0.0; if input_grad { x.len() } else { groups }];
     let chunk = if input_grad { group * sample } else { 1 };
-    let buffers =
-        || (vec![0.0; c_out * k], vec![0.0f32; c_out], vec![0.0; group * p * k], vec![0.0; k * group * p]);
-    let (d_weight, d_bias) = dx
+    // Runs of groups, one per thread: each run sums into one partial gradient, not one per
+    // split rayon happens to make.
+    let run = groups.div_ceil(rayon::current_num_threads());
+    let (d_weight_t, d_bias) = dx
         .par_chunks_mut(chunk)
         .enumerate()
+        .with_min_len(run)
         .fold(
-            || (buffers(), vec![0.0; c_out * group * p]),
-            |((mut dw, mut db, mut col_t, mut col), mut dy_g), (g, dx)| {
+            || (vec![0.0; k * c_out], vec![0.0f32; c_out], vec![0.0; k * group * p], Vec::new()),
+            |(mut dw_t, mut db, mut col, mut gathered), (g, dx)| {
                 let samples = group.min(conv.batch - g * group);
                 let n = samples * p;
+                let first = g * group * c_out * p;
+                // `dy` of the group's samples, `[c_out, n]`: one sample's is in place already.
+                let dy_g: &[f32] = if samples == 1 {
+                    &dy[first..first + c_out * p]
+                } else {
+                    gathered.resize(c_out * n, 0.0);
+                    for s in 0..samples {
+                        for co in 0..c_out {
+                            let src = &dy[first + (s * c_out + co) * p..first + (s * c_out + co + 1) * p];
+                            gathered[co * n + s * p..co * n + (s + 1) * p].copy_from_slice(src);
+                        }
+                    }
+                    &gathered[..c_out * n]
+                };
                 for s in 0..samples {
                     let b = g * group + s;
                     conv.im2col(&x[b * sample..(b + 1) * sample], &mut col, n, s * p);
-                    for co in 0..c_out {
-                        let src = &dy[(b * c_out + co) * p..(b * c_out + co + 1) * p];
-                        dy_g[co * n + s * p..co * n + (s + 1) * p].copy_from_slice(src);
-                    }
                 }
-                // Patches position-major, `[n, k]`: dW += dy · patches.
-                transpose(&col[..k * n], k, n, &mut col_t);
-                matmul(
-                    [c_out, n, k],
-                    (&dy_g[..c_out * n], false),
-                    (&col_t[..n * k], false),
-                    &mut dw,
-                    true,
-                    false,
-                );
-                for (sum, row) in db.iter_mut().zip(dy_g[..c_out * n].chunks_exact(n)) {
+                matmul([k, n, c_out], (&col[..k * n], false), (dy_g, true), &mut dw_t, true, false);
+                for (sum, row) in db.iter_mut().zip(dy_g.chunks_exact(n)) {
                     *sum += row.iter().sum::<f32>();
                 }
                 if input_grad {
                     // The patches' gradient, `[k, n]` = wᵀ · dy, summed back into each input.
-                    matmul(
-                        [k, c_out, n],
-                        (&w_t, false),
-                        (&dy_g[..c_out * n], false),
-                        &mut col[..k * n],
-                        false,
-                        false,
-                    );
+                    matmul([k, c_out, n], (weight, true), (dy_g, false), &mut col[..k * n], false, false);
                     for (s, dx) in dx.chunks_exact_mut(sample).enumerate() {
                         conv.col2im(&col, n, s * p, dx);
                     }
                 }
-                ((dw, db, col_t, col), dy_g)
+                (dw_t, db, col, gathered)
             },
         )
-        .map(|((dw, db, _, _), _)| (dw, db))
+        .map(|(dw_t, db, _, _)| (dw_t, db))
         .reduce(
-            || (vec![0.0; c_out * k], vec![0.0; c_out]),
+            || (vec![0.0; k * c_out], vec![0.0; c_out]),
             |(mut a, mut b), (c, d)| {
                 a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
                 b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
                 (a, b)
             },
         );
+    let mut d_weight = vec![0.0; c_out * k];
+    transpose(&d_weight_t, k, c_out, &mut d_weight);
     Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
 }

@@ -255,3 +255,87 @@ fn a_whole_layer_runs_its_steps_and_its_gradients_match_finite_differences() {
         });
     }
 }
+
+/// A convolution computed straight from its definition, in f64: the output, and the gradients
+/// of the input, weight and bias for the output gradient `dy`.
+fn direct_conv(c: &conv::Conv, x: &[f32], w: &[f32], bias: &[f32], dy: &[f32]) -> [Vec<f64>; 4] {
+    let ([oh, ow], [kh, kw]) = (c.out(), c.kernel);
+    let mut out = vec![0.0; c.batch * c.c_out * oh * ow];
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    let mut db = vec![0.0; c.c_out];
+    for b in 0..c.batch {
+        for co in 0..c.c_out {
+            for y in 0..oh {
+                for z in 0..ow {
+                    let at = ((b * c.c_out + co) * oh + y) * ow + z;
+                    let mut sum = f64::from(bias[co]);
+                    db[co] += f64::from(dy[at]);
+                    for ci in 0..c.c_in {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let (r, q) = ((y * c.stride[0] + i) as isize, (z * c.stride[1] + j) as isize);
+                                let (r, q) = (r - c.padding[0] as isize, q - c.padding[1] as isize);
+                                if r < 0 || q < 0 || r >= c.h as isize || q >= c.w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * c.c_in + ci) * c.h + r as usize) * c.w + q as usize;
+                                let wi = ((co * c.c_in + ci) * kh + i) * kw + j;
+                                sum += f64::from(x[xi]) * f64::from(w[wi]);
+                                dx[xi] += f64::from(w[wi]) * f64::from(dy[at]);
+                                dw[wi] += f64::from(x[xi]) * f64::from(dy[at]);
+                            }
+                        }
+                    }
+                    out[at] = sum;
+                }
+            }
+        }
+    }
+    [out, dx, dw, db]
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((f64::from(g) - w).abs() <= 1e-4 * (1.0 + w.abs()), "{name}[{i}]: {g} vs {w}");
+    }
+}
+
+#[test]
+fn the_convolution_and_its_gradients_match_the_definition() {
+    let shape = |batch, c_in, side: [usize; 2], c_out, kernel, stride, padding| conv::Conv {
+        batch,
+        c_in,
+        h: side[0],
+        w: side[1],
+        c_out,
+        kernel,
+        stride,
+        padding,
+    };
+    for c in [
+        // One sample per product, 3×3 "same", stride 1.
+        shape(3, 2, [9, 8], 5, [3, 3], [1, 1], [1, 1]),
+        // Few positions: several samples per product, a batch that does not divide evenly.
+        shape(7, 3, [3, 3], 4, [3, 3], [1, 1], [1, 1]),
+        // Strided, uneven kernel and padding, a 1×1 shortcut, a 7×7 stem.
+        shape(2, 3, [7, 10], 2, [3, 2], [2, 3], [1, 0]),
+        shape(5, 4, [6, 6], 3, [1, 1], [2, 2], [0, 0]),
+        shape(2, 1, [12, 12], 3, [7, 7], [2, 2], [3, 3]),
+    ] {
+        let [oh, ow] = c.out();
+        let x = inputs(c.batch * c.c_in * c.h * c.w, 1.0, 1.0);
+        let w = inputs(c.c_out * c.c_in * c.kernel[0] * c.kernel[1], 0.5, 2.0);
+        let bias = inputs(c.c_out, 0.3, 3.0);
+        let dy = inputs(c.batch * c.c_out * oh * ow, 1.0, 4.0);
+        let [out, dx, dw, db] = direct_conv(&c, &x, &w, &bias, &dy);
+        assert_close("forward", &conv::forward(&c, &x, &w, &bias), &out);
+        let g = conv::backward(&c, &x, &w, &dy, true);
+        assert_close("dx", g.x.as_deref().expect("asked for"), &dx);
+        assert_close("dw", &g.weight, &dw);
+        assert_close("db", &g.bias, &db);
+        let without = conv::backward(&c, &x, &w, &dy, false);
+        assert!(without.x.is_none());
+        assert_eq!((without.weight, without.bias), (g.weight, g.bias), "{c:?}: the same without dx");
+    }
+}
