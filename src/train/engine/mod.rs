@@ -164,7 +164,7 @@ pub fn train<T: Task>(
     let device = run.device.device.clone().autodiff();
     let per_epoch = task.batches_per_epoch();
     if run.device.device != Device::flex() && stop_requested(run).is_none() {
-        warm_up(task, &device);
+        warm_up(run, task, &device);
     }
     let mut state = resume::restore_or_init(run, task, &device, optim)?;
     if let Some(count) = task.parameters() {
@@ -232,16 +232,32 @@ pub fn train<T: Task>(
     Ok(Outcome::Completed)
 }
 
-/// Meets the evaluation's shapes before the first step, on a device that compiles and tunes
-/// kernels per shape (WGPU), on a spare model dropped after. It runs before the real model is on
-/// the device, so the two never share its memory; the spare's weights do not matter (built on
-/// the device, outside the seeded initialisation).
-///
-/// The epoch's last, smaller training batch is not warmed: a whole optimizer step on it with a
-/// spare model and optimizer compiled its kernels, and the run compiled them again when it met
-/// that batch (docs/benchmarks.md, "Every shape before the first step").
-fn warm_up<T: Task>(task: &mut T, device: &Device) {
-    task.warm_up(task.init(device));
+/// Optimizer steps the warm-up takes on the epoch's last batch. A model's first step records
+/// other operations than its later ones (no optimizer state yet, no BatchNorm running
+/// statistics to update), and WGPU's fused kernels are keyed on those operations and the
+/// batch's shape: a single step leaves a smaller last batch's later-step kernels to be compiled
+/// in the middle of the first epoch.
+const WARM_UP_STEPS: usize = 3;
+
+/// Meets every shape of the run before the first step, on a device that compiles and tunes
+/// kernels per shape (WGPU), with a spare model and optimizer dropped after: [`WARM_UP_STEPS`]
+/// steps on the epoch's last batch (the one that may be smaller), each read back as the run
+/// reads its steps, then the evaluation's shapes ([`Task::warm_up`]). It runs before the real
+/// model is on the device, so the two never share its memory; the spare's weights do not
+/// matter (built on the device, outside the seeded initialisation), and the epoch loop prepares
+/// its epochs afresh.
+fn warm_up<T: Task>(run: &Run<'_>, task: &mut T, device: &Device) {
+    let mut spare = task.init(device);
+    if let Some(last) = task.batches_per_epoch().checked_sub(1) {
+        let mut optim = super::optim::optimizer(&run.spec.training.optimizer);
+        task.begin_epoch(1);
+        for _ in 0..WARM_UP_STEPS {
+            let (model, result) = task.step(spare, &mut optim, last);
+            spare = model;
+            result.read();
+        }
+    }
+    task.warm_up(spare);
 }
 
 /// The stop asked for since the last step, if any: cancel before shutdown.
