@@ -63,3 +63,65 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
         }
     }
 }
+
+/// A matrix inside a slice: `rows × cols` values from `offset`, rows `row_stride` apart and
+/// columns one apart (a row of a padded image, a channel of a batch, a window into either).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+}
+
+impl View {
+    /// A whole row-major `[rows, cols]` matrix.
+    pub fn dense(rows: usize, cols: usize) -> Self {
+        Self { offset: 0, rows, cols, row_stride: cols }
+    }
+
+    /// One past the last value it reaches.
+    fn end(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            self.offset
+        } else {
+            self.offset + (self.rows - 1) * self.row_stride + self.cols
+        }
+    }
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, over [`View`]s of three slices, on the
+/// calling thread.
+pub(crate) fn matmul_views(
+    (a, av): (&[f32], View),
+    (b, bv): (&[f32], View),
+    (dst, dv): (&mut [f32], View),
+    accumulate: bool,
+) {
+    assert!(av.cols == bv.rows && dv.rows == av.rows && dv.cols == bv.cols, "{av:?} · {bv:?} -> {dv:?}");
+    assert!(av.end() <= a.len() && bv.end() <= b.len() && dv.end() <= dst.len());
+    // SAFETY: the asserts above keep every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            dv.rows,
+            dv.cols,
+            av.cols,
+            dst.as_mut_ptr().add(dv.offset),
+            1,
+            dv.row_stride as isize,
+            accumulate,
+            a.as_ptr().add(av.offset),
+            1,
+            av.row_stride as isize,
+            b.as_ptr().add(bv.offset),
+            1,
+            bv.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}

@@ -10,6 +10,8 @@ use rayon::prelude::*;
 
 use super::linalg::{matmul, transpose};
 
+mod shifted;
+
 /// A convolution's shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv {
@@ -131,9 +133,35 @@ impl Conv {
 /// The output `[batch, c_out, oh, ow]` of `x` (`[batch, c_in, h, w]`) with `weight`
 /// (`[c_out, c_in, kh, kw]`) and `bias` (`[c_out]`).
 pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    assert!(x.len() == conv.batch * conv.c_in * conv.h * conv.w);
+    assert!(weight.len() == conv.c_out * conv.k() && bias.len() == conv.c_out);
+    if shifted::applies(conv) {
+        forward_shifted(conv, x, weight, bias)
+    } else {
+        forward_patches(conv, x, weight, bias)
+    }
+}
+
+/// [`forward`] through one product per kernel offset on the padded input ([`shifted`]).
+fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let geo = shifted::Padded::of(conv);
+    let by_offset = shifted::weights_by_offset(conv, weight);
+    let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
+    let mut out = vec![0.0; conv.batch * out_len];
+    out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
+        || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
+        |(xp, wide), (out, x)| {
+            geo.pad(conv, x, xp);
+            shifted::forward_sample(conv, &geo, xp, &by_offset, bias, wide, out);
+        },
+    );
+    out
+}
+
+/// [`forward`] through patches (im2col) and one product per sample or group of samples.
+fn forward_patches(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let (k, p, sample, c_out, group) =
         (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out, conv.group());
-    assert!(x.len() == conv.batch * sample && weight.len() == c_out * k && bias.len() == c_out);
     let mut out = vec![0.0; conv.batch * c_out * p];
     out.par_chunks_mut(group * c_out * p).enumerate().for_each_init(
         || (vec![0.0; k * group * p], vec![0.0; c_out * group * p]),
@@ -179,13 +207,72 @@ pub struct Gradients {
 }
 
 /// The backward of [`forward`] from the output's gradient `dy`.
-///
-/// The weight's gradient is summed transposed, `dWᵀ = patches · dyᵀ` (`[k, c_out]`), so gemm
-/// reads the patches as im2col lays them out and packs only `dy` (`c_out` rows, not `k`)
-/// transposed; one transpose of the sum gives `dW`.
 pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
+    assert!(
+        dy.len() == conv.batch * conv.c_out * conv.p() && x.len() == conv.batch * conv.c_in * conv.h * conv.w
+    );
+    assert!(weight.len() == conv.c_out * conv.k());
+    if shifted::applies(conv) {
+        backward_shifted(conv, x, weight, dy, input_grad)
+    } else {
+        backward_patches(conv, x, weight, dy, input_grad)
+    }
+}
+
+/// Sums the partial weight and bias gradients of rayon's tasks.
+fn sum_partials((mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
+    a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
+    b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
+    (a, b)
+}
+
+/// [`backward`] through one product per kernel offset on the padded input ([`shifted`]), one
+/// sample at a time, each thread summing one run of samples.
+fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
+    let geo = shifted::Padded::of(conv);
+    let (taps, block, c_out) = (conv.kernel[0] * conv.kernel[1], conv.c_out * conv.c_in, conv.c_out);
+    let by_offset = shifted::weights_by_offset(conv, weight);
+    let mut wt_by_offset = vec![0.0; taps * block];
+    for (w, wt) in by_offset.chunks_exact(block).zip(wt_by_offset.chunks_exact_mut(block)) {
+        transpose(w, c_out, conv.c_in, wt);
+    }
+    let (sample, dy_len) = (conv.c_in * conv.h * conv.w, c_out * conv.p());
+    // Without the input's gradient, one unused float per sample keeps the loop's shape.
+    let mut dx = vec![0.0; if input_grad { x.len() } else { conv.batch }];
+    let chunk = if input_grad { sample } else { 1 };
+    let (dw_by_offset, d_bias) = dx
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .with_min_len(conv.batch.div_ceil(rayon::current_num_threads()))
+        .fold(
+            || (shifted::Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
+            |(mut s, mut dw, mut db), (b, dx)| {
+                geo.pad(conv, &x[b * sample..(b + 1) * sample], &mut s.xp);
+                let dy = &dy[b * dy_len..(b + 1) * dy_len];
+                let dx = input_grad.then_some(dx);
+                shifted::backward_sample(conv, &geo, &mut s, dy, &wt_by_offset, &mut dw, &mut db, dx);
+                (s, dw, db)
+            },
+        )
+        .map(|(_, dw, db)| (dw, db))
+        .reduce(|| (vec![0.0; taps * block], vec![0.0; c_out]), sum_partials);
+    // `[c_out, c_in, kh, kw]` from one `[c_in, c_out]` block per offset.
+    let mut d_weight = vec![0.0; taps * block];
+    for (t, dw) in dw_by_offset.chunks_exact(block).enumerate() {
+        for (ci, row) in dw.chunks_exact(c_out).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                d_weight[(co * conv.c_in + ci) * taps + t] = v;
+            }
+        }
+    }
+    Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
+}
+
+/// [`backward`] through patches (im2col). The weight's gradient is summed transposed,
+/// `dWᵀ = patches · dyᵀ` (`[k, c_out]`), so gemm reads the patches as im2col lays them out and
+/// packs only `dy` (`c_out` rows, not `k`) transposed; one transpose of the sum gives `dW`.
+fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
     let (k, p, sample, c_out) = (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out);
-    assert!(dy.len() == conv.batch * c_out * p && x.len() == conv.batch * sample);
     let group = conv.group();
     let groups = conv.batch.div_ceil(group);
     // Without the input's gradient, one unused float per group keeps the loop's shape.
@@ -236,14 +323,7 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
             },
         )
         .map(|(dw_t, db, _, _)| (dw_t, db))
-        .reduce(
-            || (vec![0.0; k * c_out], vec![0.0; c_out]),
-            |(mut a, mut b), (c, d)| {
-                a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
-                b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
-                (a, b)
-            },
-        );
+        .reduce(|| (vec![0.0; k * c_out], vec![0.0; c_out]), sum_partials);
     let mut d_weight = vec![0.0; c_out * k];
     transpose(&d_weight_t, k, c_out, &mut d_weight);
     Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
