@@ -322,11 +322,11 @@ fn the_convolution_and_its_gradients_match_the_definition() {
         shape(2, 3, [7, 10], 2, [3, 2], [2, 3], [1, 0]),
         shape(5, 4, [6, 6], 3, [1, 1], [2, 2], [0, 0]),
         shape(2, 1, [12, 12], 3, [7, 7], [2, 2], [3, 3]),
-        // Stride 1 and at least 10 columns out: one product per kernel offset, no patches.
+        // Stride 1, wide enough, 64 positions or more: one product per kernel offset.
         shape(3, 3, [11, 12], 4, [3, 3], [1, 1], [1, 1]),
         shape(2, 2, [6, 13], 3, [3, 2], [1, 1], [1, 0]),
-        shape(2, 5, [4, 10], 6, [1, 1], [1, 1], [0, 0]),
-        shape(1, 2, [10, 14], 2, [5, 5], [1, 1], [2, 2]),
+        shape(2, 5, [8, 10], 6, [1, 1], [1, 1], [0, 0]),
+        shape(1, 2, [10, 16], 2, [5, 5], [1, 1], [2, 2]),
     ] {
         let [oh, ow] = c.out();
         let x = inputs(c.batch * c.c_in * c.h * c.w, 1.0, 1.0);

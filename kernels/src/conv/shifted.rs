@@ -12,13 +12,13 @@
 use super::Conv;
 use crate::linalg::{View, matmul_views, transpose};
 
-/// The narrowest output this path takes: at 10 columns it computes 20% more than it keeps for
-/// a 3×3 kernel, which costs less than building the patches (kernels/examples/conv_bench).
-const MIN_WIDTH: usize = 10;
-
-/// Whether `conv` runs here rather than through patches.
+/// Whether `conv` runs here rather than through patches: at stride 1, where at most a fifth of
+/// the wide output is dropped (a 3×3 kernel on maps of 10 columns and more, 5×5 on 20), and a
+/// sample has at least gemm's 64-row tile of output positions (smaller ones share a product
+/// through patches).
 pub(super) fn applies(conv: &Conv) -> bool {
-    conv.stride == [1, 1] && conv.out()[1] >= MIN_WIDTH
+    let wp = conv.w + 2 * conv.padding[1];
+    conv.stride == [1, 1] && 5 * (conv.kernel[1] - 1) <= wp && conv.p() >= super::TILE_ROWS
 }
 
 /// The padded geometry of one sample.
