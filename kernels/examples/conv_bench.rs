@@ -1,9 +1,10 @@
 //! Times the convolution kernels on the shapes of the book's ResNet-18 or DenseNet at 96×96,
-//! batch 32 (the `resnet18:32` and `densenet:32` workloads of `bench/cpu-vs-torch.sh`): forward,
+//! batch 32, or LeNet at 28×28, batch 256 (the `resnet18:32`, `densenet:32` and `lenet_bn:256`
+//! workloads of `bench/cpu-vs-torch.sh`): forward,
 //! and backward with the input's gradient, per layer, with the rate in GFLOP/s (a multiply-add
 //! counts two), and the sum over a training step.
 //!
-//! `cargo run --release -p kiln-kernels --example conv_bench [resnet18|densenet] [repeats]`
+//! `cargo run --release -p kiln-kernels --example conv_bench [resnet18|densenet|lenet_bn] [repeats]`
 
 use std::time::Instant;
 
@@ -71,6 +72,16 @@ fn densenet(b: usize) -> Vec<(String, Conv, usize)> {
     layers
 }
 
+/// LeNet's two convolutions (the book's, with BatchNorm) at batch 256, 28×28.
+fn lenet(b: usize) -> Vec<(String, Conv, usize)> {
+    let mut second = conv(b, 6, 14, 16, 5, 1);
+    second.padding = [0, 0];
+    vec![
+        ("5x5 1->6 @28".to_string(), conv(b, 1, 28, 6, 5, 1), 1),
+        ("5x5 6->16 @14 no pad".to_string(), second, 1),
+    ]
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| "resnet18".into());
@@ -78,7 +89,8 @@ fn main() {
     let layers = match model.as_str() {
         "resnet18" => resnet18(32),
         "densenet" => densenet(32),
-        other => panic!("model: resnet18 or densenet, not {other}"),
+        "lenet_bn" => lenet(256),
+        other => panic!("model: resnet18, densenet or lenet_bn, not {other}"),
     };
     println!("{:<22} {:>9} {:>9} {:>9} {:>9}", "layer", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
     let (mut total_fwd, mut total_bwd) = (0.0, 0.0);

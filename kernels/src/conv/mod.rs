@@ -219,6 +219,14 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
     }
 }
 
+/// The shortest run of `items` a rayon task takes, so that there are about as many runs as
+/// threads, each summing into one partial gradient, not one per split rayon happens to make.
+/// Rounded down: rayon splits a run only where both halves are at least this long, so
+/// rounding up would leave 11 items (6 + 5) on one thread.
+fn per_thread(items: usize) -> usize {
+    (items / rayon::current_num_threads()).max(1)
+}
+
 /// Sums the partial weight and bias gradients of rayon's tasks.
 fn sum_partials((mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
     a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
@@ -243,7 +251,7 @@ fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     let (dw_by_offset, d_bias) = dx
         .par_chunks_mut(chunk)
         .enumerate()
-        .with_min_len(conv.batch.div_ceil(rayon::current_num_threads()))
+        .with_min_len(per_thread(conv.batch))
         .fold(
             || (shifted::Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
             |(mut s, mut dw, mut db), (b, dx)| {
@@ -268,9 +276,22 @@ fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
 }
 
-/// [`backward`] through patches (im2col). The weight's gradient is summed transposed,
-/// `dWᵀ = patches · dyᵀ` (`[k, c_out]`), so gemm reads the patches as im2col lays them out and
-/// packs only `dy` (`c_out` rows, not `k`) transposed; one transpose of the sum gives `dW`.
+impl Conv {
+    /// Whether the weight's gradient through patches is summed transposed, `dWᵀ = patches ·
+    /// dyᵀ` (`[k, c_out]`): gemm reads the patches as im2col lays them out and packs `dy`
+    /// transposed, and one transpose of the sum gives `dW`. Otherwise the patches are
+    /// transposed position-major (`[n, k]`) for `dW = dy · patches`. kernels/examples/conv_bench,
+    /// backward per layer: the transposed sum is faster on a sample's own product of 128
+    /// positions or more (ResNet-18 at 24×24: 18 → 11 ms) and for few output channels
+    /// (DenseNet's 32), slower on the grouped products of many channels (ResNet-18's 512
+    /// channels at 3×3: 26 → 33 ms).
+    fn sums_weight_gradient_transposed(&self) -> bool {
+        self.p() >= 2 * TILE_ROWS || self.c_out < TILE_ROWS
+    }
+}
+
+/// [`backward`] through patches (im2col), the weight's gradient as
+/// [`Conv::sums_weight_gradient_transposed`] chooses.
 fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
     let (k, p, sample, c_out) = (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out);
     let group = conv.group();
@@ -278,16 +299,14 @@ fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     // Without the input's gradient, one unused float per group keeps the loop's shape.
     let mut dx = vec![0.0; if input_grad { x.len() } else { groups }];
     let chunk = if input_grad { group * sample } else { 1 };
-    // Runs of groups, one per thread: each run sums into one partial gradient, not one per
-    // split rayon happens to make.
-    let run = groups.div_ceil(rayon::current_num_threads());
+    let sum_transposed = conv.sums_weight_gradient_transposed();
     let (d_weight_t, d_bias) = dx
         .par_chunks_mut(chunk)
         .enumerate()
-        .with_min_len(run)
+        .with_min_len(per_thread(groups))
         .fold(
-            || (vec![0.0; k * c_out], vec![0.0f32; c_out], vec![0.0; k * group * p], Vec::new()),
-            |(mut dw_t, mut db, mut col, mut gathered), (g, dx)| {
+            || (vec![0.0; k * c_out], vec![0.0f32; c_out], vec![0.0; k * group * p], Vec::new(), Vec::new()),
+            |(mut dw, mut db, mut col, mut gathered, mut col_t), (g, dx)| {
                 let samples = group.min(conv.batch - g * group);
                 let n = samples * p;
                 let first = g * group * c_out * p;
@@ -308,7 +327,14 @@ fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
                     let b = g * group + s;
                     conv.im2col(&x[b * sample..(b + 1) * sample], &mut col, n, s * p);
                 }
-                matmul([k, n, c_out], (&col[..k * n], false), (dy_g, true), &mut dw_t, true, false);
+                if sum_transposed {
+                    matmul([k, n, c_out], (&col[..k * n], false), (dy_g, true), &mut dw, true, false);
+                } else {
+                    // Patches position-major, `[n, k]`: dW += dy · patches.
+                    col_t.resize(n * k, 0.0);
+                    transpose(&col[..k * n], k, n, &mut col_t);
+                    matmul([c_out, n, k], (dy_g, false), (&col_t, false), &mut dw, true, false);
+                }
                 for (sum, row) in db.iter_mut().zip(dy_g.chunks_exact(n)) {
                     *sum += row.iter().sum::<f32>();
                 }
@@ -319,12 +345,17 @@ fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
                         conv.col2im(&col, n, s * p, dx);
                     }
                 }
-                (dw_t, db, col, gathered)
+                (dw, db, col, gathered, col_t)
             },
         )
-        .map(|(dw_t, db, _, _)| (dw_t, db))
+        .map(|(dw, db, _, _, _)| (dw, db))
         .reduce(|| (vec![0.0; k * c_out], vec![0.0; c_out]), sum_partials);
-    let mut d_weight = vec![0.0; c_out * k];
-    transpose(&d_weight_t, k, c_out, &mut d_weight);
+    let d_weight = if sum_transposed {
+        let mut d_weight = vec![0.0; c_out * k];
+        transpose(&d_weight_t, k, c_out, &mut d_weight);
+        d_weight
+    } else {
+        d_weight_t
+    };
     Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
 }
