@@ -164,7 +164,7 @@ pub fn backward(
             [p, q, -p * mean_dy - q * mean[ch]]
         })
         .collect();
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = crate::zeros(x.len());
     per_block(shape, &mut dx, dy, x, |out, dy, x, ch| {
         let [p, q, r] = coefficients[ch];
         out.iter_mut().zip(dy).zip(x).for_each(|((o, &d), &v)| *o = p * d + q * v + r);

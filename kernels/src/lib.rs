@@ -93,6 +93,16 @@ fn add_rows(rows: &[f32], sums: &mut [f32]) {
     }
 }
 
+/// `n` zeros, written by rayon's threads. An output zeroed by the calling thread alone leaves
+/// the other cores idle meanwhile: perf on a DenseNet step (batch 32, 2 cores) found 5% of all
+/// samples in `memset` on the training thread.
+pub fn zeros(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, n));
+    v
+}
+
 pub mod batch_norm;
 mod cells;
 pub mod conv;

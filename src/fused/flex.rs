@@ -89,7 +89,7 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
 }
 
 fn zeros(len: usize) -> Vec<f32> {
-    vec![0.0; len]
+    kiln_kernels::zeros(len)
 }
 
 fn sigmoid(x: &FlexTensor) -> FlexTensor {

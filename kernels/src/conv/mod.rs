@@ -147,7 +147,7 @@ fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<
     let geo = shifted::Padded::of(conv);
     let by_offset = shifted::weights_by_offset(conv, weight);
     let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
-    let mut out = vec![0.0; conv.batch * out_len];
+    let mut out = crate::zeros(conv.batch * out_len);
     out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
         || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
         |(xp, wide), (out, x)| {
@@ -162,7 +162,7 @@ fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<
 fn forward_patches(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let (k, p, sample, c_out, group) =
         (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out, conv.group());
-    let mut out = vec![0.0; conv.batch * c_out * p];
+    let mut out = crate::zeros(conv.batch * c_out * p);
     out.par_chunks_mut(group * c_out * p).enumerate().for_each_init(
         || (vec![0.0; k * group * p], vec![0.0; c_out * group * p]),
         |(col, product), (g, out)| {
@@ -246,7 +246,7 @@ fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     }
     let (sample, dy_len) = (conv.c_in * conv.h * conv.w, c_out * conv.p());
     // Without the input's gradient, one unused float per sample keeps the loop's shape.
-    let mut dx = vec![0.0; if input_grad { x.len() } else { conv.batch }];
+    let mut dx = crate::zeros(if input_grad { x.len() } else { conv.batch });
     let chunk = if input_grad { sample } else { 1 };
     let (dw_by_offset, d_bias) = dx
         .par_chunks_mut(chunk)
@@ -297,7 +297,7 @@ fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     let group = conv.group();
     let groups = conv.batch.div_ceil(group);
     // Without the input's gradient, one unused float per group keeps the loop's shape.
-    let mut dx = vec![0.0; if input_grad { x.len() } else { groups }];
+    let mut dx = crate::zeros(if input_grad { x.len() } else { groups });
     let chunk = if input_grad { group * sample } else { 1 };
     let sum_transposed = conv.sums_weight_gradient_transposed();
     let (d_weight_t, d_bias) = dx
