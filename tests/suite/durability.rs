@@ -90,7 +90,8 @@ async fn sigterm_checkpoints_at_a_step_and_the_next_start_resumes_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
-    // Four epochs of about 560 steps: each lasts a second or more, however fast the CPU.
+    // Four epochs of about 600 steps, about a second each on a 2-core build machine: the 60-step
+    // epochs this test once had lasted one 100 ms poll, and the stop could land on an epoch's end.
     const EPOCHS: u32 = 4;
     let dir = tempfile::tempdir().unwrap();
     let first = Process::spawn(dir.path());
@@ -109,7 +110,7 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
     .await;
     let steps_per_epoch = running["progress"]["steps"].as_u64().unwrap() / u64::from(EPOCHS);
     // Stopped in the first half of an epoch after the first (progress is polled every 100 ms):
-    // the stop lands mid-epoch unless the signal takes half an epoch, about a second, to act.
+    // the stop lands mid-epoch unless the signal takes half an epoch to act.
     wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
         let step = j["progress"]["step"].as_u64().unwrap();
         step > steps_per_epoch && (4..steps_per_epoch / 2).contains(&(step % steps_per_epoch))

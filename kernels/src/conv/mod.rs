@@ -1,10 +1,11 @@
 //! 2-D convolution (any stride and zero padding; no dilation, no groups), forward and backward,
-//! over NCHW `f32` data: per sample an im2col and one gemm, the samples split between rayon's
-//! threads.
+//! over NCHW `f32` data, the samples split between rayon's threads. Two ways, chosen per shape:
+//! at stride 1 on maps wide enough, one gemm per kernel offset on the zero-padded input
+//! ([`shifted`]); otherwise per sample (or group of small samples) an im2col and one gemm.
 //!
 //! The products are laid out for gemm's AVX-512 tile, which covers 64 rows of the (internally
-//! transposed) output at a time: the output positions run along those rows, and every operand gemm
-//! reads is contiguous along them, so it never packs a matrix with scalar strided loads.
+//! transposed) output at a time: the output positions run along those rows, and the operands gemm
+//! reads are contiguous along them (the one it packs transposed, where one is, is the smaller).
 
 use rayon::prelude::*;
 
