@@ -322,17 +322,19 @@ fn the_convolution_and_its_gradients_match_the_definition() {
         shape(2, 3, [7, 10], 2, [3, 2], [2, 3], [1, 0]),
         shape(5, 4, [6, 6], 3, [1, 1], [2, 2], [0, 0]),
         shape(2, 1, [12, 12], 3, [7, 7], [2, 2], [3, 3]),
-        // Stride 1, wide enough, 64 positions or more: one product per kernel offset.
-        shape(3, 3, [11, 12], 4, [3, 3], [1, 1], [1, 1]),
-        shape(2, 2, [6, 13], 3, [3, 2], [1, 1], [1, 0]),
-        shape(2, 5, [8, 10], 6, [1, 1], [1, 1], [0, 0]),
-        shape(1, 2, [10, 16], 2, [5, 5], [1, 1], [2, 2]),
+        // Stride 1, wide enough, 64 positions or more, 16 input channels or more: one product
+        // per kernel offset (asserted below); uneven kernel and padding among them.
+        shape(3, 16, [11, 12], 4, [3, 3], [1, 1], [1, 1]),
+        shape(2, 16, [6, 13], 3, [3, 2], [1, 1], [1, 0]),
+        shape(2, 17, [8, 10], 6, [1, 1], [1, 1], [0, 0]),
+        shape(1, 16, [10, 16], 2, [5, 5], [1, 1], [2, 2]),
     ] {
         let [oh, ow] = c.out();
         let x = inputs(c.batch * c.c_in * c.h * c.w, 1.0, 1.0);
         let w = inputs(c.c_out * c.c_in * c.kernel[0] * c.kernel[1], 0.5, 2.0);
         let bias = inputs(c.c_out, 0.3, 3.0);
         let dy = inputs(c.batch * c.c_out * oh * ow, 1.0, 4.0);
+        assert_eq!(c.takes_shifted(), c.stride == [1, 1] && c.c_in >= 16, "{c:?}: the path meant for it");
         let [out, dx, dw, db] = direct_conv(&c, &x, &w, &bias, &dy);
         assert_close("forward", &conv::forward(&c, &x, &w, &bias), &out);
         let g = conv::backward(&c, &x, &w, &dy, true);

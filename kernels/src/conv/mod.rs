@@ -131,6 +131,14 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// Whether this convolution runs without patches ([`shifted`]), for tests.
+    #[cfg(test)]
+    pub(crate) fn takes_shifted(&self) -> bool {
+        shifted::applies(self)
+    }
+}
+
 /// The output `[batch, c_out, oh, ow]` of `x` (`[batch, c_in, h, w]`) with `weight`
 /// (`[c_out, c_in, kh, kw]`) and `bias` (`[c_out]`).
 pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
@@ -220,15 +228,27 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
     }
 }
 
-/// The shortest run of `items` a rayon task takes, so that there are about as many runs as
-/// threads, each summing into one partial gradient, not one per split rayon happens to make.
-/// Rounded down: rayon splits a run only where both halves are at least this long, so
-/// rounding up would leave 11 items (6 + 5) on one thread.
-fn per_thread(items: usize) -> usize {
-    (items / rayon::current_num_threads()).max(1)
+/// Folds `step` over the `items` chunks of `dx` (each `chunk` long, the last maybe shorter),
+/// `(index, chunk)` at a time, in runs of consecutive items, each from its own `init()`;
+/// returns the runs' states in order. About two runs per thread: few partial gradients to sum
+/// (rayon's own splits made many more), yet enough runs for its threads to even out. The split
+/// depends on the counts alone, not on rayon's scheduling, so sums over the runs come out the
+/// same every time on a given machine.
+fn in_runs<S: Send>(
+    dx: &mut [f32],
+    chunk: usize,
+    items: usize,
+    init: impl Fn() -> S + Sync,
+    step: impl Fn(S, (usize, &mut [f32])) -> S + Sync,
+) -> Vec<S> {
+    let run = (items / (2 * rayon::current_num_threads())).max(1);
+    dx.par_chunks_mut(run * chunk)
+        .enumerate()
+        .map(|(r, dx)| dx.chunks_mut(chunk).enumerate().fold(init(), |s, (i, dx)| step(s, (r * run + i, dx))))
+        .collect()
 }
 
-/// Sums the partial weight and bias gradients of rayon's tasks.
+/// Sums two runs' partial weight and bias gradients.
 fn sum_partials((mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
     a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
     b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
@@ -249,22 +269,24 @@ fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     // Without the input's gradient, one unused float per sample keeps the loop's shape.
     let mut dx = crate::zeros(if input_grad { x.len() } else { conv.batch });
     let chunk = if input_grad { sample } else { 1 };
-    let (dw_by_offset, d_bias) = dx
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .with_min_len(per_thread(conv.batch))
-        .fold(
-            || (shifted::Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
-            |(mut s, mut dw, mut db), (b, dx)| {
-                geo.pad(conv, &x[b * sample..(b + 1) * sample], &mut s.xp);
-                let dy = &dy[b * dy_len..(b + 1) * dy_len];
-                let dx = input_grad.then_some(dx);
-                shifted::backward_sample(conv, &geo, &mut s, dy, &wt_by_offset, &mut dw, &mut db, dx);
-                (s, dw, db)
-            },
-        )
+    let runs = in_runs(
+        &mut dx,
+        chunk,
+        conv.batch,
+        || (shifted::Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
+        |(mut s, mut dw, mut db), (b, dx)| {
+            geo.pad(conv, &x[b * sample..(b + 1) * sample], &mut s.xp);
+            let dy = &dy[b * dy_len..(b + 1) * dy_len];
+            let dx = input_grad.then_some(dx);
+            shifted::backward_sample(conv, &geo, &mut s, dy, &wt_by_offset, &mut dw, &mut db, dx);
+            (s, dw, db)
+        },
+    );
+    let (dw_by_offset, d_bias) = runs
+        .into_iter()
         .map(|(_, dw, db)| (dw, db))
-        .reduce(|| (vec![0.0; taps * block], vec![0.0; c_out]), sum_partials);
+        .reduce(sum_partials)
+        .unwrap_or_else(|| (vec![0.0; taps * block], vec![0.0; c_out]));
     // `[c_out, c_in, kh, kw]` from one `[c_in, c_out]` block per offset.
     let mut d_weight = vec![0.0; taps * block];
     for (t, dw) in dw_by_offset.chunks_exact(block).enumerate() {
@@ -301,56 +323,58 @@ fn backward_patches(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_gr
     let mut dx = crate::zeros(if input_grad { x.len() } else { groups });
     let chunk = if input_grad { group * sample } else { 1 };
     let sum_transposed = conv.sums_weight_gradient_transposed();
-    let (d_weight_t, d_bias) = dx
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .with_min_len(per_thread(groups))
-        .fold(
-            || (vec![0.0; k * c_out], vec![0.0f32; c_out], vec![0.0; k * group * p], Vec::new(), Vec::new()),
-            |(mut dw, mut db, mut col, mut gathered, mut col_t), (g, dx)| {
-                let samples = group.min(conv.batch - g * group);
-                let n = samples * p;
-                let first = g * group * c_out * p;
-                // `dy` of the group's samples, `[c_out, n]`: one sample's is in place already.
-                let dy_g: &[f32] = if samples == 1 {
-                    &dy[first..first + c_out * p]
-                } else {
-                    gathered.resize(c_out * n, 0.0);
-                    for s in 0..samples {
-                        for co in 0..c_out {
-                            let src = &dy[first + (s * c_out + co) * p..first + (s * c_out + co + 1) * p];
-                            gathered[co * n + s * p..co * n + (s + 1) * p].copy_from_slice(src);
-                        }
-                    }
-                    &gathered[..c_out * n]
-                };
+    let runs = in_runs(
+        &mut dx,
+        chunk,
+        groups,
+        || (vec![0.0; k * c_out], vec![0.0f32; c_out], vec![0.0; k * group * p], Vec::new(), Vec::new()),
+        |(mut dw, mut db, mut col, mut gathered, mut col_t), (g, dx)| {
+            let samples = group.min(conv.batch - g * group);
+            let n = samples * p;
+            let first = g * group * c_out * p;
+            // `dy` of the group's samples, `[c_out, n]`: one sample's is in place already.
+            let dy_g: &[f32] = if samples == 1 {
+                &dy[first..first + c_out * p]
+            } else {
+                gathered.resize(c_out * n, 0.0);
                 for s in 0..samples {
-                    let b = g * group + s;
-                    conv.im2col(&x[b * sample..(b + 1) * sample], &mut col, n, s * p);
-                }
-                if sum_transposed {
-                    matmul([k, n, c_out], (&col[..k * n], false), (dy_g, true), &mut dw, true, false);
-                } else {
-                    // Patches position-major, `[n, k]`: dW += dy · patches.
-                    col_t.resize(n * k, 0.0);
-                    transpose(&col[..k * n], k, n, &mut col_t);
-                    matmul([c_out, n, k], (dy_g, false), (&col_t, false), &mut dw, true, false);
-                }
-                for (sum, row) in db.iter_mut().zip(dy_g.chunks_exact(n)) {
-                    *sum += row.iter().sum::<f32>();
-                }
-                if input_grad {
-                    // The patches' gradient, `[k, n]` = wᵀ · dy, summed back into each input.
-                    matmul([k, c_out, n], (weight, true), (dy_g, false), &mut col[..k * n], false, false);
-                    for (s, dx) in dx.chunks_exact_mut(sample).enumerate() {
-                        conv.col2im(&col, n, s * p, dx);
+                    for co in 0..c_out {
+                        let src = &dy[first + (s * c_out + co) * p..first + (s * c_out + co + 1) * p];
+                        gathered[co * n + s * p..co * n + (s + 1) * p].copy_from_slice(src);
                     }
                 }
-                (dw, db, col, gathered, col_t)
-            },
-        )
+                &gathered[..c_out * n]
+            };
+            for s in 0..samples {
+                let b = g * group + s;
+                conv.im2col(&x[b * sample..(b + 1) * sample], &mut col, n, s * p);
+            }
+            if sum_transposed {
+                matmul([k, n, c_out], (&col[..k * n], false), (dy_g, true), &mut dw, true, false);
+            } else {
+                // Patches position-major, `[n, k]`: dW += dy · patches.
+                col_t.resize(n * k, 0.0);
+                transpose(&col[..k * n], k, n, &mut col_t);
+                matmul([c_out, n, k], (dy_g, false), (&col_t, false), &mut dw, true, false);
+            }
+            for (sum, row) in db.iter_mut().zip(dy_g.chunks_exact(n)) {
+                *sum += row.iter().sum::<f32>();
+            }
+            if input_grad {
+                // The patches' gradient, `[k, n]` = wᵀ · dy, summed back into each input.
+                matmul([k, c_out, n], (weight, true), (dy_g, false), &mut col[..k * n], false, false);
+                for (s, dx) in dx.chunks_exact_mut(sample).enumerate() {
+                    conv.col2im(&col, n, s * p, dx);
+                }
+            }
+            (dw, db, col, gathered, col_t)
+        },
+    );
+    let (d_weight_t, d_bias) = runs
+        .into_iter()
         .map(|(dw, db, _, _, _)| (dw, db))
-        .reduce(|| (vec![0.0; k * c_out], vec![0.0; c_out]), sum_partials);
+        .reduce(sum_partials)
+        .unwrap_or_else(|| (vec![0.0; k * c_out], vec![0.0; c_out]));
     let d_weight = if sum_transposed {
         let mut d_weight = vec![0.0; c_out * k];
         transpose(&d_weight_t, k, c_out, &mut d_weight);
