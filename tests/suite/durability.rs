@@ -111,11 +111,13 @@ async fn a_language_model_stopped_mid_epoch_resumes_with_its_vocabulary() {
     let steps_per_epoch = running["progress"]["steps"].as_u64().unwrap() / u64::from(EPOCHS);
     // Stopped in the first half of an epoch after the first (progress is polled every 100 ms):
     // the stop lands mid-epoch unless the signal takes half an epoch to act.
-    wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
+    let seen = wait_for(&c, &base, &id, Duration::from_secs(300), |j| {
         let step = j["progress"]["step"].as_u64().unwrap();
-        step > steps_per_epoch && (4..steps_per_epoch / 2).contains(&(step % steps_per_epoch))
+        let mid = step > steps_per_epoch && (4..steps_per_epoch / 2).contains(&(step % steps_per_epoch));
+        mid || j["status"] != "running"
     })
     .await;
+    assert_eq!(seen["status"], "running", "no poll fell in the first half of an epoch: {seen}");
     let (status, _) = first.terminate();
     assert!(status.success(), "clean exit: {status}");
 

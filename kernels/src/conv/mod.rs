@@ -305,9 +305,9 @@ impl Conv {
     /// transposed, and one transpose of the sum gives `dW`. Otherwise the patches are
     /// transposed position-major (`[n, k]`) for `dW = dy · patches`. kernels/examples/conv_bench,
     /// backward per layer: the transposed sum is faster on a sample's own product of 128
-    /// positions or more (ResNet-18 at 24×24: 18 → 11 ms) and for few output channels
-    /// (DenseNet's 32), slower on the grouped products of many channels (ResNet-18's 512
-    /// channels at 3×3: 26 → 33 ms).
+    /// positions or more (ResNet-18's 3×3 at 24×24, before those left patches: 18 → 11 ms)
+    /// and for few output channels (DenseNet's 32), slower on the grouped products of many
+    /// channels (ResNet-18's 512 channels at 3×3: 26 → 33 ms).
     fn sums_weight_gradient_transposed(&self) -> bool {
         self.p() >= 2 * TILE_ROWS || self.c_out < TILE_ROWS
     }

@@ -252,6 +252,9 @@ fn warm_up<T: Task>(run: &Run<'_>, task: &mut T, device: &Device) {
         let mut optim = super::optim::optimizer(&run.spec.training.optimizer);
         task.begin_epoch(1);
         for _ in 0..WARM_UP_STEPS {
+            if stop_requested(run).is_some() {
+                return;
+            }
             let (model, result) = task.step(spare, &mut optim, last);
             spare = model;
             result.read();
