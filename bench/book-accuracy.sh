@@ -23,12 +23,10 @@ models=("$@")
 
 data=$(mktemp -d)
 out=$(mktemp -d)
-port=$((20000 + RANDOM % 20000))
-KILN_DATA_DIR=$data KILN_BIND=127.0.0.1:$port KILN_LOG=warn "$kiln" serve &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
-base=http://127.0.0.1:$port
-until curl -sf "$base/readyz" >/dev/null; do sleep 0.2; done
+pid=
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$data" "$out"' EXIT
+source bench/serve.sh
+serve_kiln "$kiln" "$data"
 
 # The book's settings per model: learning rate and resize (0: the data's own 28x28).
 settings() { case $1 in resnet) echo "0.05 0" ;; densenet) echo "0.1 32" ;; *) echo "unknown model $1" >&2; exit 2 ;; esac; }

@@ -15,12 +15,10 @@ jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(examples/rnn-time-machine.json)
 
 data=$(mktemp -d)
-port=$((20000 + RANDOM % 20000))
-KILN_DATA_DIR=$data KILN_BIND=127.0.0.1:$port KILN_LOG=warn "$kiln" serve &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-base=http://127.0.0.1:$port
-until curl -sf "$base/readyz" >/dev/null; do sleep 0.2; done
+pid=
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$data"' EXIT
+source bench/serve.sh
+serve_kiln "$kiln" "$data"
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 for job in "${jobs[@]}"; do
