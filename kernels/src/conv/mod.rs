@@ -154,7 +154,7 @@ pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32>
 /// [`forward`] through one product per kernel offset on the padded input ([`shifted`]).
 fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let geo = shifted::Padded::of(conv);
-    let by_offset = shifted::weights_by_offset(conv, weight);
+    let by_offset = shifted::weights_by_offset(conv, weight, false);
     let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
     let mut out = crate::zeros(conv.batch * out_len);
     out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
@@ -260,11 +260,7 @@ fn sum_partials((mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32
 fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
     let geo = shifted::Padded::of(conv);
     let (taps, block, c_out) = (conv.kernel[0] * conv.kernel[1], conv.c_out * conv.c_in, conv.c_out);
-    let by_offset = shifted::weights_by_offset(conv, weight);
-    let mut wt_by_offset = vec![0.0; taps * block];
-    for (w, wt) in by_offset.chunks_exact(block).zip(wt_by_offset.chunks_exact_mut(block)) {
-        transpose(w, c_out, conv.c_in, wt);
-    }
+    let wt_by_offset = shifted::weights_by_offset(conv, weight, true);
     let (sample, dy_len) = (conv.c_in * conv.h * conv.w, c_out * conv.p());
     // Without the input's gradient, one unused float per sample keeps the loop's shape.
     let mut dx = crate::zeros(if input_grad { x.len() } else { conv.batch });

@@ -86,13 +86,16 @@ impl Padded {
     }
 }
 
-/// `weight` (`[c_out, c_in, kh, kw]`) as one `[c_out, c_in]` matrix per kernel offset.
-pub(super) fn weights_by_offset(conv: &Conv, weight: &[f32]) -> Vec<f32> {
+/// `weight` (`[c_out, c_in, kh, kw]`) as one `[c_out, c_in]` matrix per kernel offset, or one
+/// `[c_in, c_out]` matrix when `transposed` (the backward's).
+pub(super) fn weights_by_offset(conv: &Conv, weight: &[f32], transposed: bool) -> Vec<f32> {
     let (taps, block) = (conv.kernel[0] * conv.kernel[1], conv.c_out * conv.c_in);
     let mut by_offset = vec![0.0; taps * block];
     for (row, w) in weight.chunks_exact(taps).enumerate() {
+        let (co, ci) = (row / conv.c_in, row % conv.c_in);
+        let at = if transposed { ci * conv.c_out + co } else { row };
         for (t, &v) in w.iter().enumerate() {
-            by_offset[t * block + row] = v;
+            by_offset[t * block + at] = v;
         }
     }
     by_offset
