@@ -6,6 +6,8 @@
 //! activation where it lies: one pass per channel for the statistics, one pass over the batch
 //! for the output, split between rayon's threads.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 /// A batch's shape: `[batch, channels, inner]`.
@@ -25,37 +27,45 @@ fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
-/// `Σ f(a[i], b[i])`, in 16 lanes.
+/// `Σ f(a[i], b[i], c[i])`, two sums at once, in 16 lanes each.
 #[inline(always)]
-fn sum_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let (mut ca, mut cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        let (x, y): (&[f32; 16], &[f32; 16]) = (x.try_into().expect("16"), y.try_into().expect("16"));
-        for ((lane, &u), &v) in lanes.iter_mut().zip(x).zip(y) {
-            *lane += f(u, v);
+fn sum_map3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32; 2]) -> [f32; 2] {
+    let mut lanes = [[0.0f32; 16]; 2];
+    let (mut ca, mut cb, mut cc) = (a.chunks_exact(16), b.chunks_exact(16), c.chunks_exact(16));
+    for ((x, y), z) in (&mut ca).zip(&mut cb).zip(&mut cc) {
+        let (x, y, z): (&[f32; 16], &[f32; 16], &[f32; 16]) =
+            (x.try_into().expect("16"), y.try_into().expect("16"), z.try_into().expect("16"));
+        for i in 0..16 {
+            let [s, t] = f(x[i], y[i], z[i]);
+            lanes[0][i] += s;
+            lanes[1][i] += t;
         }
     }
-    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(&u, &v)| f(u, v)).sum();
-    lanes.iter().sum::<f32>() + rest
+    let mut total = lanes.map(|l| l.iter().sum::<f32>());
+    for ((&x, &y), &z) in ca.remainder().iter().zip(cb.remainder()).zip(cc.remainder()) {
+        let [s, t] = f(x, y, z);
+        total[0] += s;
+        total[1] += t;
+    }
+    total
 }
 
-/// Per channel, `sum(blocks of x, blocks of y, channel)` added over the batch in f64; `sum` gets
-/// one contiguous block (`inner` values) of each buffer at a time.
-fn per_channel(
+/// Per channel, `sum(span, channel)` added over the batch in f64, where `span` is the range of
+/// one contiguous block (`inner` values) of that channel in the batch's buffers.
+fn per_channel<const N: usize>(
     shape: Shape,
-    x: &[f32],
-    y: &[f32],
-    sum: impl Fn(&[f32], &[f32], usize) -> f32 + Sync,
-) -> Vec<f64> {
+    sum: impl Fn(Range<usize>, usize) -> [f32; N] + Sync,
+) -> Vec<[f64; N]> {
     let [batch, channels, inner] = shape;
-    let work = |ch: usize| -> f64 {
-        (0..batch)
-            .map(|b| {
-                let span = (b * channels + ch) * inner..(b * channels + ch + 1) * inner;
-                sum(&x[span.clone()], y.get(span).unwrap_or(&[]), ch) as f64
-            })
-            .sum()
+    let work = |ch: usize| -> [f64; N] {
+        let mut total = [0.0f64; N];
+        for b in 0..batch {
+            let start = (b * channels + ch) * inner;
+            for (t, s) in total.iter_mut().zip(sum(start..start + inner, ch)) {
+                *t += s as f64;
+            }
+        }
+        total
     };
     if batch * channels * inner < 1 << 15 {
         (0..channels).map(work).collect()
@@ -64,21 +74,15 @@ fn per_channel(
     }
 }
 
-/// For each contiguous block of one channel, `write(out block, x block, y block, channel)`, one
-/// batch item per task.
-fn per_block(
-    shape: Shape,
-    out: &mut [f32],
-    x: &[f32],
-    y: &[f32],
-    write: impl Fn(&mut [f32], &[f32], &[f32], usize) + Sync,
-) {
+/// For each contiguous block of one channel, `write(out block, span, channel)`, where `span` is
+/// the block's range in the batch's buffers; one batch item per task.
+fn per_block(shape: Shape, out: &mut [f32], write: impl Fn(&mut [f32], Range<usize>, usize) + Sync) {
     let [_, channels, inner] = shape;
     let item = channels * inner;
     out.par_chunks_mut(item).enumerate().for_each(|(b, out)| {
         for (ch, block) in out.chunks_mut(inner).enumerate() {
-            let span = b * item + ch * inner..b * item + (ch + 1) * inner;
-            write(block, &x[span.clone()], y.get(span).unwrap_or(&[]), ch);
+            let start = b * item + ch * inner;
+            write(block, start..start + inner, ch);
         }
     });
 }
@@ -97,11 +101,10 @@ pub fn statistics(x: &[f32], shape: Shape) -> Statistics {
     let [batch, channels, inner] = shape;
     assert!(x.len() == batch * channels * inner && batch * inner > 0);
     let count = (batch * inner) as f64;
-    let sums = per_channel(shape, x, &[], |block, _, _| sum_map(block, |v| v));
-    let mean: Vec<f32> = sums.into_iter().map(|s| (s / count) as f32).collect();
-    let variance =
-        per_channel(shape, x, &[], |block, _, ch| sum_map(block, |v| (v - mean[ch]) * (v - mean[ch])));
-    Statistics { mean, variance: variance.into_iter().map(|s| (s / count) as f32).collect() }
+    let sums = per_channel(shape, |span, _| [sum_map(&x[span], |v| v)]);
+    let mean: Vec<f32> = sums.into_iter().map(|[s]| (s / count) as f32).collect();
+    let variance = per_channel(shape, |span, ch| [sum_map(&x[span], |v| (v - mean[ch]) * (v - mean[ch]))]);
+    Statistics { mean, variance: variance.into_iter().map(|[s]| (s / count) as f32).collect() }
 }
 
 /// `1 / sqrt(variance + epsilon)` per channel.
@@ -109,69 +112,140 @@ fn inverse_std(stats: &Statistics, epsilon: f32) -> Vec<f32> {
     stats.variance.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect()
 }
 
-/// `y = (x − mean) / sqrt(variance + epsilon) · gamma + beta`, per channel.
-pub fn forward(
-    x: &[f32],
-    shape: Shape,
-    stats: &Statistics,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f32,
-    y: &mut [f32],
-) {
+/// What the forward applies after the normalization, in the same pass: `relu(bn(x) + residual)`,
+/// each part optional — a ResNet block's `relu(bn2(…) + shortcut)`, the `relu(bn(x))` before each
+/// of DenseNet's convolutions. A ReLU keeps NaN, as Burn's does, so a diverging run still shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub residual: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+/// `max(v, 0)`, NaN kept.
+#[inline(always)]
+fn relu(v: f32) -> f32 {
+    if v <= 0.0 { 0.0 } else { v }
+}
+
+/// A normalization's input, its shape, the statistics it is normalized with, `gamma` and
+/// `epsilon`: what the forward and its backward both read.
+#[derive(Debug, Clone, Copy)]
+pub struct Normalized<'a> {
+    pub x: &'a [f32],
+    pub shape: Shape,
+    pub stats: &'a Statistics,
+    pub gamma: &'a [f32],
+    pub epsilon: f32,
+}
+
+/// `y = epilogue((x − mean) / sqrt(variance + epsilon) · gamma + beta)`, per channel.
+pub fn forward(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>, y: &mut [f32]) {
+    let Normalized { x, shape, stats, gamma, epsilon } = *n;
     assert!(y.len() == x.len() && gamma.len() == shape[1] && beta.len() == shape[1]);
+    assert!(epilogue.residual.is_none_or(|r| r.len() == x.len()));
     let inv_std = inverse_std(stats, epsilon);
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = beta.iter().zip(&scale).zip(&stats.mean).map(|((b, s), m)| b - m * s).collect();
-    per_block(shape, y, x, &[], |out, x, _, ch| {
+    let affine = |span: Range<usize>, ch: usize| {
         let (scale, shift) = (scale[ch], shift[ch]);
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * scale + shift);
-    });
+        x[span].iter().map(move |&v| v * scale + shift)
+    };
+    match (epilogue.residual, epilogue.relu) {
+        (None, false) => per_block(shape, y, |out, span, ch| {
+            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| *o = v);
+        }),
+        (None, true) => per_block(shape, y, |out, span, ch| {
+            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| *o = relu(v));
+        }),
+        (Some(res), relu_too) => per_block(shape, y, |out, span, ch| {
+            let sums = affine(span.clone(), ch).zip(&res[span]);
+            if relu_too {
+                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| *o = relu(v + r));
+            } else {
+                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| *o = v + r);
+            }
+        }),
+    }
 }
 
 /// The gradients of [`forward`]'s `x`, `gamma` and `beta` from `dy`, the batch statistics
-/// included (the mean and variance depend on `x`).
+/// included (the mean and variance depend on `x`), and of the epilogue's `residual`: where the
+/// epilogue had a ReLU, `dy` masked by it (`None` without one: the residual's gradient is `dy`).
 pub struct Gradients {
     pub x: Vec<f32>,
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
+    pub residual: Option<Vec<f32>>,
 }
 
-/// The backward of [`forward`] with the statistics it used.
-pub fn backward(
-    x: &[f32],
-    shape: Shape,
-    stats: &Statistics,
-    gamma: &[f32],
-    epsilon: f32,
+/// `dy` where the ReLU passed its input (`out`, its output, above zero or NaN), else 0.
+#[inline(always)]
+fn through_relu(d: f32, out: f32) -> f32 {
+    if out <= 0.0 { 0.0 } else { d }
+}
+
+/// The backward of [`forward`] from `dy`. `relu_output` is the forward's output where its
+/// epilogue had a ReLU; `residual` says whether it had a residual.
+pub fn backward(n: &Normalized<'_>, dy: &[f32], relu_output: Option<&[f32]>, residual: bool) -> Gradients {
+    match relu_output {
+        None => backward_masked(n, dy, dy, |d, _| d, false),
+        Some(out) => backward_masked(n, dy, out, through_relu, residual),
+    }
+}
+
+/// [`backward`] for the upstream gradient `mask(dy, out)`, computed where it is read. With
+/// `keep_masked`, that gradient is also returned as the residual's.
+fn backward_masked(
+    n: &Normalized<'_>,
     dy: &[f32],
+    out: &[f32],
+    mask: impl Fn(f32, f32) -> f32 + Sync + Copy,
+    keep_masked: bool,
 ) -> Gradients {
+    let Normalized { x, shape, stats, gamma, epsilon } = *n;
     let [batch, channels, inner] = shape;
-    assert!(x.len() == dy.len() && x.len() == batch * channels * inner && gamma.len() == channels);
+    assert!(x.len() == dy.len() && out.len() == dy.len() && x.len() == batch * channels * inner);
+    assert!(gamma.len() == channels);
     let inv_std = inverse_std(stats, epsilon);
     let mean = &stats.mean;
-    let d_beta = per_channel(shape, dy, &[], |dy, _, _| sum_map(dy, |d| d));
-    let d_gamma =
-        per_channel(shape, dy, x, |dy, x, ch| sum_map2(dy, x, |d, v| d * (v - mean[ch])) * inv_std[ch]);
+    // Per channel, in one pass: Σ g and Σ g·(x − μ), with g the masked upstream gradient.
+    let sums = per_channel(shape, |span, ch| {
+        sum_map3(&dy[span.clone()], &x[span.clone()], &out[span], |d, v, o| {
+            let g = mask(d, o);
+            [g, g * (v - mean[ch])]
+        })
+    });
+    let (d_beta, d_gamma): (Vec<f64>, Vec<f64>) =
+        sums.iter().enumerate().map(|(ch, [b, g])| (*b, g * inv_std[ch] as f64)).unzip();
     let count = (batch * inner) as f64;
-    // dx = γ·σ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂)), with x̂ = (x − μ)·σ⁻¹: per channel an affine
-    // function p·dy + q·x + r.
+    // dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)), with x̂ = (x − μ)·σ⁻¹: per channel an affine
+    // function p·g + q·x + r.
     let coefficients: Vec<[f32; 3]> = (0..channels)
         .map(|ch| {
-            let (mean_dy, mean_dy_xhat) = ((d_beta[ch] / count) as f32, (d_gamma[ch] / count) as f32);
+            let (mean_g, mean_g_xhat) = ((d_beta[ch] / count) as f32, (d_gamma[ch] / count) as f32);
             let p = gamma[ch] * inv_std[ch];
-            let q = -p * inv_std[ch] * mean_dy_xhat;
-            [p, q, -p * mean_dy - q * mean[ch]]
+            let q = -p * inv_std[ch] * mean_g_xhat;
+            [p, q, -p * mean_g - q * mean[ch]]
         })
         .collect();
     let mut dx = crate::zeros(x.len());
-    per_block(shape, &mut dx, dy, x, |out, dy, x, ch| {
+    per_block(shape, &mut dx, |o, span, ch| {
         let [p, q, r] = coefficients[ch];
-        out.iter_mut().zip(dy).zip(x).for_each(|((o, &d), &v)| *o = p * d + q * v + r);
+        let terms = dy[span.clone()].iter().zip(&x[span.clone()]).zip(&out[span]);
+        o.iter_mut().zip(terms).for_each(|(o, ((&d, &v), &y))| *o = p * mask(d, y) + q * v + r);
+    });
+    let residual = keep_masked.then(|| {
+        let mut masked = crate::zeros(dy.len());
+        per_block(shape, &mut masked, |o, span, _| {
+            let terms = dy[span.clone()].iter().zip(&out[span]);
+            o.iter_mut().zip(terms).for_each(|(o, (&d, &y))| *o = mask(d, y));
+        });
+        masked
     });
     Gradients {
         x: dx,
         gamma: d_gamma.into_iter().map(|s| s as f32).collect(),
         beta: d_beta.into_iter().map(|s| s as f32).collect(),
+        residual,
     }
 }

@@ -56,12 +56,22 @@ pub trait FusedOps: Backend {
     /// `[2, channels]`; no gradient flows through it.
     fn fused_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Batch normalization of `x` with its own batch's `stats` (from `fused_batch_stats`), with
-    /// [`BATCH_NORM_EPSILON`]; the gradient of `x` accounts for the statistics' dependence on it.
+    /// [`BATCH_NORM_EPSILON`], then a ReLU where `relu`; the gradient of `x` accounts for the
+    /// statistics' dependence on it.
     fn fused_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+    /// `relu(batch_norm(x) + residual)`, as `fused_batch_norm`; `residual` has `x`'s shape.
+    fn fused_batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
     /// 2×2 average pooling with stride 2 of `x` (`[batch, channels, h, w]`).
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -218,8 +228,24 @@ impl FusedOps for Flex {
         cnn::batch_stats(&x)
     }
 
-    fn fused_batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor) -> FlexTensor {
-        cnn::BatchNormRun::new(&x, &gamma, &stats).forward(&beta)
+    fn fused_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        relu: bool,
+    ) -> FlexTensor {
+        cnn::BatchNormRun::new(&x, &gamma, &stats).forward(&beta, None, relu)
+    }
+
+    fn fused_batch_norm_add_relu(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        cnn::BatchNormRun::new(&x, &gamma, &stats).forward(&beta, Some(&residual), true)
     }
 
     fn fused_avg_pool2(x: FlexTensor) -> FlexTensor {
@@ -343,8 +369,19 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
+        relu: bool,
     ) -> FloatTensor<Self> {
-        cnn::tracked_batch_norm::<C>(x, gamma, beta, stats)
+        cnn::tracked_batch_norm::<C, 4>([x, gamma, beta, stats], relu)
+    }
+
+    fn fused_batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cnn::tracked_batch_norm::<C, 5>([x, gamma, beta, stats, residual], true)
     }
 
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {

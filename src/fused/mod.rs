@@ -1,5 +1,6 @@
 //! Fused operations: a whole recurrent layer over a sequence, the sigmoid, batch normalization
-//! in training and 2×2 average pooling, as one operation each.
+//! in training (with the ReLU, and a residual block's sum, that follow it) and 2×2 average
+//! pooling, as one operation each.
 //!
 //! On the CPU (Burn's flex backend) each is one kernel forward and one backward ([`flex`],
 //! over [`kiln_kernels`]), where Burn's tensor operations would take a dozen or more per time
@@ -33,18 +34,53 @@ fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
 /// batch's statistics, then the normalization, whose backward accounts for them; the running
 /// statistics are updated as Burn's `BatchNorm` updates them. Anywhere else, Burn's own.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    normalize(bn, x, Then::Nothing)
+}
+
+/// `relu(bn.forward(x))`: on flex in training, the ReLU is applied in the normalization's pass
+/// and its mask in the backward's, where Burn's ReLU is a pass over memory each way.
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    normalize(bn, x, Then::Relu)
+}
+
+/// `relu(bn.forward(x) + residual)` (a residual block's end), in one pass as [`batch_norm_relu`].
+pub fn batch_norm_add_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+    normalize(bn, x, Then::AddRelu(residual))
+}
+
+/// What follows a batch norm in the same kernel.
+enum Then<const D: usize> {
+    Nothing,
+    Relu,
+    AddRelu(Tensor<D>),
+}
+
+/// `bn.forward(x)` followed by `then`; see [`batch_norm`].
+fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, then: Then<D>) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     if !(training && on_flex(&x) && bn.epsilon == flex::BATCH_NORM_EPSILON) {
-        return bn.forward(x);
+        let y = bn.forward(x);
+        return match then {
+            Then::Nothing => y,
+            Then::Relu => activation::relu(y),
+            Then::AddRelu(residual) => activation::relu(y + residual),
+        };
     }
     let stats: Tensor<2> =
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_batch_stats(x.clone().detach().into_dispatch()));
-    let y = Tensor::from_dispatch(<Dispatch as FusedOps>::fused_batch_norm(
-        x.into_dispatch(),
-        bn.gamma.val().into_dispatch(),
-        bn.beta.val().into_dispatch(),
-        stats.clone().into_dispatch(),
-    ));
+    let (x, gamma, beta) = (x.into_dispatch(), bn.gamma.val().into_dispatch(), bn.beta.val().into_dispatch());
+    let stats_in = stats.clone().into_dispatch();
+    let y = Tensor::from_dispatch(match then {
+        Then::Nothing => <Dispatch as FusedOps>::fused_batch_norm(x, gamma, beta, stats_in, false),
+        Then::Relu => <Dispatch as FusedOps>::fused_batch_norm(x, gamma, beta, stats_in, true),
+        Then::AddRelu(residual) => <Dispatch as FusedOps>::fused_batch_norm_add_relu(
+            x,
+            gamma,
+            beta,
+            stats_in,
+            residual.into_dispatch(),
+        ),
+    });
     let [_, channels] = stats.dims();
     let (mean, variance) =
         (stats.clone().narrow(0, 0, 1).reshape([channels]), stats.narrow(0, 1, 1).reshape([channels]));

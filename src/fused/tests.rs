@@ -189,9 +189,22 @@ fn batch_norm_with(channels: usize, gamma: Tensor<1>, beta: Tensor<1>, device: &
     bn
 }
 
-/// Batch norm of a `D`-dimensional input, fused or Burn's: its output, the gradients of `x`,
-/// `gamma` and `beta`, and the running statistics after the step.
-fn batch_norm_run<const D: usize>(inputs: &[Input], fused: bool) -> ((Vec<f32>, Vec<Vec<f32>>), Vec<f32>) {
+/// What follows a batch norm in [`batch_norm_run`].
+#[derive(Clone, Copy, Debug)]
+enum After {
+    Nothing,
+    Relu,
+    /// `relu(bn(x) + residual)`, the residual being the fourth input.
+    AddRelu,
+}
+
+/// Batch norm of a `D`-dimensional input followed by `after`, fused or Burn's: its output, the
+/// gradients of `x`, `gamma`, `beta` (and the residual), and the running statistics after the step.
+fn batch_norm_run<const D: usize>(
+    inputs: &[Input],
+    after: After,
+    fused: bool,
+) -> ((Vec<f32>, Vec<Vec<f32>>), Vec<f32>) {
     let device = Device::flex().autodiff();
     let channels = inputs[1].1[0];
     let running = std::cell::RefCell::new(Vec::new());
@@ -199,10 +212,20 @@ fn batch_norm_run<const D: usize>(inputs: &[Input], fused: bool) -> ((Vec<f32>, 
         // `gamma` and `beta` are leaves (a parameter must be): the flat tensors themselves.
         let ((a, x), (b, _), (c, _)) = (i[0].tensor::<D>(d), i[1].tensor::<1>(d), i[2].tensor::<1>(d));
         let bn = batch_norm_with(channels, b.clone(), c.clone(), d);
-        let y = if fused { batch_norm(&bn, x) } else { bn.forward(x) };
+        let (residual, r) = i[3].tensor::<D>(d);
+        let y = match (after, fused) {
+            (After::Nothing, true) => batch_norm(&bn, x),
+            (After::Relu, true) => batch_norm_relu(&bn, x),
+            (After::AddRelu, true) => batch_norm_add_relu(&bn, x, r),
+            (After::Nothing, false) => bn.forward(x),
+            (After::Relu, false) => activation::relu(bn.forward(x)),
+            (After::AddRelu, false) => activation::relu(bn.forward(x) + r),
+        };
         let stats = Tensor::cat(vec![bn.running_mean.value(), bn.running_var.value()], 0);
         *running.borrow_mut() = stats.into_data().iter::<f32>().collect();
-        (vec![flat(y)], vec![a, b, c])
+        let mut tracked = vec![a, b, c];
+        tracked.extend(matches!(after, After::AddRelu).then_some(residual));
+        (vec![flat(y)], tracked)
     };
     let result = run(&device, inputs, &layer);
     (result, running.into_inner())
@@ -210,18 +233,29 @@ fn batch_norm_run<const D: usize>(inputs: &[Input], fused: bool) -> ((Vec<f32>, 
 
 #[test]
 fn fused_batch_norm_and_pooling_match_burns_in_value_gradient_and_running_statistics() {
+    // Shapes as after a convolution and after a linear layer; each alone, with the ReLU after
+    // it, and with a residual added before the ReLU (a ResNet block's end).
     for shape in [vec![6, 3, 5, 4], vec![9, 7]] {
         let c = shape[1];
-        let inputs =
-            [Input::new(&shape, 20.0, 2.0), Input::new(&[c], 21.0, 1.0), Input::new(&[c], 22.0, 0.5)];
-        let (fused, burns) = if shape.len() == 4 {
-            (batch_norm_run::<4>(&inputs, true), batch_norm_run::<4>(&inputs, false))
-        } else {
-            (batch_norm_run::<2>(&inputs, true), batch_norm_run::<2>(&inputs, false))
-        };
-        assert_close(&format!("batch norm {shape:?}"), fused.0, burns.0);
-        let diff = fused.1.iter().zip(&burns.1).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(fused.1.len() == 2 * c && diff < 1e-6, "running statistics differ by {diff}");
+        let inputs = [
+            Input::new(&shape, 20.0, 2.0),
+            Input::new(&[c], 21.0, 1.0),
+            Input::new(&[c], 22.0, 0.5),
+            Input::new(&shape, 24.0, 1.0),
+        ];
+        for after in [After::Nothing, After::Relu, After::AddRelu] {
+            let (fused, burns) = if shape.len() == 4 {
+                (batch_norm_run::<4>(&inputs, after, true), batch_norm_run::<4>(&inputs, after, false))
+            } else {
+                (batch_norm_run::<2>(&inputs, after, true), batch_norm_run::<2>(&inputs, after, false))
+            };
+            let zeroed = fused.0.0.iter().filter(|&&v| v == 0.0).count();
+            let relu = !matches!(after, After::Nothing);
+            assert!(!relu || zeroed > fused.0.0.len() / 10, "{after:?}: the ReLU zeroed {zeroed} outputs");
+            assert_close(&format!("batch norm {shape:?}, then {after:?}"), fused.0, burns.0);
+            let diff = fused.1.iter().zip(&burns.1).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(fused.1.len() == 2 * c && diff < 1e-6, "running statistics differ by {diff}");
+        }
     }
 
     // An odd width: the last column is left out, as Burn's pooling leaves it.

@@ -6,12 +6,11 @@
 //! ([`super::presets`]): the book's net (stem 64, growth 32, four blocks of four) goes
 //! 64→192→96→224→112→240→120→248 channels, 758,226 parameters for 10 classes.
 
-use crate::fused::{batch_norm, conv2d};
+use crate::fused::{avg_pool2, batch_norm_relu, conv2d};
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::AvgPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::{Window, book_conv, pixels};
@@ -61,7 +60,7 @@ impl DenseBlock {
     /// - output: `[batch, cin + n * growth, h, w]`
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
         for block in &self.convs {
-            let y = conv2d(&block.conv, relu(batch_norm(&block.bn, x.clone())));
+            let y = conv2d(&block.conv, batch_norm_relu(&block.bn, x.clone()));
             x = Tensor::cat(vec![x, y], 1);
         }
         x
@@ -115,7 +114,7 @@ impl Transition {
     /// - `x`: `[batch, cin, h, w]`
     /// - output: `[batch, cout, h / 2, w / 2]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(conv2d(&self.conv, relu(batch_norm(&self.bn, x))))
+        avg_pool2(&self.pool, conv2d(&self.conv, batch_norm_relu(&self.bn, x)))
     }
 }
 

@@ -32,12 +32,15 @@ pub(super) fn batch_stats(x: &FlexTensor) -> FlexTensor {
     tensor([stats.mean, stats.variance].concat(), [2, channels])
 }
 
-/// What a batch norm's backward needs: its input, `gamma` and statistics.
+/// What a batch norm's backward needs: its input, `gamma` and statistics, its output where it
+/// ended in a ReLU (the ReLU's mask), and whether it added a residual.
 #[derive(Debug)]
 pub(super) struct BatchNormRun {
     x: FlexTensor,
     gamma: FlexTensor,
     stats: batch_norm::Statistics,
+    relu_output: Option<FlexTensor>,
+    residual: bool,
 }
 
 impl BatchNormRun {
@@ -45,25 +48,51 @@ impl BatchNormRun {
         let values = values(stats);
         let (mean, variance) = values.split_at(values.len() / 2);
         let stats = batch_norm::Statistics { mean: mean.to_vec(), variance: variance.to_vec() };
-        Self { x: x.clone(), gamma: gamma.clone(), stats }
+        Self { x: x.clone(), gamma: gamma.clone(), stats, relu_output: None, residual: false }
     }
 
-    pub(super) fn forward(&self, beta: &FlexTensor) -> FlexTensor {
+    /// The kernels' view of this run, over `x`'s and `gamma`'s values.
+    fn normalized<'a>(&'a self, x: &'a [f32], gamma: &'a [f32]) -> batch_norm::Normalized<'a> {
+        let epsilon = BATCH_NORM_EPSILON as f32;
+        batch_norm::Normalized { x, shape: batch_shape(&self.x), stats: &self.stats, gamma, epsilon }
+    }
+
+    /// `relu(bn(x) + residual)`, with the residual and the ReLU where asked; the run keeps what
+    /// its backward needs of them.
+    pub(super) fn forward(
+        &mut self,
+        beta: &FlexTensor,
+        residual: Option<&FlexTensor>,
+        relu: bool,
+    ) -> FlexTensor {
         let shape = self.x.shape();
         let mut y = zeros(shape.num_elements());
         let (x, gamma, beta) = (values(&self.x), values(&self.gamma), values(beta));
-        let epsilon = BATCH_NORM_EPSILON as f32;
-        batch_norm::forward(&x, batch_shape(&self.x), &self.stats, &gamma, &beta, epsilon, &mut y);
-        tensor(y, shape)
+        let residual_values = residual.map(values);
+        let epilogue = batch_norm::Epilogue { residual: residual_values.as_deref(), relu };
+        let normalized = self.normalized(&x, &gamma);
+        batch_norm::forward(&normalized, &beta, epilogue, &mut y);
+        let y = tensor(y, shape);
+        self.relu_output = relu.then(|| y.clone());
+        self.residual = residual.is_some();
+        y
     }
 
-    /// The gradients of `x`, `gamma` and `beta`.
-    fn backward(&self, grad: &FlexTensor) -> [FlexTensor; 3] {
-        let (x, gamma) = (values(&self.x), values(&self.gamma));
-        let epsilon = BATCH_NORM_EPSILON as f32;
-        let g = batch_norm::backward(&x, batch_shape(&self.x), &self.stats, &gamma, epsilon, &values(grad));
+    /// The gradients of `x`, `gamma`, `beta`, none for the statistics, and the residual's where
+    /// there was one.
+    fn backward(&self, grad: &FlexTensor) -> Vec<Option<FlexTensor>> {
+        let (x, gamma, dy) = (values(&self.x), values(&self.gamma), values(grad));
+        let relu_output = self.relu_output.as_ref().map(values);
+        let normalized = self.normalized(&x, &gamma);
+        let g = batch_norm::backward(&normalized, &dy, relu_output.as_deref(), self.residual);
         let channels = g.gamma.len();
-        [tensor(g.x, self.x.shape()), tensor(g.gamma, [channels]), tensor(g.beta, [channels])]
+        let residual = match g.residual {
+            Some(masked) => Some(tensor(masked, self.x.shape())),
+            None => self.residual.then(|| grad.clone()),
+        };
+        let gradients =
+            [tensor(g.x, self.x.shape()), tensor(g.gamma, [channels]), tensor(g.beta, [channels])];
+        gradients.into_iter().map(Some).chain([None, residual]).collect()
     }
 }
 
@@ -77,17 +106,18 @@ impl Backward<Flex, 1> for NoGradient {
     fn backward(self, _: Ops<(), 1>, _: &mut Gradients, _: &mut Checkpointer) {}
 }
 
-/// The backward of a batch norm: `x`, `gamma`, `beta`, and nothing for the statistics.
+/// The backward of a batch norm: `x`, `gamma`, `beta`, nothing for the statistics, and the
+/// residual where it added one (`N` = 5).
 #[derive(Debug)]
-struct BatchNormBackward;
+struct BatchNormBackward<const N: usize>;
 
-impl Backward<Flex, 4> for BatchNormBackward {
+impl<const N: usize> Backward<Flex, N> for BatchNormBackward<N> {
     type State = Arc<BatchNormRun>;
 
-    fn backward(self, ops: Ops<Arc<BatchNormRun>, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Arc<BatchNormRun>, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
         let inputs = ops.state.backward(&grad);
-        register(ops, grads, inputs.into_iter().map(Some));
+        register(ops, grads, inputs);
     }
 }
 
@@ -99,17 +129,17 @@ pub(super) fn tracked_stats<C: CheckpointStrategy>(
     NoGradient.prepare::<C>([x.node()]).compute_bound().stateless(stats)
 }
 
-/// Records [`super::FusedOps::fused_batch_norm`] on autodiff tensors.
-pub(super) fn tracked_batch_norm<C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<Flex, C>>,
-    gamma: FloatTensor<Autodiff<Flex, C>>,
-    beta: FloatTensor<Autodiff<Flex, C>>,
-    stats: FloatTensor<Autodiff<Flex, C>>,
+/// Records [`super::FusedOps::fused_batch_norm`] (`[x, gamma, beta, stats]`) or
+/// [`super::FusedOps::fused_batch_norm_add_relu`] (the same and the residual) on autodiff tensors.
+pub(super) fn tracked_batch_norm<C: CheckpointStrategy, const N: usize>(
+    inputs: [FloatTensor<Autodiff<Flex, C>>; N],
+    relu: bool,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    let nodes = [x.node(), gamma.node(), beta.node(), stats.node()];
-    let kind = BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful();
-    let run = BatchNormRun::new(x.primitive(), gamma.primitive(), stats.primitive());
-    let y = run.forward(beta.primitive());
+    let kind =
+        BatchNormBackward::<N>.prepare::<C>(inputs.each_ref().map(|t| t.node())).compute_bound().stateful();
+    let [x, gamma, beta, stats] = [0, 1, 2, 3].map(|i| inputs[i].primitive());
+    let mut run = BatchNormRun::new(x, gamma, stats);
+    let y = run.forward(beta, inputs.get(4).map(|r| r.primitive()), relu);
     match kind {
         OpsKind::Tracked(prep) => prep.finish(Arc::new(run), y),
         OpsKind::UnTracked(prep) => prep.finish(y),

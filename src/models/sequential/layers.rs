@@ -2,8 +2,8 @@
 //! every input width is known) and applied in order.
 //!
 //! Layers initialise as the book's PyTorch code does (Xavier weights, PyTorch's default biases),
-//! and the convolution, batch normalization, sigmoid and 2×2 average pooling go through
-//! [`crate::fused`]: kiln's fused kernels on the CPU. Dropout and
+//! and the convolution, batch normalization (with the ReLU that follows it), sigmoid and 2×2
+//! average pooling go through [`crate::fused`]: kiln's fused kernels on the CPU. Dropout and
 //! BatchNorm follow the model's mode: off and running statistics in evaluation.
 
 use burn::module::Module;
@@ -19,7 +19,7 @@ use super::{
     Conv2dLayer, DenseBlockLayer, DropoutLayer, LayerSpec, LinearLayer, Plan, PoolLayer, ResidualLayer,
     Shape, TransitionLayer,
 };
-use crate::fused::{avg_pool2, batch_norm, conv2d, sigmoid};
+use crate::fused::{avg_pool2, batch_norm, batch_norm_relu, conv2d, sigmoid};
 
 /// `flatten`: no parameters.
 #[derive(Module, Debug, Default)]
@@ -79,8 +79,19 @@ impl Sequential {
     /// - `images`: `[batch, channels, side, side]`
     /// - output: `[batch, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let out = self.layers.iter().fold(Activations::Maps(images), |x, layer| layer.forward(x));
-        match out {
+        let mut x = Activations::Maps(images);
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            x = match (layer, layers.peek()) {
+                // A batch norm and the ReLU after it run as one kernel (`crate::fused`).
+                (Layer::BatchNorm(bn), Some(Layer::Relu(_))) => {
+                    layers.next();
+                    each(x, |x| batch_norm_relu(bn, x), |x| batch_norm_relu(bn, x))
+                }
+                _ => layer.forward(x),
+            };
+        }
+        match x {
             Activations::Flat(logits) => logits,
             // A plan ends in the class count, flat: a list that does not was refused at submit.
             Activations::Maps(maps) => maps.flatten(1, 3),
