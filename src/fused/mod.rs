@@ -71,8 +71,9 @@ fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, then: Then<D>) -> Ten
     let (x, gamma, beta) = (x.into_dispatch(), bn.gamma.val().into_dispatch(), bn.beta.val().into_dispatch());
     let stats_in = stats.clone().into_dispatch();
     let y = Tensor::from_dispatch(match then {
-        Then::Nothing => <Dispatch as FusedOps>::fused_batch_norm(x, gamma, beta, stats_in, false),
-        Then::Relu => <Dispatch as FusedOps>::fused_batch_norm(x, gamma, beta, stats_in, true),
+        Then::Nothing | Then::Relu => {
+            <Dispatch as FusedOps>::fused_batch_norm(x, gamma, beta, stats_in, matches!(then, Then::Relu))
+        }
         Then::AddRelu(residual) => <Dispatch as FusedOps>::fused_batch_norm_add_relu(
             x,
             gamma,
