@@ -75,6 +75,9 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
     /// 2×2 average pooling with stride 2 of `x` (`[batch, channels, h, w]`).
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Max pooling of `x` (`[batch, channels, h, w]`) over `window` (kernel, stride and padding
+    /// on each side; padded places are never chosen; no dilation).
+    fn fused_max_pool2d(x: FloatTensor<Self>, window: [[usize; 2]; 3]) -> FloatTensor<Self>;
     /// 2-D convolution of `x` (`[batch, c_in, h, w]`) by `weight` (`[c_out, c_in, kh, kw]`)
     /// plus `bias`, with `stride` and zero `padding` (no dilation, one group).
     fn fused_conv2d(
@@ -252,6 +255,10 @@ impl FusedOps for Flex {
         cnn::avg_pool2(&x)
     }
 
+    fn fused_max_pool2d(x: FlexTensor, window: [[usize; 2]; 3]) -> FlexTensor {
+        cnn::MaxPoolRun::new(&x, window).1
+    }
+
     fn fused_conv2d(
         x: FlexTensor,
         weight: FlexTensor,
@@ -386,6 +393,10 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
     fn fused_avg_pool2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cnn::tracked_avg_pool2::<C>(x)
+    }
+
+    fn fused_max_pool2d(x: FloatTensor<Self>, window: [[usize; 2]; 3]) -> FloatTensor<Self> {
+        cnn::tracked_max_pool2d::<C>(x, window)
     }
 
     fn fused_conv2d(

@@ -18,7 +18,7 @@ use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::AvgPool2d;
+use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::tensor::activation;
 use burn::tensor::{Device, Tensor};
 
@@ -94,18 +94,22 @@ fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, then: Then<D>) -> Ten
     y
 }
 
-/// `conv.forward(x)`. On flex, with symmetric zero padding, no dilation, one group and a bias
-/// (every convolution kiln's models build), one fused kernel forward and one backward
-/// ([`kiln_kernels::conv`]); otherwise Burn's.
-pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let padding = match conv.padding {
+/// `[rows, columns]` of a padding that is the same on both sides of each axis.
+fn symmetric(padding: &PaddingConfig2d) -> Option<[usize; 2]> {
+    match *padding {
         PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
             Some([top, left])
         }
         _ => None,
-    };
-    match (&conv.bias, padding) {
+    }
+}
+
+/// `conv.forward(x)`. On flex, with symmetric zero padding, no dilation, one group and a bias
+/// (every convolution kiln's models build), one fused kernel forward and one backward
+/// ([`kiln_kernels::conv`]); otherwise Burn's.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match (&conv.bias, symmetric(&conv.padding)) {
         (Some(bias), Some(padding)) if on_flex(&x) && conv.dilation == [1, 1] && conv.groups == 1 => {
             fused_conv2d(x, conv.weight.val(), bias.val(), conv.stride, padding)
         }
@@ -139,6 +143,21 @@ pub fn avg_pool2(pool: &AvgPool2d, x: Tensor<4>) -> Tensor<4> {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_avg_pool2(x.into_dispatch()))
     } else {
         pool.forward(x)
+    }
+}
+
+/// `pool.forward(x)`. On flex, for symmetric padding narrower than the window, without
+/// dilation or ceiling mode (every max pooling kiln's models build), one kernel forward and one
+/// backward that keeps each output's choice as a `u32`, where Burn's CPU pooling runs a general
+/// 3-D loop, one task per output, and keeps `i64` indices; otherwise Burn's own.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let plain = pool.dilation == [1, 1] && !pool.ceil_mode;
+    match symmetric(&pool.padding) {
+        Some(padding) if on_flex(&x) && plain && (0..2).all(|d| padding[d] < pool.kernel_size[d]) => {
+            let window = [pool.kernel_size, pool.stride, padding];
+            Tensor::from_dispatch(<Dispatch as FusedOps>::fused_max_pool2d(x.into_dispatch(), window))
+        }
+        _ => pool.forward(x),
     }
 }
 

@@ -278,6 +278,42 @@ fn fused_batch_norm_and_pooling_match_burns_in_value_gradient_and_running_statis
 }
 
 #[test]
+fn the_fused_max_pooling_matches_burns_in_value_and_gradient() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::pool::MaxPool2dConfig;
+    // The stem's 3×3 stride 2 padding 1 (overlapping windows) on odd and even sides, a 2×2 with
+    // stride 2 on an odd side, and a 3×2 window with its own strides. Values after a ReLU (a
+    // third are zero, so windows tie) check that both take the first largest.
+    for (shape, kernel, stride, padding) in [
+        ([2, 3, 9, 9], [3, 3], [2, 2], [1, 1]),
+        ([2, 3, 8, 10], [3, 3], [2, 2], [1, 1]),
+        ([3, 2, 7, 5], [2, 2], [2, 2], [0, 0]),
+        ([2, 2, 6, 7], [3, 2], [1, 2], [1, 0]),
+    ] {
+        let x = [Input::new(&shape, 40.0, 1.0)];
+        let padding = PaddingConfig2d::Explicit(padding[0], padding[1], padding[0], padding[1]);
+        let pool = MaxPool2dConfig::new(kernel).with_strides(stride).with_padding(padding).init();
+        let pool_with = |fused: bool| {
+            let pool = pool.clone();
+            move |i: &[Input], d: &Device| {
+                let (a, x) = i[0].tensor::<4>(d);
+                let x = activation::relu(x);
+                let y = if fused { max_pool2d(&pool, x) } else { pool.forward(x) };
+                (vec![flat(y)], vec![a])
+            }
+        };
+        let device = Device::flex().autodiff();
+        let (fused, burns) = (run(&device, &x, &pool_with(true)), run(&device, &x, &pool_with(false)));
+        assert!(fused.1[0].iter().filter(|&&g| g != 0.0).count() > 0, "some input gets a gradient");
+        assert_close(&format!("max pool {shape:?} {kernel:?}"), fused, burns);
+        let plain = Device::flex();
+        let x = Tensor::<4>::from_data(TensorData::new(x[0].0.clone(), shape), &plain);
+        let d: f32 = (max_pool2d(&pool, x.clone()) - pool.forward(x)).abs().max().into_scalar();
+        assert!(d == 0.0, "without autodiff: {d}");
+    }
+}
+
+#[test]
 fn the_fused_convolution_matches_burns_in_value_and_gradient() {
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;

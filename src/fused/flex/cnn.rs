@@ -1,6 +1,6 @@
 //! The convolutional networks' fused operations on flex: the convolution, batch normalization
-//! in training (the batch's statistics, then the normalization) and 2×2 average pooling, each
-//! one kernel of [`kiln_kernels`] forward and one backward, recorded for autodiff.
+//! in training (the batch's statistics, then the normalization), 2×2 average pooling and max
+//! pooling, each one kernel of [`kiln_kernels`] forward and one backward, recorded for autodiff.
 
 use std::sync::Arc;
 
@@ -12,8 +12,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 use burn::tensor::Shape;
+use kiln_kernels::batch_norm;
 use kiln_kernels::conv::{self, Conv};
-use kiln_kernels::{batch_norm, pool};
+use kiln_kernels::pool::{self, MaxPool};
 
 use super::{register, tensor, values, zeros};
 
@@ -184,6 +185,57 @@ pub(super) fn tracked_avg_pool2<C: CheckpointStrategy>(
     let y = avg_pool2(x.primitive());
     match kind {
         OpsKind::Tracked(prep) => prep.finish(x.primitive().shape(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// A max pooling's shapes and the input each output chose: what its backward reads.
+#[derive(Debug)]
+pub(super) struct MaxPoolRun {
+    pool: MaxPool,
+    argmax: Vec<u32>,
+    input: Shape,
+}
+
+impl MaxPoolRun {
+    /// Pools `x` over `[kernel, stride, padding]`: the run, and the output.
+    pub(super) fn new(x: &FlexTensor, [kernel, stride, padding]: [[usize; 2]; 3]) -> (Self, FlexTensor) {
+        let input = x.shape();
+        let [planes, h, w] = planes(&input);
+        let pool = MaxPool { planes, h, w, kernel, stride, padding };
+        let [oh, ow] = pool.out();
+        let (mut y, mut argmax) = (zeros(planes * oh * ow), vec![0; planes * oh * ow]);
+        pool::max_forward(&pool, &values(x), &mut y, &mut argmax);
+        (Self { pool, argmax, input: input.clone() }, tensor(y, [input[0], input[1], oh, ow]))
+    }
+}
+
+/// The backward of max pooling: each output's gradient to the input it chose.
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    type State = Arc<MaxPoolRun>;
+
+    fn backward(self, ops: Ops<Arc<MaxPoolRun>, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let run = &ops.state;
+        let mut dx = zeros(run.input.num_elements());
+        pool::max_backward(&run.pool, &values(&grad), &run.argmax, &mut dx);
+        let dx = tensor(dx, run.input.clone());
+        register(ops, grads, [Some(dx)]);
+    }
+}
+
+/// Records [`super::FusedOps::fused_max_pool2d`] on an autodiff tensor.
+pub(super) fn tracked_max_pool2d<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    window: [[usize; 2]; 3],
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let kind = MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful();
+    let (run, y) = MaxPoolRun::new(x.primitive(), window);
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(Arc::new(run), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }

@@ -19,7 +19,7 @@ use super::{
     Conv2dLayer, DenseBlockLayer, DropoutLayer, LayerSpec, LinearLayer, Plan, PoolLayer, ResidualLayer,
     Shape, TransitionLayer,
 };
-use crate::fused::{avg_pool2, batch_norm, batch_norm_relu, conv2d, sigmoid};
+use crate::fused::{avg_pool2, batch_norm, batch_norm_relu, conv2d, max_pool2d, sigmoid};
 
 /// `flatten`: no parameters.
 #[derive(Module, Debug, Default)]
@@ -159,7 +159,7 @@ impl Layer {
                 Maps(_) => panic!("linear got feature maps: the layer list was not planned"),
             },
             Self::AvgPool2d(pool) => Maps(avg_pool2(pool, maps(x, "avg_pool2d"))),
-            Self::MaxPool2d(pool) => Maps(pool.forward(maps(x, "max_pool2d"))),
+            Self::MaxPool2d(pool) => Maps(max_pool2d(pool, maps(x, "max_pool2d"))),
             Self::GlobalAvgPool(_) => Maps(maps(x, "global_avg_pool").mean_dim(3).mean_dim(2)),
             Self::Flatten(_) => match x {
                 Maps(x) => Flat(x.flatten(1, 3)),
