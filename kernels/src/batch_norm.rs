@@ -6,6 +6,7 @@
 //! activation where it lies: one pass per channel for the statistics, one pass over the batch
 //! for the output, split between rayon's threads.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -76,7 +77,7 @@ fn per_channel<const N: usize>(
 
 /// For each contiguous block of one channel, `write(out block, span, channel)`, where `span` is
 /// the block's range in the batch's buffers; one batch item per task.
-fn per_block(shape: Shape, out: &mut [f32], write: impl Fn(&mut [f32], Range<usize>, usize) + Sync) {
+fn per_block<T: Send>(shape: Shape, out: &mut [T], write: impl Fn(&mut [T], Range<usize>, usize) + Sync) {
     let [_, channels, inner] = shape;
     let item = channels * inner;
     out.par_chunks_mut(item).enumerate().for_each(|(b, out)| {
@@ -139,7 +140,15 @@ pub struct Normalized<'a> {
 }
 
 /// `y = epilogue((x − mean) / sqrt(variance + epsilon) · gamma + beta)`, per channel.
-pub fn forward(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>, y: &mut [f32]) {
+pub fn forward(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>) -> Vec<f32> {
+    let Normalized { x, shape, .. } = *n;
+    assert!(x.len() == shape.iter().product::<usize>());
+    // SAFETY: `per_block` hands out every block of `y` once, and each is written whole.
+    unsafe { crate::written(x.len(), |y| normalize_into(n, beta, epilogue, y)) }
+}
+
+/// [`forward`] into `y`, every element written.
+fn normalize_into(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>, y: &mut [MaybeUninit<f32>]) {
     let Normalized { x, shape, stats, gamma, epsilon } = *n;
     assert!(y.len() == x.len() && gamma.len() == shape[1] && beta.len() == shape[1]);
     assert!(epilogue.residual.is_none_or(|r| r.len() == x.len()));
@@ -152,17 +161,17 @@ pub fn forward(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>, y: &mut
     };
     match (epilogue.residual, epilogue.relu) {
         (None, false) => per_block(shape, y, |out, span, ch| {
-            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| *o = v);
+            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| _ = o.write(v));
         }),
         (None, true) => per_block(shape, y, |out, span, ch| {
-            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| *o = relu(v));
+            out.iter_mut().zip(affine(span, ch)).for_each(|(o, v)| _ = o.write(relu(v)));
         }),
         (Some(res), relu_too) => per_block(shape, y, |out, span, ch| {
             let sums = affine(span.clone(), ch).zip(&res[span]);
             if relu_too {
-                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| *o = relu(v + r));
+                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| _ = o.write(relu(v + r)));
             } else {
-                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| *o = v + r);
+                out.iter_mut().zip(sums).for_each(|(o, (v, &r))| _ = o.write(v + r));
             }
         }),
     }
@@ -228,19 +237,25 @@ fn backward_masked(
             [p, q, -p * mean_g - q * mean[ch]]
         })
         .collect();
-    let mut dx = crate::zeros(x.len());
-    per_block(shape, &mut dx, |o, span, ch| {
-        let [p, q, r] = coefficients[ch];
-        let terms = dy[span.clone()].iter().zip(&x[span.clone()]).zip(&out[span]);
-        o.iter_mut().zip(terms).for_each(|(o, ((&d, &v), &y))| *o = p * mask(d, y) + q * v + r);
-    });
-    let residual = keep_masked.then(|| {
-        let mut masked = crate::zeros(dy.len());
-        per_block(shape, &mut masked, |o, span, _| {
-            let terms = dy[span.clone()].iter().zip(&out[span]);
-            o.iter_mut().zip(terms).for_each(|(o, (&d, &y))| *o = mask(d, y));
-        });
-        masked
+    // SAFETY (both): `per_block` hands out every block once, and each is written whole.
+    let dx = unsafe {
+        crate::written(x.len(), |dx| {
+            per_block(shape, dx, |o, span, ch| {
+                let [p, q, r] = coefficients[ch];
+                let terms = dy[span.clone()].iter().zip(&x[span.clone()]).zip(&out[span]);
+                o.iter_mut()
+                    .zip(terms)
+                    .for_each(|(o, ((&d, &v), &y))| _ = o.write(p * mask(d, y) + q * v + r));
+            })
+        })
+    };
+    let residual = keep_masked.then(|| unsafe {
+        crate::written(dy.len(), |masked| {
+            per_block(shape, masked, |o, span, _| {
+                let terms = dy[span.clone()].iter().zip(&out[span]);
+                o.iter_mut().zip(terms).for_each(|(o, (&d, &y))| _ = o.write(mask(d, y)));
+            })
+        })
     });
     Gradients {
         x: dx,

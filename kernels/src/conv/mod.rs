@@ -7,6 +7,8 @@
 //! transposed) output at a time: the output positions run along those rows, and the operands gemm
 //! reads are contiguous along them (the one it packs transposed, where one is, is the smaller).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::linalg::{matmul, transpose};
@@ -156,56 +158,68 @@ fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<
     let geo = shifted::Padded::of(conv);
     let by_offset = shifted::weights_by_offset(conv, weight, false);
     let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
-    let mut out = crate::zeros(conv.batch * out_len);
-    out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
-        || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
-        |(xp, wide), (out, x)| {
-            geo.pad(conv, x, xp);
-            shifted::forward_sample(conv, &geo, xp, &by_offset, bias, wide, out);
-        },
-    );
-    out
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
+            || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
+            |(xp, wide), (out, x)| {
+                geo.pad(conv, x, xp);
+                shifted::forward_sample(conv, &geo, xp, &by_offset, bias, wide, out);
+            },
+        )
+    };
+    // SAFETY: `forward_sample` writes each sample's whole output.
+    unsafe { crate::written(conv.batch * out_len, fill) }
 }
 
 /// [`forward`] through patches (im2col) and one product per sample or group of samples.
 fn forward_patches(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let (k, p, c_out, group) = (conv.k(), conv.p(), conv.c_out, conv.group());
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(group * c_out * p).enumerate().for_each_init(
+            || (vec![0.0; k * group * p], vec![0.0; c_out * group * p]),
+            |(col, product), (g, out)| {
+                patches_group(conv, (x, weight, bias), g, (col.as_mut_slice(), product.as_mut_slice()), out)
+            },
+        )
+    };
+    // SAFETY: `patches_group` writes each group's whole output.
+    unsafe { crate::written(conv.batch * c_out * p, fill) }
+}
+
+/// [`forward_patches`] for group `g` of samples, into `out` (every element written), with
+/// scratch for the patches and the product.
+fn patches_group(
+    conv: &Conv,
+    (x, weight, bias): (&[f32], &[f32], &[f32]),
+    g: usize,
+    (col, product): (&mut [f32], &mut [f32]),
+    out: &mut [MaybeUninit<f32>],
+) {
     let (k, p, sample, c_out, group) =
         (conv.k(), conv.p(), conv.c_in * conv.h * conv.w, conv.c_out, conv.group());
-    let mut out = crate::zeros(conv.batch * c_out * p);
-    out.par_chunks_mut(group * c_out * p).enumerate().for_each_init(
-        || (vec![0.0; k * group * p], vec![0.0; c_out * group * p]),
-        |(col, product), (g, out)| {
-            let samples = out.len() / (c_out * p);
-            let n = samples * p;
-            for s in 0..samples {
-                let b = g * group + s;
-                conv.im2col(&x[b * sample..(b + 1) * sample], col, n, s * p);
-            }
-            if samples == 1 {
-                // The product is the sample's output: straight into place, onto the bias.
-                for (row, &bias) in out.chunks_exact_mut(p).zip(bias) {
-                    row.fill(bias);
-                }
-                return matmul([c_out, k, p], (weight, false), (&col[..k * p], false), out, true, false);
-            }
-            // `[c_out, samples·p]`, then each sample's block to its place, with the bias.
-            matmul(
-                [c_out, k, n],
-                (weight, false),
-                (&col[..k * n], false),
-                &mut product[..c_out * n],
-                false,
-                false,
-            );
-            for (s, out) in out.chunks_exact_mut(c_out * p).enumerate() {
-                for (co, row) in out.chunks_exact_mut(p).enumerate() {
-                    let src = &product[co * n + s * p..co * n + (s + 1) * p];
-                    row.iter_mut().zip(src).for_each(|(o, &v)| *o = v + bias[co]);
-                }
-            }
-        },
-    );
-    out
+    let samples = out.len() / (c_out * p);
+    let n = samples * p;
+    for s in 0..samples {
+        let b = g * group + s;
+        conv.im2col(&x[b * sample..(b + 1) * sample], col, n, s * p);
+    }
+    if samples == 1 {
+        // The product is the sample's output: straight into place, onto the bias.
+        for (row, &bias) in out.chunks_exact_mut(p).zip(bias) {
+            row.iter_mut().for_each(|o| _ = o.write(bias));
+        }
+        // SAFETY: every element was just written.
+        let out = unsafe { crate::assume_written(out) };
+        return matmul([c_out, k, p], (weight, false), (&col[..k * p], false), out, true, false);
+    }
+    // `[c_out, samples·p]`, then each sample's block to its place, with the bias.
+    matmul([c_out, k, n], (weight, false), (&col[..k * n], false), &mut product[..c_out * n], false, false);
+    for (s, out) in out.chunks_exact_mut(c_out * p).enumerate() {
+        for (co, row) in out.chunks_exact_mut(p).enumerate() {
+            let src = &product[co * n + s * p..co * n + (s + 1) * p];
+            row.iter_mut().zip(src).for_each(|(o, &v)| _ = o.write(v + bias[co]));
+        }
+    }
 }
 
 /// The gradients of a convolution's input (when asked), weight and bias.

@@ -9,6 +9,8 @@
 //! discarded: they read across a row's end, and every kept column stays inside its row. The
 //! discarded share, `(kw − 1) / wp`, is why [`applies`] keeps this for maps of some width.
 
+use std::mem::MaybeUninit;
+
 use super::Conv;
 use crate::linalg::{View, matmul_views, transpose};
 
@@ -110,7 +112,7 @@ pub(super) fn forward_sample(
     by_offset: &[f32],
     bias: &[f32],
     wide: &mut [f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (c_out, c_in, ow) = (conv.c_out, conv.c_in, conv.out()[1]);
     let block = c_out * c_in;
@@ -120,7 +122,7 @@ pub(super) fn forward_sample(
     }
     for ((row, wide), &b) in out.chunks_exact_mut(geo.oh * ow).zip(wide.chunks_exact(geo.n)).zip(bias) {
         for (out, wide) in row.chunks_exact_mut(ow).zip(wide.chunks_exact(geo.wp)) {
-            out.iter_mut().zip(wide).for_each(|(o, &v)| *o = v + b);
+            out.iter_mut().zip(wide).for_each(|(o, &v)| _ = o.write(v + b));
         }
     }
 }

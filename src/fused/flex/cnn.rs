@@ -67,13 +67,11 @@ impl BatchNormRun {
         relu: bool,
     ) -> FlexTensor {
         let shape = self.x.shape();
-        let mut y = zeros(shape.num_elements());
         let (x, gamma, beta) = (values(&self.x), values(&self.gamma), values(beta));
         let residual_values = residual.map(values);
         let epilogue = batch_norm::Epilogue { residual: residual_values.as_deref(), relu };
         let normalized = self.normalized(&x, &gamma);
-        batch_norm::forward(&normalized, &beta, epilogue, &mut y);
-        let y = tensor(y, shape);
+        let y = tensor(batch_norm::forward(&normalized, &beta, epilogue), shape);
         self.relu_output = relu.then(|| y.clone());
         self.residual = residual.is_some();
         y
