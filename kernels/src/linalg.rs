@@ -64,6 +64,44 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
     }
 }
 
+/// `dst = aᵀ · b` on the calling thread, where `a` is columns `cols` of a row-major `[k, lda]`
+/// matrix (so `aᵀ` is `[cols.len(), k]`), `b` is row-major `[k, n]` and `dst` `[cols.len(), n]`.
+pub(crate) fn matmul_columns_transposed(
+    (a, lda, cols): (&[f32], usize, std::ops::Range<usize>),
+    (b, n): (&[f32], usize),
+    dst: &mut [f32],
+) {
+    let (m, k) = (cols.len(), b.len() / n.max(1));
+    assert!(cols.end <= lda && a.len() >= k * lda && b.len() == k * n && dst.len() == m * n);
+    if m == 0 || k == 0 {
+        return dst.fill(0.0);
+    }
+    // SAFETY: the assert above keeps every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr().add(cols.start),
+            lda as isize,
+            1,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
 /// A matrix inside a slice: `rows × cols` values from `offset`, rows `row_stride` apart and
 /// columns one apart (a row of a padded image, a channel of a batch, a window into either).
 #[derive(Debug, Clone, Copy)]

@@ -322,6 +322,9 @@ fn the_convolution_and_its_gradients_match_the_definition() {
         shape(2, 3, [7, 10], 2, [3, 2], [2, 3], [1, 0]),
         shape(5, 4, [6, 6], 3, [1, 1], [2, 2], [0, 0]),
         shape(2, 1, [12, 12], 3, [7, 7], [2, 2], [3, 3]),
+        // Strided with 64 output positions or more: patches one sample at a time (fewer go
+        // batch-wide: the cases above).
+        shape(3, 3, [20, 18], 4, [3, 3], [2, 2], [1, 1]),
         // Stride 1, wide enough, 64 positions or more, 16 input channels or more: one product
         // per kernel offset (asserted below); uneven kernel and padding among them.
         shape(3, 16, [11, 12], 4, [3, 3], [1, 1], [1, 1]),

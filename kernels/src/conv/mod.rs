@@ -1,7 +1,8 @@
 //! 2-D convolution (any stride and zero padding; no dilation, no groups), forward and backward,
 //! over NCHW `f32` data, the samples split between rayon's threads. Two ways, chosen per shape:
 //! at stride 1 on maps wide enough, one gemm per kernel offset on the zero-padded input
-//! ([`shifted`]); otherwise per sample (or group of small samples) an im2col and one gemm.
+//! ([`shifted`]); otherwise per sample (or group of small samples) an im2col and one gemm. The
+//! backward on small maps takes the whole batch's patches at once ([`batch_wide`]).
 //!
 //! The products are laid out for gemm's AVX-512 tile, which covers 64 rows of the (internally
 //! transposed) output at a time: the output positions run along those rows, and the operands gemm
@@ -13,6 +14,7 @@ use rayon::prelude::*;
 
 use super::linalg::{matmul, transpose};
 
+mod batch_wide;
 mod shifted;
 
 /// A convolution's shapes.
@@ -237,6 +239,8 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
     assert!(weight.len() == conv.c_out * conv.k());
     if shifted::applies(conv) {
         backward_shifted(conv, x, weight, dy, input_grad)
+    } else if batch_wide::applies(conv) {
+        batch_wide::backward(conv, x, weight, dy, input_grad)
     } else {
         backward_patches(conv, x, weight, dy, input_grad)
     }
