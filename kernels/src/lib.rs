@@ -10,8 +10,9 @@
 //!
 //! Layouts are row-major. A gate block is `hidden` wide, in the order each function names.
 
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
 
 /// `exp(x)`, within a few ulp of libm's `expf` over the range where the result is a normal
 /// number; inputs beyond it are clamped. Branch-free, so loops over it vectorise.
@@ -112,7 +113,7 @@ pub fn zeros(n: usize) -> Vec<f32> {
 ///
 /// # Safety
 /// `fill` must write every element of the slice it is given.
-pub unsafe fn written(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+pub(crate) unsafe fn written(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
     fill(&mut v.spare_capacity_mut()[..n]);
     // SAFETY: the caller's `fill` wrote all `n`, within the capacity.

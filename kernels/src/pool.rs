@@ -74,6 +74,7 @@ impl MaxPool {
         start..(o * self.stride[d] + self.kernel[d] - self.padding[d]).min(n)
     }
 
+    /// Panics unless every window holds some input and an index in a plane fits a `u32`.
     fn check(&self) {
         let fits = (0..2).all(|d| self.stride[d] > 0 && self.padding[d] < self.kernel[d]);
         assert!(

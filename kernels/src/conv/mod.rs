@@ -321,7 +321,8 @@ impl Conv {
     /// backward per layer: the transposed sum is faster on a sample's own product of 128
     /// positions or more (ResNet-18's 3×3 at 24×24, before those left patches: 18 → 11 ms)
     /// and for few output channels (DenseNet's 32), slower on the grouped products of many
-    /// channels (ResNet-18's 512 channels at 3×3: 26 → 33 ms).
+    /// channels (ResNet-18's 512 channels at 3×3: 26 → 33 ms; those small maps now go
+    /// [`batch_wide`], so grouped products are left only for fewer than 64 channels).
     fn sums_weight_gradient_transposed(&self) -> bool {
         self.p() >= 2 * TILE_ROWS || self.c_out < TILE_ROWS
     }
