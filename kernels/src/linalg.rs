@@ -1,5 +1,6 @@
-//! The two dense-matrix helpers the kernels share: a product through the `gemm` crate with
-//! row-major operands, and a cache-blocked transpose.
+//! The dense-matrix helpers the kernels share: products through the `gemm` crate (of whole
+//! row-major matrices, of views into slices, of a band of columns transposed), all through one
+//! call with explicit strides, and a cache-blocked transpose.
 
 use gemm::Parallelism;
 
@@ -21,24 +22,51 @@ pub(crate) fn matmul(
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
     let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
-    let (a_rs, a_cs) = if a_transposed { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
+    let (a_rs, a_cs) = if a_transposed { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
     // SAFETY: the assert above keeps every index the strides reach inside the slices.
+    unsafe {
+        gemm_strided(
+            [m, k, n],
+            (a.as_ptr(), a_rs, a_cs),
+            (b.as_ptr(), b_rs, b_cs),
+            (dst.as_mut_ptr(), n),
+            accumulate,
+            parallelism,
+        )
+    }
+}
+
+/// `dst = a · b` (`dst += a · b` when `accumulate`) through gemm, `[m, k, n]` the dimensions,
+/// `a` and `b` each a pointer with its row and column strides, `dst` a pointer with its row
+/// stride (its columns one apart).
+///
+/// # Safety
+/// Every index the dimensions and strides reach must lie inside the operands' allocations.
+unsafe fn gemm_strided(
+    [m, k, n]: [usize; 3],
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, b_rs, b_cs): (*const f32, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    // SAFETY: the caller keeps every index inside the allocations.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a,
+            a_cs as isize,
+            a_rs as isize,
+            b,
+            b_cs as isize,
+            b_rs as isize,
             1.0,
             1.0,
             false,
@@ -78,27 +106,8 @@ pub(crate) fn matmul_columns_transposed(
     }
     // SAFETY: the assert above keeps every index the strides reach inside the slices.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr().add(cols.start),
-            lda as isize,
-            1,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+        let a = (a.as_ptr().add(cols.start), 1, lda);
+        gemm_strided([m, k, n], a, (b.as_ptr(), n, 1), (dst.as_mut_ptr(), n), false, Parallelism::None)
     }
 }
 
@@ -140,26 +149,13 @@ pub(crate) fn matmul_views(
     assert!(av.end() <= a.len() && bv.end() <= b.len() && dv.end() <= dst.len());
     // SAFETY: the asserts above keep every index the strides reach inside the slices.
     unsafe {
-        gemm::gemm(
-            dv.rows,
-            dv.cols,
-            av.cols,
-            dst.as_mut_ptr().add(dv.offset),
-            1,
-            dv.row_stride as isize,
+        gemm_strided(
+            [dv.rows, av.cols, dv.cols],
+            (a.as_ptr().add(av.offset), av.row_stride, 1),
+            (b.as_ptr().add(bv.offset), bv.row_stride, 1),
+            (dst.as_mut_ptr().add(dv.offset), dv.row_stride),
             accumulate,
-            a.as_ptr().add(av.offset),
-            1,
-            av.row_stride as isize,
-            b.as_ptr().add(bv.offset),
-            1,
-            bv.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
             Parallelism::None,
-        );
+        )
     }
 }
