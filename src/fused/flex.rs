@@ -1,13 +1,11 @@
 //! The fused operations as a Burn backend extension, implemented for the CPU backend (flex) and
-//! for autodiff over it: the sigmoid, and a whole recurrent layer over a sequence, each one
-//! kernel of [`kiln_kernels`] forward and one backward; batch normalization and pooling are in
-//! [`cnn`].
+//! for autodiff over it: the sigmoid here, each one kernel of [`kiln_kernels`] forward and one
+//! backward; a whole recurrent layer over a sequence in [`recurrent`], batch normalization,
+//! pooling and the convolution in [`cnn`].
 //!
 //! Under autodiff the forward keeps what the kernel's backward reads (the sigmoid's output; a
 //! layer's states and activated gates), so the backward computes no `exp` again, where Burn's
 //! own sigmoid computes it twice.
-
-use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -17,9 +15,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, TensorData};
-use kiln_kernels::sequence::{self, Cell};
+use kiln_kernels::sequence::Cell;
 
 mod cnn;
+mod recurrent;
 
 pub use cnn::BATCH_NORM_EPSILON;
 
@@ -112,92 +111,6 @@ fn sigmoid(x: &FlexTensor) -> FlexTensor {
     tensor(y, shape)
 }
 
-/// A layer's inputs, in the order of the operation's arguments: the input's products, the
-/// hidden weights, the bias (and the GRU's hidden bias), the first hidden state (and the LSTM's
-/// first cell state).
-struct LayerInputs<'a> {
-    cell: Cell,
-    tensors: Vec<&'a FlexTensor>,
-}
-
-/// What a layer's backward needs: the shape, the weights and first state (shared with the
-/// inputs, not copied) and the forward's results.
-#[derive(Debug)]
-struct LayerRun {
-    cell: Cell,
-    shape: [usize; 3],
-    u: FlexTensor,
-    h0: FlexTensor,
-    forward: sequence::Forward,
-}
-
-impl LayerInputs<'_> {
-    /// Runs the layer: its output tensor and what its backward needs.
-    fn run(&self) -> (FlexTensor, LayerRun) {
-        let [steps, batch, width] = self.tensors[0].shape().dims();
-        let hidden = width / self.cell.gates();
-        let values: Vec<_> = self.tensors.iter().map(|t| values(t)).collect();
-        let (hidden_bias, h0, c0): (&[f32], &[f32], &[f32]) = match self.cell {
-            Cell::Rnn => (&[], &values[3], &[]),
-            Cell::Gru => (&values[3], &values[4], &[]),
-            Cell::Lstm => (&[], &values[3], &values[4]),
-        };
-        let layer = sequence::Layer {
-            cell: self.cell,
-            steps,
-            batch,
-            hidden,
-            u: &values[1],
-            bias: &values[2],
-            hidden_bias,
-        };
-        let forward = sequence::forward(&layer, &values[0], h0, c0);
-        let n = batch * hidden;
-        let output = match self.cell {
-            Cell::Lstm => {
-                let mut out = forward.outputs.clone();
-                out.extend_from_slice(&forward.cells[steps * n..]);
-                tensor(out, [steps + 1, batch, hidden])
-            }
-            _ => tensor(forward.outputs.clone(), [steps, batch, hidden]),
-        };
-        let h0 = if self.cell == Cell::Gru { self.tensors[4] } else { self.tensors[3] };
-        let run = LayerRun {
-            cell: self.cell,
-            shape: [steps, batch, hidden],
-            u: self.tensors[1].clone(),
-            h0: h0.clone(),
-            forward,
-        };
-        (output, run)
-    }
-}
-
-impl LayerRun {
-    /// The gradients of the layer's inputs, in their order, from the output's.
-    fn backward(&self, grad: &FlexTensor) -> Vec<FlexTensor> {
-        let [steps, batch, hidden] = self.shape;
-        let width = self.cell.gates() * hidden;
-        let n = batch * hidden;
-        let grad = values(grad);
-        let (d_outputs, d_c_last) = grad.split_at(steps * n);
-        let u = values(&self.u);
-        let layer =
-            sequence::Layer { cell: self.cell, steps, batch, hidden, u: &u, bias: &[], hidden_bias: &[] };
-        let g = sequence::backward(&layer, &self.forward, &values(&self.h0), d_outputs, d_c_last);
-        let mut grads =
-            vec![tensor(g.xp, [steps, batch, width]), tensor(g.u, [hidden, width]), tensor(g.bias, [width])];
-        if self.cell == Cell::Gru {
-            grads.push(tensor(g.hidden_bias, [width]));
-        }
-        grads.push(tensor(g.h0, [batch, hidden]));
-        if self.cell == Cell::Lstm {
-            grads.push(tensor(g.c0, [batch, hidden]));
-        }
-        grads
-    }
-}
-
 impl FusedOps for Flex {
     fn fused_sigmoid(x: FlexTensor) -> FlexTensor {
         sigmoid(&x)
@@ -210,7 +123,7 @@ impl FusedOps for Flex {
         h0: FlexTensor,
         c0: FlexTensor,
     ) -> FlexTensor {
-        LayerInputs { cell: Cell::Lstm, tensors: vec![&xp, &u, &bias, &h0, &c0] }.run().0
+        recurrent::LayerInputs { cell: Cell::Lstm, tensors: vec![&xp, &u, &bias, &h0, &c0] }.run().0
     }
 
     fn fused_gru(
@@ -220,11 +133,11 @@ impl FusedOps for Flex {
         bh: FlexTensor,
         h0: FlexTensor,
     ) -> FlexTensor {
-        LayerInputs { cell: Cell::Gru, tensors: vec![&xp, &u, &bx, &bh, &h0] }.run().0
+        recurrent::LayerInputs { cell: Cell::Gru, tensors: vec![&xp, &u, &bx, &bh, &h0] }.run().0
     }
 
     fn fused_rnn(xp: FlexTensor, u: FlexTensor, bias: FlexTensor, h0: FlexTensor) -> FlexTensor {
-        LayerInputs { cell: Cell::Rnn, tensors: vec![&xp, &u, &bias, &h0] }.run().0
+        recurrent::LayerInputs { cell: Cell::Rnn, tensors: vec![&xp, &u, &bias, &h0] }.run().0
     }
 
     fn fused_batch_stats(x: FlexTensor) -> FlexTensor {
@@ -286,20 +199,6 @@ impl Backward<Flex, 1> for SigmoidBackward {
     }
 }
 
-/// The backward of a recurrent layer with `N` inputs.
-#[derive(Debug)]
-struct LayerBackward<const N: usize>;
-
-impl<const N: usize> Backward<Flex, N> for LayerBackward<N> {
-    type State = Arc<LayerRun>;
-
-    fn backward(self, ops: Ops<Arc<LayerRun>, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let inputs = ops.state.backward(&grad);
-        register(ops, grads, inputs.into_iter().map(Some));
-    }
-}
-
 /// Hands each input's gradient to its parent node, in the inputs' order; an input whose node
 /// takes no gradient (or that has none) is skipped.
 fn register<S, const N: usize>(
@@ -311,20 +210,6 @@ fn register<S, const N: usize>(
         if let (Some(parent), Some(value)) = (parent, value) {
             grads.register::<Flex>(parent.id, value);
         }
-    }
-}
-
-/// Runs a layer of `cell` on autodiff tensors, recording its backward.
-fn tracked_layer<C: CheckpointStrategy, const N: usize>(
-    cell: Cell,
-    inputs: [FloatTensor<Autodiff<Flex, C>>; N],
-) -> FloatTensor<Autodiff<Flex, C>> {
-    let kind =
-        LayerBackward::<N>.prepare::<C>(inputs.each_ref().map(|t| t.node())).compute_bound().stateful();
-    let (output, run) = LayerInputs { cell, tensors: inputs.iter().map(|t| t.primitive()).collect() }.run();
-    match kind {
-        OpsKind::Tracked(prep) => prep.finish(Arc::new(run), output),
-        OpsKind::UnTracked(prep) => prep.finish(output),
     }
 }
 
@@ -345,7 +230,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        tracked_layer::<C, _>(Cell::Lstm, [xp, u, bias, h0, c0])
+        recurrent::tracked_layer::<C, _>(Cell::Lstm, [xp, u, bias, h0, c0])
     }
 
     fn fused_gru(
@@ -355,7 +240,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         bh: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        tracked_layer::<C, _>(Cell::Gru, [xp, u, bx, bh, h0])
+        recurrent::tracked_layer::<C, _>(Cell::Gru, [xp, u, bx, bh, h0])
     }
 
     fn fused_rnn(
@@ -364,7 +249,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         h0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        tracked_layer::<C, _>(Cell::Rnn, [xp, u, bias, h0])
+        recurrent::tracked_layer::<C, _>(Cell::Rnn, [xp, u, bias, h0])
     }
 
     fn fused_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
