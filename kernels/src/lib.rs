@@ -136,6 +136,7 @@ pub mod conv;
 mod linalg;
 pub mod pool;
 pub mod sequence;
+pub mod simd;
 
 pub use cells::*;
 
