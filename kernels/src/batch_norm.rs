@@ -53,26 +53,37 @@ fn sum_map3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32; 
 
 /// Per channel, `sum(span, channel)` added over the batch in f64, where `span` is the range of
 /// one contiguous block (`inner` values) of that channel in the batch's buffers.
+///
+/// The blocks are summed item by item, each item's channels in memory order, and the items'
+/// sums then added per channel in batch order: the same additions, in the same order, as
+/// channel by channel, but each thread streams through memory instead of hopping a whole item
+/// ahead for each block. On DenseNet's batch norms the hops left the sums waiting on memory.
 fn per_channel<const N: usize>(
     shape: Shape,
     sum: impl Fn(Range<usize>, usize) -> [f32; N] + Sync,
 ) -> Vec<[f64; N]> {
     let [batch, channels, inner] = shape;
-    let work = |ch: usize| -> [f64; N] {
-        let mut total = [0.0f64; N];
-        for b in 0..batch {
+    let item = |(b, sums): (usize, &mut [[f32; N]])| {
+        for (ch, s) in sums.iter_mut().enumerate() {
             let start = (b * channels + ch) * inner;
-            for (t, s) in total.iter_mut().zip(sum(start..start + inner, ch)) {
-                *t += s as f64;
+            *s = sum(start..start + inner, ch);
+        }
+    };
+    let mut sums = vec![[0.0f32; N]; batch * channels];
+    if batch * channels * inner < 1 << 15 {
+        sums.chunks_mut(channels.max(1)).enumerate().for_each(item);
+    } else {
+        sums.par_chunks_mut(channels.max(1)).enumerate().for_each(item);
+    }
+    let mut totals = vec![[0.0f64; N]; channels];
+    for item_sums in sums.chunks(channels.max(1)) {
+        for (total, s) in totals.iter_mut().zip(item_sums) {
+            for (t, &v) in total.iter_mut().zip(s) {
+                *t += v as f64;
             }
         }
-        total
-    };
-    if batch * channels * inner < 1 << 15 {
-        (0..channels).map(work).collect()
-    } else {
-        (0..channels).into_par_iter().map(work).collect()
     }
+    totals
 }
 
 /// For each contiguous block of one channel, `write(out block, span, channel)`, where `span` is
