@@ -108,8 +108,14 @@ struct Rows {
 unsafe impl Sync for Rows {}
 
 impl Rows {
-    fn new(buffer: &mut [f32]) -> Self {
-        Self { ptr: buffer.as_mut_ptr(), len: buffer.len() }
+    /// The spare capacity of `buffer` (left empty, with room for `len` floats made) as rows
+    /// to be written through [`Rows::fresh`]; the caller sets the buffer's length once every
+    /// float is written. The large outputs of a layer are not zeroed as a whole on the calling
+    /// thread: perf on an LSTM step found 4% of all samples there, while the other core waited.
+    fn unwritten(buffer: &mut Vec<f32>, len: usize) -> Self {
+        buffer.clear();
+        buffer.reserve_exact(len);
+        Self { ptr: buffer.spare_capacity_mut().as_mut_ptr().cast(), len }
     }
 
     /// `len` floats from `start`.
@@ -122,15 +128,20 @@ impl Rows {
         unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
     }
 
-    /// `len` floats from `start`, to write.
+    /// `len` floats from `start`, zeroed, to write: the part that owns them zeroes them just
+    /// before its kernel overwrites them, while they are in cache.
     ///
     /// # Safety
     /// No other part may read or write them while the slice lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get_mut(&self, start: usize, len: usize) -> &mut [f32] {
+    unsafe fn fresh(&self, start: usize, len: usize) -> &mut [f32] {
         assert!(start + len <= self.len);
-        // SAFETY: in bounds (asserted); the caller keeps every other access away.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+        // SAFETY: in bounds (asserted); the caller keeps every other access away; the floats
+        // are initialised (zeroed) before the slice is made.
+        unsafe {
+            self.ptr.add(start).write_bytes(0, len);
+            std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+        }
     }
 }
 
@@ -139,14 +150,26 @@ pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward
     let Layer { cell, steps, batch, hidden, u, .. } = *layer;
     let (n, width) = (batch * hidden, cell.gates() * hidden);
     assert!(steps > 0 && xp.len() == steps * batch * width && h0.len() == n && u.len() == hidden * width);
-    let mut outputs = vec![0.0; steps * n];
-    let mut cells = if cell == Cell::Lstm { vec![0.0; (steps + 1) * n] } else { Vec::new() };
+    let (mut outputs, mut cells, mut saved) = (Vec::new(), Vec::new(), Vec::new());
+    let lengths =
+        [steps * n, if cell == Cell::Lstm { (steps + 1) * n } else { 0 }, steps * batch * cell.saved(hidden)];
+    let buffers = (
+        Rows::unwritten(&mut outputs, lengths[0]),
+        Rows::unwritten(&mut cells, lengths[1]),
+        Rows::unwritten(&mut saved, lengths[2]),
+    );
     if cell == Cell::Lstm {
-        cells[..n].copy_from_slice(c0);
+        // SAFETY: no part runs yet.
+        unsafe { buffers.1.fresh(0, n) }.copy_from_slice(c0);
     }
-    let mut saved = vec![0.0; steps * batch * cell.saved(hidden)];
-    let buffers = (Rows::new(&mut outputs), Rows::new(&mut cells), Rows::new(&mut saved));
     split_rows(batch, |rows| forward_rows(layer, xp, h0, rows, &buffers));
+    // SAFETY: `c_0` above, and every step's rows of each buffer by the parts, which cover the
+    // batch, all through `fresh`; the parts have finished.
+    unsafe {
+        outputs.set_len(lengths[0]);
+        cells.set_len(lengths[1]);
+        saved.set_len(lengths[2]);
+    }
     Forward { outputs, cells, saved }
 }
 
@@ -158,28 +181,28 @@ fn forward_rows(layer: &Layer<'_>, xp: &[f32], h0: &[f32], rows: Range<usize>, b
     let (r0, len) = (rows.start, rows.len());
     let mut hp = vec![0.0; len * width];
     for t in 0..steps {
-        // SAFETY (every `get` and `get_mut` below): this part alone touches rows `rows` of each
+        // SAFETY (every `get` and `fresh` below): this part alone touches rows `rows` of each
         // step's blocks, and reads the previous step's, which it wrote itself.
         let h_prev = if t == 0 {
             &h0[r0 * hidden..(r0 + len) * hidden]
         } else {
             unsafe { outputs.get((t - 1) * n + r0 * hidden, len * hidden) }
         };
-        let h = unsafe { outputs.get_mut(t * n + r0 * hidden, len * hidden) };
+        let h = unsafe { outputs.fresh(t * n + r0 * hidden, len * hidden) };
         matmul([len, hidden, width], (h_prev, false), (u, false), &mut hp, false, false);
         let xp_t = &xp[(t * batch + r0) * width..(t * batch + r0 + len) * width];
         match cell {
             Cell::Rnn => rnn_forward(xp_t, &hp, bias, h),
             Cell::Gru => {
-                let saved_t = unsafe { saved.get_mut(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                let saved_t = unsafe { saved.fresh(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
                 gru_forward(xp_t, &hp, bias, hidden_bias, h_prev, h, saved_t);
             }
             Cell::Lstm => {
                 hp.iter_mut().zip(xp_t).for_each(|(p, &x)| *p += x);
                 let c_prev = unsafe { cells.get(t * n + r0 * hidden, len * hidden) };
-                let c = unsafe { cells.get_mut((t + 1) * n + r0 * hidden, len * hidden) };
-                let acts = unsafe { saved.get_mut(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
-                let tanh_c = unsafe { saved.get_mut(t * per_step + 4 * n + r0 * hidden, len * hidden) };
+                let c = unsafe { cells.fresh((t + 1) * n + r0 * hidden, len * hidden) };
+                let acts = unsafe { saved.fresh(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                let tanh_c = unsafe { saved.fresh(t * per_step + 4 * n + r0 * hidden, len * hidden) };
                 lstm_forward(&hp, bias, c_prev, h, c, acts, tanh_c);
             }
         }
@@ -205,35 +228,44 @@ pub fn backward(
 ) -> Gradients {
     let Layer { cell, steps, batch, hidden, u, .. } = *layer;
     let (n, width) = (batch * hidden, cell.gates() * hidden);
-    let mut d_xp = vec![0.0; steps * batch * width];
-    // The hidden products' gradients; the same as the inputs' but for the GRU.
-    let mut d_hp = if cell == Cell::Gru { vec![0.0; d_xp.len()] } else { Vec::new() };
-    let mut d_h0 = vec![0.0; n];
-    let mut d_c0 = if cell == Cell::Lstm { vec![0.0; n] } else { Vec::new() };
+    // The hidden products' gradients are the same as the inputs' but for the GRU; only the
+    // LSTM has a cell state.
+    let (gru, lstm) = (cell == Cell::Gru, cell == Cell::Lstm);
+    let lengths =
+        [steps * batch * width, if gru { steps * batch * width } else { 0 }, n, if lstm { n } else { 0 }];
+    let (mut d_xp, mut d_hp, mut d_h0, mut d_c0) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // `uᵀ` stored row-major, once: gemm reads a row-major left operand by packing it with scalar
     // strided loads, which for `d_hp · uᵀ` at every step cost more than the product itself.
     let mut u_t = vec![0.0; u.len()];
     transpose(u, hidden, width, &mut u_t);
     let written = Written {
-        d_xp: Rows::new(&mut d_xp),
-        d_hp: Rows::new(&mut d_hp),
-        d_h0: Rows::new(&mut d_h0),
-        d_c0: Rows::new(&mut d_c0),
+        d_xp: Rows::unwritten(&mut d_xp, lengths[0]),
+        d_hp: Rows::unwritten(&mut d_hp, lengths[1]),
+        d_h0: Rows::unwritten(&mut d_h0, lengths[2]),
+        d_c0: Rows::unwritten(&mut d_c0, lengths[3]),
     };
     let inputs = (run, h0, d_outputs, d_c_last, u_t.as_slice());
     split_rows(batch, |rows| backward_rows(layer, inputs, rows, &written));
+    // SAFETY: the parts, which cover the batch, wrote every step's rows of each buffer through
+    // `fresh`, and have finished.
+    unsafe {
+        d_xp.set_len(lengths[0]);
+        d_hp.set_len(lengths[1]);
+        d_h0.set_len(lengths[2]);
+        d_c0.set_len(lengths[3]);
+    }
     // d_u = [h_0 … h_{T−1}]ᵀ · d_hp, over every step at once.
     let mut h_prev_all = Vec::with_capacity(steps * n);
     h_prev_all.extend_from_slice(h0);
     h_prev_all.extend_from_slice(&run.outputs[..(steps - 1) * n]);
-    let d_hp_all = if cell == Cell::Gru { &d_hp } else { &d_xp };
+    let d_hp_all = if gru { &d_hp } else { &d_xp };
     let mut d_u = vec![0.0; hidden * width];
     let large = hidden * steps * batch * width >= 1 << 26;
     matmul([hidden, steps * batch, width], (&h_prev_all, true), (d_hp_all, false), &mut d_u, false, large);
     let mut d_bias = vec![0.0; width];
     add_rows(&d_xp, &mut d_bias);
     let mut d_hidden_bias = Vec::new();
-    if cell == Cell::Gru {
+    if gru {
         d_hidden_bias = vec![0.0; width];
         add_rows(&d_hp, &mut d_hidden_bias);
     }
@@ -260,13 +292,13 @@ fn backward_rows(
         dh.iter_mut().zip(&d_outputs[span(t)]).zip(&dh_next).for_each(|((d, &o), &g)| *d = o + g);
         let h_prev = if t == 0 { &h0[span(0)] } else { &run.outputs[span(t - 1)] };
         let xp_rows = (t * batch + r0) * width;
-        // SAFETY (every `get` and `get_mut` below): this part alone touches these rows.
-        let d_xp_t = unsafe { written.d_xp.get_mut(xp_rows, len * width) };
+        // SAFETY (every `get` and `fresh` below): this part alone touches these rows.
+        let d_xp_t = unsafe { written.d_xp.fresh(xp_rows, len * width) };
         match cell {
             Cell::Rnn => rnn_backward(&run.outputs[span(t)], &dh, d_xp_t),
             Cell::Gru => {
                 let saved = &run.saved[t * per_step + r0 * 4 * hidden..][..len * 4 * hidden];
-                let d_hp_t = unsafe { written.d_hp.get_mut(xp_rows, len * width) };
+                let d_hp_t = unsafe { written.d_hp.fresh(xp_rows, len * width) };
                 gru_backward(saved, h_prev, &dh, d_xp_t, d_hp_t, &mut dc_prev, hidden);
             }
             Cell::Lstm => {
@@ -289,9 +321,9 @@ fn backward_rows(
         matmul([len, width, hidden], (d_hp_t, false), (u_t, false), &mut dh_next, cell == Cell::Gru, false);
     }
     // SAFETY: these rows of the input gradients are this part's alone.
-    unsafe { written.d_h0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dh_next);
+    unsafe { written.d_h0.fresh(r0 * hidden, len * hidden) }.copy_from_slice(&dh_next);
     if cell == Cell::Lstm {
-        unsafe { written.d_c0.get_mut(r0 * hidden, len * hidden) }.copy_from_slice(&dc_next);
+        unsafe { written.d_c0.fresh(r0 * hidden, len * hidden) }.copy_from_slice(&dc_next);
     }
 }
 
