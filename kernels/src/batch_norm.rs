@@ -124,6 +124,15 @@ fn inverse_std(stats: &Statistics, epsilon: f32) -> Vec<f32> {
     stats.variance.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect()
 }
 
+/// Per channel, the `scale` and `shift` that normalize and apply `gamma` and `beta` in one
+/// multiply-add, `x · scale + shift`.
+fn affine(stats: &Statistics, gamma: &[f32], beta: &[f32], epsilon: f32) -> [Vec<f32>; 2] {
+    let inv_std = inverse_std(stats, epsilon);
+    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+    let shift = beta.iter().zip(&scale).zip(&stats.mean).map(|((b, s), m)| b - m * s).collect();
+    [scale, shift]
+}
+
 /// What the forward applies after the normalization, in the same pass: `relu(bn(x) + residual)`,
 /// each part optional — a ResNet block's `relu(bn2(…) + shortcut)`, the `relu(bn(x))` before each
 /// of DenseNet's convolutions. A ReLU keeps NaN, as Burn's does, so a diverging run still shows.
@@ -163,9 +172,7 @@ fn normalize_into(n: &Normalized<'_>, beta: &[f32], epilogue: Epilogue<'_>, y: &
     let Normalized { x, shape, stats, gamma, epsilon } = *n;
     assert!(y.len() == x.len() && gamma.len() == shape[1] && beta.len() == shape[1]);
     assert!(epilogue.residual.is_none_or(|r| r.len() == x.len()));
-    let inv_std = inverse_std(stats, epsilon);
-    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
-    let shift: Vec<f32> = beta.iter().zip(&scale).zip(&stats.mean).map(|((b, s), m)| b - m * s).collect();
+    let [scale, shift] = affine(stats, gamma, beta, epsilon);
     let affine = |span: Range<usize>, ch: usize| {
         let (scale, shift) = (scale[ch], shift[ch]);
         x[span].iter().map(move |&v| v * scale + shift)
@@ -204,22 +211,43 @@ fn through_relu(d: f32, out: f32) -> f32 {
     if out <= 0.0 { 0.0 } else { d }
 }
 
-/// The backward of [`forward`] from `dy`. `relu_output` is the forward's output where its
-/// epilogue had a ReLU; `residual` says whether it had a residual.
-pub fn backward(n: &Normalized<'_>, dy: &[f32], relu_output: Option<&[f32]>, residual: bool) -> Gradients {
-    match relu_output {
-        None => backward_masked(n, dy, dy, |d, _| d, false),
-        Some(out) => backward_masked(n, dy, out, through_relu, residual),
+/// Where the forward's ReLU, if it had one, let the gradient through.
+#[derive(Debug, Clone, Copy)]
+pub enum Relu<'a> {
+    /// The forward had no ReLU.
+    None,
+    /// Where the forward's output (given) is above zero or NaN.
+    Output(&'a [f32]),
+    /// Where `x · scale + shift`, recomputed from the forward's `beta` (given) exactly as the
+    /// forward computed it, is above zero or NaN: for a ReLU without a residual, the same
+    /// mask without reading the output, a third of the backward's reads.
+    Recomputed(&'a [f32]),
+}
+
+/// The backward of [`forward`] from `dy`. `relu` says where the epilogue's ReLU let the
+/// gradient through; `residual`, whether the epilogue had a residual (then `relu` may not be
+/// [`Relu::Recomputed`]).
+pub fn backward(n: &Normalized<'_>, dy: &[f32], relu: Relu<'_>, residual: bool) -> Gradients {
+    match relu {
+        Relu::None => backward_masked(n, dy, dy, |d, _, _| d, false),
+        Relu::Output(out) => backward_masked(n, dy, out, |d, y, _| through_relu(d, y), residual),
+        Relu::Recomputed(beta) => {
+            assert!(!residual, "a ReLU after a residual is recomputed from the output only");
+            let [scale, shift] = affine(n.stats, n.gamma, beta, n.epsilon);
+            let mask = |d, v: f32, ch: usize| through_relu(d, v * scale[ch] + shift[ch]);
+            backward_masked(n, dy, n.x, mask, false)
+        }
     }
 }
 
-/// [`backward`] for the upstream gradient `mask(dy, out)`, computed where it is read. With
-/// `keep_masked`, that gradient is also returned as the residual's.
+/// [`backward`] for the upstream gradient `mask(dy, out, channel)`, computed where it is read
+/// (`out` may be `x` itself, read twice over the same cache lines). With `keep_masked`, that
+/// gradient is also returned as the residual's.
 fn backward_masked(
     n: &Normalized<'_>,
     dy: &[f32],
     out: &[f32],
-    mask: impl Fn(f32, f32) -> f32 + Sync + Copy,
+    mask: impl Fn(f32, f32, usize) -> f32 + Sync + Copy,
     keep_masked: bool,
 ) -> Gradients {
     let Normalized { x, shape, stats, gamma, epsilon } = *n;
@@ -231,7 +259,7 @@ fn backward_masked(
     // Per channel, in one pass: Σ g and Σ g·(x − μ), with g the masked upstream gradient.
     let sums = per_channel(shape, |span, ch| {
         sum_map3(&dy[span.clone()], &x[span.clone()], &out[span], |d, v, o| {
-            let g = mask(d, o);
+            let g = mask(d, o, ch);
             [g, g * (v - mean[ch])]
         })
     });
@@ -256,15 +284,15 @@ fn backward_masked(
                 let terms = dy[span.clone()].iter().zip(&x[span.clone()]).zip(&out[span]);
                 o.iter_mut()
                     .zip(terms)
-                    .for_each(|(o, ((&d, &v), &y))| _ = o.write(p * mask(d, y) + q * v + r));
+                    .for_each(|(o, ((&d, &v), &y))| _ = o.write(p * mask(d, y, ch) + q * v + r));
             })
         })
     };
     let residual = keep_masked.then(|| unsafe {
         crate::written(dy.len(), |masked| {
-            per_block(shape, masked, |o, span, _| {
+            per_block(shape, masked, |o, span, ch| {
                 let terms = dy[span.clone()].iter().zip(&out[span]);
-                o.iter_mut().zip(terms).for_each(|(o, (&d, &y))| _ = o.write(mask(d, y)));
+                o.iter_mut().zip(terms).for_each(|(o, (&d, &y))| _ = o.write(mask(d, y, ch)));
             })
         })
     });
@@ -273,5 +301,35 @@ fn backward_masked(
         gamma: d_gamma.into_iter().map(|s| s as f32).collect(),
         beta: d_beta.into_iter().map(|s| s as f32).collect(),
         residual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relu_mask_recomputed_from_x_gives_the_gradients_the_output_gives() {
+        // Blocks of 1, 9 and 37: the vector loops and their remainders; zeros and a NaN where
+        // the ReLU decides.
+        for (batch, channels, inner) in [(6, 5, 1), (4, 3, 9), (2, 2, 37)] {
+            let shape = [batch, channels, inner];
+            let n = batch * channels * inner;
+            let mut x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
+            x[n / 2] = f32::NAN;
+            let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.91).cos()).collect();
+            let (gamma, beta) = (vec![0.5, -1.25, 2.0, 1.0, 0.75], vec![0.1, 0.0, -0.2, 0.3, 0.05]);
+            let (gamma, beta) = (&gamma[..channels], &beta[..channels]);
+            let stats = statistics(&x[..n / 2], [batch / 2, channels, inner]);
+            let norm = Normalized { x: &x, shape, stats: &stats, gamma, epsilon: 1e-5 };
+            let out = forward(&norm, beta, Epilogue { residual: None, relu: true });
+            assert!(out.iter().any(|&v| v == 0.0) && out.iter().any(|&v| v > 0.0));
+            let from_output = backward(&norm, &dy, Relu::Output(&out), false);
+            let recomputed = backward(&norm, &dy, Relu::Recomputed(beta), false);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from_output.x), bits(&recomputed.x), "{shape:?}");
+            assert_eq!(bits(&from_output.gamma), bits(&recomputed.gamma), "{shape:?}");
+            assert_eq!(bits(&from_output.beta), bits(&recomputed.beta), "{shape:?}");
+        }
     }
 }

@@ -33,14 +33,23 @@ pub(super) fn batch_stats(x: &FlexTensor) -> FlexTensor {
     tensor([stats.mean, stats.variance].concat(), [2, channels])
 }
 
-/// What a batch norm's backward needs: its input, `gamma` and statistics, its output where it
-/// ended in a ReLU (the ReLU's mask), and whether it added a residual.
+/// Where a batch norm's ReLU, if it had one, let the gradient through: the forward's output
+/// after a residual, `beta` (to recompute it from `x`) without one.
+#[derive(Debug)]
+enum ReluMask {
+    None,
+    Output(FlexTensor),
+    Recomputed(FlexTensor),
+}
+
+/// What a batch norm's backward needs: its input, `gamma` and statistics, its ReLU's mask, and
+/// whether it added a residual.
 #[derive(Debug)]
 pub(super) struct BatchNormRun {
     x: FlexTensor,
     gamma: FlexTensor,
     stats: batch_norm::Statistics,
-    relu_output: Option<FlexTensor>,
+    relu: ReluMask,
     residual: bool,
 }
 
@@ -49,7 +58,7 @@ impl BatchNormRun {
         let values = values(stats);
         let (mean, variance) = values.split_at(values.len() / 2);
         let stats = batch_norm::Statistics { mean: mean.to_vec(), variance: variance.to_vec() };
-        Self { x: x.clone(), gamma: gamma.clone(), stats, relu_output: None, residual: false }
+        Self { x: x.clone(), gamma: gamma.clone(), stats, relu: ReluMask::None, residual: false }
     }
 
     /// The kernels' view of this run, over `x`'s and `gamma`'s values.
@@ -62,17 +71,21 @@ impl BatchNormRun {
     /// its backward needs of them.
     pub(super) fn forward(
         &mut self,
-        beta: &FlexTensor,
+        beta_tensor: &FlexTensor,
         residual: Option<&FlexTensor>,
         relu: bool,
     ) -> FlexTensor {
         let shape = self.x.shape();
-        let (x, gamma, beta) = (values(&self.x), values(&self.gamma), values(beta));
+        let (x, gamma, beta) = (values(&self.x), values(&self.gamma), values(beta_tensor));
         let residual_values = residual.map(values);
         let epilogue = batch_norm::Epilogue { residual: residual_values.as_deref(), relu };
         let normalized = self.normalized(&x, &gamma);
         let y = tensor(batch_norm::forward(&normalized, &beta, epilogue), shape);
-        self.relu_output = relu.then(|| y.clone());
+        self.relu = match (relu, residual) {
+            (false, _) => ReluMask::None,
+            (true, Some(_)) => ReluMask::Output(y.clone()),
+            (true, None) => ReluMask::Recomputed(beta_tensor.clone()),
+        };
         self.residual = residual.is_some();
         y
     }
@@ -81,9 +94,17 @@ impl BatchNormRun {
     /// there was one.
     fn backward(&self, grad: &FlexTensor) -> Vec<Option<FlexTensor>> {
         let (x, gamma, dy) = (values(&self.x), values(&self.gamma), values(grad));
-        let relu_output = self.relu_output.as_ref().map(values);
+        let mask = match &self.relu {
+            ReluMask::None => None,
+            ReluMask::Output(t) | ReluMask::Recomputed(t) => Some(values(t)),
+        };
+        let relu = match (&self.relu, mask.as_deref()) {
+            (ReluMask::Output(_), Some(out)) => batch_norm::Relu::Output(out),
+            (ReluMask::Recomputed(_), Some(beta)) => batch_norm::Relu::Recomputed(beta),
+            _ => batch_norm::Relu::None,
+        };
         let normalized = self.normalized(&x, &gamma);
-        let g = batch_norm::backward(&normalized, &dy, relu_output.as_deref(), self.residual);
+        let g = batch_norm::backward(&normalized, &dy, relu, self.residual);
         let channels = g.gamma.len();
         let residual = match g.residual {
             Some(masked) => Some(tensor(masked, self.x.shape())),
