@@ -54,6 +54,7 @@ multiversion! {
     /// The LSTM step's gradients, from the forward's `acts`, `tanh_c` and `c_prev` and the
     /// gradients of its outputs `dh` and `dc`: writes those of `pre` (`d_pre`, which is also each
     /// row's bias gradient) and of `c_prev` (`d_c_prev`).
+    #[allow(clippy::too_many_arguments)]
     pub fn lstm_backward(
         acts: &[f32],
         tanh_c: &[f32],
