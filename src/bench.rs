@@ -7,7 +7,9 @@
 //! phases of a step separately (tensor upload, forward and loss, backward, optimizer update,
 //! reading the results back) to show where the time goes. As a job does, the steps' results stay
 //! on the device and are read back together every `--log-every` steps (see
-//! [`crate::train::readout`]); `host_syncs_per_step=` counts the blocking reads of the timed steps.
+//! [`crate::train::readout`]); `host_syncs_per_step=` counts the blocking reads of the timed steps,
+//! and `kernels=` names the instruction set kiln's own CPU kernels run with
+//! ([`kiln_kernels::simd::Level`]).
 //! Language models (`rnn`, `gru`, `lstm`)
 //! run as `torch_ref.py` runs them: 28 symbols, 256 hidden units, batches of 35 random tokens,
 //! SGD lr 1 with the gradients clipped to global norm 1; they report tokens per second.
@@ -66,6 +68,7 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
     const VOCAB: usize = 28;
     const NUM_STEPS: usize = 35;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernels = kiln_kernels::simd::Level::current().name();
     let mut rng = StdRng::seed_from_u64(0);
     let mut tokens =
         || (0..args.batch * NUM_STEPS).map(|_| rng.random_range(0..VOCAB as u32)).collect::<Vec<_>>();
@@ -98,7 +101,7 @@ fn run_lm(args: &BenchArgs, cell: Cell) -> Result<(), String> {
         let per_sec = (args.steps * args.batch * NUM_STEPS) as f64 / steps.timed.as_secs_f64();
         let (last_loss, syncs) = (steps.last_loss, steps.syncs_per_step(args));
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} hidden={} params={} loss={last_loss:.4} host_syncs_per_step={syncs:.2} tokens_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} kernels={kernels} hidden={} params={} loss={last_loss:.4} host_syncs_per_step={syncs:.2} tokens_per_sec={per_sec:.1}",
             args.model,
             resolved.name,
             args.batch,
@@ -205,6 +208,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let indices: Vec<usize> = (0..args.batch).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernels = kiln_kernels::simd::Level::current().name();
     for name in &args.backends {
         let resolved = device(name)?;
         let device = resolved.device.autodiff();
@@ -244,7 +248,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let per_sec = (args.steps * args.batch) as f64 / timed.as_secs_f64();
         let (last_loss, syncs) = (steps.last_loss, steps.syncs_per_step(args));
         println!(
-            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} loss={last_loss:.4} host_syncs_per_step={syncs:.2} examples_per_sec={per_sec:.1}",
+            "model={} engine=kiln backend={name} device=\"{}\" shaders={SHADERS} batch={} steps={} threads={threads} kernels={kernels} loss={last_loss:.4} host_syncs_per_step={syncs:.2} examples_per_sec={per_sec:.1}",
             args.model, resolved.name, args.batch, args.steps
         );
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / args.steps as f64;

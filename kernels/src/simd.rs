@@ -57,14 +57,19 @@ impl Level {
         })
     }
 
-    /// The level called `name` (`baseline`, `avx2`, `avx512`).
-    pub fn named(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "baseline" => Some(Self::Baseline),
-            "avx2" => Some(Self::Avx2),
-            "avx512" => Some(Self::Avx512),
-            _ => None,
+    /// The level's name, as `KILN_KERNELS_SIMD` takes it and `kiln bench` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
         }
+    }
+
+    /// The level called `name` (`baseline`, `avx2`, `avx512`), in any case.
+    pub fn named(name: &str) -> Option<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        [Self::Baseline, Self::Avx2, Self::Avx512].into_iter().find(|level| level.name() == name)
     }
 }
 
