@@ -130,6 +130,13 @@ unsafe fn assume_written(slice: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(slice as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// `slice` as floats a kernel may overwrite, for tests that hand a kernel initialised buffers.
+#[cfg(test)]
+fn as_unwritten(slice: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the kernels only write initialised floats into it.
+    unsafe { &mut *(slice as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 pub mod batch_norm;
 mod cells;
 pub mod conv;

@@ -7,6 +7,7 @@
 //! `u` as one product over all steps, `[h_0 … h_{T−1}]ᵀ · [d_hp_1 … d_hp_T]`, instead of one
 //! small product per step and a sum.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -109,9 +110,9 @@ unsafe impl Sync for Rows {}
 
 impl Rows {
     /// The spare capacity of `buffer` (left empty, with room for `len` floats made) as rows
-    /// to be written through [`Rows::fresh`]; the caller sets the buffer's length once every
-    /// float is written. The large outputs of a layer are not zeroed as a whole on the calling
-    /// thread: perf on an LSTM step found 4% of all samples there, while the other core waited.
+    /// to be written through [`Rows::to_write`]; the caller sets the buffer's length once every
+    /// float is written. A layer's large outputs are never zeroed: perf on an LSTM step found 4%
+    /// of all samples in zeroing them on the calling thread, while the other core waited.
     fn unwritten(buffer: &mut Vec<f32>, len: usize) -> Self {
         buffer.clear();
         buffer.reserve_exact(len);
@@ -128,21 +129,22 @@ impl Rows {
         unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
     }
 
-    /// `len` floats from `start`, zeroed, to write: the part that owns them zeroes them just
-    /// before its kernel overwrites them, while they are in cache.
+    /// `len` floats from `start`, to write (a kernel writes every one of them).
     ///
     /// # Safety
     /// No other part may read or write them while the slice lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn fresh(&self, start: usize, len: usize) -> &mut [f32] {
+    unsafe fn to_write(&self, start: usize, len: usize) -> &mut [MaybeUninit<f32>] {
         assert!(start + len <= self.len);
-        // SAFETY: in bounds (asserted); the caller keeps every other access away; the floats
-        // are initialised (zeroed) before the slice is made.
-        unsafe {
-            self.ptr.add(start).write_bytes(0, len);
-            std::slice::from_raw_parts_mut(self.ptr.add(start), len)
-        }
+        // SAFETY: in bounds (asserted); the caller keeps every other access away.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start).cast(), len) }
     }
+}
+
+/// Writes `src` into `dst`, of the same length.
+fn write_all(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+    assert_eq!(dst.len(), src.len());
+    dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
 }
 
 /// Runs the layer over `xp` from `h0` (and, for the LSTM, `c0`).
@@ -160,11 +162,11 @@ pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward
     );
     if cell == Cell::Lstm {
         // SAFETY: no part runs yet.
-        unsafe { buffers.1.fresh(0, n) }.copy_from_slice(c0);
+        write_all(unsafe { buffers.1.to_write(0, n) }, c0);
     }
     split_rows(batch, |rows| forward_rows(layer, xp, h0, rows, &buffers));
     // SAFETY: `c_0` above, and every step's rows of each buffer by the parts, which cover the
-    // batch, all through `fresh`; the parts have finished.
+    // batch, all through `to_write`; the parts have finished.
     unsafe {
         outputs.set_len(lengths[0]);
         cells.set_len(lengths[1]);
@@ -181,28 +183,28 @@ fn forward_rows(layer: &Layer<'_>, xp: &[f32], h0: &[f32], rows: Range<usize>, b
     let (r0, len) = (rows.start, rows.len());
     let mut hp = vec![0.0; len * width];
     for t in 0..steps {
-        // SAFETY (every `get` and `fresh` below): this part alone touches rows `rows` of each
+        // SAFETY (every `get` and `to_write` below): this part alone touches rows `rows` of each
         // step's blocks, and reads the previous step's, which it wrote itself.
         let h_prev = if t == 0 {
             &h0[r0 * hidden..(r0 + len) * hidden]
         } else {
             unsafe { outputs.get((t - 1) * n + r0 * hidden, len * hidden) }
         };
-        let h = unsafe { outputs.fresh(t * n + r0 * hidden, len * hidden) };
+        let h = unsafe { outputs.to_write(t * n + r0 * hidden, len * hidden) };
         matmul([len, hidden, width], (h_prev, false), (u, false), &mut hp, false, false);
         let xp_t = &xp[(t * batch + r0) * width..(t * batch + r0 + len) * width];
         match cell {
             Cell::Rnn => rnn_forward(xp_t, &hp, bias, h),
             Cell::Gru => {
-                let saved_t = unsafe { saved.fresh(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                let saved_t = unsafe { saved.to_write(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
                 gru_forward(xp_t, &hp, bias, hidden_bias, h_prev, h, saved_t);
             }
             Cell::Lstm => {
                 hp.iter_mut().zip(xp_t).for_each(|(p, &x)| *p += x);
                 let c_prev = unsafe { cells.get(t * n + r0 * hidden, len * hidden) };
-                let c = unsafe { cells.fresh((t + 1) * n + r0 * hidden, len * hidden) };
-                let acts = unsafe { saved.fresh(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
-                let tanh_c = unsafe { saved.fresh(t * per_step + 4 * n + r0 * hidden, len * hidden) };
+                let c = unsafe { cells.to_write((t + 1) * n + r0 * hidden, len * hidden) };
+                let acts = unsafe { saved.to_write(t * per_step + r0 * 4 * hidden, len * 4 * hidden) };
+                let tanh_c = unsafe { saved.to_write(t * per_step + 4 * n + r0 * hidden, len * hidden) };
                 lstm_forward(&hp, bias, c_prev, h, c, acts, tanh_c);
             }
         }
@@ -247,7 +249,7 @@ pub fn backward(
     let inputs = (run, h0, d_outputs, d_c_last, u_t.as_slice());
     split_rows(batch, |rows| backward_rows(layer, inputs, rows, &written));
     // SAFETY: the parts, which cover the batch, wrote every step's rows of each buffer through
-    // `fresh`, and have finished.
+    // `to_write`, and have finished.
     unsafe {
         d_xp.set_len(lengths[0]);
         d_hp.set_len(lengths[1]);
@@ -292,13 +294,13 @@ fn backward_rows(
         dh.iter_mut().zip(&d_outputs[span(t)]).zip(&dh_next).for_each(|((d, &o), &g)| *d = o + g);
         let h_prev = if t == 0 { &h0[span(0)] } else { &run.outputs[span(t - 1)] };
         let xp_rows = (t * batch + r0) * width;
-        // SAFETY (every `get` and `fresh` below): this part alone touches these rows.
-        let d_xp_t = unsafe { written.d_xp.fresh(xp_rows, len * width) };
+        // SAFETY (every `get` and `to_write` below): this part alone touches these rows.
+        let d_xp_t = unsafe { written.d_xp.to_write(xp_rows, len * width) };
         match cell {
             Cell::Rnn => rnn_backward(&run.outputs[span(t)], &dh, d_xp_t),
             Cell::Gru => {
                 let saved = &run.saved[t * per_step + r0 * 4 * hidden..][..len * 4 * hidden];
-                let d_hp_t = unsafe { written.d_hp.fresh(xp_rows, len * width) };
+                let d_hp_t = unsafe { written.d_hp.to_write(xp_rows, len * width) };
                 gru_backward(saved, h_prev, &dh, d_xp_t, d_hp_t, &mut dc_prev, hidden);
             }
             Cell::Lstm => {
@@ -321,9 +323,9 @@ fn backward_rows(
         matmul([len, width, hidden], (d_hp_t, false), (u_t, false), &mut dh_next, cell == Cell::Gru, false);
     }
     // SAFETY: these rows of the input gradients are this part's alone.
-    unsafe { written.d_h0.fresh(r0 * hidden, len * hidden) }.copy_from_slice(&dh_next);
+    write_all(unsafe { written.d_h0.to_write(r0 * hidden, len * hidden) }, &dh_next);
     if cell == Cell::Lstm {
-        unsafe { written.d_c0.fresh(r0 * hidden, len * hidden) }.copy_from_slice(&dc_next);
+        write_all(unsafe { written.d_c0.to_write(r0 * hidden, len * hidden) }, &dc_next);
     }
 }
 

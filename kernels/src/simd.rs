@@ -121,7 +121,9 @@ pub(crate) mod tests {
     use std::cell::Cell;
 
     use super::Level;
-    use crate::{gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward};
+    use crate::{
+        as_unwritten, gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward,
+    };
 
     thread_local! {
         /// The level kernels called on this thread run at, in place of the detected one.
@@ -152,16 +154,40 @@ pub(crate) mod tests {
         at(level, || {
             let (mut h, mut c, mut acts, mut tanh_c) =
                 (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-            lstm_forward(&pre, &bias, &c_prev, &mut h, &mut c, &mut acts, &mut tanh_c);
+            lstm_forward(
+                &pre,
+                &bias,
+                &c_prev,
+                as_unwritten(&mut h),
+                as_unwritten(&mut c),
+                as_unwritten(&mut acts),
+                as_unwritten(&mut tanh_c),
+            );
             let (mut d_pre, mut d_c_prev) = (vec![0.0; 4 * n], vec![0.0; n]);
-            lstm_backward(&acts, &tanh_c, &c_prev, &dh, &dc, &mut d_pre, &mut d_c_prev, hidden);
+            lstm_backward(&acts, &tanh_c, &c_prev, &dh, &dc, as_unwritten(&mut d_pre), &mut d_c_prev, hidden);
             let (mut gh, mut saved) = (vec![0.0; n], vec![0.0; 4 * n]);
-            gru_forward(&xp, &hp, &bias[..3 * hidden], &bh, &h_prev, &mut gh, &mut saved);
+            gru_forward(
+                &xp,
+                &hp,
+                &bias[..3 * hidden],
+                &bh,
+                &h_prev,
+                as_unwritten(&mut gh),
+                as_unwritten(&mut saved),
+            );
             let (mut d_xp, mut d_hp, mut d_h_prev) = (vec![0.0; 3 * n], vec![0.0; 3 * n], vec![0.0; n]);
-            gru_backward(&saved, &h_prev, &dh, &mut d_xp, &mut d_hp, &mut d_h_prev, hidden);
+            gru_backward(
+                &saved,
+                &h_prev,
+                &dh,
+                as_unwritten(&mut d_xp),
+                as_unwritten(&mut d_hp),
+                &mut d_h_prev,
+                hidden,
+            );
             let (mut rh, mut d) = (vec![0.0; n], vec![0.0; n]);
-            rnn_forward(&xp[..n], &hp[..n], &bias[..hidden], &mut rh);
-            rnn_backward(&rh, &dh, &mut d);
+            rnn_forward(&xp[..n], &hp[..n], &bias[..hidden], as_unwritten(&mut rh));
+            rnn_backward(&rh, &dh, as_unwritten(&mut d));
             [h, c, acts, tanh_c, d_pre, d_c_prev, gh, saved, d_xp, d_hp, d_h_prev, rh, d].concat()
         })
     }

@@ -40,7 +40,15 @@ fn sigmoid_passes_agree_with_the_scalar_function_on_both_paths() {
 fn lstm_loss(pre: &[f32], bias: &[f32], c_prev: &[f32], wh: &[f32], wc: &[f32]) -> f64 {
     let n = c_prev.len();
     let (mut h, mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-    lstm_forward(pre, bias, c_prev, &mut h, &mut c, &mut acts, &mut t);
+    lstm_forward(
+        pre,
+        bias,
+        c_prev,
+        as_unwritten(&mut h),
+        as_unwritten(&mut c),
+        as_unwritten(&mut acts),
+        as_unwritten(&mut t),
+    );
     (0..n).map(|j| f64::from(wh[j] * h[j] + wc[j] * c[j])).sum()
 }
 
@@ -51,7 +59,15 @@ fn the_lstm_step_matches_its_equations_and_its_gradient_matches_finite_differenc
     let (pre, bias, c_prev) = (inputs(4 * n, 2.0, 0.0), inputs(4 * hidden, 0.5, 3.0), inputs(n, 1.0, 7.0));
     let (wh, wc) = (inputs(n, 1.0, 11.0), inputs(n, 1.0, 13.0));
     let (mut h, mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-    lstm_forward(&pre, &bias, &c_prev, &mut h, &mut c, &mut acts, &mut t);
+    lstm_forward(
+        &pre,
+        &bias,
+        &c_prev,
+        as_unwritten(&mut h),
+        as_unwritten(&mut c),
+        as_unwritten(&mut acts),
+        as_unwritten(&mut t),
+    );
     for b in 0..batch {
         for j in 0..hidden {
             let gate = |k: usize| pre[b * 4 * hidden + k * hidden + j] + bias[k * hidden + j];
@@ -62,7 +78,7 @@ fn the_lstm_step_matches_its_equations_and_its_gradient_matches_finite_differenc
         }
     }
     let (mut d_pre, mut d_c_prev) = (vec![0.0; 4 * n], vec![0.0; n]);
-    lstm_backward(&acts, &t, &c_prev, &wh, &wc, &mut d_pre, &mut d_c_prev, hidden);
+    lstm_backward(&acts, &t, &c_prev, &wh, &wc, as_unwritten(&mut d_pre), &mut d_c_prev, hidden);
     let eps = 1e-2;
     let numeric = |f: &dyn Fn(f32) -> f64| ((f(eps) - f(-eps)) / (2.0 * f64::from(eps))) as f32;
     for k in 0..4 * n {
@@ -86,7 +102,7 @@ fn the_lstm_step_matches_its_equations_and_its_gradient_matches_finite_differenc
 fn gru_loss(xp: &[f32], hp: &[f32], bx: &[f32], bh: &[f32], h_prev: &[f32], w: &[f32]) -> f64 {
     let n = h_prev.len();
     let (mut h, mut saved) = (vec![0.0; n], vec![0.0; 4 * n]);
-    gru_forward(xp, hp, bx, bh, h_prev, &mut h, &mut saved);
+    gru_forward(xp, hp, bx, bh, h_prev, as_unwritten(&mut h), as_unwritten(&mut saved));
     (0..n).map(|j| f64::from(w[j] * h[j])).sum()
 }
 
@@ -102,7 +118,7 @@ fn the_gru_step_matches_its_equations_and_its_gradient_matches_finite_difference
         inputs(n, 1.0, 4.0),
     );
     let (mut h, mut saved) = (vec![0.0; n], vec![0.0; 4 * n]);
-    gru_forward(&xp, &hp, &bx, &bh, &h_prev, &mut h, &mut saved);
+    gru_forward(&xp, &hp, &bx, &bh, &h_prev, as_unwritten(&mut h), as_unwritten(&mut saved));
     let s = |v: f32| 1.0 / (1.0 + (-v).exp());
     for b in 0..batch {
         for j in 0..hidden {
@@ -118,7 +134,15 @@ fn the_gru_step_matches_its_equations_and_its_gradient_matches_finite_difference
         }
     }
     let (mut d_xp, mut d_hp, mut d_h_prev) = (vec![0.0; 3 * n], vec![0.0; 3 * n], vec![0.0; n]);
-    gru_backward(&saved, &h_prev, &w, &mut d_xp, &mut d_hp, &mut d_h_prev, hidden);
+    gru_backward(
+        &saved,
+        &h_prev,
+        &w,
+        as_unwritten(&mut d_xp),
+        as_unwritten(&mut d_hp),
+        &mut d_h_prev,
+        hidden,
+    );
     let eps = 1e-2;
     let numeric = |f: &dyn Fn(f32) -> f64| ((f(eps) - f(-eps)) / (2.0 * f64::from(eps))) as f32;
     for k in 0..3 * n {
@@ -153,11 +177,11 @@ fn the_gru_step_matches_its_equations_and_its_gradient_matches_finite_difference
 fn the_rnn_step_is_tanh_of_the_sum_and_its_gradient_is_one_minus_h_squared() {
     let (xp, hp, bias) = (inputs(12, 2.0, 0.0), inputs(12, 2.0, 1.0), inputs(4, 0.5, 2.0));
     let mut h = vec![0.0; 12];
-    rnn_forward(&xp, &hp, &bias, &mut h);
+    rnn_forward(&xp, &hp, &bias, as_unwritten(&mut h));
     assert!((0..12).all(|i| (h[i] - (xp[i] + hp[i] + bias[i % 4]).tanh()).abs() < 2e-7));
     let dh = inputs(12, 1.0, 3.0);
     let mut d = vec![0.0; 12];
-    rnn_backward(&h, &dh, &mut d);
+    rnn_backward(&h, &dh, as_unwritten(&mut d));
     assert!((0..12).all(|i| d[i] == dh[i] * (1.0 - h[i] * h[i])));
 }
 
@@ -201,20 +225,28 @@ fn a_whole_layer_runs_its_steps_and_its_gradients_match_finite_differences() {
         }
         let mut h1 = vec![0.0; n];
         match cell {
-            Cell::Rnn => rnn_forward(&xp[..batch * width], &hp, &bias, &mut h1),
+            Cell::Rnn => rnn_forward(&xp[..batch * width], &hp, &bias, as_unwritten(&mut h1)),
             Cell::Gru => gru_forward(
                 &xp[..batch * width],
                 &hp,
                 &bias,
                 &hidden_bias,
                 &h0,
-                &mut h1,
-                &mut vec![0.0; 4 * n],
+                as_unwritten(&mut h1),
+                as_unwritten(&mut vec![0.0; 4 * n]),
             ),
             Cell::Lstm => {
                 let pre: Vec<f32> = hp.iter().zip(&xp).map(|(a, b)| a + b).collect();
                 let (mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-                lstm_forward(&pre, &bias, &c0, &mut h1, &mut c, &mut acts, &mut t);
+                lstm_forward(
+                    &pre,
+                    &bias,
+                    &c0,
+                    as_unwritten(&mut h1),
+                    as_unwritten(&mut c),
+                    as_unwritten(&mut acts),
+                    as_unwritten(&mut t),
+                );
             }
         }
         assert!(h1.iter().zip(&run.outputs).all(|(a, b)| (a - b).abs() < 1e-5), "{cell:?}: step 1");
