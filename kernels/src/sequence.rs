@@ -141,12 +141,6 @@ impl Rows {
     }
 }
 
-/// Writes `src` into `dst`, of the same length.
-fn write_all(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
-    assert_eq!(dst.len(), src.len());
-    dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
-}
-
 /// Runs the layer over `xp` from `h0` (and, for the LSTM, `c0`).
 pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward {
     let Layer { cell, steps, batch, hidden, u, .. } = *layer;
@@ -162,7 +156,7 @@ pub fn forward(layer: &Layer<'_>, xp: &[f32], h0: &[f32], c0: &[f32]) -> Forward
     );
     if cell == Cell::Lstm {
         // SAFETY: no part runs yet.
-        write_all(unsafe { buffers.1.to_write(0, n) }, c0);
+        unsafe { buffers.1.to_write(0, n) }.write_copy_of_slice(c0);
     }
     split_rows(batch, |rows| forward_rows(layer, xp, h0, rows, &buffers));
     // SAFETY: `c_0` above, and every step's rows of each buffer by the parts, which cover the
@@ -323,9 +317,9 @@ fn backward_rows(
         matmul([len, width, hidden], (d_hp_t, false), (u_t, false), &mut dh_next, cell == Cell::Gru, false);
     }
     // SAFETY: these rows of the input gradients are this part's alone.
-    write_all(unsafe { written.d_h0.to_write(r0 * hidden, len * hidden) }, &dh_next);
+    unsafe { written.d_h0.to_write(r0 * hidden, len * hidden) }.write_copy_of_slice(&dh_next);
     if cell == Cell::Lstm {
-        write_all(unsafe { written.d_c0.to_write(r0 * hidden, len * hidden) }, &dc_next);
+        unsafe { written.d_c0.to_write(r0 * hidden, len * hidden) }.write_copy_of_slice(&dc_next);
     }
 }
 
