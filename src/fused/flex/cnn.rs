@@ -33,23 +33,15 @@ pub(super) fn batch_stats(x: &FlexTensor) -> FlexTensor {
     tensor([stats.mean, stats.variance].concat(), [2, channels])
 }
 
-/// Where a batch norm's ReLU, if it had one, let the gradient through: the forward's output
-/// after a residual, `beta` (to recompute it from `x`) without one.
-#[derive(Debug)]
-enum ReluMask {
-    None,
-    Output(FlexTensor),
-    Recomputed(FlexTensor),
-}
-
-/// What a batch norm's backward needs: its input, `gamma` and statistics, its ReLU's mask, and
-/// whether it added a residual.
+/// What a batch norm's backward needs: its input, `gamma` and statistics, whether it added a
+/// residual, and where it ended in a ReLU, what shows where the ReLU passed: its output after a
+/// residual, else `beta`, from which the kernel recomputes it.
 #[derive(Debug)]
 pub(super) struct BatchNormRun {
     x: FlexTensor,
     gamma: FlexTensor,
     stats: batch_norm::Statistics,
-    relu: ReluMask,
+    relu_mask: Option<FlexTensor>,
     residual: bool,
 }
 
@@ -58,7 +50,7 @@ impl BatchNormRun {
         let values = values(stats);
         let (mean, variance) = values.split_at(values.len() / 2);
         let stats = batch_norm::Statistics { mean: mean.to_vec(), variance: variance.to_vec() };
-        Self { x: x.clone(), gamma: gamma.clone(), stats, relu: ReluMask::None, residual: false }
+        Self { x: x.clone(), gamma: gamma.clone(), stats, relu_mask: None, residual: false }
     }
 
     /// The kernels' view of this run, over `x`'s and `gamma`'s values.
@@ -81,11 +73,7 @@ impl BatchNormRun {
         let epilogue = batch_norm::Epilogue { residual: residual_values.as_deref(), relu };
         let normalized = self.normalized(&x, &gamma);
         let y = tensor(batch_norm::forward(&normalized, &beta, epilogue), shape);
-        self.relu = match (relu, residual) {
-            (false, _) => ReluMask::None,
-            (true, Some(_)) => ReluMask::Output(y.clone()),
-            (true, None) => ReluMask::Recomputed(beta_tensor.clone()),
-        };
+        self.relu_mask = relu.then(|| if residual.is_some() { y.clone() } else { beta_tensor.clone() });
         self.residual = residual.is_some();
         y
     }
@@ -94,14 +82,11 @@ impl BatchNormRun {
     /// there was one.
     fn backward(&self, grad: &FlexTensor) -> Vec<Option<FlexTensor>> {
         let (x, gamma, dy) = (values(&self.x), values(&self.gamma), values(grad));
-        let mask = match &self.relu {
-            ReluMask::None => None,
-            ReluMask::Output(t) | ReluMask::Recomputed(t) => Some(values(t)),
-        };
-        let relu = match (&self.relu, mask.as_deref()) {
-            (ReluMask::Output(_), Some(out)) => batch_norm::Relu::Output(out),
-            (ReluMask::Recomputed(_), Some(beta)) => batch_norm::Relu::Recomputed(beta),
-            _ => batch_norm::Relu::None,
+        let mask = self.relu_mask.as_ref().map(values);
+        let relu = match mask.as_deref() {
+            None => batch_norm::Relu::None,
+            Some(out) if self.residual => batch_norm::Relu::Output(out),
+            Some(beta) => batch_norm::Relu::Recomputed(beta),
         };
         let normalized = self.normalized(&x, &gamma);
         let g = batch_norm::backward(&normalized, &dy, relu, self.residual);
