@@ -6,37 +6,14 @@
 //!
 //! `cargo run --release -p kiln-kernels --example conv_bench [resnet18|densenet|lenet_bn] [repeats]`
 
-use std::time::Instant;
+mod common;
 
+use common::{best, values};
 use kiln_kernels::conv::{self, Conv};
 
 fn conv(batch: usize, c_in: usize, side: usize, c_out: usize, kernel: usize, stride: usize) -> Conv {
     let pad = kernel / 2;
     Conv { batch, c_in, h: side, w: side, c_out, kernel: [kernel; 2], stride: [stride; 2], padding: [pad; 2] }
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// The best of `repeats` runs of `f`, in seconds.
-fn best(repeats: usize, mut f: impl FnMut()) -> f64 {
-    (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 /// ResNet-18's convolutions: (name, shapes, how many times a step runs it).

@@ -5,33 +5,10 @@
 //!
 //! `cargo run --release -p kiln-kernels --example norm_bench [repeats]`
 
-use std::time::Instant;
+mod common;
 
+use common::{best, values};
 use kiln_kernels::batch_norm::{self, Epilogue, Normalized, Relu, Shape};
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// The best of `repeats` runs of `f`, in seconds.
-fn best(repeats: usize, mut f: impl FnMut()) -> f64 {
-    (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 /// The batch norms of the book's DenseNet at 96×96: the stem's, one before each convolution of
 /// the four dense blocks (growth 32) and of the three transitions, and the last.
