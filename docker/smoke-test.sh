@@ -92,8 +92,28 @@ run_container() {
   docker logs "$1" >&2
   fail "$1 was not ready within 60 s"
 }
-# GET or POST with a JSON body and the key; fails on an HTTP error.
-api() { curl -sS --fail-with-body -H 'content-type: application/json' -H "authorization: Bearer $KILN_API_KEY" "$@"; }
+# GET or POST with a JSON body and the key; prints the answer. On an HTTP error it says which
+# request got which answer (the problem+json body) on stderr, and fails with curl's exit code.
+api() {
+  local body rc=0
+  body="$(curl -sS --fail-with-body -H 'content-type: application/json' -H "authorization: Bearer $KILN_API_KEY" "$@")" \
+    || rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "request failed (curl exit $rc): $*" >&2
+    echo "answer: $body" >&2
+    return "$rc"
+  fi
+  printf '%s\n' "$body"
+}
+# A command that fails outside an `|| fail` stops the script (set -e): name it, with the end of each
+# container's log, so a red CI says where and why.
+on_error() {
+  echo "FAIL: line $1 exited $2: $3" >&2
+  for c in "$name" "$name-2"; do
+    docker logs --tail 20 "$c" 2>&1 | sed "s/^/[$c] /" >&2 || true
+  done
+}
+trap 'on_error "$LINENO" "$?" "$BASH_COMMAND"' ERR
 # Polls a job until it leaves queued/running; prints its final status.
 wait_for() {
   local status
