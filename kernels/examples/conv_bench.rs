@@ -4,7 +4,9 @@
 //! and backward with the input's gradient, per layer, with the rate in GFLOP/s (a multiply-add
 //! counts two), and the sum over a training step.
 //!
-//! `cargo run --release -p kiln-kernels --example conv_bench [resnet18|densenet|lenet_bn] [repeats]`
+//! `cargo run --release -p kiln-kernels --example conv_bench [resnet18|densenet|lenet_bn] [repeats] [layer]`
+//!
+//! `layer`, when given, keeps only the layers whose names contain it (to profile one).
 
 mod common;
 
@@ -63,12 +65,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| "resnet18".into());
     let repeats: usize = args.next().map_or(5, |a| a.parse().expect("repeats: a number"));
-    let layers = match model.as_str() {
+    let mut layers = match model.as_str() {
         "resnet18" => resnet18(32),
         "densenet" => densenet(32),
         "lenet_bn" => lenet(256),
         other => panic!("model: resnet18, densenet or lenet_bn, not {other}"),
     };
+    if let Some(only) = args.next() {
+        layers.retain(|(name, _, _)| name.contains(&only));
+    }
     println!("{:<22} {:>9} {:>9} {:>9} {:>9}", "layer", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
     let (mut total_fwd, mut total_bwd) = (0.0, 0.0);
     for (name, c, times) in &layers {
