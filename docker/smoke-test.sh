@@ -195,7 +195,9 @@ echo "The Time Machine, 2 epochs: perplexity $tm_ppl"
 jq -e -n "$tm_ppl > 1 and $tm_ppl < 28" >/dev/null || fail "perplexity $tm_ppl over the book's 28 symbols"
 
 step "docker stop during training: checkpoint and exit within 10 s"
-long="$(jq '.name = "smoke: interrupted" | .training.epochs = 200 | .checkpoint = {"every": 1, "keep_last": 1}' \
+# As many epochs as a job may have (an epoch of this one takes 0.3 s on a 2-core machine in the
+# debug build; a fast machine trained 200 in the time the test took to cancel them).
+long="$(jq '.name = "smoke: interrupted" | .training.epochs = 1000 | .checkpoint = {"every": 1, "keep_last": 1}' \
   examples/lenet-bn-synthetic.json | api -X POST "$base_url/jobs" -d @- | jq -r .id)"
 epochs_before=0
 for _ in $(seq 1 120); do
@@ -233,8 +235,13 @@ echo "interrupted job: $(api "$base_url/jobs/$long" | jq -r .status), epochs $ep
 # grep -c reads the whole log: grep -q could close the pipe early and fail it under pipefail.
 [ "$(docker logs "$name-2" 2>&1 | grep -c "resuming from checkpoint")" -ge 1 ] \
   || fail "the new container did not resume the interrupted job from its checkpoint"
-api -X POST "$base_url/jobs/$long/cancel" >/dev/null
-[ "$(wait_for "$long")" = cancelled ] || fail "the interrupted job did not cancel"
+# A cancel answers 409 only if the job has ended since: then it must have succeeded.
+if api -X POST "$base_url/jobs/$long/cancel" >/dev/null; then
+  [ "$(wait_for "$long")" = cancelled ] || fail "the interrupted job did not cancel"
+else
+  [ "$(api "$base_url/jobs/$long" | jq -r .status)" = succeeded ] || fail "the interrupted job could not be cancelled"
+  echo "the interrupted job finished all its epochs before the cancel"
+fi
 docker stop -t 10 "$name-2" >/dev/null
 
 echo
