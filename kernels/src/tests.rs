@@ -363,13 +363,22 @@ fn the_convolution_and_its_gradients_match_the_definition() {
         shape(2, 16, [6, 13], 3, [3, 2], [1, 1], [1, 0]),
         shape(2, 17, [8, 10], 6, [1, 1], [1, 1], [0, 0]),
         shape(1, 16, [10, 16], 2, [5, 5], [1, 1], [2, 2]),
+        // 3×3 "same" at stride 1 with 16 channels or more in and out: Winograd's F(2×2, 3×3),
+        // odd sides (a last tile half outside) among them.
+        shape(3, 16, [9, 8], 17, [3, 3], [1, 1], [1, 1]),
+        shape(9, 20, [8, 8], 16, [3, 3], [1, 1], [1, 1]),
+        // ... but not on maps under 6×6, such as ResNet-18's last, 3×3.
+        shape(4, 16, [3, 3], 18, [3, 3], [1, 1], [1, 1]),
     ] {
         let [oh, ow] = c.out();
         let x = inputs(c.batch * c.c_in * c.h * c.w, 1.0, 1.0);
         let w = inputs(c.c_out * c.c_in * c.kernel[0] * c.kernel[1], 0.5, 2.0);
         let bias = inputs(c.c_out, 0.3, 3.0);
         let dy = inputs(c.batch * c.c_out * oh * ow, 1.0, 4.0);
-        assert_eq!(c.takes_shifted(), c.stride == [1, 1] && c.c_in >= 16, "{c:?}: the path meant for it");
+        let (stride_1, wide) = (c.stride == [1, 1], oh * ow >= 64);
+        assert_eq!(c.takes_shifted(), stride_1 && c.c_in >= 16 && wide, "{c:?}: the path meant for it");
+        let winograd = c.kernel == [3, 3] && stride_1 && c.c_in.min(c.c_out) >= 16 && c.h.min(c.w) >= 6;
+        assert_eq!(c.takes_winograd(), winograd, "{c:?}: Winograd");
         let [out, dx, dw, db] = direct_conv(&c, &x, &w, &bias, &dy);
         assert_close("forward", &conv::forward(&c, &x, &w, &bias), &out);
         let g = conv::backward(&c, &x, &w, &dy, true);

@@ -321,10 +321,12 @@ fn the_fused_convolution_matches_burns_in_value_and_gradient() {
     // LeNet's first convolution (5×5, padding 2), a 3×3 "same" one at stride 1 (wide enough,
     // with channels enough, for one product per kernel offset), a strided 3×3 one with padding
     // (ResNet's), a 1×1 shortcut with stride 2, a 7×7 stem with stride 2 and padding 3 on an odd size, and
-    // small outputs whose samples share a product (seven samples in groups of five and two).
+    // small outputs whose samples share a product (seven samples in groups of five and two);
+    // and a 3×3 "same" one at stride 1 with 16 channels in and out (Winograd's F(2×2, 3×3)).
     for (batch, c_in, side, c_out, kernel, stride, padding) in [
         (3, 1, 12, 4, 5, 1, 2),
         (2, 16, 10, 4, 3, 1, 1),
+        (3, 16, 7, 16, 3, 1, 1),
         (2, 3, 9, 5, 3, 2, 1),
         (2, 4, 8, 6, 1, 2, 0),
         (2, 3, 11, 4, 7, 2, 3),

@@ -1,8 +1,10 @@
 //! 2-D convolution (any stride and zero padding; no dilation, no groups), forward and backward,
-//! over NCHW `f32` data, the samples split between rayon's threads. Two ways, chosen per shape:
-//! at stride 1 on maps wide enough, one gemm per kernel offset on the zero-padded input
-//! ([`shifted`]); otherwise per sample (or group of small samples) an im2col and one gemm. The
-//! backward on small maps takes the whole batch's patches at once ([`batch_wide`]).
+//! over NCHW `f32` data, the samples split between rayon's threads. Three ways, chosen per shape:
+//! 3×3 "same" at stride 1 (most of ResNet-18's), Winograd's F(2×2, 3×3) ([`winograd`]), for the
+//! output and the input's gradient; other stride-1 ones on maps wide enough, one gemm per kernel
+//! offset on the zero-padded input ([`shifted`]); otherwise per sample (or group of small
+//! samples) an im2col and one gemm. The backward on small maps takes the whole batch's patches
+//! at once ([`batch_wide`]).
 //!
 //! The products are laid out for gemm's AVX-512 tile, which covers 64 rows of the (internally
 //! transposed) output at a time: the output positions run along those rows, and the operands gemm
@@ -16,6 +18,7 @@ use super::linalg::{matmul, transpose};
 
 mod batch_wide;
 mod shifted;
+mod winograd;
 
 /// A convolution's shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +144,12 @@ impl Conv {
     pub(crate) fn takes_shifted(&self) -> bool {
         shifted::applies(self)
     }
+
+    /// Whether this convolution runs by Winograd's F(2×2, 3×3) ([`winograd`]), for tests.
+    #[cfg(test)]
+    pub(crate) fn takes_winograd(&self) -> bool {
+        winograd::applies(self)
+    }
 }
 
 /// The output `[batch, c_out, oh, ow]` of `x` (`[batch, c_in, h, w]`) with `weight`
@@ -148,29 +157,13 @@ impl Conv {
 pub fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     assert!(x.len() == conv.batch * conv.c_in * conv.h * conv.w);
     assert!(weight.len() == conv.c_out * conv.k() && bias.len() == conv.c_out);
-    if shifted::applies(conv) {
-        forward_shifted(conv, x, weight, bias)
+    if winograd::applies(conv) {
+        winograd::forward(conv, x, weight, bias)
+    } else if shifted::applies(conv) {
+        shifted::forward(conv, x, weight, bias)
     } else {
         forward_patches(conv, x, weight, bias)
     }
-}
-
-/// [`forward`] through one product per kernel offset on the padded input ([`shifted`]).
-fn forward_shifted(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let geo = shifted::Padded::of(conv);
-    let by_offset = shifted::weights_by_offset(conv, weight, false);
-    let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
-            || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
-            |(xp, wide), (out, x)| {
-                geo.pad(conv, x, xp);
-                shifted::forward_sample(conv, &geo, xp, &by_offset, bias, wide, out);
-            },
-        )
-    };
-    // SAFETY: `forward_sample` writes each sample's whole output.
-    unsafe { crate::written(conv.batch * out_len, fill) }
 }
 
 /// [`forward`] through patches (im2col) and one product per sample or group of samples.
@@ -237,8 +230,13 @@ pub fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: 
         dy.len() == conv.batch * conv.c_out * conv.p() && x.len() == conv.batch * conv.c_in * conv.h * conv.w
     );
     assert!(weight.len() == conv.c_out * conv.k());
+    if input_grad && winograd::applies(conv) {
+        // The weight's and bias's gradients as this shape has them otherwise; the input's here.
+        let without = backward(conv, x, weight, dy, false);
+        return Gradients { x: Some(winograd::input_gradient(conv, weight, dy)), ..without };
+    }
     if shifted::applies(conv) {
-        backward_shifted(conv, x, weight, dy, input_grad)
+        shifted::backward(conv, x, weight, dy, input_grad)
     } else if batch_wide::applies(conv) {
         batch_wide::backward(conv, x, weight, dy, input_grad)
     } else {
@@ -271,46 +269,6 @@ fn sum_partials((mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32
     a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
     b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
     (a, b)
-}
-
-/// [`backward`] through one product per kernel offset on the padded input ([`shifted`]), one
-/// sample at a time, each thread summing one run of samples.
-fn backward_shifted(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
-    let geo = shifted::Padded::of(conv);
-    let (taps, block, c_out) = (conv.kernel[0] * conv.kernel[1], conv.c_out * conv.c_in, conv.c_out);
-    let wt_by_offset = shifted::weights_by_offset(conv, weight, true);
-    let (sample, dy_len) = (conv.c_in * conv.h * conv.w, c_out * conv.p());
-    // Without the input's gradient, one unused float per sample keeps the loop's shape.
-    let mut dx = crate::zeros(if input_grad { x.len() } else { conv.batch });
-    let chunk = if input_grad { sample } else { 1 };
-    let runs = in_runs(
-        &mut dx,
-        chunk,
-        conv.batch,
-        || (shifted::Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
-        |(mut s, mut dw, mut db), (b, dx)| {
-            geo.pad(conv, &x[b * sample..(b + 1) * sample], &mut s.xp);
-            let dy = &dy[b * dy_len..(b + 1) * dy_len];
-            let dx = input_grad.then_some(dx);
-            shifted::backward_sample(conv, &geo, &mut s, dy, &wt_by_offset, &mut dw, &mut db, dx);
-            (s, dw, db)
-        },
-    );
-    let (dw_by_offset, d_bias) = runs
-        .into_iter()
-        .map(|(_, dw, db)| (dw, db))
-        .reduce(sum_partials)
-        .unwrap_or_else(|| (vec![0.0; taps * block], vec![0.0; c_out]));
-    // `[c_out, c_in, kh, kw]` from one `[c_in, c_out]` block per offset.
-    let mut d_weight = vec![0.0; taps * block];
-    for (t, dw) in dw_by_offset.chunks_exact(block).enumerate() {
-        for (ci, row) in dw.chunks_exact(c_out).enumerate() {
-            for (co, &v) in row.iter().enumerate() {
-                d_weight[(co * conv.c_in + ci) * taps + t] = v;
-            }
-        }
-    }
-    Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
 }
 
 impl Conv {

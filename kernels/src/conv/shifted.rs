@@ -11,7 +11,9 @@
 
 use std::mem::MaybeUninit;
 
-use super::Conv;
+use rayon::prelude::*;
+
+use super::{Conv, Gradients};
 use crate::linalg::{View, matmul_views, transpose};
 
 /// Whether `conv` runs here rather than through patches: at stride 1, where at most a fifth of
@@ -192,4 +194,62 @@ pub(super) fn backward_sample(
         matmul_views((wt_by_offset, w), (&s.dy_wide, View::dense(c_out, n)), (&mut s.dxp, window), true);
     }
     geo.unpad(conv, &s.dxp, dx);
+}
+
+/// [`super::forward`] through one product per kernel offset on the padded input.
+pub(super) fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let geo = Padded::of(conv);
+    let by_offset = weights_by_offset(conv, weight, false);
+    let (sample, out_len) = (conv.c_in * conv.h * conv.w, conv.c_out * conv.p());
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(out_len).zip(x.par_chunks(sample)).for_each_init(
+            || (vec![0.0; geo.len(conv)], vec![0.0; conv.c_out * geo.n()]),
+            |(xp, wide), (out, x)| {
+                geo.pad(conv, x, xp);
+                forward_sample(conv, &geo, xp, &by_offset, bias, wide, out);
+            },
+        )
+    };
+    // SAFETY: `forward_sample` writes each sample's whole output.
+    unsafe { crate::written(conv.batch * out_len, fill) }
+}
+
+/// [`super::backward`] through one product per kernel offset on the padded input, one
+/// sample at a time, each thread summing one run of samples.
+pub(super) fn backward(conv: &Conv, x: &[f32], weight: &[f32], dy: &[f32], input_grad: bool) -> Gradients {
+    let geo = Padded::of(conv);
+    let (taps, block, c_out) = (conv.kernel[0] * conv.kernel[1], conv.c_out * conv.c_in, conv.c_out);
+    let wt_by_offset = weights_by_offset(conv, weight, true);
+    let (sample, dy_len) = (conv.c_in * conv.h * conv.w, c_out * conv.p());
+    // Without the input's gradient, one unused float per sample keeps the loop's shape.
+    let mut dx = crate::zeros(if input_grad { x.len() } else { conv.batch });
+    let chunk = if input_grad { sample } else { 1 };
+    let runs = super::in_runs(
+        &mut dx,
+        chunk,
+        conv.batch,
+        || (Scratch::new(conv, &geo), vec![0.0; taps * block], vec![0.0; c_out]),
+        |(mut s, mut dw, mut db), (b, dx)| {
+            geo.pad(conv, &x[b * sample..(b + 1) * sample], &mut s.xp);
+            let dy = &dy[b * dy_len..(b + 1) * dy_len];
+            let dx = input_grad.then_some(dx);
+            backward_sample(conv, &geo, &mut s, dy, &wt_by_offset, &mut dw, &mut db, dx);
+            (s, dw, db)
+        },
+    );
+    let (dw_by_offset, d_bias) = runs
+        .into_iter()
+        .map(|(_, dw, db)| (dw, db))
+        .reduce(super::sum_partials)
+        .unwrap_or_else(|| (vec![0.0; taps * block], vec![0.0; c_out]));
+    // `[c_out, c_in, kh, kw]` from one `[c_in, c_out]` block per offset.
+    let mut d_weight = vec![0.0; taps * block];
+    for (t, dw) in dw_by_offset.chunks_exact(block).enumerate() {
+        for (ci, row) in dw.chunks_exact(c_out).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                d_weight[(co * conv.c_in + ci) * taps + t] = v;
+            }
+        }
+    }
+    Gradients { x: input_grad.then_some(dx), weight: d_weight, bias: d_bias }
 }
