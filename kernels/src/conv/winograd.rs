@@ -113,7 +113,8 @@ crate::simd::multiversion! {
         for (sc, channel) in x.chunks_exact(h * w).enumerate() {
             // Input row r, column q, is padded row r + 1, column q + 1.
             for (r, row) in channel.chunks_exact(w).enumerate() {
-                let at = (r + 1) % 2 * 2 * part + (r + 1) / 2 * half;
+                let padded = r + 1;
+                let at = padded % 2 * 2 * part + padded / 2 * half;
                 let (even, odd) = scratch.parts[at..].split_at_mut(part);
                 for (k, pair) in row.chunks(2).enumerate() {
                     odd[k] = pair[0];
