@@ -1,10 +1,10 @@
 //! 2-D convolution (any stride and zero padding; no dilation, no groups), forward and backward,
 //! over NCHW `f32` data, the samples split between rayon's threads. Three ways, chosen per shape:
 //! 3×3 "same" at stride 1 (most of ResNet-18's), Winograd's F(2×2, 3×3) ([`winograd`]), for the
-//! output and the input's gradient; other stride-1 ones on maps wide enough, one gemm per kernel
-//! offset on the zero-padded input ([`shifted`]); otherwise per sample (or group of small
-//! samples) an im2col and one gemm. The backward on small maps takes the whole batch's patches
-//! at once ([`batch_wide`]).
+//! output and the input's gradient (their weight's gradient goes as the next two say); other
+//! stride-1 ones on maps wide enough, one gemm per kernel offset on the zero-padded input
+//! ([`shifted`]); otherwise per sample (or group of small samples) an im2col and one gemm. The
+//! backward on small maps takes the whole batch's patches at once ([`batch_wide`]).
 //!
 //! The products are laid out for gemm's AVX-512 tile, which covers 64 rows of the (internally
 //! transposed) output at a time: the output positions run along those rows, and the operands gemm
