@@ -369,6 +369,10 @@ fn the_convolution_and_its_gradients_match_the_definition() {
         shape(9, 20, [8, 8], 16, [3, 3], [1, 1], [1, 1]),
         // ... but not on maps under 6×6, such as ResNet-18's last, 3×3.
         shape(4, 16, [3, 3], 18, [3, 3], [1, 1], [1, 1]),
+        // Under 64 positions with 64 output channels or more: the backward batch-wide, the
+        // input channels (an odd count) split between the threads.
+        shape(3, 5, [5, 4], 64, [3, 3], [1, 1], [1, 1]),
+        shape(4, 7, [7, 7], 66, [3, 3], [2, 2], [1, 1]),
     ] {
         let [oh, ow] = c.out();
         let x = inputs(c.batch * c.c_in * c.h * c.w, 1.0, 1.0);
