@@ -137,6 +137,16 @@ fn as_unwritten(slice: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(slice as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
+/// One LSTM step into fresh buffers, for tests: `[h, c, acts, tanh_c]` ([`lstm_forward`]).
+#[cfg(test)]
+fn lstm_step(pre: &[f32], bias: &[f32], c_prev: &[f32]) -> [Vec<f32>; 4] {
+    let n = c_prev.len();
+    let [mut h, mut c, mut acts, mut tanh_c] = [n, n, 4 * n, n].map(|len| vec![0.0; len]);
+    let outputs = (as_unwritten(&mut h), as_unwritten(&mut c), as_unwritten(&mut acts));
+    lstm_forward(pre, bias, c_prev, outputs.0, outputs.1, outputs.2, as_unwritten(&mut tanh_c));
+    [h, c, acts, tanh_c]
+}
+
 pub mod batch_norm;
 mod cells;
 pub mod conv;

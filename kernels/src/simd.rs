@@ -122,7 +122,7 @@ pub(crate) mod tests {
 
     use super::Level;
     use crate::{
-        as_unwritten, gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward,
+        as_unwritten, gru_backward, gru_forward, lstm_backward, lstm_step, rnn_backward, rnn_forward,
     };
 
     thread_local! {
@@ -152,17 +152,7 @@ pub(crate) mod tests {
         let (pre, bias) = (values(4 * n, 6.0, 5.0), values(4 * hidden, 0.5, 6.0));
         let (xp, hp, bh) = (values(3 * n, 6.0, 7.0), values(3 * n, 6.0, 8.0), values(3 * hidden, 0.5, 9.0));
         at(level, || {
-            let (mut h, mut c, mut acts, mut tanh_c) =
-                (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-            lstm_forward(
-                &pre,
-                &bias,
-                &c_prev,
-                as_unwritten(&mut h),
-                as_unwritten(&mut c),
-                as_unwritten(&mut acts),
-                as_unwritten(&mut tanh_c),
-            );
+            let [h, c, acts, tanh_c] = lstm_step(&pre, &bias, &c_prev);
             let (mut d_pre, mut d_c_prev) = (vec![0.0; 4 * n], vec![0.0; n]);
             lstm_backward(&acts, &tanh_c, &c_prev, &dh, &dc, as_unwritten(&mut d_pre), &mut d_c_prev, hidden);
             let (mut gh, mut saved) = (vec![0.0; n], vec![0.0; 4 * n]);

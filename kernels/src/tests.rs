@@ -39,16 +39,7 @@ fn sigmoid_passes_agree_with_the_scalar_function_on_both_paths() {
 /// A scalar loss of the LSTM step's outputs, `Σ wh·h + Σ wc·c`, in f64 from the f32 kernel.
 fn lstm_loss(pre: &[f32], bias: &[f32], c_prev: &[f32], wh: &[f32], wc: &[f32]) -> f64 {
     let n = c_prev.len();
-    let (mut h, mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-    lstm_forward(
-        pre,
-        bias,
-        c_prev,
-        as_unwritten(&mut h),
-        as_unwritten(&mut c),
-        as_unwritten(&mut acts),
-        as_unwritten(&mut t),
-    );
+    let [h, c, ..] = lstm_step(pre, bias, c_prev);
     (0..n).map(|j| f64::from(wh[j] * h[j] + wc[j] * c[j])).sum()
 }
 
@@ -58,16 +49,7 @@ fn the_lstm_step_matches_its_equations_and_its_gradient_matches_finite_differenc
     let n = batch * hidden;
     let (pre, bias, c_prev) = (inputs(4 * n, 2.0, 0.0), inputs(4 * hidden, 0.5, 3.0), inputs(n, 1.0, 7.0));
     let (wh, wc) = (inputs(n, 1.0, 11.0), inputs(n, 1.0, 13.0));
-    let (mut h, mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-    lstm_forward(
-        &pre,
-        &bias,
-        &c_prev,
-        as_unwritten(&mut h),
-        as_unwritten(&mut c),
-        as_unwritten(&mut acts),
-        as_unwritten(&mut t),
-    );
+    let [h, c, acts, t] = lstm_step(&pre, &bias, &c_prev);
     for b in 0..batch {
         for j in 0..hidden {
             let gate = |k: usize| pre[b * 4 * hidden + k * hidden + j] + bias[k * hidden + j];
@@ -237,16 +219,7 @@ fn a_whole_layer_runs_its_steps_and_its_gradients_match_finite_differences() {
             ),
             Cell::Lstm => {
                 let pre: Vec<f32> = hp.iter().zip(&xp).map(|(a, b)| a + b).collect();
-                let (mut c, mut acts, mut t) = (vec![0.0; n], vec![0.0; 4 * n], vec![0.0; n]);
-                lstm_forward(
-                    &pre,
-                    &bias,
-                    &c0,
-                    as_unwritten(&mut h1),
-                    as_unwritten(&mut c),
-                    as_unwritten(&mut acts),
-                    as_unwritten(&mut t),
-                );
+                [h1, ..] = lstm_step(&pre, &bias, &c0);
             }
         }
         assert!(h1.iter().zip(&run.outputs).all(|(a, b)| (a - b).abs() < 1e-5), "{cell:?}: step 1");
