@@ -18,7 +18,11 @@
 # order of value: PyTorch, the WGSL build, the SPIR-V build, then the service job.
 #
 # --tiny tests the plumbing where there is no NVIDIA GPU (llvmpipe, PyTorch on the CPU): small
-# batches, few steps, and a LeNet-BN job on generated images in place of the ResNet-18 job.
+# batches, few steps, and a LeNet-BN job on generated images in place of the ResNet-18 job. Its
+# budget defaults to 1,500 s: llvmpipe compiles each kernel in seconds, and the service job alone
+# takes minutes there. It wants llvmpipe through Vulkan (Mesa's mesa-vulkan-drivers): through
+# OpenGL, wgpu gives up on its context lock while a large kernel compiles (a panic, "Could not
+# lock adapter context").
 #
 # Environment: PYTHON (default python3, must import torch), TORCH_DEVICE (default cuda; cpu
 # for --tiny), VK_DRIVER_FILES (default NVIDIA's ICD where it is installed).
@@ -29,12 +33,14 @@ tiny=false
 [[ ${2:-} == --tiny ]] && tiny=true
 bundle=$(cd "$bundle" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
-budget=${KILN_GPU_BUDGET:-450}
+budget=${KILN_GPU_BUDGET:-$($tiny && echo 1500 || echo 450)}
 python=${PYTHON:-python3}
 started=$SECONDS
 work=$(mktemp -d)
 server=
 trap '[[ -n $server ]] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+# Mesa's Vulkan driver complains on every start without one (llvmpipe, --tiny).
+[[ -n ${XDG_RUNTIME_DIR:-} ]] || { export XDG_RUNTIME_DIR=$work/xdg; mkdir -m 700 "$XDG_RUNTIME_DIR"; }
 log() { echo "[gpu.sh $((SECONDS - started))s] $*" >&2; }
 left() { echo $((budget - (SECONDS - started))); }
 
