@@ -33,7 +33,8 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    // Cephes writes 5.0000001e-1, which is 0.5 in f32 (clippy's excessive_precision).
+    let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     // 2ⁿ from the integer in `shifted`'s mantissa.
     let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits()) as i32;
