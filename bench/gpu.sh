@@ -39,7 +39,8 @@ started=$SECONDS
 work=$(mktemp -d)
 server=
 trap '[[ -n $server ]] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-# Mesa's Vulkan driver complains on every start without one (llvmpipe, --tiny).
+# Without an XDG_RUNTIME_DIR, Mesa's Vulkan driver (libwayland, probing for a display) prints 16
+# errors at every start of kiln on llvmpipe (--tiny).
 [[ -n ${XDG_RUNTIME_DIR:-} ]] || { export XDG_RUNTIME_DIR=$work/xdg; mkdir -m 700 "$XDG_RUNTIME_DIR"; }
 log() { echo "[gpu.sh $((SECONDS - started))s] $*" >&2; }
 left() { echo $((budget - (SECONDS - started))); }

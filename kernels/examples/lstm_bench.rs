@@ -1,6 +1,7 @@
 //! Times a recurrent layer's forward and backward (`kiln_kernels::sequence`) on the shapes of
-//! `bench/cpu-vs-torch.sh`'s language-model workloads: 35 steps, batch 32, 256 hidden units. The
-//! layer's time a training step, without the input's and output's products around it.
+//! `bench/cpu-vs-torch.sh`'s language-model workloads: 35 steps, batch 32, 256 hidden units. That
+//! is the layer's part of a training step; the input's and output's products, the loss and the
+//! update are the rest.
 //!
 //! `cargo run --release -p kiln-kernels --example lstm_bench [repeats] [steps] [batch] [hidden] [cell]`
 //! (`cell`: rnn, gru or lstm; all three without it)
@@ -17,6 +18,7 @@ fn main() {
     println!("{steps} steps, batch {batch}, hidden {hidden}, {} threads", rayon::current_num_threads());
     println!("{:<6} {:>9} {:>9} {:>9}", "cell", "fwd ms", "bwd ms", "GFLOP/s");
     let only = std::env::args().nth(5).map(|c| c.to_lowercase());
+    assert!(only.as_deref().is_none_or(|c| ["rnn", "gru", "lstm"].contains(&c)), "cell: rnn, gru or lstm");
     for cell in [Cell::Rnn, Cell::Gru, Cell::Lstm] {
         if only.as_ref().is_some_and(|c| *c != format!("{cell:?}").to_lowercase()) {
             continue;
