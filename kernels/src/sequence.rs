@@ -330,7 +330,7 @@ mod tests {
     /// Deterministic values in (−scale, scale).
     fn values(n: usize, scale: f32, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as u32 * 2_654_435_761 ^ seed).wrapping_mul(40_503) % 2001) as f32 / 1000.0 - 1.0)
+            .map(|i| (((i as u32 * 2_654_435_761) ^ seed).wrapping_mul(40_503) % 2001) as f32 / 1000.0 - 1.0)
             .map(|v| v * scale)
             .collect()
     }
