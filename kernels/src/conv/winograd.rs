@@ -60,23 +60,25 @@ impl Tiles {
     }
 }
 
+/// `G` times a column (or a row times `Gᵀ`) of three kernel values: four.
+fn g_times(a: f32, b: f32, c: f32) -> [f32; 4] {
+    [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+}
+
 /// `G g Gᵀ` of every `[c_out, c_in]` kernel, as one `[c_out, c_in]` matrix per position ξ.
 fn transform_weights(conv: &Conv, weight: &[f32]) -> Vec<f32> {
     let block = conv.c_out * conv.c_in;
     let mut u = vec![0.0; XI * block];
     for (at, g) in weight.chunks_exact(9).enumerate() {
-        // G g: 4 rows of 3.
+        // G g: 4 rows of 3, a column at a time; then each row times Gᵀ.
         let mut gg = [[0.0f32; 3]; 4];
         for j in 0..3 {
-            let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
-            gg[0][j] = a;
-            gg[1][j] = 0.5 * (a + b + c);
-            gg[2][j] = 0.5 * (a - b + c);
-            gg[3][j] = c;
+            for (i, v) in g_times(g[j], g[3 + j], g[6 + j]).into_iter().enumerate() {
+                gg[i][j] = v;
+            }
         }
         for (i, &[a, b, c]) in gg.iter().enumerate() {
-            let row = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-            for (j, v) in row.into_iter().enumerate() {
+            for (j, v) in g_times(a, b, c).into_iter().enumerate() {
                 u[(i * 4 + j) * block + at] = v;
             }
         }
@@ -223,7 +225,7 @@ pub(super) fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> V
     let tiles = Tiles::of(conv);
     let group = tiles.group(conv.batch);
     let (sample, out_len) = (c_in * conv.h * conv.w, c_out * conv.p());
-    let most = group * tiles.per_sample();
+    let (most, block) = (group * tiles.per_sample(), c_out * c_in);
     // Runs of consecutive groups, about two a thread, each with its own scratch.
     let run = conv.batch.div_ceil(group).div_ceil(2 * rayon::current_num_threads());
     let fill = |out: &mut [MaybeUninit<f32>]| {
@@ -235,7 +237,6 @@ pub(super) fn forward(conv: &Conv, x: &[f32], weight: &[f32], bias: &[f32]) -> V
                 let n = out.len() / out_len * tiles.per_sample();
                 let (v, m) = (&mut v[..XI * c_in * n], &mut m[..XI * c_out * n]);
                 transform_input(conv, tiles, x, v, &mut scratch);
-                let block = c_out * c_in;
                 for xi in 0..XI {
                     let (u, v) = (&u[xi * block..][..block], &v[xi * c_in * n..][..c_in * n]);
                     let m = &mut m[xi * c_out * n..][..c_out * n];
